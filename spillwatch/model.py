@@ -1,0 +1,201 @@
+"""The ONNX spill model at run time: decode, preprocess, infer, spill map -> region.
+
+Shared by the classifier workers, evaluation, benchmarks and replay. Needs onnxruntime, numpy and
+OpenCV only (never torch).
+
+ONNX contract (what ``training`` exports and this module loads):
+  input  ``image``     uint8  [N, S, S, 3]  RGB, S = card["input_size"]; normalisation is inside the graph
+  output ``spill_prob`` float32 [N]          calibrated probability that the frame shows a spill
+  output ``spill_map``  float32 [N, G, G]    per-cell spill probability (coarse map, G = card["map_size"])
+
+The model card sits beside the model as ``<stem>.card.json`` (version, sha256, input_size,
+threshold, map_threshold, ...). ``SpillModel.load`` checks the sha256 so a card never describes
+another file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from spillwatch.events import Region
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a decodable image."""
+
+
+class ModelError(RuntimeError):
+    """The model file or its card is missing or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    spill_prob: float
+    spill_map: np.ndarray  # float32 [G, G], 0..1
+
+    def region(self, threshold: float) -> Region | None:
+        return map_region(self.spill_map, threshold)
+
+    def quantised_map(self) -> list[list[int]]:
+        return np.clip(np.rint(self.spill_map * 255), 0, 255).astype(np.uint8).tolist()
+
+
+def map_region(spill_map: np.ndarray, threshold: float) -> Region | None:
+    """Bounding box (normalised) of the cells at or above ``threshold``; None when no cell is."""
+    mask = spill_map >= threshold
+    if not mask.any():
+        return None
+    g_h, g_w = mask.shape
+    ys, xs = np.nonzero(mask)
+    return Region(
+        x0=float(xs.min()) / g_w,
+        y0=float(ys.min()) / g_h,
+        x1=float(xs.max() + 1) / g_w,
+        y1=float(ys.max() + 1) / g_h,
+        area=float(mask.mean()),
+    )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def card_path_for(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + ".card.json")
+
+
+def decode_jpeg(data: bytes, target: int | None = None) -> np.ndarray:
+    """Decode to BGR. With ``target`` the decoder is asked for a reduced size (much cheaper) when the
+    image is at least twice as large as needed."""
+    if not data:
+        raise ImageDecodeError("empty image payload")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    flag = cv2.IMREAD_COLOR
+    if target is not None:
+        # Peek at the size cheaply via the header-only decode of OpenCV is not available; use a
+        # conservative rule: JPEG frames from producers are <= 640 px wide, reduced-2 keeps >= S.
+        flag = _reduced_flag(data, target)
+    img = cv2.imdecode(buf, flag)
+    if img is None or img.size == 0:
+        raise ImageDecodeError("image could not be decoded (corrupt or not a JPEG/PNG)")
+    return img
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's SOF marker, without decoding; None if not found."""
+    i = 2
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        seg_len = (data[i + 2] << 8) | data[i + 3]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h = (data[i + 5] << 8) | data[i + 6]
+            w = (data[i + 7] << 8) | data[i + 8]
+            return w, h
+        i += 2 + seg_len
+    return None
+
+
+def _reduced_flag(data: bytes, target: int) -> int:
+    size = _jpeg_size(data)
+    if size is None:
+        return cv2.IMREAD_COLOR
+    short = min(size)
+    if short >= 4 * target:
+        return cv2.IMREAD_REDUCED_COLOR_4
+    if short >= 2 * target:
+        return cv2.IMREAD_REDUCED_COLOR_2
+    return cv2.IMREAD_COLOR
+
+
+class SpillModel:
+    """An ONNX Runtime session plus its card. One per worker process."""
+
+    def __init__(self, path: Path, card: dict[str, Any], threads: int = 2, verify: bool = True) -> None:
+        import onnxruntime as ort  # local import: keep CLI start-up light
+
+        self.path = Path(path)
+        self.card = card
+        if verify and card.get("sha256") and card["sha256"] != sha256_file(self.path):
+            raise ModelError(f"{self.path}: sha256 does not match its model card")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_size = int(card["input_size"])
+        self.threshold = float(card["threshold"])
+        self.map_threshold = float(card.get("map_threshold", 0.5))
+        self.version = str(card["version"])
+
+    @classmethod
+    def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True) -> "SpillModel":
+        p = Path(path)
+        if not p.is_file():
+            raise ModelError(f"model file not found: {p}")
+        cp = card_path_for(p)
+        if not cp.is_file():
+            raise ModelError(f"model card not found beside the model: {cp}")
+        card = json.loads(cp.read_text())
+        for key in ("version", "input_size", "threshold"):
+            if key not in card:
+                raise ModelError(f"{cp}: missing '{key}'")
+        return cls(p, card, threads=threads, verify=verify)
+
+    # -------------------------------------------------------------- preprocessing
+    def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
+        """BGR image of any size -> uint8 RGB [S, S, 3] (plain resize; the model was trained on the same)."""
+        s = self.input_size
+        img = cv2.resize(image_bgr, (s, s), interpolation=cv2.INTER_AREA)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def preprocess_jpeg(self, data: bytes) -> np.ndarray:
+        """JPEG bytes -> model input; raises ImageDecodeError for a corrupt frame."""
+        return self.preprocess(decode_jpeg(data, target=self.input_size))
+
+    # -------------------------------------------------------------- inference
+    def infer(self, batch: np.ndarray | Sequence[np.ndarray]) -> list[Prediction]:
+        x = np.ascontiguousarray(np.stack(list(batch)) if not isinstance(batch, np.ndarray) else batch)
+        if x.ndim == 3:
+            x = x[None]
+        prob, smap = self.session.run(["spill_prob", "spill_map"], {"image": x})
+        return [Prediction(float(p), m.astype(np.float32)) for p, m in zip(prob, smap, strict=True)]
+
+    def predict_images(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        if not images:
+            return []
+        return self.infer(np.stack([self.preprocess(im) for im in images]))
+
+    def predict_jpegs(self, jpegs: Sequence[bytes]) -> list[Prediction]:
+        if not jpegs:
+            return []
+        return self.infer(np.stack([self.preprocess_jpeg(j) for j in jpegs]))
+
+    def timed_infer(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
+        t0 = time.perf_counter()
+        preds = self.infer(batch)
+        return preds, (time.perf_counter() - t0) * 1000.0
+
+    def is_spill(self, pred: Prediction, threshold: float | None = None) -> bool:
+        return pred.spill_prob >= (self.threshold if threshold is None else threshold)

@@ -1,0 +1,239 @@
+"""Settings: environment variables (``SPILLWATCH_...``, nested with ``__``) over a YAML config file.
+
+The YAML file (``SPILLWATCH_CONFIG=path``) may hold any section, and normally lists the cameras::
+
+    cameras:
+      - id: dock-1
+        source: rtsp://user:pass@10.0.0.5/stream1   # or a file, "device:0", "folder:/path"
+        fps: 2
+        zone: [[0.1, 0.5], [0.9, 0.5], [0.9, 1.0], [0.1, 1.0]]   # normalised polygon, optional
+    aggregator:
+      window: 5
+      confirm_k: 3
+
+Environment wins over the file (``SPILLWATCH_KAFKA__BOOTSTRAP=kafka:9092``). No host or secret is
+hard-coded beyond loopback defaults that match ``spillwatch stack up``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from spillwatch.topics import Topics
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = REPO_ROOT / "models" / "spillwatch.onnx"
+
+# Ports of the embedded local stack (chosen away from the standard 9092/6379 so a system Kafka or
+# Redis on this machine is never touched).
+LOCAL_BROKER_PORT = 19092
+LOCAL_REDIS_PORT = 16379
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = f"127.0.0.1:{LOCAL_BROKER_PORT}"
+    # "local": the embedded Tansu broker (short session timeouts, no idempotent producer);
+    # "apache": Apache Kafka at a site (idempotent producer, normal timeouts).
+    profile: Literal["local", "apache"] = "local"
+    topic_prefix: str = ""
+    partitions: int = Field(default=8, ge=1, description="partitions of frames/classifications")
+    replication_factor: int = Field(default=1, ge=1)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+class RedisSettings(BaseModel):
+    url: str = f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0"
+    key_prefix: str = "spillwatch"
+
+
+class CameraConfig(BaseModel):
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+    source: str = Field(description="video file, rtsp:// or http(s):// URL, 'device:N', or 'folder:PATH'")
+    fps: float = Field(default=2.0, gt=0, le=30, description="sampling rate published to Kafka")
+    loop: bool = False
+    max_width: int = Field(default=480, ge=64, description="frames are downsized to this width")
+    jpeg_quality: int = Field(default=85, ge=30, le=100)
+    threshold: float | None = Field(default=None, ge=0, le=1, description="overrides the model's")
+    window: int | None = Field(default=None, ge=1)
+    confirm_k: int | None = Field(default=None, ge=1)
+    zone: list[tuple[float, float]] | None = Field(
+        default=None, description="normalised polygon; only spill inside it counts"
+    )
+    enabled: bool = True
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_ok(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if v is None:
+            return v
+        if len(v) < 3:
+            raise ValueError("a zone polygon needs at least 3 points")
+        for x, y in v:
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError("zone points are normalised (0..1)")
+        return v
+
+
+class ProducerSettings(BaseModel):
+    heartbeat_s: float = Field(default=5.0, gt=0, description="camera-health heartbeat interval")
+    stall_after_s: float = Field(default=5.0, gt=0, description="no frame this long -> stalled")
+    offline_after_s: float = Field(default=15.0, gt=0, description="grace period before offline")
+    reconnect_initial_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    max_frame_bytes: int = Field(default=1_000_000, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    model_path: Path = DEFAULT_MODEL
+    batch_size: int = Field(default=8, ge=1)
+    batch_timeout_s: float = Field(default=0.2, gt=0)
+    intra_op_threads: int = Field(default=2, ge=1)
+    max_frame_bytes: int = Field(default=2_000_000, gt=0)
+    web_port: int | None = Field(default=None, description="Faust web port; None runs without web")
+    metrics_port: int | None = None
+
+
+class AggregatorSettings(BaseModel):
+    window: int = Field(default=5, ge=1, description="n: frames in the sliding window")
+    confirm_k: int = Field(default=3, ge=1, description="k: frames above threshold to confirm")
+    clear_threshold_ratio: float = Field(
+        default=0.5, gt=0, le=1, description="hysteresis: below threshold*ratio counts as clear"
+    )
+    clear_n: int = Field(default=10, ge=1, description="consecutive clear frames to clear an incident")
+    cooldown_s: float = Field(default=60.0, ge=0, description="after clearing, no new incident for this long")
+    escalate_after_s: float = Field(default=300.0, gt=0, description="still present, unacknowledged -> escalated")
+    state_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    metrics_port: int | None = None
+
+    @model_validator(mode="after")
+    def _k_le_n(self) -> "AggregatorSettings":
+        if self.confirm_k > self.window:
+            raise ValueError("confirm_k must be <= window")
+        return self
+
+
+class AlertingSettings(BaseModel):
+    channels: list[str] = Field(default_factory=lambda: ["console"])
+    escalation_channels: list[str] = Field(default_factory=list)
+    escalate_after_s: float = Field(default=300.0, gt=0, description="unacknowledged this long -> escalate")
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    slack_webhook_url: str | None = None
+    pagerduty_url: str | None = None
+    pagerduty_routing_key: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_to: list[str] = Field(default_factory=list)
+    max_tries: int = Field(default=8, ge=1)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    request_timeout_s: float = Field(default=5.0, gt=0)
+    evidence_dir: Path = Path("var/evidence")
+    ack_host: str = "127.0.0.1"
+    ack_port: int | None = Field(default=8088, description="acknowledgement HTTP endpoint; None disables")
+    dry_run: bool = False
+    metrics_port: int | None = None
+
+
+class ArchiveSettings(BaseModel):
+    root: str = "var/archive"
+    low_score: float = Field(default=0.2, ge=0, le=1, description="frames above this are always kept")
+    sample_every: int = Field(default=50, ge=1, description="keep 1 in N ordinary frames")
+    incident_before_s: float = Field(default=30.0, ge=0)
+    incident_after_s: float = Field(default=30.0, ge=0)
+    max_age_days: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=10 * 1024**3, gt=0)
+    metrics_port: int | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    producer: ProducerSettings = Field(default_factory=ProducerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "Settings":
+        ids = [c.id for c in self.cameras]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate camera ids: {sorted(dup)}")
+        return self
+
+    @property
+    def topics(self) -> Topics:
+        return self.kafka.topics
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the file named by SPILLWATCH_CONFIG (or an init ``config=`` argument)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SPILLWATCH_CONFIG")
+        if not path:
+            return {}
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"SPILLWATCH_CONFIG={path}: no such file")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the config file must be a mapping")
+        return data
+
+
+def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and the YAML file (``config`` overrides SPILLWATCH_CONFIG)."""
+    if config is not None:
+        os.environ["SPILLWATCH_CONFIG"] = str(config)
+    return Settings(**overrides)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
