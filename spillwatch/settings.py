@@ -117,6 +117,14 @@ class AggregatorSettings(BaseModel):
     cooldown_s: float = Field(default=60.0, ge=0, description="after clearing, no new incident for this long")
     escalate_after_s: float = Field(default=300.0, gt=0, description="still present, unacknowledged -> escalated")
     state_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    threshold: float | None = Field(
+        default=None, ge=0, le=1, description="global spill threshold; None = the model card's threshold"
+    )
+    max_gap_s: float = Field(default=30.0, gt=0, description="capture-time gap that empties a camera's window")
+    tick_interval_s: float = Field(default=2.0, gt=0, description="escalation timer and outbox flush period")
+    evidence_frame_ttl_s: int = Field(
+        default=60, gt=0, description="classifier keeps suspicious JPEGs this long for the evidence snapshot"
+    )
     metrics_port: int | None = None
 
     @model_validator(mode="after")
@@ -149,8 +157,20 @@ class AlertingSettings(BaseModel):
     evidence_dir: Path = Path("var/evidence")
     ack_host: str = "127.0.0.1"
     ack_port: int | None = Field(default=8088, description="acknowledgement HTTP endpoint; None disables")
-    dry_run: bool = False
+    dry_run: bool = Field(default=False, description="record pages without calling any channel (replay)")
     metrics_port: int | None = None
+    group_id: str = Field(
+        default="spillwatch-alerting", description="consumer group on spill-alerts (kafka.topic_prefix is prepended)"
+    )
+    public_base_url: str | None = Field(
+        default=None, description="URL where responders reach the ack API; pages then carry ack/snapshot links"
+    )
+    idempotency_ttl_s: int = Field(default=30 * 24 * 3600, gt=0, description="how long 'page sent' keys are kept")
+    inflight_lease_s: float = Field(
+        default=30.0, gt=0, description="a page being delivered is retried by another run after this (crash)"
+    )
+    delivery_workers: int = Field(default=8, ge=1, description="pages delivered concurrently")
+    ack_ttl_s: int = Field(default=365 * 24 * 3600, gt=0, description="how long acknowledgements are kept")
 
 
 class ArchiveSettings(BaseModel):

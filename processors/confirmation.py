@@ -1,0 +1,430 @@
+"""The per-camera incident state machine: pure logic, no I/O.
+
+One :class:`CameraState` per camera (a pydantic model, stored as JSON in Redis by
+``processors.state_store``). :func:`observe` feeds it one classification and returns the new state
+plus the :class:`~spillwatch.events.SpillAlert` events the transition produces; :func:`tick` is the
+timer path (escalation while no frames arrive). Nothing here reads a clock: the caller passes
+``now``, so the same inputs always give the same outputs (a redelivered record recomputes the same
+incident id and the same decision).
+
+States::
+
+    idle --(a frame >= threshold)--> suspected --(k of the last n frames >= threshold)--> confirmed
+    suspected --(no frame >= threshold left in the window)--> idle
+    confirmed --(clear_n consecutive frames < threshold * clear_threshold_ratio)--> cleared
+    cleared --(cooldown_s of capture time elapsed)--> idle (or straight to confirmed when the window
+                                                          already holds k hits)
+    confirmed --(escalate_after_s without acknowledgement)--> one ``escalated`` event, stays confirmed
+
+Events: ``confirmed`` once per incident (on the frame that completes k of n), ``escalated`` at most
+once per incident, ``cleared`` once per incident.
+
+Defaults (``settings.aggregator``: window n = 5, confirm_k = 3, clear_n = 10, ratio 0.5,
+cooldown 60 s). Producers sample at ~2 fps (spills are static), so 5 frames span 2.5 s of video:
+
+* 3 consecutive positive frames confirm 1.0 s after the first one (frames at t, t+0.5, t+1.0); a
+  detection that flickers (3 of 5) confirms at most 2.0 s after its first positive frame. With the
+  producer's sampling delay (<= 0.5 s) a real spill pages ~1.5-2.5 s after it appears, well inside
+  the issue's "confirmation window + 1 s" budget.
+* A single odd frame (a reflection, a person's dark coat, a JPEG glitch) never pages, nor do two
+  odd frames within 2.5 s. If false positives were independent with per-frame rate p, a window
+  would page with probability ~10 p^3 (1e-5 at p = 1 %); they are correlated in practice (a static
+  scene), which is what the per-camera threshold and zone are for.
+* Clearing needs 10 consecutive frames (5 s) below half the threshold: a person standing in front
+  of the spill or a flicker of the detector does not clear (and then re-page) an incident, and the
+  band between threshold/2 and threshold holds the current state (hysteresis).
+* After clearing, a 60 s cooldown stops a mopped-but-still-wet floor from paging again at once.
+
+Redelivery and order. Kafka keys frames and classifications by camera id, so one camera's records
+arrive in order from one partition; duplicates appear after a worker is killed or a group
+rebalances (at-least-once). A classification whose ``seq`` is <= the last processed seq of its
+camera is ignored as a duplicate **unless its capture time is later than the last processed one**:
+that is a producer that restarted its sequence, so the frame is taken and the window restarts.
+A frame that arrives after a later one (lower seq, older capture) is dropped as stale: at 2 fps that
+loses one vote of the window, never an incident. Gaps in seq (dropped frames) are fine; a gap of
+more than ``max_gap_s`` of capture time empties the window (old votes do not mix with new ones).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from spillwatch.events import AlertState, Classification, Evidence, Region, SpillAlert
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spillwatch.settings import Settings
+
+Polygon = tuple[tuple[float, float], ...]
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+class ConfirmParams(BaseModel):
+    """Effective confirmation parameters of one camera (global settings + camera overrides)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    threshold: float = Field(ge=0, le=1, description="a frame counts as a hit at or above this score")
+    window: int = Field(default=5, ge=1)
+    confirm_k: int = Field(default=3, ge=1)
+    clear_ratio: float = Field(default=0.5, gt=0, le=1)
+    clear_n: int = Field(default=10, ge=1)
+    cooldown_s: float = Field(default=60.0, ge=0)
+    escalate_after_s: float = Field(default=300.0, gt=0)
+    max_gap_s: float = Field(default=30.0, gt=0)
+    map_threshold: float = Field(default=0.5, ge=0, le=1)
+    zone: Polygon | None = None
+    zone_name: str | None = None
+
+    def model_post_init(self, __context: object) -> None:
+        if self.confirm_k > self.window:
+            raise ValueError("confirm_k must be <= window")
+
+    @property
+    def clear_below(self) -> float:
+        return self.threshold * self.clear_ratio
+
+
+def params_for(
+    settings: "Settings", camera_id: str, *, model_threshold: float, map_threshold: float = 0.5
+) -> ConfirmParams:
+    """Global aggregator settings, overridden by the camera's entry in ``settings.cameras``.
+
+    The threshold is, in order: the camera's ``threshold``, ``aggregator.threshold`` when set, the
+    model card's threshold (``model_threshold``)."""
+    agg = settings.aggregator
+    cam = settings.camera(camera_id)
+    threshold = model_threshold
+    if agg.threshold is not None:
+        threshold = agg.threshold
+    window, k, zone = agg.window, agg.confirm_k, None
+    if cam is not None:
+        if cam.threshold is not None:
+            threshold = cam.threshold
+        window = cam.window or window
+        k = cam.confirm_k or k
+        k = min(k, window)
+        zone = tuple((float(x), float(y)) for x, y in cam.zone) if cam.zone else None
+    return ConfirmParams(
+        threshold=threshold,
+        window=window,
+        confirm_k=k,
+        clear_ratio=agg.clear_threshold_ratio,
+        clear_n=agg.clear_n,
+        cooldown_s=agg.cooldown_s,
+        escalate_after_s=agg.escalate_after_s,
+        max_gap_s=agg.max_gap_s,
+        map_threshold=map_threshold,
+        zone=zone,
+        zone_name=f"{camera_id}-zone" if zone else None,
+    )
+
+
+# --------------------------------------------------------------------------- zones
+
+
+def _inside(px: np.ndarray, py: np.ndarray, poly: Polygon) -> np.ndarray:
+    """Even-odd point-in-polygon test, vectorised over points."""
+    inside = np.zeros(px.shape, dtype=bool)
+    n = len(poly)
+    for i in range(n):
+        x1, y1 = poly[i]
+        x2, y2 = poly[(i + 1) % n]
+        crosses = (y1 > py) != (y2 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = (x2 - x1) * (py - y1) / (y2 - y1) + x1
+        inside ^= crosses & (px < x_at)
+    return inside
+
+
+@lru_cache(maxsize=256)
+def zone_mask(zone: Polygon, rows: int, cols: int, samples: int = 4) -> np.ndarray:
+    """Rasterise a normalised polygon onto a ``rows x cols`` grid (the spill map's).
+
+    A cell belongs to the zone when any of its ``samples x samples`` sub-cell sample points lies
+    inside the polygon, i.e. cells the zone touches by more than ~1/samples² count. Generous on
+    purpose: the map is coarse (a cell is 1/G of the image), and a spill at the zone's edge should
+    not be cut off by rounding. The result is read-only (it is cached)."""
+    off = (np.arange(samples) + 0.5) / samples
+    ys = (np.arange(rows)[:, None] + off[None, :]).reshape(-1) / rows  # rows*samples
+    xs = (np.arange(cols)[:, None] + off[None, :]).reshape(-1) / cols
+    gx, gy = np.meshgrid(xs, ys)
+    inside = _inside(gx, gy, zone).reshape(rows, samples, cols, samples)
+    mask = inside.any(axis=(1, 3))
+    mask.setflags(write=False)
+    return mask
+
+
+def effective_score(
+    prob: float,
+    spill_map: Sequence[Sequence[int]] | None,
+    zone: Polygon | None,
+    map_threshold: float,
+) -> float:
+    """The score a frame contributes to its camera's window.
+
+    Without a zone it is the frame's calibrated ``spill_prob`` (the threshold was chosen on it).
+
+    With a zone, the frame probability is *gated* by the spill map inside the zone: let ``z`` be the
+    largest map cell (0..1) inside the zone. If ``z >= map_threshold`` the spill region (the cells
+    the classifier reports as spill, same ``map_threshold``) reaches into the zone, and the frame
+    counts with its full ``spill_prob``. Otherwise the score is ``min(spill_prob, z)``: the frame
+    can only be as suspicious as the most suspicious part of the zone, so a spill outside the zone
+    scores low however sure the frame-level head is. Why not the map alone: the map is a coarse,
+    less calibrated output; the frame probability stays the decision quantity and the thresholds keep
+    their meaning, the map only says *where*.
+
+    A classification without a map cannot be localised: it counts with its frame probability
+    (fail-open: a missed spill costs more than a page for a spill near the zone)."""
+    if zone is None or not spill_map:
+        return float(prob)
+    grid = np.asarray(spill_map, dtype=np.float32) / 255.0
+    if grid.ndim != 2 or grid.size == 0:
+        return float(prob)
+    mask = zone_mask(zone, grid.shape[0], grid.shape[1])
+    if not mask.any():
+        return 0.0
+    z = float(grid[mask].max())
+    if z >= map_threshold:
+        return float(prob)
+    return float(min(prob, z))
+
+
+# --------------------------------------------------------------------------- state
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    SUSPECTED = "suspected"
+    CONFIRMED = "confirmed"
+    CLEARED = "cleared"
+
+
+class Sample(BaseModel):
+    seq: int
+    at: datetime
+    prob: float
+    score: float
+
+
+class Incident(BaseModel):
+    id: str
+    first_seq: int
+    first_seen: datetime
+    confirmed_seq: int
+    confirmed_at: datetime
+    confirmed_wall: datetime = Field(description="processing time of the confirmation (timer path)")
+    peak_prob: float = 0.0
+    region: Region | None = None
+    model_version: str = ""
+    scores: list[float] = Field(default_factory=list)
+    frame_seqs: list[int] = Field(default_factory=list)
+    escalated: bool = False
+    acknowledged: bool = False
+    cleared_at: datetime | None = None
+
+
+class CameraState(BaseModel):
+    """Everything that matters about one camera; JSON in Redis, never only in a worker's memory."""
+
+    camera_id: str
+    phase: Phase = Phase.IDLE
+    last_seq: int | None = None
+    last_capture: datetime | None = None
+    window: list[Sample] = Field(default_factory=list)
+    suspect_seq: int | None = None
+    suspect_since: datetime | None = None
+    clear_run: int = 0
+    incident: Incident | None = None
+    last_incident_id: str | None = None
+    cooldown_until: datetime | None = None
+    frames: int = 0
+    duplicates: int = 0
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> "CameraState":
+        return cls.model_validate_json(data)
+
+    @property
+    def open_incident(self) -> Incident | None:
+        return self.incident if self.phase == Phase.CONFIRMED else None
+
+
+class StepResult(BaseModel):
+    state: CameraState
+    alerts: list[SpillAlert] = Field(default_factory=list)
+    duplicate: bool = False
+    score: float | None = None
+
+
+def incident_id(camera_id: str, first_seq: int, first_seen: datetime) -> str:
+    """Stable id: the same first suspicious frame always gives the same id (redelivery-safe); the
+    capture-time hash keeps ids unique when a producer restarts its sequence numbers."""
+    digest = hashlib.sha1(f"{camera_id}|{first_seq}|{first_seen.isoformat()}".encode()).hexdigest()[:8]
+    return f"{camera_id}-{first_seq}-{digest}"
+
+
+def is_duplicate(state: CameraState, seq: int, capture_time: datetime) -> bool:
+    """True for a redelivered or stale record (see the module docstring)."""
+    if state.last_seq is None or seq > state.last_seq:
+        return False
+    # seq <= last: a restarted producer (later capture) is new; anything else is a repeat
+    return state.last_capture is None or capture_time <= state.last_capture
+
+
+def _alert(
+    state: CameraState, inc: Incident, kind: AlertState, params: ConfirmParams, now: datetime
+) -> SpillAlert:
+    return SpillAlert(
+        incident_id=inc.id,
+        camera_id=state.camera_id,
+        state=kind,
+        first_seen=inc.first_seen,
+        confirmed_at=inc.confirmed_at,
+        cleared_at=inc.cleared_at,
+        event_time=now,
+        evidence=Evidence(
+            scores=inc.scores,
+            frame_seqs=inc.frame_seqs,
+            peak_prob=inc.peak_prob,
+            confirming_seq=inc.confirmed_seq,
+            region=inc.region,
+        ),
+        model_version=inc.model_version,
+        zone=params.zone_name,
+    )
+
+
+def _maybe_escalate(
+    st: CameraState,
+    params: ConfirmParams,
+    event_time: datetime,
+    *,
+    capture_now: datetime | None = None,
+    wall_now: datetime | None = None,
+) -> SpillAlert | None:
+    inc = st.incident
+    if st.phase != Phase.CONFIRMED or inc is None or inc.escalated or inc.acknowledged:
+        return None
+    limit = timedelta(seconds=params.escalate_after_s)
+    due = (capture_now is not None and capture_now - inc.confirmed_at >= limit) or (
+        wall_now is not None and wall_now - inc.confirmed_wall >= limit
+    )
+    if not due:
+        return None
+    inc.escalated = True
+    return _alert(st, inc, AlertState.ESCALATED, params, event_time)
+
+
+def observe(state: CameraState, c: Classification, params: ConfirmParams, now: datetime) -> StepResult:
+    """Feed one classification; ``now`` is the processing time (event_time of emitted alerts and the
+    timer's reference). Returns the new state (the input is not modified) and the alerts."""
+    if c.camera_id != state.camera_id:
+        raise ValueError(f"classification for {c.camera_id} fed to the state of {state.camera_id}")
+    if is_duplicate(state, c.seq, c.capture_time):
+        st = state.model_copy(deep=True)
+        st.duplicates += 1
+        return StepResult(state=st, duplicate=True)
+
+    st = state.model_copy(deep=True)
+    restarted = st.last_seq is not None and c.seq <= st.last_seq
+    gap = st.last_capture is not None and (c.capture_time - st.last_capture).total_seconds() > params.max_gap_s
+    if restarted or gap:
+        st.window = []
+        if st.phase == Phase.SUSPECTED:
+            st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
+
+    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold)
+    st.window.append(Sample(seq=c.seq, at=c.capture_time, prob=c.spill_prob, score=score))
+    st.window = st.window[-params.window :]
+    st.last_seq, st.last_capture = c.seq, c.capture_time
+    st.frames += 1
+    hit = score >= params.threshold
+    hits = sum(1 for s in st.window if s.score >= params.threshold)
+    alerts: list[SpillAlert] = []
+
+    if st.phase == Phase.CONFIRMED:
+        inc = st.incident
+        assert inc is not None
+        if hit and c.spill_prob > inc.peak_prob:
+            inc.peak_prob = c.spill_prob
+        st.clear_run = st.clear_run + 1 if score < params.clear_below else 0
+        if st.clear_run >= params.clear_n:
+            inc.cleared_at = c.capture_time
+            alerts.append(_alert(st, inc, AlertState.CLEARED, params, now))
+            st.phase = Phase.CLEARED
+            st.cooldown_until = c.capture_time + timedelta(seconds=params.cooldown_s)
+            st.last_incident_id, st.incident = inc.id, None
+            st.window, st.clear_run = [], 0
+            st.suspect_seq = st.suspect_since = None
+        else:
+            esc = _maybe_escalate(st, params, now, capture_now=c.capture_time)
+            if esc is not None:
+                alerts.append(esc)
+        return StepResult(state=st, alerts=alerts, score=score)
+
+    if st.phase == Phase.CLEARED:
+        if st.cooldown_until is not None and c.capture_time < st.cooldown_until:
+            return StepResult(state=st, score=score)  # cooling down: votes collect, nothing opens
+        st.phase, st.cooldown_until = Phase.IDLE, None
+
+    # idle or suspected
+    if hits == 0:
+        st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
+        return StepResult(state=st, score=score)
+    if st.suspect_seq is None:
+        first = next(s for s in st.window if s.score >= params.threshold)
+        st.suspect_seq, st.suspect_since = first.seq, first.at
+    if hits < params.confirm_k:
+        st.phase = Phase.SUSPECTED
+        return StepResult(state=st, score=score)
+
+    assert st.suspect_since is not None
+    inc = Incident(
+        id=incident_id(st.camera_id, st.suspect_seq, st.suspect_since),
+        first_seq=st.suspect_seq,
+        first_seen=st.suspect_since,
+        confirmed_seq=c.seq,
+        confirmed_at=c.capture_time,
+        confirmed_wall=now,
+        peak_prob=max(s.prob for s in st.window if s.score >= params.threshold),
+        region=c.region,
+        model_version=c.model_version,
+        scores=[round(s.score, 4) for s in st.window],
+        frame_seqs=[s.seq for s in st.window],
+    )
+    st.phase, st.incident, st.clear_run = Phase.CONFIRMED, inc, 0
+    alerts.append(_alert(st, inc, AlertState.CONFIRMED, params, now))
+    return StepResult(state=st, alerts=alerts, score=score)
+
+
+def tick(
+    state: CameraState, params: ConfirmParams, now: datetime, *, acknowledged: bool = False
+) -> StepResult:
+    """Timer path: record an acknowledgement and escalate an open incident that has been confirmed
+    for ``escalate_after_s`` of processing time (also when its camera stopped sending frames)."""
+    st = state.model_copy(deep=True)
+    if st.incident is not None and acknowledged:
+        st.incident.acknowledged = True
+    esc = _maybe_escalate(st, params, now, wall_now=now)
+    return StepResult(state=st, alerts=[esc] if esc else [])
+
+
+def acknowledge(state: CameraState, incident: str) -> CameraState:
+    """Mark the open incident acknowledged (no escalation afterwards); other ids are ignored."""
+    st = state.model_copy(deep=True)
+    if st.incident is not None and st.incident.id == incident:
+        st.incident.acknowledged = True
+    return st
