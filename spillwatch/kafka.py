@@ -1,0 +1,366 @@
+"""Kafka client settings and helpers, per broker profile.
+
+Two profiles (``settings.kafka.profile``):
+
+- ``local``: the embedded Tansu broker (dev, tests, CI, demo). Its group coordinator holds JoinGroup
+  for about half the session timeout, so sessions are short (6 s, heartbeat 1 s); idempotent
+  producers fail for good after a broker restart, so idempotence is off and ``acks=1`` (consumers
+  are idempotent instead); small linger with large batches for throughput.
+- ``apache``: Apache Kafka at a site: idempotent producer, ``acks=all``, the client libraries'
+  normal group timeouts.
+
+Only client settings differ; no code path depends on which broker is behind the bootstrap address.
+kafka-python is used for producers, plain consumers and admin; ``faust_broker_settings`` gives the
+matching keyword arguments of a ``faust.App``.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from spillwatch.logs import get_logger
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from spillwatch.settings import Settings
+
+log = get_logger("spillwatch.kafka")
+
+# Room for the frame envelope header and record overhead above the largest accepted frame.
+_REQUEST_MARGIN = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """Client timing and delivery settings for one kind of broker."""
+
+    name: str
+    session_timeout_s: float
+    heartbeat_interval_s: float
+    rebalance_timeout_s: float
+    max_poll_interval_s: float
+    acks: int | str
+    enable_idempotence: bool
+    linger_ms: int
+    batch_size: int
+    request_timeout_ms: int
+    # Faust/aiokafka: one record per batch, so the broker's "latest offset" answer stays exact
+    # (Tansu answers short when the last batch holds several records; Faust table recovery skips).
+    faust_max_batch_size: int | None
+
+
+PROFILES: dict[str, ClientProfile] = {
+    "local": ClientProfile(
+        name="local",
+        session_timeout_s=6.0,
+        heartbeat_interval_s=1.0,
+        rebalance_timeout_s=10.0,
+        max_poll_interval_s=10.0,
+        acks=1,
+        enable_idempotence=False,
+        linger_ms=5,
+        batch_size=1024 * 1024,
+        request_timeout_ms=10_000,
+        faust_max_batch_size=1,
+    ),
+    "apache": ClientProfile(
+        name="apache",
+        session_timeout_s=45.0,
+        heartbeat_interval_s=3.0,
+        rebalance_timeout_s=60.0,
+        max_poll_interval_s=300.0,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+        faust_max_batch_size=None,
+    ),
+}
+
+
+def profile(settings: "Settings") -> ClientProfile:
+    return PROFILES[settings.kafka.profile]
+
+
+def bootstrap_list(bootstrap: str) -> list[str]:
+    return [b.strip() for b in bootstrap.replace(";", ",").split(",") if b.strip()]
+
+
+def common_config(settings: "Settings", client_id: str | None = None) -> dict[str, Any]:
+    """Connection settings shared by producers, consumers and admin clients (kafka-python names)."""
+    k = settings.kafka
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": bootstrap_list(k.bootstrap),
+        "security_protocol": k.security_protocol,
+        "reconnect_backoff_ms": 100,
+        "reconnect_backoff_max_ms": 2_000,
+    }
+    if client_id:
+        cfg["client_id"] = client_id
+    if k.sasl_mechanism:
+        cfg["sasl_mechanism"] = k.sasl_mechanism
+        cfg["sasl_plain_username"] = k.sasl_username
+        cfg["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
+    return cfg
+
+
+def producer_config(settings: "Settings", client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """kafka-python ``KafkaProducer`` keyword arguments for the configured profile."""
+    p = profile(settings)
+    max_record = max(settings.producer.max_frame_bytes, settings.worker.max_frame_bytes)
+    cfg = common_config(settings, client_id)
+    cfg.update(
+        acks=p.acks,
+        enable_idempotence=p.enable_idempotence,
+        linger_ms=p.linger_ms,
+        batch_size=p.batch_size,
+        max_request_size=max(1024 * 1024, max_record + _REQUEST_MARGIN),
+        request_timeout_ms=p.request_timeout_ms,
+        # A send() never blocks the capture loop for long when the broker is away (metadata wait).
+        max_block_ms=5_000,
+        retry_backoff_ms=200,
+    )
+    if p.enable_idempotence:
+        cfg["max_in_flight_requests_per_connection"] = 5
+    cfg.update(overrides)
+    return cfg
+
+
+def make_producer(settings: "Settings", client_id: str | None = None, **overrides: Any) -> "KafkaProducer":
+    from kafka import KafkaProducer
+
+    return KafkaProducer(**producer_config(settings, client_id, **overrides))
+
+
+def consumer_config(
+    settings: "Settings", group_id: str | None, client_id: str | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """kafka-python ``KafkaConsumer`` keyword arguments for the configured profile."""
+    p = profile(settings)
+    cfg = common_config(settings, client_id)
+    cfg.update(
+        group_id=group_id,
+        session_timeout_ms=int(p.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(p.heartbeat_interval_s * 1000),
+        max_poll_interval_ms=int(p.max_poll_interval_s * 1000),
+        request_timeout_ms=max(p.request_timeout_ms, int(p.session_timeout_s * 1000) + 5_000),
+        auto_offset_reset="earliest",
+        enable_auto_commit=group_id is not None,
+        max_partition_fetch_bytes=max(1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
+        fetch_max_bytes=max(50 * 1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
+        allow_auto_create_topics=False,
+    )
+    cfg.update(overrides)
+    return cfg
+
+
+def make_consumer(
+    settings: "Settings", topics: str | list[str] | tuple[str, ...], group_id: str | None = None, **kw: Any
+) -> "KafkaConsumer":
+    """A kafka-python consumer subscribed to ``topics`` (none when empty: assign() yourself)."""
+    from kafka import KafkaConsumer
+
+    names = [topics] if isinstance(topics, str) else list(topics)
+    return KafkaConsumer(*names, **consumer_config(settings, group_id, **kw))
+
+
+def faust_broker_settings(settings: "Settings", *, safe_offsets: bool | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``faust.App`` for the configured broker and profile.
+
+    ``safe_offsets`` (default: on for the local profile) sets ``producer_max_batch_size=1`` so the
+    local broker's "latest offset" stays exact (needed only if a Faust table/changelog is used;
+    costs some producer throughput — pass False when the app keeps no tables).
+    """
+    p = profile(settings)
+    k = settings.kafka
+    hosts = ";".join(bootstrap_list(k.bootstrap))
+    scheme = "kafka"
+    max_record = max(settings.producer.max_frame_bytes, settings.worker.max_frame_bytes)
+    out: dict[str, Any] = {
+        "broker": f"{scheme}://{hosts}",
+        "broker_session_timeout": p.session_timeout_s,
+        "broker_heartbeat_interval": p.heartbeat_interval_s,
+        "broker_rebalance_timeout": p.rebalance_timeout_s,
+        "broker_max_poll_interval": p.max_poll_interval_s,
+        "broker_request_timeout": max(p.request_timeout_ms / 1000, p.session_timeout_s + 5),
+        "topic_replication_factor": k.replication_factor,
+        "topic_partitions": k.partitions,
+        "topic_allow_declare": True,
+        "producer_acks": -1 if p.acks == "all" else p.acks,
+        "producer_linger": p.linger_ms / 1000,
+        "producer_max_request_size": max(1024 * 1024, max_record + _REQUEST_MARGIN),
+        "consumer_max_fetch_size": max(4 * 1024 * 1024, max_record + _REQUEST_MARGIN),
+        "consumer_auto_offset_reset": "earliest",
+        "processing_guarantee": "at_least_once",
+    }
+    if safe_offsets is None:
+        safe_offsets = p.faust_max_batch_size is not None
+    if safe_offsets and p.faust_max_batch_size is not None:
+        out["producer_max_batch_size"] = p.faust_max_batch_size
+    if k.sasl_mechanism or k.security_protocol != "PLAINTEXT":
+        import faust
+
+        if k.sasl_mechanism:
+            ssl = k.security_protocol.upper() == "SASL_SSL"
+            out["broker_credentials"] = faust.SASLCredentials(
+                username=k.sasl_username or "",
+                password=k.sasl_password.get_secret_value() if k.sasl_password else "",
+                mechanism=k.sasl_mechanism,
+                ssl_context=_ssl_context() if ssl else None,
+            )
+        elif k.security_protocol.upper() == "SSL":
+            out["broker_credentials"] = _ssl_context()
+    return out
+
+
+def _ssl_context() -> Any:
+    import ssl
+
+    return ssl.create_default_context()
+
+
+# --------------------------------------------------------------------------- topics
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+def topic_specs(settings: "Settings", partitions: int | None = None) -> list[TopicSpec]:
+    """The pipeline's topics: frames/classifications carry the load (``kafka.partitions``,
+    co-partitioned by camera id); the low-volume topics get one partition (total order)."""
+    t = settings.topics
+    n = partitions or settings.kafka.partitions
+    hour = str(3600 * 1000)
+    month = str(30 * 24 * 3600 * 1000)
+    specs = [
+        TopicSpec(t.frames, n, {"retention.ms": hour}),
+        TopicSpec(t.classifications, n, {"retention.ms": str(24 * 3600 * 1000)}),
+        TopicSpec(t.spill_alerts, 1, {"retention.ms": month}),
+        TopicSpec(t.camera_health, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+    ]
+    for src in (t.frames, t.classifications, t.spill_alerts):
+        specs.append(TopicSpec(t.dead_letter(src), 1, {"retention.ms": month}))
+    specs.append(TopicSpec(t.pages_dead_letter, 1, {"retention.ms": month}))
+    return specs
+
+
+def create_topics(settings: "Settings", partitions: int | None = None, timeout_s: float = 30.0) -> dict[str, str]:
+    """Create the pipeline's topics if missing (idempotent). Returns {topic: "created"|"exists"}."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    wait_for_broker(settings.kafka.bootstrap, timeout_s)
+    admin = KafkaAdminClient(**common_config(settings, "spillwatch-admin"))
+    try:
+        existing = set(admin.list_topics())
+        result: dict[str, str] = {}
+        for spec in topic_specs(settings, partitions):
+            if spec.name in existing:
+                result[spec.name] = "exists"
+                continue
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            spec.name,
+                            spec.partitions,
+                            settings.kafka.replication_factor,
+                            topic_configs=spec.configs,
+                        )
+                    ]
+                )
+                result[spec.name] = "created"
+            except TopicAlreadyExistsError:
+                result[spec.name] = "exists"
+        _wait_topics_ready(admin, [s.name for s in topic_specs(settings, partitions)], timeout_s)
+        created = [n for n, r in result.items() if r == "created"]
+        log.info("topics ready", created=len(created), existing=len(result) - len(created))
+        return result
+    finally:
+        admin.close()
+
+
+def _wait_topics_ready(admin: Any, names: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            desc = admin.describe_topics(names)
+            if all(d.get("error_code", 0) == 0 and d.get("partitions") for d in desc):
+                return
+        except Exception:  # noqa: BLE001 - metadata not propagated yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not ready after {timeout_s}s: {names}")
+        time.sleep(0.2)
+
+
+def topic_partitions(settings: "Settings", topic: str) -> int:
+    """Number of partitions of ``topic`` (0 if it does not exist)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**common_config(settings, "spillwatch-admin"))
+    try:
+        if topic not in admin.list_topics():
+            return 0
+        (d,) = admin.describe_topics([topic])
+        return len(d.get("partitions") or [])
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- health
+
+
+def _tcp_ok(hostport: str, timeout: float) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def broker_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
+    """True when a broker answers a metadata request (not just accepts TCP)."""
+    from kafka import KafkaAdminClient
+
+    hosts = bootstrap_list(bootstrap)
+    if not any(_tcp_ok(h, min(timeout_s, 1.0)) for h in hosts):
+        return False
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=hosts,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            reconnect_backoff_max_ms=500,
+        )
+    except Exception:  # noqa: BLE001 - NoBrokersAvailable and friends
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        admin.close()
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    """Block until the broker answers metadata requests; TimeoutError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if broker_ready(bootstrap, timeout_s=min(3.0, max(0.5, deadline - time.monotonic()))):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Kafka broker at {bootstrap} not ready after {timeout:.0f}s")
+        time.sleep(0.2)

@@ -1,0 +1,116 @@
+"""CLI: ``spillwatch stack up|down|status`` and ``spillwatch init-topics``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+DEFAULT_STATE_DIR = Path("var/stack")
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "state.json"
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    stack = groups["stack"]
+
+    @stack.command("up")
+    def up(
+        broker_port: int = typer.Option(None, help="default: the port of kafka.bootstrap (19092)"),
+        redis_port: int = typer.Option(None, help="default: the port of redis.url (16379)"),
+        redis_persist: bool = typer.Option(False, help="Redis append-only file under the state dir"),
+        partitions: int = typer.Option(None, help="frames/classifications partitions (kafka.partitions)"),
+        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="pid/state and log files"),
+    ) -> None:
+        """Start the broker and Redis in the background on loopback, create the topics."""
+        from spillwatch.kafka import create_topics
+        from spillwatch.settings import LOCAL_BROKER_PORT, LOCAL_REDIS_PORT, get_settings
+        from spillwatch.stack import LocalStack, StackError, StackState, port_of
+
+        settings = get_settings()
+        sf = _state_file(state_dir)
+        old = StackState.load(sf)
+        if old is not None and LocalStack.from_state(old).health()["ok"]:
+            typer.echo(f"stack already running: broker {old.host}:{old.broker_port}, redis port {old.redis_port}")
+            raise typer.Exit(0)
+        bport = broker_port or port_of(settings.kafka.bootstrap, LOCAL_BROKER_PORT)
+        rport = redis_port or port_of(settings.redis.url, LOCAL_REDIS_PORT)
+        stack = LocalStack(bport, rport, work_dir=state_dir, detached=True, redis_persist=redis_persist)
+        try:
+            stack.start()
+            stack.state().save(sf)
+            s = settings.model_copy(
+                update={"kafka": settings.kafka.model_copy(update={"bootstrap": stack.bootstrap})}
+            )
+            result = create_topics(s, partitions=partitions)
+        except (StackError, TimeoutError, OSError) as exc:
+            stack.stop()
+            sf.unlink(missing_ok=True)
+            typer.echo(f"stack up failed: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        created = sum(1 for v in result.values() if v == "created")
+        typer.echo(
+            f"stack up: broker {stack.bootstrap} (pid {stack.broker.pid if stack.broker else '-'}), "
+            f"redis {stack.redis_url} (pid {stack.redis.pid if stack.redis else '-'}); "
+            f"{created} topics created, {len(result) - created} existed; logs in {state_dir}"
+        )
+
+    @stack.command("down")
+    def down(state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="pid/state and log files")) -> None:
+        """Stop what ``stack up`` started."""
+        from spillwatch.stack import LocalStack, StackState
+
+        sf = _state_file(state_dir)
+        st = StackState.load(sf)
+        if st is None:
+            typer.echo("stack not running (no state file)")
+            return
+        LocalStack.from_state(st).stop()
+        sf.unlink(missing_ok=True)
+        typer.echo("stack down")
+
+    @stack.command("status")
+    def status(
+        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="pid/state and log files"),
+        as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    ) -> None:
+        """Health of the stack (exit code 1 when not healthy)."""
+        from spillwatch.stack import LocalStack, StackState
+
+        st = StackState.load(_state_file(state_dir))
+        if st is None:
+            health: dict[str, object] = {"ok": False, "error": "not running (no state file)"}
+        else:
+            health = LocalStack.from_state(st).health()
+        if as_json:
+            typer.echo(json.dumps(health, indent=2))
+        else:
+            for name in ("broker", "redis"):
+                h = health.get(name)
+                if isinstance(h, dict):
+                    state = "ready" if h["ready"] else ("running, not ready" if h["running"] else "down")
+                    typer.echo(f"{name:7s} {h['address']:28s} pid {h['pid']}  {state}")
+            if "error" in health:
+                typer.echo(str(health["error"]))
+        raise typer.Exit(0 if health.get("ok") else 1)
+
+    @app.command("init-topics")
+    def init_topics(
+        partitions: int = typer.Option(None, help="frames/classifications partitions (kafka.partitions)"),
+        wait: float = typer.Option(60.0, help="seconds to wait for the broker"),
+    ) -> None:
+        """Create the pipeline topics if missing (idempotent; the compose one-shot runs this)."""
+        from spillwatch.kafka import create_topics
+        from spillwatch.settings import get_settings
+
+        settings = get_settings()
+        try:
+            result = create_topics(settings, partitions=partitions, timeout_s=wait)
+        except TimeoutError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from exc
+        for name, what in result.items():
+            typer.echo(f"{what:8s} {name}")
