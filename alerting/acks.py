@@ -1,0 +1,81 @@
+"""Acknowledgements of incidents, stored in Redis.
+
+Key layout (a contract other stages may read, e.g. replay labels):
+``<redis.key_prefix>:ack:<incident id>`` — a hash with ``incident_id``, ``by``, ``at`` (ISO-8601
+UTC), ``note`` and optionally ``label`` (``"true"``: it was a real spill, ``"false"``: false alarm).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from spillwatch.events import UtcDatetime, utcnow
+
+Label = Literal["true", "false"]
+
+
+class AckRequest(BaseModel):
+    """The body of ``POST /incidents/{id}/ack`` (and the CLI's options)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(default="unknown", min_length=1, max_length=200)
+    note: str = Field(default="", max_length=2000)
+    label: Label | None = None
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return v.strip().lower() or None
+        return v
+
+
+class Ack(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    incident_id: str
+    by: str
+    at: UtcDatetime
+    note: str = ""
+    label: Label | None = None
+
+
+def ack_key(key_prefix: str, incident_id: str) -> str:
+    return f"{key_prefix}:ack:{incident_id}"
+
+
+class AckStore:
+    def __init__(self, redis: Any, key_prefix: str, ttl_s: int, on_ack: Any = None) -> None:
+        self._r = redis
+        self._prefix = key_prefix
+        self._ttl = ttl_s
+        self._on_ack = on_ack  # callable(incident_id) run after storing (cancels escalation)
+
+    def ack(self, incident_id: str, req: AckRequest, at: datetime | None = None) -> Ack:
+        ack = Ack(incident_id=incident_id, by=req.by, at=at or utcnow(), note=req.note, label=req.label)
+        key = ack_key(self._prefix, incident_id)
+        fields = {"incident_id": incident_id, "by": ack.by, "at": ack.at.isoformat(), "note": ack.note}
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields | ({"label": ack.label} if ack.label else {}))
+        pipe.expire(key, self._ttl)
+        pipe.execute()
+        if self._on_ack is not None:
+            self._on_ack(incident_id)
+        return ack
+
+    def get(self, incident_id: str) -> Ack | None:
+        raw = self._r.hgetall(ack_key(self._prefix, incident_id))
+        if not raw:
+            return None
+        d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
+        return Ack.model_validate(d)
+
+    def is_acked(self, incident_id: str) -> bool:
+        return bool(self._r.exists(ack_key(self._prefix, incident_id)))

@@ -1,0 +1,158 @@
+"""CLI: ``spillwatch alerting``, ``spillwatch ack``, ``spillwatch webhook-receiver``, ``spillwatch alerts tail``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    app.command("alerting", help="Run the alerting service (pages responders) until SIGTERM/SIGINT.")(run_alerting)
+    app.command("ack", help="Acknowledge an incident (stops its escalation).")(ack)
+    app.command("webhook-receiver", help="A local HMAC-verifying webhook receiver (demo, tests).")(webhook_receiver)
+    groups["alerts"].command("tail", help="Print spill alerts as they arrive.")(tail)
+
+
+def _stop_on_signals(stop: Any) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_alerting(
+    dry_run: bool = typer.Option(None, "--dry-run/--no-dry-run", help="record pages without calling channels"),
+) -> None:
+    import threading
+
+    from alerting.notifiers import ConfigError
+    from alerting.service import AlertingService
+    from spillwatch.settings import get_settings
+
+    settings = get_settings()
+    if dry_run is not None:
+        settings = settings.model_copy(update={"alerting": settings.alerting.model_copy(update={"dry_run": dry_run})})
+    try:
+        service = AlertingService(settings)
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    stopping = threading.Event()
+    _stop_on_signals(lambda: stopping.set())
+    service.start()
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        service.stop()
+
+
+def ack(
+    incident: str = typer.Argument(..., help="incident id"),
+    by: str = typer.Option(None, "--by", help="who acknowledges (default: $USER)"),
+    note: str = typer.Option("", "--note"),
+    label: str = typer.Option(None, "--label", help="'true' (real spill) or 'false' (false alarm)"),
+    force: bool = typer.Option(False, "--force", help="acknowledge even if the incident is not known yet"),
+) -> None:
+    import getpass
+
+    from pydantic import ValidationError
+
+    from alerting.acks import AckRequest, AckStore
+    from alerting.service import make_redis
+    from alerting.store import AlertStore
+    from spillwatch.settings import get_settings
+
+    s = get_settings()
+    r = make_redis(s.redis.url)
+    store = AlertStore(r, s.redis.key_prefix, idempotency_ttl_s=s.alerting.idempotency_ttl_s, lease_s=s.alerting.inflight_lease_s)
+    try:
+        req = AckRequest(by=by or getpass.getuser() or "unknown", note=note, label=label)
+    except ValidationError as exc:
+        typer.echo(f"invalid acknowledgement: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(2) from exc
+    if not force and not store.incident(incident):
+        typer.echo(f"unknown incident {incident!r} (use --force to acknowledge anyway)", err=True)
+        raise typer.Exit(1)
+    acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
+    a = acks.ack(incident, req)
+    typer.echo(f"acknowledged {incident} by {a.by} at {a.at.isoformat()}" + (f" label={a.label}" if a.label else ""))
+
+
+def webhook_receiver(
+    port: int = typer.Option(8099, "--port"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    secret: str = typer.Option(None, "--secret", envvar="SPILLWATCH_ALERTING__WEBHOOK_SECRET", help="HMAC secret"),
+    out: Path = typer.Option(Path("var/webhook-pages.jsonl"), "--out", help="JSONL file of received pages"),
+    fail_for: float = typer.Option(0.0, "--fail-for", help="answer 500 for the first S seconds"),
+) -> None:
+    import threading
+
+    from alerting.receiver import WebhookReceiver
+
+    recv = WebhookReceiver(host, port, secret=secret, out=out, fail_for_s=fail_for).start()
+    typer.echo(f"webhook receiver on {recv.url} (signature {'required' if secret else 'not checked'}), pages -> {out}")
+    stopping = threading.Event()
+    _stop_on_signals(lambda: stopping.set())
+    try:
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        recv.stop()
+        typer.echo(f"received {len(recv.pages)} page(s), rejected {len(recv.rejected)}")
+
+
+def tail(
+    as_json: bool = typer.Option(False, "--json", help="print each alert as one JSON line"),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest retained alert"),
+    limit: int = typer.Option(0, "--limit", help="exit after N alerts (0 = run until Ctrl-C)"),
+    timeout: float = typer.Option(0.0, "--timeout", help="exit after S seconds (0 = no limit)"),
+) -> None:
+    from kafka import TopicPartition
+
+    from alerting.formatting import one_line
+    from spillwatch.events import EventError, SpillAlert
+    from spillwatch.kafka import make_consumer, wait_for_broker
+    from spillwatch.settings import get_settings
+
+    s = get_settings()
+    topic = s.topics.spill_alerts
+    wait_for_broker(s.kafka.bootstrap, 30)
+    # No group: a tail never moves the alerting service's offsets and sees every partition.
+    consumer = make_consumer(s, [], None, client_id="spillwatch-alerts-tail")
+    stopping = {"v": False}
+    _stop_on_signals(lambda: stopping.__setitem__("v", True))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            typer.echo(f"topic {topic} does not exist", err=True)
+            raise typer.Exit(1)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*tps)
+        if not as_json:
+            typer.echo(f"# tailing {topic} ({'from the beginning' if from_beginning else 'new alerts'}); Ctrl-C to stop", err=True)
+        seen = 0
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        while not stopping["v"] and (deadline is None or time.monotonic() < deadline):
+            for records in consumer.poll(timeout_ms=300).values():
+                for rec in records:
+                    try:
+                        alert = SpillAlert.from_bytes(rec.value or b"")
+                    except EventError as exc:
+                        print(f"# skipped malformed record at {rec.topic}[{rec.partition}]@{rec.offset}: {exc}", file=sys.stderr)
+                        continue
+                    line = json.dumps(alert.model_dump(mode="json"), separators=(",", ":")) if as_json else one_line(alert)
+                    print(line, flush=True)
+                    seen += 1
+                    if limit and seen >= limit:
+                        return
+    finally:
+        consumer.close()

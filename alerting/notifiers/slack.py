@@ -1,0 +1,65 @@
+"""Slack-compatible incoming-webhook payload (``text`` fallback + Block Kit ``blocks``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from alerting.formatting import summary, title
+from alerting.notifiers.base import DeliveryResult, Page
+from alerting.notifiers.http import make_client, post
+from alerting.notifiers.links import page_links
+from spillwatch.events import AlertState
+
+_EMOJI = {AlertState.CONFIRMED: ":warning:", AlertState.ESCALATED: ":rotating_light:", AlertState.CLEARED: ":white_check_mark:"}
+
+
+def _ts(value: Any) -> str:
+    return value.isoformat(timespec="seconds") if value else "-"
+
+
+def build_payload(page: Page, public_base_url: str | None = None) -> dict[str, Any]:
+    alert = page.alert
+    ev = alert.evidence
+    links = page_links(page, public_base_url)
+    text = f"{_EMOJI.get(alert.state, '')} {summary(alert)}".strip()
+    fields = [
+        {"type": "mrkdwn", "text": f"*Camera*\n{alert.camera_id}"},
+        {"type": "mrkdwn", "text": f"*Incident*\n{alert.incident_id}"},
+        {"type": "mrkdwn", "text": f"*First seen*\n{_ts(alert.first_seen)}"},
+        {"type": "mrkdwn", "text": f"*Confirmed*\n{_ts(alert.confirmed_at)}"},
+        {"type": "mrkdwn", "text": f"*Peak probability*\n{ev.peak_prob:.2f}"},
+        {"type": "mrkdwn", "text": f"*Zone*\n{alert.zone or '-'}"},
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{title(alert)}: {alert.camera_id}"[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}, "fields": fields},
+    ]
+    if links.snapshot_url:
+        blocks.append({"type": "image", "image_url": links.snapshot_url, "alt_text": "evidence snapshot"})
+    context = [f"model {alert.model_version or '-'}", f"key `{page.idempotency_key}`"]
+    if links.ack_url and alert.state != AlertState.CLEARED:
+        context.append(f"acknowledge: <{links.ack_url}|POST ack> or `spillwatch ack {alert.incident_id}`")
+    elif alert.state != AlertState.CLEARED:
+        context.append(f"acknowledge: `spillwatch ack {alert.incident_id}`")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
+    return {"text": text, "blocks": blocks}
+
+
+class SlackNotifier:
+    def __init__(
+        self, url: str, *, timeout_s: float = 5.0, public_base_url: str | None = None, client: httpx.Client | None = None
+    ) -> None:
+        self.name = "slack"
+        self.url = url
+        self._public = public_base_url
+        self._client = client or make_client(timeout_s)
+
+    def send(self, page: Page) -> DeliveryResult:
+        body = json.dumps(build_payload(page, self._public)).encode()
+        return post(self._client, self.url, body, {})
+
+    def close(self) -> None:
+        self._client.close()

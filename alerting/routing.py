@@ -1,0 +1,45 @@
+"""Pure routing: which pages an alert makes, and the ids that make each page happen once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from spillwatch.events import AlertState
+
+
+def job_id(incident_id: str, state: AlertState | str, channel: str) -> str:
+    """Identity of one page: incident + state + channel. Redeliveries map to the same id."""
+    st = state.value if isinstance(state, AlertState) else state
+    return f"{incident_id}|{st}|{channel}"
+
+
+def channels_for(
+    state: AlertState,
+    channels: Sequence[str],
+    escalation_channels: Sequence[str],
+    *,
+    acknowledged: bool = False,
+    escalated: bool = False,
+) -> list[str]:
+    """Channels to page for an alert in ``state``.
+
+    - confirmed: the primary channels;
+    - escalated: the escalation channels (the primary ones when none are configured), unless a
+      responder already acknowledged the incident;
+    - cleared: the primary channels, plus the escalation channels when the incident was escalated
+      (so e.g. a PagerDuty incident opened by the escalation is resolved too).
+    """
+    if state == AlertState.CONFIRMED:
+        out = list(channels)
+    elif state == AlertState.ESCALATED:
+        out = [] if acknowledged else list(escalation_channels or channels)
+    else:
+        out = list(channels) + (list(escalation_channels) if escalated else [])
+    return list(dict.fromkeys(out))
+
+
+def escalation_due(
+    *, now: float, due_at: float, acknowledged: bool, cleared: bool, has_escalation_channels: bool
+) -> bool:
+    """Whether the unacknowledged-incident timer should page the escalation channels now."""
+    return has_escalation_channels and not acknowledged and not cleared and now >= due_at

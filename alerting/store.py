@@ -1,0 +1,284 @@
+"""Redis state of the alerting service: the durable page queue, idempotency keys, incidents,
+the escalation schedule. Every alerting instance shares it, so instances can scale out and a
+restarted one picks up where a crashed one stopped.
+
+Keys (``P`` = ``<redis.key_prefix>:alerting``):
+
+- ``P:jobs``            hash  job id -> job JSON (alert, channel, tries so far, last reason)
+- ``P:queue``           zset  job id -> unix time the next try is due
+- ``P:page:<job id>``   string, the idempotency key of one page (incident|state|channel):
+                        ``inflight:<owner>`` with a TTL of ``inflight_lease_s`` while a try runs
+                        (expires if the process dies, so a restart retries instead of skipping),
+                        ``sent:<time>`` after a success, ``dead:<reason>`` after the last try
+                        (both kept ``idempotency_ttl_s``)
+- ``P:incident:<id>``   hash  camera_id, last state, ``alert:<state>`` -> alert JSON, escalated flag
+- ``P:incident:<id>:pages`` hash ``<state>:<channel>`` -> page record JSON
+- ``P:escalations``     zset  incident id -> unix time its escalation is due
+- ``P:pages``           list  page records (sent or dry-run), newest last, capped
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from spillwatch.events import AlertState, SpillAlert
+
+PAGES_LOG_MAX = 10_000
+
+# Claim a due job: skip it if already done, report "busy" if another run holds it, else take an
+# in-flight lease and push its due time to the lease end (a crash then retries it after the lease).
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if v then
+  local kind = string.sub(v, 1, 5)
+  if kind == 'sent:' or kind == 'dead:' then
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('HDEL', KEYS[3], ARGV[1])
+    return 'done'
+  end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 0 then ttl = tonumber(ARGV[3]) end
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + ttl / 1000.0, ARGV[1])
+  return 'busy'
+end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 'gone'
+end
+redis.call('SET', KEYS[1], 'inflight:' .. ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]) + tonumber(ARGV[3]) / 1000.0, ARGV[1])
+return 'claimed'
+"""
+
+_RECORD = """
+redis.call('HSET', KEYS[1], 'camera_id', ARGV[1], 'alert:' .. ARGV[2], ARGV[3])
+local cur = redis.call('HGET', KEYS[1], 'state')
+if ARGV[2] == 'cleared' then
+  redis.call('HSET', KEYS[1], 'state', 'cleared')
+elseif ARGV[2] == 'escalated' then
+  redis.call('HSET', KEYS[1], 'escalated', '1')
+  if cur ~= 'cleared' then redis.call('HSET', KEYS[1], 'state', 'escalated') end
+elseif not cur then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# Take a due escalation: push it a lease into the future (a crash before it is finished retries
+# it), and let exactly one caller have it.
+_TAKE_ESCALATION = """
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]) / 1000.0, ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Release our in-flight lease only (another run may hold the key after our lease expired).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    channel: str
+    alert_json: str
+    tries: int = 0
+    enqueued_at: float = 0.0
+    last_reason: str = ""
+
+    @property
+    def alert(self) -> SpillAlert:
+        return SpillAlert.from_bytes(self.alert_json)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> "Job":
+        return cls(**json.loads(raw))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class AlertStore:
+    def __init__(self, redis: Any, key_prefix: str, *, idempotency_ttl_s: int, lease_s: float) -> None:
+        self.r = redis
+        self.key_prefix = key_prefix
+        self.p = f"{key_prefix}:alerting"
+        self.ttl = idempotency_ttl_s
+        self.lease_ms = int(lease_s * 1000)
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+        self._record = redis.register_script(_RECORD)
+        self._take_esc = redis.register_script(_TAKE_ESCALATION)
+
+    # ------------------------------------------------------------------ keys
+    @property
+    def jobs_key(self) -> str:
+        return f"{self.p}:jobs"
+
+    @property
+    def queue_key(self) -> str:
+        return f"{self.p}:queue"
+
+    @property
+    def escalations_key(self) -> str:
+        return f"{self.p}:escalations"
+
+    @property
+    def pages_key(self) -> str:
+        return f"{self.p}:pages"
+
+    def page_key(self, job_id: str) -> str:
+        return f"{self.p}:page:{job_id}"
+
+    def incident_key(self, incident_id: str) -> str:
+        return f"{self.p}:incident:{incident_id}"
+
+    # ------------------------------------------------------------------ incidents
+    def record_alert(self, alert: SpillAlert) -> None:
+        """Store the alert; the incident's state only moves forward (a redelivered ``confirmed``
+        never reopens a cleared incident)."""
+        self._record(
+            keys=[self.incident_key(alert.incident_id)],
+            args=[alert.camera_id, alert.state.value, alert.model_dump_json(), self.ttl],
+        )
+
+    def incident(self, incident_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.incident_key(incident_id))
+
+    def incident_pages(self, incident_id: str) -> dict[str, dict[str, Any]]:
+        raw = self.r.hgetall(self.incident_key(incident_id) + ":pages")
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    def mark_escalated(self, incident_id: str) -> None:
+        self.r.hset(self.incident_key(incident_id), "escalated", "1")
+
+    # ------------------------------------------------------------------ page queue
+    def enqueue(self, job: Job, due: float) -> bool:
+        """Durably queue a page unless it was already sent/dead-lettered or is queued. True if queued now."""
+        state = self.r.get(self.page_key(job.job_id))
+        if state and (state.startswith("sent:") or state.startswith("dead:")):
+            return False
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hsetnx(self.jobs_key, job.job_id, job.to_json())
+        pipe.zadd(self.queue_key, {job.job_id: due}, nx=True)
+        added, _ = pipe.execute()
+        return bool(added)
+
+    def due_jobs(self, now: float, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        return self.r.zrangebyscore(self.queue_key, "-inf", now, start=0, num=limit)
+
+    def next_due(self) -> float | None:
+        first = self.r.zrange(self.queue_key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def claim(self, job_id: str, owner: str, now: float) -> str:
+        """'claimed', 'done' (already sent/dead), 'busy' (another run holds it) or 'gone'."""
+        return self._claim(keys=[self.page_key(job_id), self.queue_key, self.jobs_key], args=[job_id, owner, self.lease_ms, now])
+
+    def load_job(self, job_id: str) -> Job | None:
+        raw = self.r.hget(self.jobs_key, job_id)
+        return Job.from_json(raw) if raw else None
+
+    def page_state(self, job_id: str) -> str | None:
+        return self.r.get(self.page_key(job_id))
+
+    def _page_record(self, pipe: Any, job: Job, record: dict[str, Any]) -> None:
+        alert = job.alert
+        key = self.incident_key(alert.incident_id) + ":pages"
+        pipe.hset(key, f"{alert.state.value}:{job.channel}", json.dumps(record, separators=(",", ":")))
+        pipe.expire(key, self.ttl)
+
+    def complete_sent(self, job: Job, owner: str, now: float, *, tries: int, reason: str, dry_run: bool) -> dict[str, Any]:
+        alert = job.alert
+        record = {
+            "incident_id": alert.incident_id,
+            "camera_id": alert.camera_id,
+            "state": alert.state.value,
+            "channel": job.channel,
+            "status": "sent",
+            "at": _iso(now),
+            "tries": tries,
+            "reason": reason,
+            "dry_run": dry_run,
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.page_key(job.job_id), f"sent:{_iso(now)}", ex=self.ttl)
+        pipe.zrem(self.queue_key, job.job_id)
+        pipe.hdel(self.jobs_key, job.job_id)
+        self._page_record(pipe, job, record)
+        pipe.rpush(self.pages_key, json.dumps(record, separators=(",", ":")))
+        pipe.ltrim(self.pages_key, -PAGES_LOG_MAX, -1)
+        pipe.execute()
+        return record
+
+    def schedule_retry(self, job: Job, owner: str, due: float, *, tries: int, reason: str) -> None:
+        updated = Job(job.job_id, job.channel, job.alert_json, tries, job.enqueued_at, reason)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.jobs_key, job.job_id, updated.to_json())
+        pipe.zadd(self.queue_key, {job.job_id: due})
+        pipe.execute()
+        self._release(keys=[self.page_key(job.job_id)], args=[f"inflight:{owner}"])
+
+    def complete_dead(self, job: Job, now: float, *, tries: int, reason: str) -> None:
+        alert = job.alert
+        record = {
+            "incident_id": alert.incident_id,
+            "camera_id": alert.camera_id,
+            "state": alert.state.value,
+            "channel": job.channel,
+            "status": "dead",
+            "at": _iso(now),
+            "tries": tries,
+            "reason": reason,
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.page_key(job.job_id), f"dead:{reason[:200]}", ex=self.ttl)
+        pipe.zrem(self.queue_key, job.job_id)
+        pipe.hdel(self.jobs_key, job.job_id)
+        self._page_record(pipe, job, record)
+        pipe.execute()
+
+    def release(self, job: Job, owner: str, due: float) -> None:
+        """Give a claimed job back untouched (e.g. the dead-letter topic was unreachable)."""
+        self.r.zadd(self.queue_key, {job.job_id: due})
+        self._release(keys=[self.page_key(job.job_id)], args=[f"inflight:{owner}"])
+
+    def recent_pages(self, limit: int = 1000) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self.pages_key, -limit, -1)]
+
+    # ------------------------------------------------------------------ escalation
+    def schedule_escalation(self, incident_id: str, due: float) -> None:
+        """Schedule (or bring forward, never postpone) the escalation check of an incident."""
+        self.r.zadd(self.escalations_key, {incident_id: due}, lt=True)
+
+    def cancel_escalation(self, incident_id: str) -> None:
+        self.r.zrem(self.escalations_key, incident_id)
+
+    def take_due_escalations(self, now: float, limit: int = 100) -> list[str]:
+        """Due incidents, each handed to one caller; call finish_escalation when handled."""
+        out = []
+        for inc in self.r.zrangebyscore(self.escalations_key, "-inf", now, start=0, num=limit):
+            if self._take_esc(keys=[self.escalations_key], args=[inc, now, self.lease_ms]):
+                out.append(inc)
+        return out
+
+    def finish_escalation(self, incident_id: str) -> None:
+        self.r.zrem(self.escalations_key, incident_id)
+
+    def escalation_due_at(self, incident_id: str) -> float | None:
+        return self.r.zscore(self.escalations_key, incident_id)
