@@ -1,0 +1,416 @@
+"""A staged-spill scene: camera geometry, room, lighting, distractors and the liquid, and its renderer.
+
+`Scene.build` samples everything that is static for a camera (floor, view, lights, static
+distractors, the liquid's shape field); `Scene.render` draws one frame for a given liquid level
+and set of people, applies the camera (lens, blur, noise, timestamp, JPEG) and returns the BGR
+uint8 image and the spill mask of exactly the pixels the liquid was drawn on (after occlusion and
+lens distortion). Stills (`generate_sample`) and clips (`render_clip`) both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from training.synth import distractors as dis
+from training.synth import noise
+from training.synth.floors import Floor, draw_markings, make_floor
+from training.synth.liquids import SHAPE_WEIGHTS, SHAPES, Liquid, alpha_from_field, composite, pick_liquid, shape_field
+
+LIGHTINGS: tuple[str, ...] = ("fluorescent", "daylight", "dim", "night_ir", "flicker")
+LIGHTING_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.12, 0.13])
+DISTRACTORS: tuple[str, ...] = ("shadow", "glare", "stain", "markings", "cable", "pallet", "person", "sign")
+_WALLS = [(0.78, 0.84, 0.86), (0.7, 0.8, 0.85), (0.6, 0.62, 0.62), (0.75, 0.7, 0.6), (0.55, 0.6, 0.5), (0.8, 0.8, 0.8)]
+_FURNITURE = [(0.15, 0.45, 0.75), (0.45, 0.35, 0.15), (0.2, 0.2, 0.2), (0.6, 0.6, 0.6), (0.2, 0.3, 0.45)]
+
+
+@dataclass
+class Camera:
+    lens_k: float
+    blur: float
+    motion: int
+    noise: float
+    jpeg: int  # 0 = none
+    stamp: str | None  # "tr", "tl", "bl" or None
+    ir: bool
+    banding: float
+
+
+@dataclass
+class Scene:
+    W: int
+    H: int
+    seed: int
+    view: str
+    floor: Floor
+    lighting: str
+    camera: Camera
+    horizon: np.ndarray  # line (a, b, c): a x + b y + c = 0 in the image
+    floor_mask: np.ndarray  # HxW bool
+    light: np.ndarray  # HxWx3 illumination
+    lit_floor: np.ndarray  # lit room without reflections
+    base: np.ndarray  # lit room with dry reflections and glare (what a clean frame shows)
+    env_sharp: np.ndarray
+    fresnel: np.ndarray
+    spec: np.ndarray
+    shadow: np.ndarray  # HxW static shadow darkness 0..1
+    occ: np.ndarray  # HxW static occluders (signs, standing people) alpha
+    occ_col: np.ndarray
+    shadow_dir: tuple[float, float]
+    liquid: Liquid | None = None
+    liquid_params: dict = field(default_factory=dict)
+    liquid_field: np.ndarray | None = None  # HxW warped field, liquid where >= level
+    shape: str | None = None
+    distractors: list[str] = field(default_factory=list)
+    lens_maps: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ geometry helpers
+    def person_height(self, x: float, y: float, ratio: float) -> float:
+        a, b, c = self.horizon
+        yh = -(a * x + c) / b if abs(b) > 1e-9 else -1e9
+        return float(np.clip(ratio * (y - yh), 0.12 * self.H, 0.7 * self.H))
+
+    def random_floor_point(self, rng: np.random.Generator, y_lo: float = 0.1, y_hi: float = 0.97) -> tuple[float, float]:
+        ys, xs = np.nonzero(self.floor_mask)
+        top = ys.min() if len(ys) else 0
+        lo = top + y_lo * (self.H - top)
+        hi = top + y_hi * (self.H - top)
+        for _ in range(20):
+            x = rng.uniform(0.05, 0.95) * self.W
+            y = rng.uniform(lo, hi)
+            if self.floor_mask[int(min(y, self.H - 1)), int(x)]:
+                return float(x), float(y)
+        return self.W / 2, (lo + hi) / 2
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        level: float | None = 0.0,
+        people: list[dis.Person] | tuple = (),
+        gain: float = 1.0,
+        stamp_text: str | None = None,
+        frame_seed: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame: BGR uint8 image and uint8 {0,1} spill mask. level=None draws no liquid."""
+        H, W = self.H, self.W
+        rng = np.random.default_rng(frame_seed)
+        img = self.base.copy()
+        alpha = np.zeros((H, W), np.float32)
+        if self.liquid is not None and self.liquid_field is not None and level is not None:
+            alpha = alpha_from_field(self.liquid_field, level)
+            alpha[~self.floor_mask] = 0
+            img = composite(img, self.lit_floor, alpha, self.liquid, self.liquid_params, self.env_sharp,
+                            self.fresnel, self.spec, self.light, self.seed * 7 + 1)
+        shadow = self.shadow
+        occ, occ_col = self.occ, self.occ_col
+        if people:
+            shadow = shadow.copy()
+            occ, occ_col = occ.copy(), occ_col.copy()
+            for p in people:
+                dis.draw_person_shadow(p, shadow, self.shadow_dir, 0.45)
+            for p in sorted(people, key=lambda q: q.y):
+                dis.draw_person(p, occ, occ_col)
+        if shadow.any():
+            sh = cv2.GaussianBlur(shadow, (0, 0), max(W, H) / 120)
+            img = img * (1 - sh)[..., None]
+        if occ.any():
+            img = img * (1 - occ[..., None]) + occ_col * self.light * occ[..., None]
+            alpha = alpha * (1 - occ)
+        cam = self.camera
+        if gain != 1.0:
+            img = img * gain
+        if cam.banding > 0:
+            yy = np.arange(H, dtype=np.float32)
+            img = img * (1 + cam.banding * np.sin(yy / H * np.pi * rng.uniform(3, 8) + rng.uniform(0, 6.3)))[:, None, None]
+        if cam.ir:
+            g = img @ np.array([0.2, 0.5, 0.3], np.float32)
+            img = np.repeat(g[..., None], 3, axis=2)
+        if self.lens_maps is not None:
+            mx, my = self.lens_maps
+            img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if cam.blur > 0:
+            img = cv2.GaussianBlur(img, (0, 0), cam.blur)
+        if cam.motion > 1:
+            k = np.zeros((cam.motion, cam.motion), np.float32)
+            k[cam.motion // 2, :] = 1.0 / cam.motion
+            img = cv2.filter2D(img, -1, k)
+        if cam.noise > 0:
+            n = noise.white(rng, H, W)
+            img = img + (cam.noise * n)[..., None] if cam.ir else img + cam.noise * np.stack([n, noise.white(rng, H, W), noise.white(rng, H, W)], -1)
+        out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        mask = (alpha >= 0.5).astype(np.uint8)
+        if cam.stamp and stamp_text:
+            text_mask = np.zeros((H, W), np.uint8)
+            fs = W / 640 * 0.55
+            th = max(1, int(round(W / 640 * 1.5)))
+            (tw, tht), _ = cv2.getTextSize(stamp_text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
+            m = int(W * 0.01) + 2
+            org = {"tr": (W - tw - m, tht + m), "tl": (m, tht + m), "bl": (m, H - m)}[cam.stamp]
+            cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
+            cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), th, cv2.LINE_AA)
+            cv2.putText(text_mask, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, 1, th + 2)
+            mask[text_mask > 0] = 0
+        if cam.jpeg:
+            ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return out, mask
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(
+        cls,
+        seed: int,
+        W: int,
+        H: int,
+        *,
+        spill: bool,
+        floor: str | None = None,
+        liquid: str | None = None,
+        shape: str | None = None,
+        view: str | None = None,
+        lighting: str | None = None,
+        distractors: list[str] | None = None,
+        hard_negatives: bool = True,
+        clip_mode: bool = False,
+    ) -> "Scene":
+        rng = np.random.default_rng(seed)
+        scale = max(W, H) / 256.0
+        T = int(1.3 * max(W, H))
+        fl = make_floor(rng, T, floor)
+        albedo = fl.albedo
+        view = view or ("oblique" if rng.random() < 0.55 else "ceiling")
+        lighting = lighting or LIGHTINGS[int(rng.choice(len(LIGHTINGS), p=LIGHTING_WEIGHTS))]
+
+        # ---- which distractors
+        if distractors is None:
+            chosen: list[str] = []
+            probs = {"shadow": 0.45, "glare": 0.4, "stain": 0.3, "markings": 0.25, "cable": 0.2,
+                     "pallet": 0.1, "person": 0.3, "sign": 0.15}
+            if not spill and hard_negatives:  # clean frames carry more hard negatives
+                probs = {k: min(0.9, v * 1.7) for k, v in probs.items()}
+            for k, p in probs.items():
+                if rng.random() < p:
+                    chosen.append(k)
+            if not spill and hard_negatives and not ({"shadow", "glare", "stain"} & set(chosen)):
+                chosen.append(["shadow", "glare", "stain"][int(rng.integers(3))])
+        else:
+            chosen = list(distractors)
+        if fl.name == "epoxy" and rng.random() < 0.7 and "markings" not in chosen:
+            chosen.append("markings")
+
+        # ---- floor-plane distractors (before the warp)
+        if "markings" in chosen:
+            for _ in range(int(rng.integers(1, 3))):
+                draw_markings(rng, albedo)
+        if "pallet" in chosen:
+            dis.draw_pallet(rng, albedo, tuple(rng.uniform(0.2, 0.8, 2) * T), T * rng.uniform(0.15, 0.3))
+
+        # ---- camera geometry: floor texture (TxT) -> image homography
+        src = np.float32([[0, 0], [T, 0], [T, T], [0, T]])
+        if view == "oblique":
+            yw = H * rng.uniform(0.12, 0.5)
+            tw = W * rng.uniform(1.0, 2.2)
+            bw = tw * rng.uniform(2.5, 5.0)
+            yb = H * 1.05
+        else:
+            yw = -H * rng.uniform(0.0, 0.35)
+            tw = W * rng.uniform(1.1, 1.6)
+            bw = tw * rng.uniform(1.15, 1.8)
+            yb = H * 1.08
+        cx = W / 2 + rng.uniform(-0.15, 0.15) * W
+        dst = np.float32([[cx - tw / 2, yw], [cx + tw / 2, yw], [cx + bw / 2, yb], [cx - bw / 2, yb]])
+        roll = np.radians(rng.uniform(-7, 7) if view == "oblique" else rng.uniform(-25, 25))
+        c, s = np.cos(roll), np.sin(roll)
+        ctr = np.float32([W / 2, H / 2])
+        dst = (dst - ctr) @ np.float32([[c, s], [-s, c]]) + ctr
+        Hm = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+        horizon = np.linalg.inv(Hm).T @ np.array([0.0, 0.0, 1.0])
+        floor_img = cv2.warpPerspective(albedo, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        if view == "oblique":
+            (x1, y1), (x2, y2) = dst[0], dst[1]
+            yline = y1 + (xx[0] - x1) * (y2 - y1) / (x2 - x1)
+            floor_mask = yy >= yline[None, :]
+        else:
+            yline = np.full(W, -1e6, np.float32)
+            floor_mask = np.ones((H, W), bool)
+
+        # ---- the room above the floor (wall with door/cabinets) and the ceiling lights
+        wall_col = np.array(_WALLS[rng.integers(len(_WALLS))], np.float32) * rng.uniform(0.8, 1.1)
+        wall = np.clip(wall_col[None, None, :] * (1 + 0.04 * noise.fbm(rng, H, W, 4, 2) - 0.15 * (yy / H))[..., None], 0, 1)
+        if view == "oblique":
+            base_y = yline
+            for _ in range(int(rng.integers(0, 4))):
+                fx = rng.uniform(0, W)
+                fw = W * rng.uniform(0.08, 0.3)
+                fh = H * rng.uniform(0.15, 0.6)
+                fc = np.array(_FURNITURE[rng.integers(len(_FURNITURE))], np.float32) * rng.uniform(0.8, 1.2)
+                by = base_y[int(np.clip(fx, 0, W - 1))]
+                cv2.rectangle(wall, (int(fx), int(by - fh)), (int(fx + fw), int(by + 2)), tuple(float(v) for v in fc), -1)
+                cv2.rectangle(wall, (int(fx), int(by - fh)), (int(fx + fw), int(by + 2)), tuple(float(v) * 0.6 for v in fc), max(1, int(scale)))
+            bb = max(1, int(H * rng.uniform(0.008, 0.025)))
+            bbc = tuple(float(v) for v in (wall_col * rng.uniform(0.3, 0.7)))
+            cv2.line(wall, (0, int(yline[0] - bb / 2)), (W - 1, int(yline[-1] - bb / 2)), bbc, bb)
+        base = np.where(floor_mask[..., None], floor_img, wall).astype(np.float32)
+
+        # ---- image-space floor distractors
+        if "cable" in chosen:
+            for _ in range(int(rng.integers(1, 3))):
+                dis.draw_cable(rng, base, floor_mask)
+
+        # ---- lighting
+        gain = {"fluorescent": rng.uniform(0.85, 1.1), "daylight": rng.uniform(0.9, 1.25), "dim": rng.uniform(0.3, 0.55),
+                "night_ir": rng.uniform(0.6, 1.0), "flicker": rng.uniform(0.75, 1.05)}[lighting]
+        tint = {"fluorescent": [1.0, 1.0, 0.96], "daylight": [1.05, 1.0, 0.95] if rng.random() < 0.5 else [0.9, 0.98, 1.08],
+                "dim": [0.8, 0.95, 1.1], "night_ir": [1, 1, 1], "flicker": [1.02, 1.0, 0.95]}[lighting]
+        tint = np.array(tint, np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
+        ga = rng.uniform(0, 2 * np.pi)
+        grad_s = rng.uniform(0.25, 0.55) if lighting == "daylight" else rng.uniform(0.0, 0.2)
+        G = 1 + grad_s * (((xx / W - 0.5) * np.cos(ga) + (yy / H - 0.5) * np.sin(ga)) * 2)
+        vig = rng.uniform(0.5, 0.9) if lighting == "night_ir" else rng.uniform(0.0, 0.3)
+        r2 = ((xx / W - 0.5) ** 2 + (yy / H - 0.5) ** 2) * 2
+        G = G * (1 - vig * r2) * (1 + 0.06 * noise.smooth(rng, H, W, 3))
+        light = (np.clip(G, 0.05, 2.0) * gain)[..., None] * tint[None, None, :]
+        lit = base * light
+
+        # ---- reflections: the room mirrored in the floor, and the light glints
+        if view == "oblique":
+            src_y = 2 * yline[None, :] - yy
+            env = cv2.remap(wall * light, xx, np.clip(src_y, 0, H - 1).astype(np.float32), cv2.INTER_LINEAR)
+            depth = np.clip((yy - yline[None, :]) / np.maximum(H - yline[None, :], 1), 0, 1)
+            fresnel = (0.2 + 0.8 * (1 - depth) ** 2).astype(np.float32)
+        else:
+            ceil = np.full((H, W, 3), rng.uniform(0.25, 0.55), np.float32)
+            for _ in range(int(rng.integers(2, 6))):
+                px, py = rng.uniform(0, W), rng.uniform(0, H)
+                L, w = W * rng.uniform(0.1, 0.35), W * rng.uniform(0.015, 0.05)
+                a = roll + (np.pi / 2 if rng.random() < 0.5 else 0)
+                box = cv2.boxPoints(((px, py), (L, w), np.degrees(a)))
+                cv2.fillPoly(ceil, [box.astype(np.int32)], (1.0, 1.0, 1.0))
+            env = ceil * light
+            fresnel = (0.25 + 0.2 * (1 - yy / H)).astype(np.float32)
+        env_sharp = cv2.GaussianBlur(env, (0, 0), 0.7 * scale)
+        spec = np.zeros((H, W), np.float32)
+        n_lights = int(rng.integers(1, 4)) if lighting != "dim" else int(rng.integers(0, 2))
+        light_pts = [sc_pt for sc_pt in (None,) * 0]
+        for _ in range(n_lights):
+            light_pts.append((rng.uniform(0.05, 0.95) * W, rng.uniform(0.2, 0.95) * H))
+        scn_tmp = {"pts": light_pts}
+        sigma_dry = (0.4 + 3.0 * (1 - fl.gloss)) * 4 * scale
+        refl_dry = fl.gloss * 0.45 * fresnel
+        room = lit * (1 - refl_dry[..., None]) + cv2.GaussianBlur(env, (0, 0), sigma_dry) * refl_dry[..., None]
+        glare = np.zeros((H, W), np.float32)
+        if "glare" in chosen:  # strong soft reflection of a window / lamp on the dry floor
+            for _ in range(int(rng.integers(1, 3))):
+                gx, gy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.35, 0.95) * H
+                ax = (W * rng.uniform(0.03, 0.12), H * rng.uniform(0.08, 0.3))
+                cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.2, 0.55)), -1)
+            glare = cv2.GaussianBlur(glare, (0, 0), W * rng.uniform(0.02, 0.06))
+        base_img = room + (glare * floor_mask)[..., None] * light
+
+        scene = cls(W=W, H=H, seed=seed, view=view, floor=fl, lighting=lighting,
+                    camera=_camera(rng, lighting, scale, clip_mode), horizon=horizon, floor_mask=floor_mask,
+                    light=light.astype(np.float32), lit_floor=lit.astype(np.float32), base=base_img.astype(np.float32),
+                    env_sharp=env_sharp.astype(np.float32), fresnel=fresnel, spec=spec,
+                    shadow=np.zeros((H, W), np.float32), occ=np.zeros((H, W), np.float32),
+                    occ_col=np.zeros((H, W, 3), np.float32), shadow_dir=(float(np.cos(ga)), float(abs(np.sin(ga)) * 0.5 + 0.2)))
+        scene.distractors = sorted(set(chosen))
+
+        # ---- the liquid (field in the floor plane, warped with the same homography)
+        Hinv = np.linalg.inv(Hm)
+        liquid_centre_img = None
+        if spill:
+            liq, params = pick_liquid(rng, liquid)
+            shp = shape or SHAPES[int(rng.choice(len(SHAPES), p=SHAPE_WEIGHTS))]
+            if clip_mode:
+                x, y = W * rng.uniform(0.3, 0.7), scene_floor_y(floor_mask, rng, 0.45, 0.8)
+                r_img = W * rng.uniform(0.12, 0.18)
+            else:
+                x, y = scene.random_floor_point(rng, 0.12, 0.92)
+                r_img = W * float(np.exp(rng.uniform(np.log(0.04), np.log(0.25))))
+            p = Hinv @ np.array([x, y, 1.0])
+            fx, fy = p[0] / p[2], p[1] / p[2]
+            q = Hm @ np.array([[fx, fx + 1, fx], [fy, fy, fy + 1], [1, 1, 1]])
+            q = q[:2] / q[2]
+            local = float(np.sqrt(abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]))))
+            R = r_img / max(local, 1e-3)
+            fx, fy = float(np.clip(fx, 0.05 * T, 0.95 * T)), float(np.clip(fy, 0.05 * T, 0.95 * T))
+            R = float(np.clip(R, 3, 0.6 * T))
+            fld = shape_field(rng, T, (fx, fy), R, shp)
+            wf = cv2.warpPerspective(fld, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-10.0)
+            wf[~floor_mask] = -10.0
+            scene.liquid, scene.liquid_params, scene.liquid_field, scene.shape = liq, params, wf, shp
+            liquid_centre_img = (x, y)
+            if liq.name == "water" and rng.random() < 0.8 or rng.random() < 0.5:
+                light_pts.append((x + rng.normal(0, r_img * 0.4), y + rng.normal(0, r_img * 0.3)))
+
+        # ---- light glints (sharp on liquids; the dry floor got the blurred version above)
+        for (gx, gy) in light_pts:
+            axes = (max(1, int(W * rng.uniform(0.01, 0.04))), max(1, int(H * rng.uniform(0.02, 0.08))))
+            cv2.ellipse(spec, (int(gx), int(gy)), axes, float(np.degrees(roll)), 0, 360, float(rng.uniform(0.5, 1.0)), -1)
+        scene.spec = cv2.GaussianBlur(spec, (0, 0), 0.8 * scale) * (0.5 + 0.5 * fl.gloss)
+        scene.base = scene.base + (cv2.GaussianBlur(spec, (0, 0), sigma_dry) * fl.gloss * 0.35 * floor_mask)[..., None] * light
+
+        # ---- stains: dry, matte, dark — drawn into the floor albedo, i.e. under any liquid
+        if "stain" in chosen:
+            stain_alb = np.ones((H, W, 3), np.float32)
+            for _ in range(int(rng.integers(1, 3))):
+                a = np.ones((T, T, 3), np.float32)
+                x, y = scene.random_floor_point(rng, 0.15, 0.95)
+                p = Hinv @ np.array([x, y, 1.0])
+                dis.draw_stain(rng, a, (p[0] / p[2], p[1] / p[2]), T * rng.uniform(0.03, 0.12))
+                stain_alb *= cv2.warpPerspective(a, Hm, (W, H), flags=cv2.INTER_LINEAR, borderValue=(1, 1, 1))
+            stain_alb[~floor_mask] = 1
+            scene.lit_floor = scene.lit_floor * stain_alb
+            scene.base = scene.base * stain_alb
+
+        # ---- static shadows, signs, standing people
+        if "shadow" in chosen:
+            for _ in range(int(rng.integers(1, 3))):
+                dis.draw_shadow_blob(rng, scene.shadow, floor_mask, float(rng.uniform(0.25, 0.6)))
+        if "sign" in chosen:
+            x, y = scene.random_floor_point(rng, 0.3, 0.98)
+            if liquid_centre_img is not None and rng.random() < 0.5:
+                x = liquid_centre_img[0] + rng.choice([-1, 1]) * W * rng.uniform(0.15, 0.3)
+            dis.draw_sign(rng, x, y, scene.person_height(x, y, 0.8) * 0.35, scene.occ, scene.occ_col)
+        if "person" in chosen and not clip_mode:
+            for _ in range(int(rng.integers(1, 4))):
+                x, y = scene.random_floor_point(rng, 0.2, 1.05)
+                pr = dis.random_person(rng, x, y, scene.person_height(x, y, rng.uniform(0.5, 1.2)))
+                dis.draw_person_shadow(pr, scene.shadow, scene.shadow_dir, 0.4)
+                dis.draw_person(pr, scene.occ, scene.occ_col)
+
+        # ---- lens distortion maps
+        k = scene.camera.lens_k
+        if k > 0:
+            nx = (xx - W / 2) / (W / 2)
+            ny = (yy - H / 2) / (W / 2)
+            r2 = nx * nx + ny * ny
+            f = (1 + k * r2) / (1 + k * 0.6)
+            scene.lens_maps = ((W / 2 + nx * f * (W / 2)).astype(np.float32), (H / 2 + ny * f * (W / 2)).astype(np.float32))
+        del scn_tmp
+        return scene
+
+
+def scene_floor_y(floor_mask: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> float:
+    ys = np.nonzero(floor_mask.any(axis=1))[0]
+    top = ys.min() if len(ys) else 0
+    H = floor_mask.shape[0]
+    return float(top + rng.uniform(lo, hi) * (H - top))
+
+
+def _camera(rng: np.random.Generator, lighting: str, scale: float, clip_mode: bool) -> Camera:
+    dark = lighting in ("dim", "night_ir")
+    return Camera(
+        lens_k=float(rng.uniform(0.05, 0.35)) if rng.random() < 0.5 else 0.0,
+        blur=float(rng.uniform(0.3, 1.2) * scale) if rng.random() < 0.4 else 0.0,
+        motion=int(rng.integers(2, 5) * scale) if (rng.random() < 0.08 and not clip_mode) else 0,
+        noise=float(rng.uniform(0.015, 0.05) if dark else rng.uniform(0.003, 0.02)) * (0.5 if clip_mode else 1.0),
+        jpeg=int(rng.integers(35, 95)) if (rng.random() < 0.8 and not clip_mode) else 0,
+        stamp=[None, "tr", "tl", "bl"][int(rng.choice(4, p=[0.15, 0.55, 0.2, 0.1]))],
+        ir=lighting == "night_ir",
+        banding=float(rng.uniform(0.03, 0.1)) if (lighting == "flicker" and not clip_mode) else 0.0,
+    )
