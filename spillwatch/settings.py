@@ -190,6 +190,19 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
+    incident_max_s: float = Field(
+        default=1800.0, gt=0, description="an open (never cleared) incident keeps every frame this long after confirmation"
+    )
+    ring_max_frames: int = Field(default=240, ge=1, description="per-camera cap of the 'before' ring buffer")
+    ring_slack_s: float = Field(
+        default=30.0, ge=0, description="the ring holds incident_before_s + this (alerts name first_seen late)"
+    )
+    join_max_frames: int = Field(default=4096, ge=1, description="frames waiting for their classification (all cameras)")
+    join_ttl_s: float = Field(default=120.0, gt=0, description="a frame unclassified this long is dropped from the join")
+    keep_labelled: bool = Field(default=True, description="labelled frames are exempt from the age limit")
+    retention_interval_s: float = Field(default=600.0, gt=0, description="how often the archiver applies retention")
+    label_sync_s: float = Field(default=30.0, gt=0, description="how often the archiver copies ack labels from Redis")
+    group_id: str = Field(default="spillwatch-archiver", description="consumer group of the archiver")
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
