@@ -27,8 +27,10 @@ _STAGES = (
     "spillwatch.stack_commands",
     "producers.commands",
     "processors.commands",
+    "processors.archive_commands",
     "alerting.commands",
     "training.commands",
+    "training.replay_commands",
     "spillwatch.demo_commands",
 )
 
