@@ -65,7 +65,6 @@ DEPLOY_DOCS: dict[str, str] = {
     "DEPLOY_PROMETHEUS_BIND": "host address of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_PORT": "host port of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_RETENTION": "how long Prometheus keeps samples",
-    "DEPLOY_ARCHIVE_DIR": "where the archive profile keeps frames",
 }
 
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

@@ -7,8 +7,10 @@ Usage (inside the image, see deploy/docker-compose.yml)::
 
 Standard library only (the slim runtime image has no curl). Exit 0 when every probed endpoint answers
 200 with SpillWatch metrics in the body, 1 otherwise (the reason goes to stderr, which Docker keeps in
-`docker inspect`). It proves the process is up and its metrics thread serves; a stuck consumer loop
-shows in the metrics themselves (consumer lag, frames classified), which Prometheus alerts on.
+`docker inspect`). For alerting it also asks the acknowledgement API's ``/healthz`` (200 only while
+Redis answers and the service threads run). The metrics endpoint alone proves the process is up and
+its metrics thread serves; a stuck consumer loop shows in the metrics themselves (consumer lag,
+frames classified), which the Prometheus rules alert on.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Mapping, Sequence
 
 PREFIX = "SPILLWATCH_"
 SUFFIX = "__METRICS_PORT"
+# sections with a deeper health endpoint: section -> variable holding its port
+HEALTHZ_PORT_VARS = {"alerting": "SPILLWATCH_ALERTING__ACK_PORT"}
 
 
 def metrics_ports(env: Mapping[str, str], section: str | None) -> dict[str, int]:
@@ -36,30 +40,52 @@ def metrics_ports(env: Mapping[str, str], section: str | None) -> dict[str, int]
     return found
 
 
-def probe(port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> str | None:
-    """None when http://host:port/metrics answers 200 with spillwatch metrics, else the reason."""
-    url = f"http://{host}:{port}/metrics"
+def _get(url: str, timeout: float) -> tuple[bytes | None, str | None]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed http URL)
             body = resp.read(2_000_000)
             if resp.status != 200:
-                return f"{url}: HTTP {resp.status}"
+                return None, f"{url}: HTTP {resp.status}"
+            return body, None
+    except urllib.error.HTTPError as exc:
+        return None, f"{url}: HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"{url}: {exc}"
-    if b"spillwatch_" not in body:
+        return None, f"{url}: {exc}"
+
+
+def probe(port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> str | None:
+    """None when http://host:port/metrics answers 200 with spillwatch metrics, else the reason."""
+    url = f"http://{host}:{port}/metrics"
+    body, err = _get(url, timeout)
+    if err:
+        return err
+    if body is None or b"spillwatch_" not in body:
         return f"{url}: no spillwatch_ metrics in the answer"
     return None
+
+
+def probe_healthz(port: int, host: str = "127.0.0.1", timeout: float = 3.0) -> str | None:
+    """None when http://host:port/healthz answers 200, else the reason."""
+    return _get(f"http://{host}:{port}/healthz", timeout)[1]
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     section = args[0] if args else None
-    ports = metrics_ports(os.environ if env is None else env, section)
+    env_map = os.environ if env is None else env
+    ports = metrics_ports(env_map, section)
     if not ports:
         what = f"{PREFIX}{section.upper()}{SUFFIX}" if section else f"{PREFIX}*{SUFFIX}"
         print(f"unhealthy: {what} is not set, nothing to probe", file=sys.stderr)
         return 1
     failures = [r for r in (probe(p) for p in ports.values()) if r]
+    for name in ports:
+        var = HEALTHZ_PORT_VARS.get(name)
+        value = env_map.get(var, "").strip() if var else ""
+        if value:
+            reason = probe_healthz(int(value))
+            if reason:
+                failures.append(reason)
     for reason in failures:
         print(f"unhealthy: {reason}", file=sys.stderr)
     return 1 if failures else 0

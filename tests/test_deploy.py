@@ -204,8 +204,13 @@ def test_volumes_for_kafka_redis_and_evidence(doc: dict[str, Any], services: dic
     assert {"kafka-data", "redis-data", "evidence"} <= declared
     for svc in services.values():
         assert set(svc.named_volumes) <= declared, svc.name
-    alerting = services["alerting"]
-    assert alerting.named_volumes["evidence"] == alerting.environment["SPILLWATCH_ALERTING__EVIDENCE_DIR"]
+    # the aggregator writes the evidence snapshot, alerting serves and attaches it: one shared volume
+    for name in ("aggregator", "alerting"):
+        svc = services[name]
+        assert svc.named_volumes["evidence"] == svc.environment["SPILLWATCH_ALERTING__EVIDENCE_DIR"], name
+    archiver = services["archiver"]
+    assert archiver.spec["profiles"] == ["archive"]
+    assert archiver.named_volumes["archive"] == archiver.environment["SPILLWATCH_ARCHIVE__ROOT"]
 
 
 def test_bind_mounts_exist_in_the_repository(services: dict[str, Any]) -> None:
@@ -285,7 +290,7 @@ def _resolve(root: click.Command, args: list[str]) -> tuple[click.Command, list[
 def test_every_service_command_is_a_real_subcommand(services: dict[str, Any]) -> None:
     root = _cli()
     pipeline = _spillwatch_services(services)
-    assert {"topic-init", "producer", "worker", "aggregator", "alerting"} <= set(pipeline)
+    assert {"topic-init", "producer", "worker", "aggregator", "alerting", "archiver"} <= set(pipeline)
     for name, svc in pipeline.items():
         cmd, rest = _resolve(root, svc.command[1:])
         assert not isinstance(cmd, click.Group), f"{name}: `{' '.join(svc.command)}` is a group, not a command"
@@ -340,7 +345,7 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
             for n in sd["names"]:
                 scraped[n] = sd["port"]
     for name, svc in _spillwatch_services(services).items():
-        if not svc.long_running or "archive" in (svc.spec.get("profiles") or []):
+        if not svc.long_running:
             continue
         ports = [v for k, v in svc.environment.items() if k.endswith("__METRICS_PORT")]
         assert len(ports) == 1, name
