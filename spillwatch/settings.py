@@ -95,6 +95,14 @@ class ProducerSettings(BaseModel):
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     max_frame_bytes: int = Field(default=1_000_000, gt=0)
+    max_pending_frames: int = Field(
+        default=1000, ge=1, description="frames queued or in flight to the broker; above this new frames are dropped"
+    )
+    seq_from_clock: bool = Field(
+        default=True,
+        description="start each camera's frame seq at the wall clock in ms, so seq keeps increasing across producer restarts",
+    )
+    metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; None disables")
 
 
 class WorkerSettings(BaseModel):

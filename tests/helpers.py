@@ -61,3 +61,57 @@ def wait_until(pred: Callable[[], Any], timeout_s: float = 10.0, interval_s: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+def make_video(path: Any, n_frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (640, 360), noise: bool = False) -> Any:
+    """Write a short 'mp4v' video: a moving bright square on a grey floor (or random noise)."""
+    import cv2
+    import numpy as np
+
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    rng = np.random.default_rng(0)
+    for i in range(n_frames):
+        if noise:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        else:
+            img = np.full((h, w, 3), 90, np.uint8)
+            x = int((w - 60) * i / max(1, n_frames - 1))
+            img[h // 2 - 30 : h // 2 + 30, x : x + 60] = (40, 200, 240)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+class TopicTail:
+    """Reads a topic from the beginning and keeps everything read (no group: no join delay)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from kafka import TopicPartition
+
+        from spillwatch.kafka import make_consumer
+
+        self.records: list[Any] = []
+        self._c = make_consumer(settings, [], group_id=None, enable_auto_commit=False)
+        parts = wait_until(lambda: self._c.partitions_for_topic(topic), timeout_s=10)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self._c.assign(tps)
+        self._c.seek_to_beginning(*tps)
+
+    def poll(self, timeout_ms: int = 200) -> list[Any]:
+        batch = self._c.poll(timeout_ms=timeout_ms, max_records=1000)
+        got = [r for recs in batch.values() for r in recs]
+        self.records.extend(got)
+        return got
+
+    def wait_for(self, pred: Callable[[list[Any]], Any], timeout_s: float = 15.0) -> Any:
+        """Poll until ``pred(all records so far)`` is truthy; returns its value."""
+
+        def step() -> Any:
+            self.poll()
+            return pred(self.records)
+
+        return wait_until(step, timeout_s=timeout_s, interval_s=0)
+
+    def close(self) -> None:
+        self._c.close()

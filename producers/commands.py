@@ -1,0 +1,55 @@
+"""CLI: ``spillwatch produce``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    @app.command("produce")
+    def produce(
+        config: Path = typer.Option(None, "--config", help="YAML config with the cameras (else SPILLWATCH_CONFIG)"),
+        camera: list[str] = typer.Option(None, "--camera", help="only these camera ids (repeatable)"),
+        max_frames: int = typer.Option(None, "--max-frames", min=1, help="stop each camera after N frames"),
+        realtime: bool = typer.Option(True, "--realtime/--fast", help="files at real-time pace, or as fast as possible"),
+        speed: float = typer.Option(1.0, "--speed", min=0.01, help="with --realtime: play files at this multiple"),
+        stats_json: Path = typer.Option(None, "--stats-json", help="write per-camera counts here at the end"),
+    ) -> None:
+        """Publish the configured cameras' frames to Kafka until finite sources end (or SIGTERM/SIGINT)."""
+        import signal
+        import threading
+
+        from producers.runner import run_cameras
+        from spillwatch.settings import get_settings, load_settings
+
+        settings = load_settings(config) if config else get_settings()
+        cams = [c for c in settings.cameras if c.enabled]
+        if camera:
+            unknown = set(camera) - {c.id for c in cams}
+            if unknown:
+                typer.echo(f"unknown camera ids: {sorted(unknown)}", err=True)
+                raise typer.Exit(2)
+            cams = [c for c in cams if c.id in set(camera)]
+        if not cams:
+            typer.echo("no cameras configured (cameras: in the config file)", err=True)
+            raise typer.Exit(2)
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: object) -> None:
+            stop.set()
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            stats = run_cameras(settings, cams, stop, speed=speed if realtime else None, max_frames=max_frames)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        out = {cid: st.as_dict() for cid, st in stats.items()}
+        for cid, st in out.items():
+            dropped = sum(st["dropped"].values())
+            typer.echo(f"{cid}: sampled {st['sampled']}, published {st['published']}, dropped {dropped} ({st['ended']})")
+        if stats_json:
+            stats_json.write_text(json.dumps(out, indent=2))

@@ -1,0 +1,193 @@
+"""Producers against the real local broker: files, folders that vanish, broker restarts, limits."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from producers.runner import run_cameras
+from spillwatch.events import CameraHealth, CameraState, decode_frame
+from spillwatch.kafka import create_topics
+from spillwatch.settings import CameraConfig, Settings
+from spillwatch.stack import LocalStack
+from tests.helpers import TopicTail, consume_all, make_video, wait_until
+
+pytestmark = [pytest.mark.integration]
+
+
+def _with(settings: Settings, **producer: object) -> Settings:
+    return settings.model_copy(update={"producer": settings.producer.model_copy(update=producer)})
+
+
+def _health(records: list) -> list[CameraHealth]:
+    return [CameraHealth.from_bytes(r.value) for r in records]
+
+
+@pytest.mark.timeout(60)
+def test_video_file_frames_on_topic_fast(stack_settings: Settings, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "clip.mp4", n_frames=30, fps=10, size=(1280, 720))  # 3 s
+    cam = CameraConfig(id="dock-1", source=str(video), fps=2, max_width=320, jpeg_quality=80)
+    stats = run_cameras(stack_settings, [cam], speed=None)
+    st = stats["dock-1"]
+    assert st.sampled == 6 and st.published == 6 and not st.dropped and st.ended == "source ended"
+
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=6)
+    assert len(recs) == 6 and {r.key for r in recs} == {b"dock-1"}
+    assert len({r.partition for r in recs}) == 1  # keyed by camera: one partition, in order
+    frames = [decode_frame(r.value) for r in sorted(recs, key=lambda r: r.offset)]
+    seqs = [f.header.seq for f in frames]
+    assert seqs == list(range(seqs[0], seqs[0] + 6))
+    # --fast keeps the clip's timeline: capture times 0.5 s apart
+    caps = [f.header.capture_time.timestamp() for f in frames]
+    assert np.allclose(np.diff(caps), 0.5, atol=1e-3)
+    for f in frames:
+        h = f.header
+        assert (h.width, h.height) == (320, 180) and h.camera_id == "dock-1" and h.source_uri == str(video)
+        assert h.capture_time.utcoffset().total_seconds() == 0
+        img = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (180, 320, 3)
+    # the moving square moves: the first and last frames differ
+    a, b = (cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_GRAYSCALE) for f in (frames[0], frames[-1]))
+    assert (np.abs(a.astype(int) - b.astype(int)) > 50).sum() > 300  # two 15x15 squares at 1/4 scale
+
+    health = _health(consume_all(stack_settings, stack_settings.topics.camera_health, timeout_s=10, min_count=2))
+    states = [(h.state, h.error) for h in health if h.camera_id == "dock-1"]
+    assert states[0][0] == CameraState.ONLINE
+    assert states[-1] == (CameraState.OFFLINE, "source ended")
+
+
+@pytest.mark.timeout(60)
+def test_video_file_real_time_pace_and_wall_clock_capture(stack_settings: Settings, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "clip.mp4", n_frames=20, fps=10)  # 2 s
+    cam = CameraConfig(id="rt", source=str(video), fps=4)
+    t0 = time.time()
+    stats = run_cameras(stack_settings, [cam], speed=1.0)
+    elapsed = time.time() - t0
+    assert stats["rt"].published == 8
+    assert 1.6 <= elapsed <= 6, elapsed  # 8 samples 0.25 s apart: ~1.75 s of pacing
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=8)
+    caps = sorted(decode_frame(r.value).header.capture_time.timestamp() for r in recs)
+    assert caps[0] >= t0 - 0.01 and caps[-1] <= time.time()
+    gaps = np.diff(caps)
+    assert np.all(np.abs(gaps - 0.25) < 0.12), gaps
+
+
+@pytest.mark.timeout(90)
+def test_folder_that_disappears_goes_offline_after_grace_and_comes_back(stack_settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for i in range(3):
+        img = np.full((240, 320, 3), 40 * (i + 1), np.uint8)
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), img)
+    settings = _with(
+        stack_settings, stall_after_s=1.0, offline_after_s=2.5, heartbeat_s=0.5, reconnect_initial_s=0.2, reconnect_max_s=0.5
+    )
+    cam = CameraConfig(id="lobby", source=f"folder:{folder}", fps=5, loop=True)
+    stop = threading.Event()
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.update(run_cameras(settings, [cam], stop, speed=1.0)))
+    th.start()
+    tail = TopicTail(settings, settings.topics.camera_health)
+    try:
+        tail.wait_for(lambda rs: any(h.state == CameraState.ONLINE for h in _health(rs)), 15)
+        time.sleep(0.5)
+        gone = tmp_path / "cam-away"
+        folder.rename(gone)
+        t_gone = time.time()
+        off = tail.wait_for(
+            lambda rs: [h for h in _health(rs) if h.state == CameraState.OFFLINE and h.at.timestamp() > t_gone], 20
+        )[0]
+        # offline only after the grace period without a frame (not at the first failed read)
+        assert off.last_frame_time is not None
+        assert (off.at - off.last_frame_time).total_seconds() >= 2.5
+        assert off.at.timestamp() - t_gone < 2.5 + 1.5
+        assert off.error and "folder" in off.error
+        states = [h.state for h in _health(tail.records) if h.at.timestamp() > t_gone]
+        assert CameraState.STALLED in states[: states.index(CameraState.OFFLINE)]  # stalled came first
+        assert th.is_alive()
+        gone.rename(folder)
+        t_back = time.time()
+        back = tail.wait_for(
+            lambda rs: [h for h in _health(rs) if h.state == CameraState.ONLINE and h.at.timestamp() > t_back], 15
+        )[0]
+        assert back.at.timestamp() - t_back < 3  # reconnect backoff capped at 0.5 s
+    finally:
+        stop.set()
+        th.join(20)
+        tail.close()
+    assert not th.is_alive()
+    st = result["lobby"]
+    assert st.reconnects >= 1 and st.ended == "producer stopped"
+    frames = [decode_frame(r.value) for r in consume_all(settings, settings.topics.frames, timeout_s=10, min_count=st.published)]
+    seqs = sorted(f.header.seq for f in frames)
+    assert len(frames) == st.published and seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # seq continues
+
+
+@pytest.mark.timeout(120)
+def test_broker_restart_does_not_crash_the_producer(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "loop.mp4", n_frames=20, fps=10)
+    with LocalStack(with_redis=False) as stack:
+        settings = Settings(
+            kafka={"bootstrap": stack.bootstrap, "topic_prefix": "restart.", "partitions": 2},
+            producer={"reconnect_initial_s": 0.2, "reconnect_max_s": 1.0, "offline_after_s": 60, "stall_after_s": 30},
+        )
+        create_topics(settings)
+        cam = CameraConfig(id="loop", source=str(video), fps=5, loop=True)
+        stop = threading.Event()
+        result: dict = {}
+        th = threading.Thread(target=lambda: result.update(run_cameras(settings, [cam], stop, speed=1.0)))
+        th.start()
+        try:
+            wait_until(lambda: consume_all(settings, settings.topics.frames, timeout_s=2, min_count=3), 20)
+            stack.restart_broker()  # memory storage: topics and records are gone
+            create_topics(settings)
+            t_restart = time.time()
+            recs = wait_until(
+                lambda: consume_all(settings, settings.topics.frames, timeout_s=2, min_count=5), 45
+            )
+            assert th.is_alive()
+            after = [decode_frame(r.value).header for r in recs]
+            assert all(h.capture_time.timestamp() > t_restart - 35 for h in after)
+        finally:
+            stop.set()
+            th.join(30)
+    assert not th.is_alive()
+    st = result["loop"]
+    assert st.published >= 8 and st.ended == "producer stopped"
+
+
+@pytest.mark.timeout(60)
+def test_oversized_frames_are_dropped_and_counted(stack_settings: Settings, tmp_path: Path) -> None:
+    from spillwatch import metrics
+
+    video = make_video(tmp_path / "noise.mp4", n_frames=10, fps=10, noise=True)
+    settings = _with(stack_settings, max_frame_bytes=20_000)
+    cam = CameraConfig(id="noisy", source=str(video), fps=10, max_width=640, jpeg_quality=95)
+    before = metrics.FRAMES_DROPPED.labels("noisy", "oversized")._value.get()
+    stats = run_cameras(settings, [cam], speed=None)
+    st = stats["noisy"]
+    assert st.sampled == 10 and st.published == 0 and st.dropped == {"oversized": 10}
+    assert metrics.FRAMES_DROPPED.labels("noisy", "oversized")._value.get() - before == 10
+    assert consume_all(settings, settings.topics.frames, timeout_s=2, min_count=1) == []
+
+
+@pytest.mark.timeout(60)
+def test_many_cameras_one_process_and_a_bad_one(stack_settings: Settings, tmp_path: Path) -> None:
+    video = make_video(tmp_path / "c.mp4", n_frames=10, fps=10)
+    cams = [CameraConfig(id=f"cam-{i}", source=str(video), fps=5) for i in range(4)]
+    cams.append(CameraConfig(id="broken", source=str(tmp_path / "missing.mp4"), fps=5))
+    stop = threading.Event()
+    threading.Timer(8, stop.set).start()  # the missing file never ends by itself
+    stats = run_cameras(_with(stack_settings, reconnect_initial_s=0.2, reconnect_max_s=0.5), cams, stop, speed=None)
+    stop.set()
+    for i in range(4):
+        assert stats[f"cam-{i}"].published == 5 and stats[f"cam-{i}"].ended == "source ended"
+    assert stats["broken"].published == 0 and stats["broken"].reconnects >= 2
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=20)
+    assert sorted({r.key for r in recs}) == [f"cam-{i}".encode() for i in range(4)]
