@@ -1,0 +1,279 @@
+"""Alerting against the real local broker and Redis: pages, redelivery, retries, dead letters,
+escalation and acknowledgement, SMTP with the evidence JPEG."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from alerting.receiver import WebhookReceiver
+from alerting.service import AlertingService
+from spillwatch.events import AlertState, DeadLetter, SpillAlert
+from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
+from spillwatch.stack import free_port
+from tests.helpers import consume_all, wait_until
+from tests.test_notifiers import make_alert
+
+pytestmark = pytest.mark.integration
+
+SECRET = "it-secret"
+
+
+def configure(settings: Settings, **alerting: Any) -> Settings:
+    base = {"ack_port": free_port(), "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "request_timeout_s": 2.0}
+    return settings.model_copy(update={"alerting": AlertingSettings(**(base | alerting))})
+
+
+def publish(settings: Settings, *values: bytes, key: bytes = b"dock-1") -> None:
+    from spillwatch.kafka import make_producer
+
+    p = make_producer(settings)
+    try:
+        for v in values:
+            p.send(settings.topics.spill_alerts, key=key, value=v)
+        p.flush(10)
+    finally:
+        p.close(5)
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[AlertingService]:
+    svc = AlertingService(settings).start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def page_status(svc: AlertingService, incident: str, key: str) -> str | None:
+    return (svc.store.incident_pages(incident).get(key) or {}).get("status")
+
+
+def webhook_keys(recv: WebhookReceiver) -> list[str]:
+    return [p["idempotency_key"] for p in recv.snapshot()]
+
+
+@pytest.mark.timeout(90)
+def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Settings, capsys: Any) -> None:
+    with WebhookReceiver(secret=SECRET) as recv:
+        s = configure(stack_settings, channels=["webhook", "console"], webhook_url=recv.url, webhook_secret=SECRET)
+        alert = make_alert(incident="inc-A").to_bytes()
+        publish(s, alert, alert)  # the same alert twice
+        with running(s) as svc:
+            wait_until(lambda: page_status(svc, "inc-A", "confirmed:console") == "sent", 30)
+            wait_until(lambda: len(recv.pages) >= 1, 10)
+            # a marker behind the duplicate proves the duplicate was consumed (one partition, in order)
+            publish(s, alert, make_alert(incident="inc-B").to_bytes())
+            wait_until(lambda: "inc-B:confirmed" in webhook_keys(recv), 15)
+        # restart in the same group, then a fresh group that re-reads everything (offsets lost)
+        publish(s, alert)
+        with running(s) as svc:
+            wait_until(lambda: svc.store.r.zcard(svc.store.queue_key) == 0 and svc.assigned.is_set(), 20)
+            time.sleep(1.0)
+        s2 = s.model_copy(update={"alerting": s.alerting.model_copy(update={"group_id": "another-group", "ack_port": free_port()})})
+        with running(s2) as svc:
+            wait_until(svc.assigned.is_set, 20)
+            time.sleep(2.0)
+        assert sorted(webhook_keys(recv)) == ["inc-A:confirmed", "inc-B:confirmed"]
+        assert all(p["verified"] for p in recv.snapshot())
+        body = recv.snapshot()[0]["payload"]
+        assert body["camera_id"] == "dock-1" and body["alert"]["evidence"]["peak_prob"] == 0.95
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("PAGE ")]
+    assert sum("incident=inc-A" in ln for ln in lines) == 1
+    assert sum("incident=inc-B" in ln for ln in lines) == 1
+
+
+@pytest.mark.timeout(90)
+def test_webhook_down_for_10s_page_arrives_once_and_does_not_delay_other_channels(stack_settings: Settings) -> None:
+    with WebhookReceiver(secret=SECRET, fail_for_s=10.0) as recv:
+        s = configure(
+            stack_settings, channels=["webhook", "console"], webhook_url=recv.url, webhook_secret=SECRET,
+            max_tries=30, backoff_initial_s=0.5, backoff_max_s=2.0,
+        )
+        with running(s) as svc:
+            wait_until(svc.assigned.is_set, 20)
+            t0 = time.monotonic()
+            publish(s, make_alert(incident="inc-R").to_bytes())
+            wait_until(lambda: page_status(svc, "inc-R", "confirmed:console") == "sent", 10)
+            console_s = time.monotonic() - t0
+            wait_until(lambda: recv.pages, 30)
+            webhook_s = time.monotonic() - t0
+            time.sleep(2.5)  # no late duplicate
+            rec = svc.store.incident_pages("inc-R")["confirmed:webhook"]
+        assert console_s < 3.0, f"console page waited for the failing webhook ({console_s:.1f}s)"
+        assert len(recv.rejected) >= 3 and all(r["status"] == 500 for r in recv.rejected)
+        assert webhook_keys(recv) == ["inc-R:confirmed"]
+        assert rec["status"] == "sent" and rec["tries"] == len(recv.rejected) + 1
+        # backoff capped at 2 s: delivered soon after the receiver recovers (it failed ~10 s from start)
+        assert webhook_s < 10.0 + 2.0 + 2.0, webhook_s
+
+
+@pytest.mark.timeout(90)
+def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings: Settings) -> None:
+    with WebhookReceiver(secret=SECRET, fail_for_s=600) as recv:
+        s = configure(
+            stack_settings, channels=["webhook"], webhook_url=recv.url, webhook_secret=SECRET,
+            max_tries=3, backoff_initial_s=0.1, backoff_max_s=0.2,
+        )
+        bad_version = make_alert(incident="inc-V").model_dump(mode="json") | {"v": 2}
+        with running(s) as svc:
+            publish(s, b"\xff\x00not json", json.dumps(bad_version).encode(), make_alert(incident="inc-D").to_bytes())
+            wait_until(lambda: page_status(svc, "inc-D", "confirmed:webhook") == "dead", 30)
+            alive = svc.health()
+        assert len(recv.rejected) == 3 and recv.pages == []
+        assert alive["threads_alive"] and alive["redis"]
+    dead_pages = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.pages_dead_letter, 10, 1)]
+    assert len(dead_pages) == 1
+    dp = dead_pages[0]
+    assert "HTTP 500" in dp.reason and "after 3 tries" in dp.reason
+    assert dp.extra["incident_id"] == "inc-D" and dp.extra["channel"] == "webhook"
+    assert SpillAlert.from_bytes(dp.payload()).incident_id == "inc-D"
+    bad = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.dead_letter(s.topics.spill_alerts), 10, 2)]
+    assert len(bad) == 2
+    assert bad[0].payload() == b"\xff\x00not json" and bad[0].service == "alerting"
+    assert "v" in bad[1].reason  # unknown schema version named in the reason
+
+
+@pytest.mark.timeout(90)
+def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Settings) -> None:
+    with WebhookReceiver(secret=SECRET) as recv:
+        s = configure(
+            stack_settings, channels=["console"], escalation_channels=["webhook"], escalate_after_s=3.0,
+            webhook_url=recv.url, webhook_secret=SECRET,
+        )
+        env = os.environ | {
+            "SPILLWATCH_REDIS__URL": s.redis.url, "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
+            "SPILLWATCH_CONFIG": "",
+        }
+        env.pop("SPILLWATCH_CONFIG")
+        with running(s) as svc:
+            wait_until(svc.assigned.is_set, 20)
+            publish(s, *(make_alert(incident=i).to_bytes() for i in ("inc-E", "inc-H", "inc-C")))
+            for inc in ("inc-E", "inc-H", "inc-C"):
+                wait_until(lambda inc=inc: page_status(svc, inc, "confirmed:console") == "sent", 15)
+            api = svc.api.url
+            r = httpx.post(f"{api}/incidents/inc-H/ack", json={"by": "maria", "note": "on it", "label": "true"}, timeout=5)
+            assert r.status_code == 200 and r.json()["by"] == "maria"
+            cli = subprocess.run(
+                [sys.executable, "-m", "spillwatch.cli", "ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"],
+                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert cli.returncode == 0, cli.stderr
+            assert httpx.post(f"{api}/incidents/nope/ack", json={"by": "x"}, timeout=5).status_code == 404
+            assert httpx.post(f"{api}/incidents/inc-H/ack", json={"label": "maybe"}, timeout=5).status_code == 400
+            wait_until(lambda: "inc-E:escalated" in webhook_keys(recv), 15)
+            # the aggregator escalates the same incident too: same page, not a second one
+            publish(s, make_alert(AlertState.ESCALATED, incident="inc-E").to_bytes())
+            time.sleep(4.0)  # past every escalation deadline
+            view = httpx.get(f"{api}/incidents/inc-C", timeout=5).json()
+            health = httpx.get(f"{api}/healthz", timeout=5)
+        assert webhook_keys(recv) == ["inc-E:escalated"]
+        assert recv.snapshot()[0]["payload"]["state"] == "escalated"
+        assert view["ack"]["by"] == "jo" and view["ack"]["label"] == "false" and view["ack"]["note"] == "false alarm"
+        assert view["pages"]["confirmed:console"]["status"] == "sent"
+        assert health.status_code == 200 and health.json()["consumer_assigned"] is True
+
+
+@pytest.mark.timeout(90)
+def test_email_page_carries_the_evidence_jpeg(stack_settings: Settings, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received: list[Any] = []
+
+    class Collect(Message):
+        def handle_message(self, message: Any) -> None:
+            received.append(message)
+
+    port = free_port()
+    smtp = Controller(Collect(), hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        evidence = tmp_path / "evidence"
+        evidence.mkdir()
+        img = np.zeros((48, 64, 3), np.uint8)
+        cv2.rectangle(img, (10, 20), (40, 40), (0, 0, 255), 2)
+        jpeg = cv2.imencode(".jpg", img)[1].tobytes()
+        (evidence / "inc-M.jpg").write_bytes(jpeg)
+        s = configure(
+            stack_settings, channels=["email"], smtp_host="127.0.0.1", smtp_port=port,
+            smtp_from="spillwatch@site.example", smtp_to=["ops@site.example"], evidence_dir=evidence,
+        )
+        with running(s) as svc:
+            publish(s, make_alert(incident="inc-M", snapshot="inc-M.jpg").to_bytes())
+            wait_until(lambda: received, 30)
+            time.sleep(1.0)
+            assert page_status(svc, "inc-M", "confirmed:email") == "sent"
+    finally:
+        smtp.stop()
+    assert len(received) == 1
+    msg = received[0]
+    assert "inc-M" in msg["Subject"] and msg["To"] == "ops@site.example"
+    atts = [p for p in msg.walk() if p.get_content_disposition() == "attachment"]
+    assert [a.get_content_type() for a in atts] == ["image/jpeg"]
+    assert atts[0].get_payload(decode=True) == jpeg
+
+
+@pytest.mark.timeout(120)
+def test_cli_service_dry_run_sigterm_and_alerts_tail(stack_settings: Settings) -> None:
+    with WebhookReceiver(secret=SECRET) as recv:
+        s = stack_settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")} | {
+            "SPILLWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
+            "SPILLWATCH_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+            "SPILLWATCH_REDIS__URL": s.redis.url,
+            "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
+            "SPILLWATCH_ALERTING__CHANNELS": '["webhook"]',
+            "SPILLWATCH_ALERTING__WEBHOOK_URL": recv.url,
+            "SPILLWATCH_ALERTING__WEBHOOK_SECRET": SECRET,
+            "SPILLWATCH_ALERTING__ACK_PORT": str(free_port()),
+        }
+        publish(s, make_alert(incident="inc-T").to_bytes())
+        svc = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", "alerting", "--dry-run"], env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            tail = subprocess.run(
+                [sys.executable, "-m", "spillwatch.cli", "alerts", "tail", "--json", "--from-beginning", "--limit", "1", "--timeout", "30"],
+                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert tail.returncode == 0, tail.stderr
+            assert json.loads(tail.stdout.splitlines()[0])["incident_id"] == "inc-T"
+            human = subprocess.run(
+                [sys.executable, "-m", "spillwatch.cli", "alerts", "tail", "--from-beginning", "--limit", "1", "--timeout", "30"],
+                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            )
+            assert "SPILL CONFIRMED" in human.stdout and "incident=inc-T" in human.stdout
+
+            from alerting.service import make_redis
+            from alerting.store import AlertStore
+
+            r = make_redis(s.redis.url)
+            store = AlertStore(r, s.redis.key_prefix, idempotency_ttl_s=60, lease_s=1)
+            wait_until(lambda: store.recent_pages(), 30)
+            pages = store.recent_pages()
+            r.close()
+        finally:
+            svc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = svc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                svc.kill()
+                out, _ = svc.communicate()
+        assert svc.returncode == 0, out[-2000:]
+        assert "alerting stopped" in out
+        assert [(p["incident_id"], p["channel"], p["dry_run"]) for p in pages] == [("inc-T", "webhook", True)]
+        assert recv.pages == [] and recv.rejected == []  # dry run: the channel was never called
