@@ -115,3 +115,70 @@ class TopicTail:
 
     def close(self) -> None:
         self._c.close()
+
+
+class MjpegServer:
+    """A local HTTP camera (multipart MJPEG at ``fps``) that can be stopped and restarted on its port."""
+
+    def __init__(self, fps: float = 10.0, size: tuple[int, int] = (320, 240), port: int = 0) -> None:
+        self.fps = fps
+        self.size = size
+        self.port = port
+        self.frames_served = 0
+        self._srv: Any = None
+        self._alive: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/video.mjpg"
+
+    def start(self) -> "MjpegServer":
+        import http.server
+        import socketserver
+        import threading
+
+        import cv2
+        import numpy as np
+
+        alive = threading.Event()
+        alive.set()
+        outer = self
+        w, h = self.size
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while alive.is_set():
+                        img = np.full((h, w, 3), (i * 10) % 255, np.uint8)
+                        jpg = cv2.imencode(".jpg", img)[1].tobytes()
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpg))
+                        self.wfile.write(jpg + b"\r\n")
+                        outer.frames_served += 1
+                        i += 1
+                        time.sleep(1 / outer.fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        self._srv = Server(("127.0.0.1", self.port), Handler)
+        self.port = self._srv.server_address[1]
+        self._alive = alive
+        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._srv is not None:
+            self._alive.clear()
+            self._srv.shutdown()
+            self._srv.server_close()
+            self._srv = None

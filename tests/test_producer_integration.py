@@ -191,3 +191,111 @@ def test_many_cameras_one_process_and_a_bad_one(stack_settings: Settings, tmp_pa
     assert stats["broken"].published == 0 and stats["broken"].reconnects >= 2
     recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=20)
     assert sorted({r.key for r in recs}) == [f"cam-{i}".encode() for i in range(4)]
+
+
+@pytest.mark.timeout(90)
+def test_http_camera_that_stops_goes_offline_and_reconnects(stack_settings: Settings) -> None:
+    from tests.helpers import MjpegServer
+
+    server = MjpegServer(fps=10).start()
+    settings = _with(
+        stack_settings, stall_after_s=1.0, offline_after_s=2.0, heartbeat_s=0.5, reconnect_initial_s=0.2, reconnect_max_s=0.5
+    )
+    cam = CameraConfig(id="http-cam", source=server.url, fps=2)
+    stop = threading.Event()
+    result: dict = {}
+    th = threading.Thread(target=lambda: result.update(run_cameras(settings, [cam], stop)))
+    th.start()
+    tail = TopicTail(settings, settings.topics.camera_health)
+    try:
+        tail.wait_for(lambda rs: any(h.state == CameraState.ONLINE for h in _health(rs)), 15)
+        time.sleep(1.5)
+        server.stop()
+        t_gone = time.time()
+        tail.wait_for(lambda rs: any(h.state == CameraState.OFFLINE and h.at.timestamp() > t_gone for h in _health(rs)), 15)
+        server.start()  # same port
+        t_back = time.time()
+        tail.wait_for(lambda rs: any(h.state == CameraState.ONLINE and h.at.timestamp() > t_back for h in _health(rs)), 15)
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        th.join(20)
+        tail.close()
+        server.stop()
+    st = result["http-cam"]
+    assert st.reconnects >= 1 and st.published >= 4
+    frames = [decode_frame(r.value) for r in consume_all(settings, settings.topics.frames, timeout_s=10, min_count=st.published)]
+    caps = sorted(f.header.capture_time.timestamp() for f in frames)
+    # live: sampled at ~2 fps by wall clock (the camera sends 10), never faster than the set rate
+    before_gap = [c for c in caps if c < t_gone]
+    assert len(before_gap) >= 3 and min(np.diff(before_gap)) >= 0.5 - 0.11
+    assert frames[0].header.source_uri == server.url
+
+
+@pytest.mark.timeout(60)
+def test_produce_cli_exits_cleanly_on_sigterm(stack_settings: Settings, tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    video = make_video(tmp_path / "loop.mp4", n_frames=20, fps=10)
+    cfg = tmp_path / "cams.yaml"
+    cfg.write_text(yaml.safe_dump({"cameras": [{"id": "cli-1", "source": str(video), "fps": 5, "loop": True}]}))
+    env = {
+        **os.environ,
+        "SPILLWATCH_KAFKA__BOOTSTRAP": stack_settings.kafka.bootstrap,
+        "SPILLWATCH_KAFKA__TOPIC_PREFIX": stack_settings.kafka.topic_prefix,
+    }
+    env.pop("SPILLWATCH_CONFIG", None)
+    out = tmp_path / "stats.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spillwatch.cli", "produce", "--config", str(cfg), "--stats-json", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: consume_all(stack_settings, stack_settings.topics.frames, timeout_s=2, min_count=5), 30)
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, output.decode()[-2000:]
+    stats = json.loads(out.read_text())["cli-1"]
+    assert stats["ended"] == "producer stopped" and stats["published"] >= 5
+    assert stats["published"] == stats["sampled"]  # flushed: nothing lost at shutdown
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=stats["published"])
+    assert len(recs) == stats["published"]
+
+
+@pytest.mark.timeout(60)
+def test_produce_cli_max_frames_ends_by_itself(stack_settings: Settings, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    video = make_video(tmp_path / "loop.mp4", n_frames=20, fps=10)
+    cfg = tmp_path / "cams.yaml"
+    cams = [{"id": f"m{i}", "source": str(video), "fps": 5, "loop": True} for i in range(2)]
+    cfg.write_text(yaml.safe_dump({"cameras": cams}))
+    env = {
+        **os.environ,
+        "SPILLWATCH_KAFKA__BOOTSTRAP": stack_settings.kafka.bootstrap,
+        "SPILLWATCH_KAFKA__TOPIC_PREFIX": stack_settings.kafka.topic_prefix,
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "spillwatch.cli", "produce", "--config", str(cfg), "--camera", "m1", "--fast", "--max-frames", "7"],
+        env=env, capture_output=True, timeout=45,
+    )
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    assert "m1: sampled 7, published 7" in res.stdout.decode()
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=7)
+    assert len(recs) == 7 and {r.key for r in recs} == {b"m1"}
