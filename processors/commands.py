@@ -25,16 +25,25 @@ def run_role(role: str, *, loglevel: str = "WARNING") -> None:
     from spillwatch.kafka import create_topics
     from spillwatch.logs import get_logger
     from spillwatch.metrics import start_metrics_server
+    from spillwatch.model import ModelError
     from spillwatch.settings import get_settings
 
     settings = get_settings()
     log = get_logger(f"processors.{role}", worker=worker_id())
-    create_topics(settings, timeout_s=60)
     port = settings.worker.metrics_port if role == "classifier" else settings.aggregator.metrics_port
     start_metrics_server(port)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    app = create_app(settings, role)  # type: ignore[arg-type]
+    try:
+        app = create_app(settings, role)  # type: ignore[arg-type]
+    except ModelError as exc:
+        log.error("cannot start", role=role, error=str(exc))
+        raise typer.Exit(2) from exc
+    try:
+        create_topics(settings, timeout_s=60)  # idempotent; waits for the broker
+    except TimeoutError as exc:
+        log.error("broker not reachable", role=role, bootstrap=settings.kafka.bootstrap, error=str(exc))
+        raise typer.Exit(3) from exc
     log.info("starting", role=role, group=app.conf.id, bootstrap=settings.kafka.bootstrap, metrics_port=port,
              web=app.conf.web_enabled)
     worker = Worker(
@@ -45,6 +54,7 @@ def run_role(role: str, *, loglevel: str = "WARNING") -> None:
         redirect_stdouts=False,
         override_logging=False,
     )
+    worker.spinner = None  # no terminal spinner escapes in service logs
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
