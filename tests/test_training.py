@@ -1,0 +1,123 @@
+"""Training data, augmentation and a tiny end-to-end training run (CI-sized: 64 px, a few steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.augment import AugmentConfig, augment, map_target
+from training.datasets import (
+    ManifestError,
+    load_manifest,
+    load_record_image,
+    polygons_mask,
+    write_synthetic_manifest,
+)
+
+
+def test_polygons_are_rasterised_at_the_decoded_size() -> None:
+    # a square covering the right half of a 480x360 frame, decoded at half size
+    poly = [[[240, 0], [479, 0], [479, 359], [240, 359]]]
+    m = polygons_mask(poly, (480, 360), (240, 180))
+    assert m.shape == (180, 240)
+    assert m[:, 125:].mean() == 1.0 and m[:, :115].mean() == 0.0
+
+
+def test_manifest_paths_are_relative_to_the_manifest_and_masks_follow_labels(tmp_path: Path) -> None:
+    mp = write_synthetic_manifest(tmp_path / "set", 8, seed=11)
+    recs = load_manifest(mp)
+    assert len(recs) == 8 and all(r.path.is_file() for r in recs)
+    for r in recs:
+        li = load_record_image(r, 160)
+        assert li.image.shape[:2] == (180, 240)  # reduced JPEG decoding, as at run time
+        assert li.mask is not None
+        if r.label == "clean":
+            assert li.mask.sum() == 0
+        else:
+            assert li.mask.sum() > 0 and r.has_mask
+    # a spill frame without polygons has no map target
+    line = json.dumps({"file": recs[0].path.name, "label": "spill", "polygons": []})
+    (tmp_path / "set" / "images" / "m.jsonl").write_text(line + "\n")
+    r0 = load_manifest(tmp_path / "set" / "images" / "m.jsonl")[0]
+    assert not r0.has_mask and load_record_image(r0, 160).mask is None
+
+
+def test_bad_manifest_line_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"file": "a.jpg", "label": "clean"}\n{"file": "b.jpg", "label": "puddle"}\n')
+    with pytest.raises(ManifestError, match=":2:"):
+        load_manifest(p)
+
+
+def test_augmentation_keeps_image_and_mask_aligned() -> None:
+    img = np.zeros((180, 240, 3), np.uint8)
+    img[60:120, 80:160] = 255  # the "spill" is the bright block
+    mask = (img[..., 0] > 0).astype(np.uint8)
+    cfg = AugmentConfig(blur=0, noise=0, jpeg=0, lowres=0, grey=0)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        x, target = augment(rng, img, mask, 64, 4, cfg)
+        assert x.shape == (64, 64, 3) and target.shape == (4, 4)
+        bright = x.mean(axis=2) > 128
+        # the map target is where the bright block went
+        cells = bright.reshape(4, 16, 4, 16).mean(axis=(1, 3))
+        assert np.corrcoef(cells.ravel(), target.ravel())[0, 1] > 0.8
+
+
+def test_map_target_marks_half_covered_cells() -> None:
+    m = np.zeros((64, 64), np.float32)
+    m[:, :32] = 1
+    t = map_target(m, 4)
+    assert np.allclose(t[:, :2], 1) and np.allclose(t[:, 2:], 0)
+    assert map_target(None, 4).sum() == 0
+
+
+@pytest.mark.timeout(240)
+def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
+    from spillwatch.model import SpillModel, sha256_file
+    from training.train import TrainConfig, train
+
+    real = write_synthetic_manifest(tmp_path / "real", 16, seed=5, split="train")
+    lines = real.read_text().splitlines()
+    # half of it becomes the val split (the shared format's split field)
+    val_lines = [json.dumps({**json.loads(x), "split": "val"}) for x in lines[8:]]
+    real.write_text("\n".join(lines[:8] + val_lines) + "\n")
+    extra = write_synthetic_manifest(tmp_path / "archive", 4, seed=6, split="train")
+    cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, archives=[extra], synthetic=12, synthetic_val=8,
+                      synth_size=96, input_size=64, batch_size=4, max_steps=3, calib_frames=8, cache_dir=None,
+                      gen_workers=1, progress=False, seed=3)
+    card = train(cfg)
+    assert card["training"]["steps"] == 3
+    assert card["data"]["real_train"]["n"] == 12 and card["data"]["real_val"]["n"] == 8
+    for name in ("spillwatch.onnx", "spillwatch-int8.onnx"):
+        path = tmp_path / "out" / name
+        m = SpillModel.load(path)
+        assert m.card["sha256"] == sha256_file(path)
+        assert m.input_size == 64 and m.card["map_size"] == 4
+        preds = m.infer(np.zeros((3, 64, 64, 3), np.uint8))
+        assert len(preds) == 3 and preds[0].spill_map.shape == (4, 4)
+        assert 0.0 <= preds[0].spill_prob <= 1.0
+    assert card["parity"]["onnx_fp32_vs_torch"]["max_abs_prob_diff"] < 1e-4
+    for key in ("version", "sha256", "input_size", "map_size", "threshold", "map_threshold", "normalisation",
+                "data", "metrics", "created", "training"):
+        assert key in card
+    assert card["training"]["seed"] == 3 and card["training"]["settings"]["input_size"] == 64
+    assert (tmp_path / "out" / "MODEL_CARD.md").read_text().startswith("# SpillWatch model card")
+
+
+def test_batches_are_reproducible(tmp_path: Path) -> None:
+    from training.datasets import load_record_image as lri
+    from training.train import BatchMaker, TrainConfig
+
+    mp = write_synthetic_manifest(tmp_path / "r", 6, seed=8, split="train")
+    recs = load_manifest(mp)
+    cfg = TrainConfig(input_size=64, batch_size=4, seed=42)
+    mk1 = BatchMaker(cfg, recs, [lri(r, 64) for r in recs], None)
+    mk2 = BatchMaker(cfg, recs, [lri(r, 64) for r in recs], None)
+    a, b = mk1.make(7), mk2.make(7)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    assert not np.array_equal(mk1.make(8)[0], a[0])

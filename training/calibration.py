@@ -1,0 +1,96 @@
+"""Pure calibration and threshold choice (numpy only, no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def nll(logits: np.ndarray, y: np.ndarray, temperature: float, weights: np.ndarray | None = None) -> float:
+    p = np.clip(sigmoid(logits / temperature), 1e-7, 1 - 1e-7)
+    loss = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    if weights is None:
+        return float(loss.mean())
+    return float((loss * weights).sum() / weights.sum())
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None,
+                    lo: float = 0.05, hi: float = 20.0) -> float:
+    """Temperature T > 0 minimising the (weighted) NLL of sigmoid(logit / T): grid on log T, then
+    golden-section refinement. Returns 1.0 for an empty or one-class set (nothing to calibrate)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if logits.size == 0 or y.min() == y.max():
+        return 1.0
+    grid = np.exp(np.linspace(np.log(lo), np.log(hi), 81))
+    losses = [nll(logits, y, t, weights) for t in grid]
+    k = int(np.argmin(losses))
+    a, b = np.log(grid[max(k - 1, 0)]), np.log(grid[min(k + 1, len(grid) - 1)])
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        c, d = b - g * (b - a), a + g * (b - a)
+        if nll(logits, y, np.exp(c), weights) < nll(logits, y, np.exp(d), weights):
+            b = d
+        else:
+            a = c
+    return float(np.exp((a + b) / 2))
+
+
+def threshold_for_recall(pos_scores: np.ndarray, target_recall: float) -> float | None:
+    """Highest threshold t with recall (fraction of positives scoring >= t) >= target; None without positives."""
+    s = np.sort(np.asarray(pos_scores, dtype=np.float64))
+    if s.size == 0:
+        return None
+    k = int(np.floor((1.0 - target_recall) * s.size + 1e-9))  # positives we may miss
+    return float(s[min(k, s.size - 1)])
+
+
+def threshold_for_fpr(neg_scores: np.ndarray, max_fpr: float) -> float | None:
+    """Lowest threshold t (just above a negative's score) with FPR (negatives scoring >= t) <= max_fpr."""
+    s = np.sort(np.asarray(neg_scores, dtype=np.float64))[::-1]
+    if s.size == 0:
+        return None
+    allowed = int(np.floor(max_fpr * s.size + 1e-9))  # negatives that may score >= t
+    if allowed >= s.size:
+        return 0.0
+    return float(np.nextafter(s[allowed], np.inf))
+
+
+@dataclass
+class ThresholdChoice:
+    threshold: float
+    rule: str
+    recall_thresholds: dict[str, float | None] = field(default_factory=dict)
+    floor_threshold: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_threshold(
+    pos_groups: dict[str, np.ndarray],
+    floor_neg: np.ndarray,
+    target_recall: float = 0.97,
+    max_floor_fpr: float = 0.01,
+) -> ThresholdChoice:
+    """The decision threshold: the lowest of the per-group thresholds that reach ``target_recall``
+    (so the recall target holds in every group, e.g. each liquid), then raised if needed so the
+    false-positive rate on the hard-negative floors stays <= ``max_floor_fpr`` (a sanity floor that
+    wins over recall; a note says when it had to)."""
+    per = {name: threshold_for_recall(s, target_recall) for name, s in pos_groups.items()}
+    valid = [t for t in per.values() if t is not None]
+    t_recall = min(valid) if valid else 0.5
+    t_floor = threshold_for_fpr(floor_neg, max_floor_fpr)
+    choice = ThresholdChoice(threshold=t_recall, rule=f"min over groups of recall>={target_recall}",
+                             recall_thresholds=per, floor_threshold=t_floor)
+    if t_floor is not None and t_floor > t_recall:
+        choice.threshold = t_floor
+        choice.rule += f", raised to keep floor FPR <= {max_floor_fpr}"
+        choice.notes.append(
+            f"floor FPR cap raised the threshold from {t_recall:.4f} to {t_floor:.4f}: recall target not met in every group"
+        )
+    choice.threshold = float(min(max(choice.threshold, 1e-4), 0.9999))
+    return choice

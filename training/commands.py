@@ -1,0 +1,144 @@
+"""CLI: ``spillwatch train``, ``spillwatch evaluate``, ``spillwatch export``, ``spillwatch bench model``
+(+ the synthetic generator's commands). Heavy imports stay inside the command functions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+REAL_MANIFEST_HELP = ("real manifest.jsonl (shared format; default $SPILLWATCH_REAL_MANIFEST or "
+                      "<repo>/../shared/data/spills-real/manifest.jsonl)")
+
+
+def _default_manifest() -> Path:
+    from training.datasets import default_real_manifest
+
+    return default_real_manifest()
+
+
+def _default_model() -> Path:
+    from spillwatch.settings import get_settings
+
+    return Path(get_settings().worker.model_path)
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    @app.command("train")
+    def train_cmd(
+        out: Path = typer.Option(None, help="output folder (default runs/train-<UTC time>); use models/ to ship"),
+        epochs: float = typer.Option(4.0, help="epochs over (real train + synthetic) samples"),
+        synthetic: int = typer.Option(4000, help="synthetic training samples rendered by the generator"),
+        synthetic_val: int = typer.Option(600, help="held-out synthetic samples (calibration and threshold groups)"),
+        no_real: bool = typer.Option(False, "--no-real", help="do not train on the real train split (val is still used)"),
+        no_synthetic: bool = typer.Option(False, "--no-synthetic", help="do not use the synthetic generator"),
+        archive: list[Path] = typer.Option(None, "--archive", help="extra manifest(s) in the shared format (repeatable)"),
+        manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP),
+        seed: int = typer.Option(20261129),
+        input_size: int = typer.Option(160, help="model input side (multiple of 32)"),
+        batch_size: int = typer.Option(32),
+        max_steps: int = typer.Option(None, help="hard cap on optimiser steps"),
+        synth_fraction: float = typer.Option(0.5, help="share of synthetic samples in a batch when both are used"),
+        threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
+        target_recall: float = typer.Option(0.97),
+        no_int8: bool = typer.Option(False, "--no-int8", help="skip the int8 export"),
+        preliminary: bool = typer.Option(False, help="mark the model card as preliminary"),
+        note: str = typer.Option("", help="free text for the model card"),
+        cache_dir: Path = typer.Option(Path("runs/cache"), help="cache of rendered synthetic sets"),
+        threads: int = typer.Option(2),
+    ) -> None:
+        """Fine-tune, calibrate, pick the threshold, export ONNX fp32 + int8 with model cards."""
+        from training.train import TrainConfig, train
+
+        out_dir = out or Path("runs") / f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        cfg = TrainConfig(
+            out=out_dir, real_manifest=manifest or _default_manifest(), archives=list(archive or []),
+            use_real=not no_real, use_synthetic=not no_synthetic, synthetic=synthetic, synthetic_val=synthetic_val,
+            epochs=epochs, seed=seed, input_size=input_size, batch_size=batch_size, max_steps=max_steps,
+            synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
+            export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
+        )
+        card = train(cfg)
+        m = card["metrics"]["onnx_fp32"]
+        typer.echo(f"model: {out_dir / 'spillwatch.onnx'} version {card['version']} threshold {card['threshold']:.4f}")
+        for name, r in m.items():
+            typer.echo(f"  {name}: recall {r['recall']} precision {r['precision']} fpr {r['fpr']} floor_fpr {r['floor_fpr']} auc {r['roc_auc']}")
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        manifest: Path = typer.Option(..., help="manifest.jsonl in the shared format"),
+        json_out: Path = typer.Option(..., "--json", help="metrics JSON output"),
+        model: Path = typer.Option(None, help="ONNX model (card beside it); default settings.worker.model_path"),
+        threshold: float = typer.Option(None, help="decision threshold (default: the model card's)"),
+        report: Path = typer.Option(None, help="report folder (curves, plots, worst errors). Real data: keep it OUTSIDE the repo"),
+        split: str = typer.Option(None, help="only records of this split (train/val)"),
+        threads: int = typer.Option(2),
+    ) -> None:
+        """Metrics of a model on any manifest (+ optional report)."""
+        from training.evaluate import evaluate
+
+        res = evaluate(manifest, model or _default_model(), threshold=threshold, split=split, report_dir=report, threads=threads)
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2))
+        keys = ("n", "threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "specificity",
+                "npv", "fpr", "fnr", "log_loss", "roc_auc", "pr_auc", "floor_fpr")
+        for k in keys:
+            v = res.get(k)
+            typer.echo(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+        if res["n_skipped"]:
+            typer.echo(f"skipped {res['n_skipped']} undecodable frame(s)", err=True)
+
+    @app.command("export")
+    def export_cmd(
+        checkpoint: Path = typer.Option(..., help="model.pt written by `spillwatch train`"),
+        out: Path = typer.Option(Path("models"), help="folder for spillwatch.onnx, spillwatch-int8.onnx and cards"),
+        manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP),
+        no_int8: bool = typer.Option(False, "--no-int8"),
+    ) -> None:
+        """Re-export a checkpoint to ONNX fp32 (+ int8) with parity checks and model cards."""
+        from training.export import export_checkpoint
+
+        cards = export_checkpoint(checkpoint, out, int8=not no_int8, manifest=manifest)
+        for prec, c in cards.items():
+            typer.echo(f"{prec}: {out / c['file']} sha256 {c['sha256'][:12]} parity {c['parity']}")
+
+    bench_group = groups["bench"]
+
+    @bench_group.command("model")
+    def bench_model_cmd(
+        fp32: Path = typer.Option(None, help="fp32 model (default settings.worker.model_path)"),
+        int8: Path = typer.Option(None, help="int8 model (default <fp32 stem>-int8.onnx beside it)"),
+        manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP + "; its val frames are benchmarked"),
+        json_out: Path = typer.Option(Path("runs/bench-model.json"), "--json"),
+        batch: list[int] = typer.Option([1, 8], help="batch sizes (repeatable)"),
+        threads: int = typer.Option(2),
+        frames: int = typer.Option(800, help="frames per timed run"),
+        repeats: int = typer.Option(3),
+    ) -> None:
+        """Decode + preprocess + inference throughput (fp32 and int8) and int8/fp32 agreement."""
+        from training.bench import bench, format_table
+
+        p32 = fp32 or _default_model()
+        p8 = int8 or p32.with_name(p32.stem + "-int8.onnx")
+        models = {"fp32": p32}
+        if p8.is_file():
+            models["int8"] = p8
+        else:
+            typer.echo(f"no int8 model at {p8}; benchmarking fp32 only", err=True)
+        man = manifest or _default_manifest()
+        res = bench(models, man if man.is_file() else None, batches=batch, threads=threads, frames=frames, repeats=repeats)
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2))
+        typer.echo(format_table(res))
+        typer.echo(f"written: {json_out}")
+
+    try:
+        from training.synth.commands import register as register_synth
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("training.synth.commands", "training.synth"):
+            raise
+        pass  # the generator's commands are not there (yet): the rest works without them
+    else:
+        register_synth(app, groups)

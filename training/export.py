@@ -1,0 +1,257 @@
+"""ONNX export (fp32, single file, opset 17, normalisation + temperature in the graph), static int8
+QDQ per-channel quantisation with real calibration frames, parity checks and model cards."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spillwatch.model import card_path_for, sha256_file
+from training.net import IMAGENET_MEAN, IMAGENET_STD
+
+OPSET = 17
+NORMALISATION = {
+    "inside_graph": True,
+    "input": "uint8 RGB NHWC [N,S,S,3], 0..255",
+    "mean_rgb_0_1": list(IMAGENET_MEAN),
+    "std_rgb_0_1": list(IMAGENET_STD),
+    "resize": "whole frame squashed to S x S with cv2.INTER_AREA after (reduced) JPEG decoding; no crop",
+}
+
+
+def export_fp32(net: Any, temperature: float, path: Path) -> None:
+    import torch
+
+    from training.net import ExportWrapper
+
+    wrapper = ExportWrapper(net, temperature).eval()
+    s = net.input_size
+    dummy = torch.zeros((2, s, s, 3), dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper, (dummy,), str(path), input_names=["image"], output_names=["spill_prob", "spill_map"],
+            dynamic_axes={"image": {0: "N"}, "spill_prob": {0: "N"}, "spill_map": {0: "N"}},
+            opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )
+    import onnx
+
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m)
+    if len(m.graph.initializer) and any(t.data_location == onnx.TensorProto.EXTERNAL for t in m.graph.initializer):
+        raise RuntimeError("export produced external data; the model must be one file")
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over uint8 frames."""
+
+    def __init__(self, images: np.ndarray, batch: int = 8) -> None:
+        self.batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+        self.i = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.batches):
+            return None
+        b = self.batches[self.i]
+        self.i += 1
+        return {"image": np.ascontiguousarray(b)}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray) -> dict[str, Any]:
+    """Static QDQ quantisation: uint8 activations, int8 per-channel weights (U8S8, fast on x86
+    VNNI/AMX), MinMax calibration on real frames."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as td:
+        pre = Path(td) / "pre.onnx"
+        try:
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        except Exception:  # pre-processing is an optimisation only
+            shutil.copy(fp32_path, pre)
+        quantize_static(
+            str(pre), str(int8_path), _Reader(calib_images),
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "Resize", "GlobalAveragePool", "ReduceMean"],
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+    return {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+            "calibration": "MinMax", "calibration_frames": int(len(calib_images))}
+
+
+def ort_session(path: Path, threads: int = 2) -> Any:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    o.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=o, providers=["CPUExecutionProvider"])
+
+
+def ort_run(sess: Any, images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    ps, ms = [], []
+    for i in range(0, len(images), batch):
+        p, m = sess.run(["spill_prob", "spill_map"], {"image": np.ascontiguousarray(images[i : i + batch])})
+        ps.append(p)
+        ms.append(m)
+    return np.concatenate(ps), np.concatenate(ms)
+
+
+def torch_probs(net: Any, temperature: float, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from training.net import ExportWrapper
+
+    w = ExportWrapper(net, temperature).eval()
+    ps, ms = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            p, m = w(torch.from_numpy(np.ascontiguousarray(images[i : i + 32])))
+            ps.append(p.numpy())
+            ms.append(m.numpy())
+    return np.concatenate(ps), np.concatenate(ms)
+
+
+def parity(a_prob: np.ndarray, a_map: np.ndarray, b_prob: np.ndarray, b_map: np.ndarray, threshold: float,
+           map_threshold: float) -> dict[str, Any]:
+    """How closely B reproduces A: max |dp|, decision agreement at the threshold, map-cell agreement."""
+    return {
+        "n": int(len(a_prob)),
+        "max_abs_prob_diff": float(np.max(np.abs(a_prob - b_prob))) if len(a_prob) else None,
+        "mean_abs_prob_diff": float(np.mean(np.abs(a_prob - b_prob))) if len(a_prob) else None,
+        "decision_agreement": float(np.mean((a_prob >= threshold) == (b_prob >= threshold))) if len(a_prob) else None,
+        "map_cell_agreement": float(np.mean((a_map >= map_threshold) == (b_map >= map_threshold))) if len(a_map) else None,
+    }
+
+
+def write_card(model_path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    card = dict(card)
+    card["sha256"] = sha256_file(model_path)
+    card["file"] = model_path.name
+    card["size_bytes"] = model_path.stat().st_size
+    card_path_for(model_path).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    return card
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
+
+
+def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Path, *, calib_images: np.ndarray,
+               parity_images: np.ndarray | None, int8: bool = True, eval_sets: Sequence[Any] = (),
+               finalise: Callable[[dict[str, Any]], None] | None = None, stem: str = "spillwatch") -> dict[str, dict[str, Any]]:
+    """Write ``<stem>.onnx`` (+ ``<stem>-int8.onnx``) with cards into ``out``; returns the cards."""
+    from training.train import group_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    thr = float(card_base["threshold"])
+    mthr = float(card_base.get("map_threshold", 0.5))
+    fp32_path = out / f"{stem}.onnx"
+    export_fp32(net, temperature, fp32_path)
+    sess32 = ort_session(fp32_path)
+    par_imgs = parity_images if parity_images is not None and len(parity_images) else calib_images
+    par_imgs = par_imgs[:256]
+    t_p, t_m = torch_probs(net, temperature, par_imgs)
+    o_p, o_m = ort_run(sess32, par_imgs)
+    par32 = parity(t_p, t_m, o_p, o_m, thr, mthr)
+    if par32["max_abs_prob_diff"] is not None and par32["max_abs_prob_diff"] > 1e-3:
+        raise RuntimeError(f"ONNX fp32 does not match torch: {par32}")
+    created = datetime.now(UTC)
+    date = created.strftime("%Y%m%d-%H%M")
+    s = int(card_base["input_size"])
+
+    def eval_metrics(sess: Any) -> dict[str, Any]:
+        res = {}
+        for e in eval_sets:
+            p, _ = ort_run(sess, e.images)
+            res[e.name] = group_report(p, e, thr)
+        return res
+
+    cards: dict[str, dict[str, Any]] = {}
+    fp32_card = json.loads(json.dumps(card_base, default=_json_default))
+    fp32_card.update({"precision": "fp32", "opset": OPSET, "normalisation": NORMALISATION,
+                      "inputs": {"image": f"uint8 [N,{s},{s},3] RGB"},
+                      "outputs": {"spill_prob": "float32 [N] calibrated", "spill_map": f"float32 [N,{s // 16},{s // 16}]"}})
+    fp32_card["parity"] = {"onnx_fp32_vs_torch": par32}
+    fp32_card["metrics"] = dict(fp32_card.get("metrics", {}))
+    fp32_card["metrics"]["onnx_fp32"] = eval_metrics(sess32)
+    if int8:
+        int8_path = out / f"{stem}-int8.onnx"
+        qinfo = quantize_int8(fp32_path, int8_path, calib_images)
+        sess8 = ort_session(int8_path)
+        q_p, q_m = ort_run(sess8, par_imgs)
+        par8 = parity(o_p, o_m, q_p, q_m, thr, mthr)
+        int8_card = json.loads(json.dumps(fp32_card, default=_json_default))
+        int8_card["precision"] = "int8"
+        int8_card["quantisation"] = qinfo
+        int8_card["parity"] = {"int8_vs_onnx_fp32": par8, "onnx_fp32_vs_torch": par32}
+        int8_card["metrics"] = {"onnx_int8": eval_metrics(sess8), "onnx_fp32": fp32_card["metrics"]["onnx_fp32"]}
+        fp32_card["parity"]["int8_vs_onnx_fp32"] = par8
+        cards["int8"] = int8_card
+    cards["fp32"] = fp32_card
+    for c in cards.values():
+        c["created"] = created.isoformat(timespec="seconds")
+        if finalise:
+            finalise(c)
+    fp32_card = write_card(fp32_path, _versioned(fp32_card, fp32_path, date))
+    cards["fp32"] = fp32_card
+    if int8:
+        int8_card = cards["int8"]
+        int8_card["fp32_sha256"] = fp32_card["sha256"]
+        cards["int8"] = write_card(int8_path, _versioned(int8_card, int8_path, date))
+    from training.card import write_markdown
+
+    write_markdown(out / "MODEL_CARD.md", cards["fp32"], cards.get("int8"))
+    return cards
+
+
+def _versioned(card: dict[str, Any], path: Path, date: str) -> dict[str, Any]:
+    sha = sha256_file(path)[:8]
+    suffix = "-int8" if card.get("precision") == "int8" else ""
+    pre = "-pre" if card.get("preliminary") else ""
+    card["version"] = f"effl0-{card['input_size']}-{date}{pre}-{sha}{suffix}"
+    return card
+
+
+def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Re-export a training checkpoint (``model.pt`` from ``spillwatch train``) with its stored card;
+    calibration frames come from the real manifest's train split, parity/metrics from its val split."""
+    import torch
+
+    from training.datasets import default_real_manifest, load_manifest, load_record_image, split_records
+    from training.net import SpillNet
+    from training.train import real_eval_set, runtime_input
+
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = ck["config"]
+    base = ck["card_base"]
+    s = int(base["input_size"])
+    net = SpillNet(s, pretrained=False, freeze_blocks=int(cfg.get("freeze_blocks", 3)))
+    net.load_state_dict(ck["state_dict"])
+    net.eval()
+    man = manifest or (Path(cfg["real_manifest"]) if cfg.get("real_manifest") else default_real_manifest())
+    recs = load_manifest(man)
+    tr = split_records(recs, "train")
+    va = split_records(recs, "val")
+    rng = np.random.default_rng([int(cfg.get("seed", 0)), 424242])
+    calib_recs = [tr[i] for i in rng.permutation(len(tr))[: int(cfg.get("calib_frames", 200))]]
+    calib = np.stack([runtime_input(load_record_image(r, s).image, s) for r in calib_recs])
+    ev = real_eval_set("real-val", va, [load_record_image(r, s) for r in va], s)
+    return export_all(net, float(ck["temperature"]), base, out, calib_images=calib, parity_images=ev.images,
+                      int8=int8, eval_sets=[ev])

