@@ -22,13 +22,21 @@ def draw_stain(rng: np.random.Generator, albedo: np.ndarray, centre: tuple[float
     """Dry dark stain (oil-soaked concrete, old tea mark, dirt) in the floor plane, in place."""
     T = albedo.shape[0]
     f = shape_field(rng, T, centre, radius, "pool")
-    soft = np.clip(f * rng.uniform(1.5, 4.0), 0, 1)
-    soft = cv2.GaussianBlur(soft, (0, 0), max(1.0, radius * 0.08))
-    tex = 1 + 0.35 * noise.fbm(rng, T, T, T / max(radius * 0.25, 2), 3)
+    ys, xs = np.nonzero(f > -5)
+    if len(ys) == 0:
+        return
+    pad = int(radius * 0.3) + 3
+    y0, y1 = max(ys.min() - pad, 0), min(ys.max() + pad + 1, T)
+    x0, x1 = max(xs.min() - pad, 0), min(xs.max() + pad + 1, T)
+    sub = f[y0:y1, x0:x1]
+    h, w = sub.shape
+    soft = np.clip(sub * rng.uniform(1.5, 4.0), 0, 1)
+    soft = noise.blur(soft, max(1.0, radius * 0.08))
+    tex = 1 + 0.35 * noise.fbm(rng, h, w, max(h, w) / max(radius * 0.25, 2), 3)
     dark = rng.uniform(0.45, 0.85)
     k = np.clip(soft * (1 - dark) * tex, 0, 0.9)[..., None]
     tint = np.array([0.85, 0.95, 1.0], np.float32) if rng.random() < 0.5 else np.ones(3, np.float32)
-    albedo *= 1 - k * (2 - tint)  # slightly brownish when tinted
+    albedo[y0:y1, x0:x1] *= 1 - k * (2 - tint)  # slightly brownish when tinted
 
 
 def draw_pallet(rng: np.random.Generator, albedo: np.ndarray, centre: tuple[float, float], size: float) -> None:

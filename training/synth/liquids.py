@@ -31,13 +31,13 @@ class Liquid:
 
 
 LIQUIDS: dict[str, Liquid] = {
-    "water": Liquid("water", (0.0, 0.0, 0.0), (0.0, 0.0), (0.62, 0.92), (0.25, 0.7), 2.5),
+    "water": Liquid("water", (0.0, 0.0, 0.0), (0.0, 0.0), (0.6, 0.92), (0.15, 0.55), 2.5),
     "tea": Liquid("tea", (0.08, 0.3, 0.55), (0.5, 0.85), (0.7, 0.9), (0.2, 0.5), 1.0),
     "juice": Liquid("juice", (0.05, 0.45, 0.85), (0.55, 0.85), (0.75, 0.9), (0.2, 0.5), 1.0),
     "blackoil": Liquid("blackoil", (0.025, 0.025, 0.03), (0.85, 0.98), (0.3, 0.5), (0.3, 0.8), 0.0),
-    "cookingoil": Liquid("cookingoil", (0.1, 0.55, 0.78), (0.25, 0.55), (0.7, 0.88), (0.3, 0.65), 1.5),
+    "cookingoil": Liquid("cookingoil", (0.12, 0.5, 0.7), (0.2, 0.5), (0.7, 0.88), (0.3, 0.65), 1.5),
     "milk": Liquid("milk", (0.9, 0.93, 0.95), (0.6, 0.95), (0.9, 1.0), (0.15, 0.4), 0.0),
-    "chemical": Liquid("chemical", (0.7, 0.35, 0.1), (0.4, 0.8), (0.75, 0.9), (0.25, 0.6), 1.5),
+    "chemical": Liquid("chemical", (0.7, 0.35, 0.1), (0.3, 0.7), (0.75, 0.9), (0.25, 0.6), 1.5),
     "film": Liquid("film", (0.5, 0.5, 0.5), (0.08, 0.22), (0.85, 0.97), (0.3, 0.6), 0.5),
     "foam": Liquid("foam", (0.92, 0.93, 0.93), (0.5, 0.9), (0.85, 1.0), (0.05, 0.2), 0.0),
 }
@@ -47,7 +47,7 @@ LIQUID_WEIGHTS: dict[str, float] = {
 }
 SHAPES: tuple[str, ...] = ("pool", "splash", "trail", "drips")
 SHAPE_WEIGHTS = np.array([0.55, 0.2, 0.15, 0.1])
-_CHEM_COLOURS = [(0.75, 0.35, 0.1), (0.2, 0.7, 0.25), (0.6, 0.3, 0.9), (0.7, 0.2, 0.55), (0.2, 0.8, 0.8)]
+_CHEM_COLOURS = [(0.7, 0.4, 0.15), (0.3, 0.6, 0.3), (0.55, 0.35, 0.75), (0.6, 0.3, 0.55), (0.3, 0.7, 0.7)]
 
 
 def pick_liquid(rng: np.random.Generator, name: str | None = None) -> tuple[Liquid, dict]:
@@ -74,13 +74,41 @@ def shape_field(rng: np.random.Generator, T: int, centre: tuple[float, float], r
     """Scalar field (TxT float32) in the floor plane; the liquid covers field >= 0.
 
     The field falls off with distance from the shape's skeleton (so lowering the level grows it
-    outward) and is perturbed by smooth noise (organic, lobed outlines, satellite droplets).
+    outward) and is perturbed by smooth noise (organic, lobed outlines, satellite droplets). Only a
+    window around the shape is computed; elsewhere the field is -10.
     """
     cx, cy = centre
-    yy, xx = np.mgrid[0:T, 0:T].astype(np.float32)
-    ncells = max(3.0, T / max(radius, 4) * rng.uniform(1.2, 2.5))
-    wobble = noise.fbm(rng, T, T, ncells, 3, 0.55)
+    out = np.full((T, T), -10.0, np.float32)
     if shape in ("pool", "splash"):
+        reach = radius * (2.4 if shape == "splash" else 1.9)
+        pts = None
+    else:
+        a = rng.uniform(0, 2 * np.pi)
+        n = int(rng.integers(4, 9))
+        step = radius * rng.uniform(0.6, 1.2)
+        pts = []
+        x, y = cx, cy
+        for _ in range(n):
+            pts.append((x, y))
+            a += rng.normal(0, 0.5)
+            x += step * np.cos(a)
+            y += step * np.sin(a)
+        reach = 0.0
+    if pts is None:
+        x0, x1 = int(max(cx - reach, 0)), int(min(cx + reach + 1, T))
+        y0, y1 = int(max(cy - reach, 0)), int(min(cy + reach + 1, T))
+    else:
+        arr = np.array(pts)
+        pad = radius * 0.9 + 4
+        x0, x1 = int(max(arr[:, 0].min() - pad, 0)), int(min(arr[:, 0].max() + pad + 1, T))
+        y0, y1 = int(max(arr[:, 1].min() - pad, 0)), int(min(arr[:, 1].max() + pad + 1, T))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return out
+    h, w = y1 - y0, x1 - x0
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    ncells = max(3.0, max(h, w) / max(radius, 4) * rng.uniform(1.2, 2.5))
+    wobble = noise.fbm(rng, h, w, ncells, 3, 0.55)
+    if pts is None:
         ang = rng.uniform(0, np.pi)
         ax = rng.uniform(0.6, 1.0)
         dx, dy = xx - cx, yy - cy
@@ -89,50 +117,41 @@ def shape_field(rng: np.random.Generator, T: int, centre: tuple[float, float], r
         f = 1 - np.sqrt(u * u + v * v)
         for _ in range(int(rng.integers(0, 4))):  # metaball lobes
             a = rng.uniform(0, 2 * np.pi)
-            d = rng.uniform(0.5, 1.0) * radius
-            r = rng.uniform(0.3, 0.7) * radius
+            d = rng.uniform(0.4, 0.8) * radius
+            r = rng.uniform(0.3, 0.6) * radius
             f = np.maximum(f, 1 - np.hypot(xx - cx - d * np.cos(a), yy - cy - d * np.sin(a)) / r)
         f = f + rng.uniform(0.25, 0.45) * wobble
         if shape == "splash":
             f = f * 1.3 - 0.3
-            drops = np.full((T, T), -1.0, np.float32)
             for _ in range(int(rng.integers(8, 25))):
                 a = rng.uniform(0, 2 * np.pi)
-                d = rng.uniform(0.9, 2.2) * radius
+                d = rng.uniform(0.9, 2.0) * radius
                 r = rng.uniform(0.03, 0.12) * radius + 1.5
-                px, py = cx + d * np.cos(a), cy + d * np.sin(a)
-                x0, x1 = int(max(px - r - 2, 0)), int(min(px + r + 3, T))
-                y0, y1 = int(max(py - r - 2, 0)), int(min(py + r + 3, T))
-                if x1 <= x0 or y1 <= y0:
+                px, py = cx + d * np.cos(a) - x0, cy + d * np.sin(a) - y0
+                a0, a1 = int(max(px - r - 2, 0)), int(min(px + r + 3, w))
+                b0, b1 = int(max(py - r - 2, 0)), int(min(py + r + 3, h))
+                if a1 <= a0 or b1 <= b0:
                     continue
-                sub = 1 - np.hypot(xx[y0:y1, x0:x1] - px, yy[y0:y1, x0:x1] - py) / r
-                drops[y0:y1, x0:x1] = np.maximum(drops[y0:y1, x0:x1], sub)
-            f = np.maximum(f, drops)
-        return f.astype(np.float32)
-    # trail / drips: distance to a skeleton drawn as a polyline
-    skel = np.full((T, T), 255, np.uint8)
-    a = rng.uniform(0, 2 * np.pi)
-    n = int(rng.integers(4, 9))
-    step = radius * rng.uniform(0.6, 1.2)
-    pts = []
-    x, y = cx, cy
-    for _ in range(n):
-        pts.append((int(x), int(y)))
-        a += rng.normal(0, 0.5)
-        x += step * np.cos(a)
-        y += step * np.sin(a)
+                gy, gx = np.mgrid[b0:b1, a0:a1].astype(np.float32)
+                f[b0:b1, a0:a1] = np.maximum(f[b0:b1, a0:a1], 1 - np.hypot(gx - px, gy - py) / r)
+        out[y0:y1, x0:x1] = f
+        return out
+    # trail / drips: distance to a skeleton drawn as a polyline (or scattered drop centres)
+    skel = np.full((h, w), 255, np.uint8)
+    local = [(int(px - x0), int(py - y0)) for px, py in pts]
+    step = float(np.hypot(*(np.array(pts[1]) - np.array(pts[0]))))
     if shape == "trail":
-        cv2.polylines(skel, [np.array(pts, np.int32)], False, 0, 1)
+        cv2.polylines(skel, [np.array(local, np.int32)], False, 0, 1)
         width = radius * rng.uniform(0.15, 0.35)
-    else:  # drips: separate drops along the path
-        for p in pts:
+    else:
+        for p in local:
             for _ in range(int(rng.integers(1, 4))):
                 q = (int(p[0] + rng.normal(0, step / 3)), int(p[1] + rng.normal(0, step / 3)))
-                skel[min(max(q[1], 0), T - 1), min(max(q[0], 0), T - 1)] = 0
+                skel[min(max(q[1], 0), h - 1), min(max(q[0], 0), w - 1)] = 0
         width = radius * rng.uniform(0.08, 0.2) + 1.5
     dist = cv2.distanceTransform(skel, cv2.DIST_L2, 3)
-    f = 1 - dist / width + rng.uniform(0.2, 0.4) * wobble
-    return f.astype(np.float32)
+    out[y0:y1, x0:x1] = 1 - dist / width + rng.uniform(0.2, 0.4) * wobble
+    return out
 
 
 def alpha_from_field(field: np.ndarray, level: float) -> np.ndarray:
@@ -141,10 +160,14 @@ def alpha_from_field(field: np.ndarray, level: float) -> np.ndarray:
     gy = cv2.Sobel(field, cv2.CV_32F, 0, 1, ksize=1)
     g = np.sqrt(gx * gx + gy * gy) * 0.5 + 1e-4
     sd = (field - level) / g  # ~signed distance in pixels
-    a = np.clip(0.5 + sd, 0.0, 1.0)
-    a[field < level] = np.minimum(a[field < level], 0.49)
-    a[field >= level] = np.maximum(a[field >= level], 0.5)
-    return a.astype(np.float32)
+    a = np.clip(0.5 + sd, 0.0, 1.0).astype(np.float32)
+    inside = field >= level
+    a[inside] = np.maximum(a[inside], 0.5)
+    # the sub-0.5 rim only next to covered pixels (no faint halo along ridges just below the level)
+    near = cv2.dilate(inside.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    out = ~inside
+    a[out] = np.where(near[out], np.minimum(a[out], 0.49), 0.0)
+    return a
 
 
 def composite(
@@ -207,12 +230,12 @@ def composite(
     refl = params["reflect"] * fresnel[sl][..., None]
     body = body * (1 - refl) + env_sharp[sl] * refl
     # specular glints of the lights, only on the liquid (clipped by its outline)
-    body = body + spec[sl][..., None] * (0.6 + params["reflect"])
+    body = body + spec[sl][..., None] * (0.3 + 0.7 * params["reflect"])
     # meniscus rim: bright on the side facing the light (top of image), darker at the bottom
     soft = cv2.GaussianBlur(a, (0, 0), 1.0 * scale)
     gy = cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
-    rim = np.clip(gy, 0, None) * 0.35 - np.clip(-gy, 0, None) * 0.15
-    body = body + (rim * (0.4 + params["reflect"]))[..., None] * light[sl]
+    rim = np.clip(gy, 0, None) * 0.25 - np.clip(-gy, 0, None) * 0.12
+    body = body + (rim * (0.2 + 0.8 * params["reflect"]) * scale)[..., None] * light[sl]
     out = img.copy()
     out[sl] = img[sl] * (1 - a[..., None]) + body * a[..., None]
     return out

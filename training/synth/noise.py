@@ -58,3 +58,16 @@ def fbm(rng: np.random.Generator, h: int, w: int, cells: float, octaves: int = 3
         amp *= persistence
         c *= 2
     return out / np.float32(np.sqrt(total))
+
+
+def blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; large sigmas are done on a downscaled copy (much faster, visually the same)."""
+    if sigma <= 0:
+        return img
+    if sigma < 3:
+        return cv2.GaussianBlur(img, (0, 0), sigma)
+    h, w = img.shape[:2]
+    f = min(int(sigma / 1.5), max(1, min(h, w) // 8))
+    small = cv2.resize(img, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -9,6 +9,7 @@ lens distortion). Stills (`generate_sample`) and clips (`render_clip`) both use 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -65,6 +66,7 @@ class Scene:
     shape: str | None = None
     distractors: list[str] = field(default_factory=list)
     lens_maps: tuple[np.ndarray, np.ndarray] | None = None
+    liquid_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # y0, y1, x0, x1 where the field can reach 0
 
     # ------------------------------------------------------------------ geometry helpers
     def person_height(self, x: float, y: float, ratio: float) -> float:
@@ -73,8 +75,8 @@ class Scene:
         return float(np.clip(ratio * (y - yh), 0.12 * self.H, 0.7 * self.H))
 
     def random_floor_point(self, rng: np.random.Generator, y_lo: float = 0.1, y_hi: float = 0.97) -> tuple[float, float]:
-        ys, xs = np.nonzero(self.floor_mask)
-        top = ys.min() if len(ys) else 0
+        rows = np.flatnonzero(self.floor_mask[:, self.W // 2])
+        top = int(rows[0]) if len(rows) else 0
         lo = top + y_lo * (self.H - top)
         hi = top + y_hi * (self.H - top)
         for _ in range(20):
@@ -99,7 +101,8 @@ class Scene:
         img = self.base.copy()
         alpha = np.zeros((H, W), np.float32)
         if self.liquid is not None and self.liquid_field is not None and level is not None:
-            alpha = alpha_from_field(self.liquid_field, level)
+            y0, y1, x0, x1 = self.liquid_box
+            alpha[y0:y1, x0:x1] = alpha_from_field(self.liquid_field[y0:y1, x0:x1], level)
             alpha[~self.floor_mask] = 0
             img = composite(img, self.lit_floor, alpha, self.liquid, self.liquid_params, self.env_sharp,
                             self.fresnel, self.spec, self.light, self.seed * 7 + 1)
@@ -113,7 +116,7 @@ class Scene:
             for p in sorted(people, key=lambda q: q.y):
                 dis.draw_person(p, occ, occ_col)
         if shadow.any():
-            sh = cv2.GaussianBlur(shadow, (0, 0), max(W, H) / 120)
+            sh = noise.blur(shadow, max(W, H) / 120)
             img = img * (1 - sh)[..., None]
         if occ.any():
             img = img * (1 - occ[..., None]) + occ_col * self.light * occ[..., None]
@@ -130,7 +133,7 @@ class Scene:
         if self.lens_maps is not None:
             mx, my = self.lens_maps
             img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            alpha = cv2.remap(alpha, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if cam.blur > 0:
             img = cv2.GaussianBlur(img, (0, 0), cam.blur)
         if cam.motion > 1:
@@ -178,7 +181,7 @@ class Scene:
     ) -> "Scene":
         rng = np.random.default_rng(seed)
         scale = max(W, H) / 256.0
-        T = int(1.3 * max(W, H))
+        T = int(0.9 * max(W, H))
         fl = make_floor(rng, T, floor)
         albedo = fl.albedo
         view = view or ("oblique" if rng.random() < 0.55 else "ceiling")
@@ -229,7 +232,7 @@ class Scene:
         Hm = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
         horizon = np.linalg.inv(Hm).T @ np.array([0.0, 0.0, 1.0])
         floor_img = cv2.warpPerspective(albedo, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+        yy, xx = _grid(H, W)
         if view == "oblique":
             (x1, y1), (x2, y2) = dst[0], dst[1]
             yline = y1 + (xx[0] - x1) * (y2 - y1) / (x2 - x1)
@@ -269,11 +272,15 @@ class Scene:
         tint = np.array(tint, np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
         ga = rng.uniform(0, 2 * np.pi)
         grad_s = rng.uniform(0.25, 0.55) if lighting == "daylight" else rng.uniform(0.0, 0.2)
-        G = 1 + grad_s * (((xx / W - 0.5) * np.cos(ga) + (yy / H - 0.5) * np.sin(ga)) * 2)
+        # illumination is smooth: compute it on a coarse grid and upsample
+        gh, gw = max(4, H // 8), max(4, W // 8)
+        gy_, gx_ = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        u_, v_ = (gx_ + 0.5) / gw - 0.5, (gy_ + 0.5) / gh - 0.5
+        G = 1 + grad_s * ((u_ * np.cos(ga) + v_ * np.sin(ga)) * 2)
         vig = rng.uniform(0.5, 0.9) if lighting == "night_ir" else rng.uniform(0.0, 0.3)
-        r2 = ((xx / W - 0.5) ** 2 + (yy / H - 0.5) ** 2) * 2
-        G = G * (1 - vig * r2) * (1 + 0.06 * noise.smooth(rng, H, W, 3))
-        light = (np.clip(G, 0.05, 2.0) * gain)[..., None] * tint[None, None, :]
+        G = G * (1 - vig * (u_ * u_ + v_ * v_) * 2) * (1 + 0.06 * noise.smooth(rng, gh, gw, 3))
+        G = cv2.resize(np.clip(G, 0.05, 2.0) * gain, (W, H), interpolation=cv2.INTER_LINEAR)
+        light = G[..., None] * tint[None, None, :]
         lit = base * light
 
         # ---- reflections: the room mirrored in the floor, and the light glints
@@ -295,20 +302,19 @@ class Scene:
         env_sharp = cv2.GaussianBlur(env, (0, 0), 0.7 * scale)
         spec = np.zeros((H, W), np.float32)
         n_lights = int(rng.integers(1, 4)) if lighting != "dim" else int(rng.integers(0, 2))
-        light_pts = [sc_pt for sc_pt in (None,) * 0]
+        light_pts: list[tuple[float, float]] = []
         for _ in range(n_lights):
             light_pts.append((rng.uniform(0.05, 0.95) * W, rng.uniform(0.2, 0.95) * H))
-        scn_tmp = {"pts": light_pts}
         sigma_dry = (0.4 + 3.0 * (1 - fl.gloss)) * 4 * scale
         refl_dry = fl.gloss * 0.45 * fresnel
-        room = lit * (1 - refl_dry[..., None]) + cv2.GaussianBlur(env, (0, 0), sigma_dry) * refl_dry[..., None]
+        room = lit * (1 - refl_dry[..., None]) + noise.blur(env, sigma_dry) * refl_dry[..., None]
         glare = np.zeros((H, W), np.float32)
         if "glare" in chosen:  # strong soft reflection of a window / lamp on the dry floor
             for _ in range(int(rng.integers(1, 3))):
                 gx, gy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.35, 0.95) * H
                 ax = (W * rng.uniform(0.03, 0.12), H * rng.uniform(0.08, 0.3))
                 cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.2, 0.55)), -1)
-            glare = cv2.GaussianBlur(glare, (0, 0), W * rng.uniform(0.02, 0.06))
+            glare = noise.blur(glare, W * rng.uniform(0.02, 0.06))
         base_img = room + (glare * floor_mask)[..., None] * light
 
         scene = cls(W=W, H=H, seed=seed, view=view, floor=fl, lighting=lighting,
@@ -330,12 +336,13 @@ class Scene:
                 r_img = W * rng.uniform(0.12, 0.18)
             else:
                 x, y = scene.random_floor_point(rng, 0.12, 0.92)
-                r_img = W * float(np.exp(rng.uniform(np.log(0.04), np.log(0.25))))
+                r_img = W * float(np.exp(rng.uniform(np.log(0.05), np.log(0.3))))
             p = Hinv @ np.array([x, y, 1.0])
             fx, fy = p[0] / p[2], p[1] / p[2]
             q = Hm @ np.array([[fx, fx + 1, fx], [fy, fy, fy + 1], [1, 1, 1]])
             q = q[:2] / q[2]
-            local = float(np.sqrt(abs(np.cross(q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]))))
+            e1, e2 = q[:, 1] - q[:, 0], q[:, 2] - q[:, 0]
+            local = float(np.sqrt(abs(e1[0] * e2[1] - e1[1] * e2[0])))
             R = r_img / max(local, 1e-3)
             fx, fy = float(np.clip(fx, 0.05 * T, 0.95 * T)), float(np.clip(fy, 0.05 * T, 0.95 * T))
             R = float(np.clip(R, 3, 0.6 * T))
@@ -343,8 +350,11 @@ class Scene:
             wf = cv2.warpPerspective(fld, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-10.0)
             wf[~floor_mask] = -10.0
             scene.liquid, scene.liquid_params, scene.liquid_field, scene.shape = liq, params, wf, shp
+            rr, cc = np.nonzero(wf > -5)
+            if len(rr):
+                scene.liquid_box = (max(int(rr.min()) - 2, 0), min(int(rr.max()) + 3, H), max(int(cc.min()) - 2, 0), min(int(cc.max()) + 3, W))
             liquid_centre_img = (x, y)
-            if liq.name == "water" and rng.random() < 0.8 or rng.random() < 0.5:
+            if rng.random() < (0.6 if liq.name == "water" else 0.35):
                 light_pts.append((x + rng.normal(0, r_img * 0.4), y + rng.normal(0, r_img * 0.3)))
 
         # ---- light glints (sharp on liquids; the dry floor got the blurred version above)
@@ -352,7 +362,7 @@ class Scene:
             axes = (max(1, int(W * rng.uniform(0.01, 0.04))), max(1, int(H * rng.uniform(0.02, 0.08))))
             cv2.ellipse(spec, (int(gx), int(gy)), axes, float(np.degrees(roll)), 0, 360, float(rng.uniform(0.5, 1.0)), -1)
         scene.spec = cv2.GaussianBlur(spec, (0, 0), 0.8 * scale) * (0.5 + 0.5 * fl.gloss)
-        scene.base = scene.base + (cv2.GaussianBlur(spec, (0, 0), sigma_dry) * fl.gloss * 0.35 * floor_mask)[..., None] * light
+        scene.base = scene.base + (noise.blur(spec, sigma_dry) * fl.gloss * 0.35 * floor_mask)[..., None] * light
 
         # ---- stains: dry, matte, dark — drawn into the floor albedo, i.e. under any liquid
         if "stain" in chosen:
@@ -391,8 +401,15 @@ class Scene:
             r2 = nx * nx + ny * ny
             f = (1 + k * r2) / (1 + k * 0.6)
             scene.lens_maps = ((W / 2 + nx * f * (W / 2)).astype(np.float32), (H / 2 + ny * f * (W / 2)).astype(np.float32))
-        del scn_tmp
         return scene
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    yy.setflags(write=False)
+    xx.setflags(write=False)
+    return yy, xx
 
 
 def scene_floor_y(floor_mask: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> float:
