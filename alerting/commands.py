@@ -34,6 +34,7 @@ def run_alerting(
 
     from alerting.notifiers import ConfigError
     from alerting.service import AlertingService
+    from spillwatch.kafka import wait_for_broker
     from spillwatch.settings import get_settings
 
     settings = get_settings()
@@ -46,7 +47,12 @@ def run_alerting(
         raise typer.Exit(2) from exc
     stopping = threading.Event()
     _stop_on_signals(lambda: stopping.set())
-    service.start()
+    try:
+        wait_for_broker(settings.kafka.bootstrap, 60)
+        service.start()
+    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback
+        typer.echo(f"cannot start alerting: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
     try:
         while not stopping.wait(0.5):
             pass

@@ -43,3 +43,22 @@ def escalation_due(
 ) -> bool:
     """Whether the unacknowledged-incident timer should page the escalation channels now."""
     return has_escalation_channels and not acknowledged and not cleared and now >= due_at
+
+
+def parse_job_id(jid: str) -> tuple[str, str, str]:
+    """(incident id, state, channel) of a job id (incident ids may contain '|')."""
+    incident, state, channel = jid.rsplit("|", 2)
+    return incident, state, channel
+
+
+def must_wait_for(jid: str) -> list[str]:
+    """Pages that must be finished (sent or dead-lettered) before this one may go out.
+
+    A ``cleared`` page waits for the same incident's ``confirmed``/``escalated`` page on the same
+    channel, so a responder (or PagerDuty) never sees "resolved" before "triggered" when the
+    first page is still being retried.
+    """
+    incident, state, channel = parse_job_id(jid)
+    if state != AlertState.CLEARED.value:
+        return []
+    return [job_id(incident, AlertState.CONFIRMED, channel), job_id(incident, AlertState.ESCALATED, channel)]

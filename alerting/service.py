@@ -35,7 +35,7 @@ from alerting.delivery import Decision, RetryPolicy
 from alerting.notifiers import Notifier, build_notifiers
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.snapshots import resolve_snapshot
-from alerting.routing import channels_for, escalation_due, job_id
+from alerting.routing import channels_for, escalation_due, job_id, must_wait_for
 from alerting.store import AlertStore, Job
 from spillwatch.events import AlertState, DeadLetter, EventError, SpillAlert, utcnow
 from spillwatch.logs import get_logger
@@ -176,6 +176,18 @@ class AlertingService:
 
     # ------------------------------------------------------------------ consuming
     def _consume_loop(self) -> None:
+        """Run the consumer; if it fails (broker away at start, unexpected error), start it again."""
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                return
+            except Exception as exc:  # noqa: BLE001 - uncommitted records are consumed again
+                log.warning("consumer failed; restarting", error=f"{type(exc).__name__}: {exc}", retry_in_s=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _consume(self) -> None:
         from spillwatch.kafka import make_consumer
 
         consumer = make_consumer(
@@ -289,6 +301,9 @@ class AlertingService:
                     if free <= 0:
                         break
                     if jid in active:
+                        continue
+                    if self.store.any_pending(must_wait_for(jid)):
+                        self.store.postpone(jid, now + 0.5)  # "cleared" waits for its first page
                         continue
                     if self.store.claim(jid, self.owner, now) != "claimed":
                         continue

@@ -190,6 +190,13 @@ class AlertStore:
         """'claimed', 'done' (already sent/dead), 'busy' (another run holds it) or 'gone'."""
         return self._claim(keys=[self.page_key(job_id), self.queue_key, self.jobs_key], args=[job_id, owner, self.lease_ms, now])
 
+    def any_pending(self, job_ids: list[str]) -> bool:
+        """Whether any of these pages is still queued (not yet sent or dead-lettered)."""
+        return any(self.r.hexists(self.jobs_key, j) for j in job_ids)
+
+    def postpone(self, job_id: str, due: float) -> None:
+        self.r.zadd(self.queue_key, {job_id: due}, xx=True)
+
     def load_job(self, job_id: str) -> Job | None:
         raw = self.r.hget(self.jobs_key, job_id)
         return Job.from_json(raw) if raw else None

@@ -84,3 +84,12 @@ def test_escalation_due() -> None:
     assert not escalation_due(now=11, due_at=10, **{**kw, "acknowledged": True})
     assert not escalation_due(now=11, due_at=10, **{**kw, "cleared": True})
     assert not escalation_due(now=11, due_at=10, **{**kw, "has_escalation_channels": False})
+
+
+def test_cleared_waits_for_the_first_page_of_the_same_channel() -> None:
+    from alerting.routing import must_wait_for, parse_job_id
+
+    cleared = job_id("inc|7", AlertState.CLEARED, "pagerduty")
+    assert parse_job_id(cleared) == ("inc|7", "cleared", "pagerduty")
+    assert must_wait_for(cleared) == [job_id("inc|7", "confirmed", "pagerduty"), job_id("inc|7", "escalated", "pagerduty")]
+    assert must_wait_for(job_id("inc|7", AlertState.CONFIRMED, "pagerduty")) == []

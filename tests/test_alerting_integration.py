@@ -105,17 +105,19 @@ def test_webhook_down_for_10s_page_arrives_once_and_does_not_delay_other_channel
         with running(s) as svc:
             wait_until(svc.assigned.is_set, 20)
             t0 = time.monotonic()
-            publish(s, make_alert(incident="inc-R").to_bytes())
+            # the spill clears quickly: "cleared" must not overtake "confirmed" on the failing channel
+            publish(s, make_alert(incident="inc-R").to_bytes(), make_alert(AlertState.CLEARED, incident="inc-R").to_bytes())
             wait_until(lambda: page_status(svc, "inc-R", "confirmed:console") == "sent", 10)
             console_s = time.monotonic() - t0
             wait_until(lambda: recv.pages, 30)
             webhook_s = time.monotonic() - t0
+            wait_until(lambda: len(recv.pages) >= 2, 10)
             time.sleep(2.5)  # no late duplicate
             rec = svc.store.incident_pages("inc-R")["confirmed:webhook"]
         assert console_s < 3.0, f"console page waited for the failing webhook ({console_s:.1f}s)"
         assert len(recv.rejected) >= 3 and all(r["status"] == 500 for r in recv.rejected)
-        assert webhook_keys(recv) == ["inc-R:confirmed"]
-        assert rec["status"] == "sent" and rec["tries"] == len(recv.rejected) + 1
+        assert webhook_keys(recv) == ["inc-R:confirmed", "inc-R:cleared"]
+        assert rec["status"] == "sent" and rec["tries"] == len(recv.rejected) + 1  # cleared never tried early
         # backoff capped at 2 s: delivered soon after the receiver recovers (it failed ~10 s from start)
         assert webhook_s < 10.0 + 2.0 + 2.0, webhook_s
 
