@@ -1,0 +1,375 @@
+"""The compose services, run outside containers: exactly their commands and environment, on the real
+local broker and a real Redis, with a clip flowing through; every /metrics endpoint is scraped and
+the counters must move.
+
+What is taken from deploy/ as is:
+  * each service's ``command`` from deploy/docker-compose.yml (``spillwatch ...``, run through the
+    same ``spillwatch`` console script the image's venv has);
+  * its environment, with compose's precedence: the image's ``ENV`` (deploy/Dockerfile) < the env
+    file (deploy/.env.example, which a site copies to ../.env) < the service's ``environment:``;
+  * its healthcheck command (deploy/healthcheck.py, the file the image has at /opt/spillwatch/);
+  * the one-shot topic-init first, then the long-running services, the worker scaled to 2.
+
+What is overridden, and only this (``OVERRIDES`` below): hosts and ports (the local stack instead of
+kafka:9092/redis:6379; a free metrics port per process instead of 9100 in every container; the ack
+API on loopback), paths that are volumes or mounts in the containers (config file, evidence,
+archive, model), the Kafka client profile (``local``: the local broker needs short sessions and no
+idempotent producer, see DESIGN.md; sites use ``apache``), and per-test namespaces (topic prefix,
+Redis key prefix, archiver group) because other tests share the broker. The model is the tiny real
+ONNX graph of tests/tiny_model.py (the real model's quality is tested in the classifier's tests);
+the clip is made here: grey floor, then a red patch the tiny model scores as a spill.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.test_deploy import DEPLOY, REPO, composefile
+
+pytestmark = pytest.mark.integration
+
+CONTAINER_HEALTHCHECK = "/opt/spillwatch/healthcheck.py"
+CONTAINER_MODEL_DIR = "/opt/spillwatch/models"
+SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
+RED_CAMERA = "deploy-red"
+SAMPLE_CAMERA = "deploy-sample"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spillwatch_executable() -> list[str]:
+    """The `spillwatch` console script of this venv (the same entrypoint the image's venv has)."""
+    script = Path(sys.executable).parent / "spillwatch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("spillwatch")
+    assert found, "the spillwatch console script is not installed (pip install -e .)"
+    return [found]
+
+
+def dockerfile_env() -> dict[str, str]:
+    """SPILLWATCH_* variables the runtime stage of deploy/Dockerfile sets with ENV."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    runtime = text.split(" AS runtime", 1)[1]
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        line = line.strip()
+        if line.startswith("ENV "):
+            for k, v in re.findall(r"(\w+)=(\S+)", line[4:]):
+                if k.startswith("SPILLWATCH_"):
+                    env[k] = v
+    return env
+
+
+def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
+
+
+def make_red_clip(path: Path, seconds_clean: float = 3.0, seconds_spill: float = 6.0, fps: float = 10.0) -> None:
+    """Grey floor, then a red patch appears and stays (the tiny model's 'spill')."""
+    import cv2
+
+    from tests.tiny_model import frame_image
+
+    w, h = 320, 240
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    try:
+        for i in range(int((seconds_clean + seconds_spill) * fps)):
+            box = (0.1, 0.55, 0.5, 0.95) if i >= seconds_clean * fps else None
+            writer.write(frame_image(w, h, box))
+    finally:
+        writer.release()
+    assert path.stat().st_size > 0
+
+
+@dataclass
+class Running:
+    name: str
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log: Path
+    metrics_port: int | None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+class ComposeRun:
+    """Runs compose services as local processes; stops every one of them at teardown."""
+
+    def __init__(self, workdir: Path, base_env: dict[str, str], overrides: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.services = composefile.services(composefile.load())
+        self.env_file = composefile.read_env_file(DEPLOY / ".env.example")
+        self.image_env = dockerfile_env()
+        self.base_env = base_env
+        self.overrides = overrides
+        self.running: list[Running] = []
+
+    def env_for(self, name: str, replica: int = 1) -> tuple[dict[str, str], int | None]:
+        svc = self.services[name]
+        env = dict(self.base_env)
+        env.update(self.image_env)  # image ENV < env_file < environment (compose precedence)
+        env.update(self.env_file)
+        env.update(svc.environment)
+        env.update(self.overrides)
+        port = None
+        for k in list(env):
+            if k.endswith("__METRICS_PORT") and k in svc.environment:
+                port = free_port()  # 9100 in every container; one free port per process here
+                env[k] = str(port)
+        if name == "alerting":
+            env["SPILLWATCH_ALERTING__ACK_HOST"] = "127.0.0.1"
+            env["SPILLWATCH_ALERTING__ACK_PORT"] = str(free_port())
+        return env, port
+
+    def start(self, name: str, replica: int = 1) -> Running:
+        svc = self.services[name]
+        assert svc.command[0] == "spillwatch", svc.command
+        env, port = self.env_for(name, replica)
+        log = self.workdir / f"{name}-{replica}.log"
+        with open(log, "wb") as fh:
+            proc = subprocess.Popen(
+                spillwatch_executable() + svc.command[1:],
+                env=env,
+                cwd=self.workdir,  # the image's WORKDIR (Faust keeps its <app>-data folder there)
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        r = Running(f"{name}-{replica}", proc, env, log, port)
+        self.running.append(r)
+        return r
+
+    def healthcheck(self, r: Running) -> subprocess.CompletedProcess[str]:
+        """The service's compose healthcheck command, with the image path mapped to deploy/."""
+        svc = self.services[r.name.rsplit("-", 1)[0]]
+        test = svc.spec["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[2] == CONTAINER_HEALTHCHECK
+        cmd = [sys.executable, str(DEPLOY / "healthcheck.py"), *test[3:]]
+        return subprocess.run(cmd, env=r.env, capture_output=True, text=True, timeout=20)
+
+    def stop(self) -> None:
+        for r in self.running:
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGTERM)
+        for r in self.running:
+            try:
+                r.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+                r.proc.wait(5)
+
+
+@pytest.fixture()
+def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
+    from tests.tiny_model import build_tiny_model
+
+    ns = uuid.uuid4().hex[:8]
+    model = build_tiny_model(tmp_path / "model", name="spillwatch")
+    clip = tmp_path / "red.mp4"
+    make_red_clip(clip)
+    cameras = {
+        "cameras": [
+            {"id": RED_CAMERA, "source": str(clip), "fps": 2},
+            {"id": SAMPLE_CAMERA, "source": str(SAMPLE_CLIP), "fps": 2},
+        ]
+    }
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump(cameras))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
+    overrides = {
+        # hosts: the local stack instead of the compose network
+        "SPILLWATCH_KAFKA__BOOTSTRAP": local_stack.bootstrap,
+        "SPILLWATCH_REDIS__URL": local_stack.redis_url,
+        # client settings for the local broker (short sessions, no idempotent producer)
+        "SPILLWATCH_KAFKA__PROFILE": "local",
+        # mounts and volumes of the containers
+        "SPILLWATCH_CONFIG": str(config),
+        "SPILLWATCH_WORKER__MODEL_PATH": str(model),
+        "SPILLWATCH_ALERTING__EVIDENCE_DIR": str(tmp_path / "evidence"),
+        "SPILLWATCH_ARCHIVE__ROOT": str(tmp_path / "archive"),
+        # namespaces: other tests share this broker and Redis
+        "SPILLWATCH_KAFKA__TOPIC_PREFIX": f"compose.{ns}.",
+        "SPILLWATCH_REDIS__KEY_PREFIX": f"compose:{ns}",
+        "SPILLWATCH_ARCHIVE__GROUP_ID": f"compose.{ns}.spillwatch-archiver",
+    }
+    run = ComposeRun(workdir, base_env, overrides)
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+def _wait(pred: Any, timeout_s: float, what: str, logs: list[Running]) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except (OSError, ValueError) as exc:
+            last = exc
+        if last is True or (last and not isinstance(last, Exception)):
+            return last
+        time.sleep(0.5)
+    detail = "\n".join(f"--- {r.name} (rc={r.proc.poll()}):\n{r.tail()}" for r in logs)
+    raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})\n{detail}")
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not SAMPLE_CLIP.exists(), reason="samples/clips/spill.mp4 is missing")
+def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: ComposeRun) -> None:
+    from kafka import KafkaConsumer
+
+    run = compose_run
+    pipeline = {n for n, s in run.services.items() if s.command[:1] == ["spillwatch"]}
+    assert {"topic-init", "producer", "worker", "aggregator", "alerting"} <= pipeline
+
+    # 1. the one-shot: topics with the partitions of the env file (sized for the workers)
+    init = run.start("topic-init")
+    assert init.proc.wait(90) == 0, init.tail()
+    partitions = int(run.env_file["SPILLWATCH_KAFKA__PARTITIONS"])
+    prefix = run.overrides["SPILLWATCH_KAFKA__TOPIC_PREFIX"]
+    consumer = KafkaConsumer(bootstrap_servers=run.overrides["SPILLWATCH_KAFKA__BOOTSTRAP"])
+    try:
+        assert len(consumer.partitions_for_topic(f"{prefix}frames") or ()) == partitions
+        assert len(consumer.partitions_for_topic(f"{prefix}classifications") or ()) == partitions
+    finally:
+        consumer.close()
+    # running it again (every `docker compose up` does) keeps the topics
+    again = run.start("topic-init", replica=2)
+    assert again.proc.wait(90) == 0, again.tail()
+
+    # 2. the long-running services, the worker scaled to two replicas (`--scale worker=2`)
+    long_running = [n for n in sorted(pipeline) if run.services[n].long_running and n != "producer"]
+    started = [run.start(n) for n in long_running] + [run.start("worker", replica=2)]
+    by_name = {r.name: r for r in started}
+    workers = [by_name["worker-1"], by_name["worker-2"]]
+
+    # every healthcheck (the compose command) turns healthy
+    for r in started:
+        _wait(lambda r=r: r.proc.poll() is None and run.healthcheck(r).returncode == 0, 60, f"{r.name} healthy", [r])
+
+    # nothing has flowed yet: the counters start at zero
+    before = {r.name: metric_samples(r.metrics_port) for r in started if r.metrics_port}
+    assert metric(before["worker-1"], "spillwatch_frames_classified_total") == 0
+    assert metric(before["alerting-1"], "spillwatch_pages_total") == 0
+
+    # 3. the producer, on the clips; it exits when the (finite) clips end
+    producer = run.start("producer")
+    _wait(lambda: producer.proc.poll() is None and run.healthcheck(producer).returncode == 0, 30, "producer healthy", [producer])
+    _wait(
+        lambda: metric(metric_samples(producer.metrics_port), "spillwatch_frames_published_total", camera=RED_CAMERA) > 0,
+        30,
+        "frames published",
+        [producer],
+    )
+    published: dict[str, float] = {}
+
+    def producer_done() -> bool:
+        if producer.proc.poll() is None:
+            published.update(
+                {
+                    cam: metric(metric_samples(producer.metrics_port), "spillwatch_frames_published_total", camera=cam)
+                    for cam in (RED_CAMERA, SAMPLE_CAMERA)
+                }
+            )
+            return False
+        return True
+
+    _wait(producer_done, 90, "producer finished the clips", [producer])
+    assert producer.proc.returncode == 0, producer.tail()
+    assert published[RED_CAMERA] >= 12 and published[SAMPLE_CAMERA] >= 30, published
+
+    everything = started + [producer]
+
+    # 4. every published frame is classified (by the two workers together)
+    def classified(cam: str) -> float:
+        return sum(metric(metric_samples(w.metrics_port), "spillwatch_frames_classified_total", camera=cam) for w in workers)
+
+    _wait(lambda: classified(RED_CAMERA) >= published[RED_CAMERA], 60, "red clip classified", everything)
+    _wait(lambda: classified(SAMPLE_CAMERA) >= published[SAMPLE_CAMERA], 60, "sample clip classified", everything)
+    inferences = sum(metric(metric_samples(w.metrics_port), "spillwatch_inference_seconds_count") for w in workers)
+    assert inferences > 0
+
+    # 5. the red clip confirms an incident and alerting pages it (console channel of .env.example)
+    agg = by_name["aggregator-1"]
+    _wait(
+        lambda: metric(metric_samples(agg.metrics_port), "spillwatch_incidents_total", camera=RED_CAMERA, state="confirmed") >= 1,
+        60,
+        "incident confirmed",
+        everything,
+    )
+    alerting = by_name["alerting-1"]
+    channel = yaml.safe_load(run.env_file["SPILLWATCH_ALERTING__CHANNELS"])[0]
+    _wait(
+        lambda: metric(metric_samples(alerting.metrics_port), "spillwatch_pages_total", channel=channel, outcome="sent") >= 1,
+        60,
+        "page sent",
+        everything,
+    )
+
+    def pages_and_confirmed() -> tuple[float, float]:
+        pages = metric(metric_samples(alerting.metrics_port), "spillwatch_pages_total", channel=channel, outcome="sent")
+        return pages, metric(metric_samples(agg.metrics_port), "spillwatch_incidents_total", state="confirmed")
+
+    _wait(lambda: pages_and_confirmed()[0] >= pages_and_confirmed()[1], 30, "every incident paged", everything)
+    time.sleep(2)
+    pages, confirmed = pages_and_confirmed()
+    assert pages == confirmed, f"one page per confirmed incident on {channel}: {pages} pages, {confirmed} incidents"
+
+    # 6. the archiver (profile `archive`) keeps frames, at least the high-scoring ones
+    if "archiver-1" in by_name:
+        arch = by_name["archiver-1"]
+        _wait(
+            lambda: metric(metric_samples(arch.metrics_port), "spillwatch_frames_archived_total", camera=RED_CAMERA) > 0,
+            60,
+            "frames archived",
+            everything,
+        )
+
+    print(
+        f"compose services: published {published}, classified "
+        f"{ {c: classified(c) for c in (RED_CAMERA, SAMPLE_CAMERA)} }, inference batches {inferences}, "
+        f"incidents confirmed {confirmed}, pages sent on {channel} {pages}"
+    )
+
+    # every service is still up and healthy after the clip went through
+    for r in started:
+        assert r.proc.poll() is None, f"{r.name} exited:\n{r.tail()}"
+        hc = run.healthcheck(r)
+        assert hc.returncode == 0, hc.stderr
