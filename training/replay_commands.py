@@ -1,0 +1,102 @@
+"""CLI: ``spillwatch replay`` and ``spillwatch models compare``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def load_frames(archive: Path | None, manifest: Path | None, video: Path | None, fps: float, split: str | None = None, camera: str | None = None) -> tuple[list, str]:  # type: ignore[type-arg]
+    from training import replay_sources as rs
+
+    given = [x for x in (archive, manifest, video) if x is not None]
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --archive, --manifest, --video")
+    if archive is not None:
+        return rs.from_archive(archive), f"archive:{archive}"
+    if manifest is not None:
+        return rs.from_manifest(manifest, fps=fps, split=split), f"manifest:{manifest}"
+    assert video is not None
+    return rs.from_video(video, fps=fps, camera=camera or rs.DEFAULT_CAMERA), f"video:{video}"
+
+
+def _write(report: dict, out: Path) -> None:  # type: ignore[type-arg]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    @app.command("replay")
+    def replay(
+        report: Path = typer.Option(..., "--report", help="JSON report to write"),
+        archive: Path = typer.Option(None, "--archive", help="archive root"),
+        manifest: Path = typer.Option(None, "--manifest", help="manifest.jsonl (shared format)"),
+        video: Path = typer.Option(None, "--video", help="a video file"),
+        model: Path = typer.Option(None, "--model", help="ONNX model for the workers (default: worker.model_path)"),
+        speed: float = typer.Option(0.0, "--speed", help="x real time; 0 = as fast as possible"),
+        fps: float = typer.Option(2.0, "--fps", help="frame rate for manifests without times and videos"),
+        split: str = typer.Option(None, "--split", help="only this split of the manifest (train/val)"),
+        camera: str = typer.Option(None, "--camera", help="camera id for --video"),
+        local: bool = typer.Option(False, "--local", help="start the embedded broker + Redis for this replay"),
+        workers: int = typer.Option(1, "--workers", min=1, help="classifier worker processes"),
+        threshold: float = typer.Option(None, "--threshold", help="frame-metric threshold (default: the model card's)"),
+        tolerance_s: float = typer.Option(10.0, help="an incident confirmed this long after a spill segment ends still detects it"),
+        timeout_s: float = typer.Option(900.0, help="give up after this long"),
+        keep: bool = typer.Option(False, "--keep", help="keep the replay's topics and Redis keys"),
+        work_dir: Path = typer.Option(None, help="service logs and generated config (default: a temp folder)"),
+    ) -> None:
+        """Republish frames through the real pipeline in an isolated namespace and report metrics."""
+        from spillwatch.settings import get_settings
+        from training.replay import ReplayError, ReplayOptions, run_replay
+
+        frames, source = load_frames(archive, manifest, video, fps, split, camera)
+        opts = ReplayOptions(
+            model=model, speed=speed, fps=fps, local=local, workers=workers, threshold=threshold, tolerance_s=tolerance_s,
+            timeout_s=timeout_s, keep=keep, work_dir=work_dir, source=source,
+        )
+        try:
+            res = run_replay(frames, get_settings(), opts)
+        except ReplayError as exc:
+            typer.echo(f"replay failed: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        _write(res, report)
+        f, i = res["frames"], res["incidents"]
+        typer.echo(
+            f"replay {res['replay']['id']}: {res['replay']['classified']}/{res['replay']['frames']} frames classified; "
+            f"frame recall {f['recall']} precision {f['precision']}; incidents {i['incidents']} "
+            f"(segments detected {i['detected_segments']}/{i['spill_segments']}, false {i['false_incidents']}); "
+            f"report {report}"
+        )
+
+    @groups["models"].command("compare")
+    def compare(
+        model_a: Path = typer.Argument(..., help="current model (A)"),
+        model_b: Path = typer.Argument(..., help="candidate model (B)"),
+        manifest: Path = typer.Option(..., "--manifest", help="evaluation manifest (both models, same frames)"),
+        report: Path = typer.Option(..., "--report", help="JSON report to write (a .md summary is written beside it)"),
+        split: str = typer.Option(None, "--split", help="only this split of the manifest"),
+        replay: bool = typer.Option(False, "--replay", help="also replay the manifest through the pipeline for both"),
+        replay_manifest: Path = typer.Option(None, help="replay this manifest instead of --manifest"),
+        fps: float = typer.Option(2.0, "--fps"),
+        local: bool = typer.Option(False, "--local", help="replays start the embedded broker + Redis"),
+        promote: bool = typer.Option(False, "--promote", help="copy B over the default model if it wins"),
+        target: Path = typer.Option(None, help="where --promote copies B (default: worker.model_path)"),
+    ) -> None:
+        """Both models on the same evaluation set (+ replay): every metric side by side, and the verdict."""
+        from spillwatch.settings import get_settings
+        from training.compare import compare_models, promote_model, write_markdown
+
+        settings = get_settings()
+        res = compare_models(
+            model_a, model_b, manifest, split=split, replay=replay, replay_manifest=replay_manifest, fps=fps, local=local, settings=settings,
+        )
+        if promote:
+            res["promotion"] = promote_model(model_b, Path(target or settings.worker.model_path), res["verdict"])
+        _write(res, report)
+        write_markdown(res, report.with_suffix(".md"))
+        v = res["verdict"]
+        typer.echo(f"{'B wins' if v['promote'] else 'A stays'}: {v['reason']}; report {report}")
+        if promote and not v["promote"]:
+            raise typer.Exit(3)
