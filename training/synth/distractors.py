@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from training.synth import noise
+from training.synth.fastops import rep3, tint3
 from training.synth.liquids import shape_field
 
 
@@ -34,9 +35,9 @@ def draw_stain(rng: np.random.Generator, albedo: np.ndarray, centre: tuple[float
     soft = noise.blur(soft, max(1.0, radius * 0.08))
     tex = 1 + 0.35 * noise.fbm(rng, h, w, max(h, w) / max(radius * 0.25, 2), 3)
     dark = rng.uniform(0.45, 0.85)
-    k = np.clip(soft * (1 - dark) * tex, 0, 0.9)[..., None]
+    k = rep3(np.clip(soft * (1 - dark) * tex, 0, 0.9))
     tint = np.array([0.85, 0.95, 1.0], np.float32) if rng.random() < 0.5 else np.ones(3, np.float32)
-    albedo[y0:y1, x0:x1] *= 1 - k * (2 - tint)  # slightly brownish when tinted
+    albedo[y0:y1, x0:x1] *= 1 - tint3(k, 2 - tint)  # slightly brownish when tinted
 
 
 def draw_pallet(rng: np.random.Generator, albedo: np.ndarray, centre: tuple[float, float], size: float) -> None:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from training.synth import noise
+from training.synth.fastops import rep3, tint3
 
 FLOORS: tuple[str, ...] = (
     "sealed_concrete",
@@ -43,7 +44,7 @@ def _tint(rng: np.random.Generator, base: float, spread: float = 0.04) -> np.nda
 
 
 def _apply(base_bgr: np.ndarray, lum: np.ndarray) -> np.ndarray:
-    return np.clip(lum[..., None] * base_bgr[None, None, :], 0, 1).astype(np.float32)
+    return np.clip(tint3(rep3(lum), base_bgr), 0, 1)
 
 
 def _concrete(rng, T, sealed: bool) -> Floor:

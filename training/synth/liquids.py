@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from training.synth import noise
+from training.synth.fastops import rep3, tint3
 
 
 @dataclass(frozen=True)
@@ -220,22 +221,23 @@ def composite(
     elif liquid.name == "foam":
         bub = noise.fbm(rng, h, w, max(w, h) / (3 * scale), 2)
         opm = np.clip(op * (0.6 + 0.6 * bub), 0, 1).astype(np.float32)
-        liquid_col = colour[None, None, :] * light[sl] * (0.85 + 0.15 * np.clip(bub, -1, 1)[..., None])
+        liquid_col = tint3(light[sl], colour) * rep3(0.85 + 0.15 * np.clip(bub, -1, 1))
     else:
         # thicker in the middle: opacity rises from the edge over a few pixels
         core = cv2.GaussianBlur(a, (0, 0), 2.5 * scale)
         opm = (op * np.clip(core * 1.6, 0.35, 1.0)).astype(np.float32)
-        liquid_col = colour[None, None, :] * light[sl]
-    body = body * (1 - opm[..., None]) + liquid_col * opm[..., None]
-    refl = params["reflect"] * fresnel[sl][..., None]
+        liquid_col = tint3(light[sl], colour)
+    opm3 = rep3(opm)
+    body = body + (liquid_col - body) * opm3
+    refl = rep3(params["reflect"] * fresnel[sl])
     body = body * (1 - refl) + env_sharp[sl] * refl
     # specular glints of the lights, only on the liquid (clipped by its outline)
-    body = body + spec[sl][..., None] * (0.3 + 0.7 * params["reflect"])
+    body = body + rep3(spec[sl] * (0.3 + 0.7 * params["reflect"]))
     # meniscus rim: bright on the side facing the light (top of image), darker at the bottom
     soft = cv2.GaussianBlur(a, (0, 0), 1.0 * scale)
     gy = cv2.Sobel(soft, cv2.CV_32F, 0, 1, ksize=3)
     rim = np.clip(gy, 0, None) * 0.25 - np.clip(-gy, 0, None) * 0.12
-    body = body + (rim * (0.2 + 0.8 * params["reflect"]) * scale)[..., None] * light[sl]
+    body = body + rep3(rim * (0.2 + 0.8 * params["reflect"]) * scale) * light[sl]
     out = img.copy()
-    out[sl] = img[sl] * (1 - a[..., None]) + body * a[..., None]
+    out[sl] = img[sl] + (body - img[sl]) * rep3(a)
     return out

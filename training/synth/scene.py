@@ -17,6 +17,7 @@ import numpy as np
 
 from training.synth import distractors as dis
 from training.synth import noise
+from training.synth.fastops import rep3, tint3
 from training.synth.floors import Floor, draw_markings, make_floor
 from training.synth.liquids import SHAPE_WEIGHTS, SHAPES, Liquid, alpha_from_field, composite, pick_liquid, shape_field
 
@@ -117,19 +118,19 @@ class Scene:
                 dis.draw_person(p, occ, occ_col)
         if shadow.any():
             sh = noise.blur(shadow, max(W, H) / 120)
-            img = img * (1 - sh)[..., None]
+            img = img * rep3(1 - sh)
         if occ.any():
-            img = img * (1 - occ[..., None]) + occ_col * self.light * occ[..., None]
+            img = img + (occ_col * self.light - img) * rep3(occ)
             alpha = alpha * (1 - occ)
         cam = self.camera
         if gain != 1.0:
             img = img * gain
         if cam.banding > 0:
             yy = np.arange(H, dtype=np.float32)
-            img = img * (1 + cam.banding * np.sin(yy / H * np.pi * rng.uniform(3, 8) + rng.uniform(0, 6.3)))[:, None, None]
+            band = (1 + cam.banding * np.sin(yy / H * np.pi * rng.uniform(3, 8) + rng.uniform(0, 6.3))).astype(np.float32)
+            img = img * rep3(np.repeat(band[:, None], W, axis=1))
         if cam.ir:
-            g = img @ np.array([0.2, 0.5, 0.3], np.float32)
-            img = np.repeat(g[..., None], 3, axis=2)
+            img = rep3(cv2.transform(img, np.float32([[0.2, 0.5, 0.3]])))
         if self.lens_maps is not None:
             mx, my = self.lens_maps
             img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -142,7 +143,7 @@ class Scene:
             img = cv2.filter2D(img, -1, k)
         if cam.noise > 0:
             n = noise.white(rng, H, W)
-            img = img + (cam.noise * n)[..., None] if cam.ir else img + cam.noise * np.stack([n, noise.white(rng, H, W), noise.white(rng, H, W)], -1)
+            img = img + rep3(cam.noise * n) if cam.ir else img + cam.noise * cv2.merge((n, noise.white(rng, H, W), noise.white(rng, H, W)))
         out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
         mask = (alpha >= 0.5).astype(np.uint8)
         if cam.stamp and stamp_text:
@@ -243,8 +244,10 @@ class Scene:
 
         # ---- the room above the floor (wall with door/cabinets) and the ceiling lights
         wall_col = np.array(_WALLS[rng.integers(len(_WALLS))], np.float32) * rng.uniform(0.8, 1.1)
-        wall = np.clip(wall_col[None, None, :] * (1 + 0.04 * noise.fbm(rng, H, W, 4, 2) - 0.15 * (yy / H))[..., None], 0, 1)
         if view == "oblique":
+            lh, lw = max(4, H // 4), max(4, W // 4)
+            wl = 1 + 0.04 * noise.fbm(rng, lh, lw, 4, 2) - 0.15 * (np.arange(lh, dtype=np.float32)[:, None] / lh)
+            wall = np.clip(tint3(rep3(cv2.resize(wl, (W, H), interpolation=cv2.INTER_LINEAR)), wall_col), 0, 1)
             base_y = yline
             for _ in range(int(rng.integers(0, 4))):
                 fx = rng.uniform(0, W)
@@ -257,7 +260,11 @@ class Scene:
             bb = max(1, int(H * rng.uniform(0.008, 0.025)))
             bbc = tuple(float(v) for v in (wall_col * rng.uniform(0.3, 0.7)))
             cv2.line(wall, (0, int(yline[0] - bb / 2)), (W - 1, int(yline[-1] - bb / 2)), bbc, bb)
-        base = np.where(floor_mask[..., None], floor_img, wall).astype(np.float32)
+        else:
+            wall = None
+        base = floor_img
+        if wall is not None:
+            base[~floor_mask] = wall[~floor_mask]
 
         # ---- image-space floor distractors
         if "cable" in chosen:
@@ -280,15 +287,18 @@ class Scene:
         vig = rng.uniform(0.5, 0.9) if lighting == "night_ir" else rng.uniform(0.0, 0.3)
         G = G * (1 - vig * (u_ * u_ + v_ * v_) * 2) * (1 + 0.06 * noise.smooth(rng, gh, gw, 3))
         G = cv2.resize(np.clip(G, 0.05, 2.0) * gain, (W, H), interpolation=cv2.INTER_LINEAR)
-        light = G[..., None] * tint[None, None, :]
+        light = tint3(rep3(G), tint)
         lit = base * light
 
         # ---- reflections: the room mirrored in the floor, and the light glints
         if view == "oblique":
             src_y = 2 * yline[None, :] - yy
-            env = cv2.remap(wall * light, xx, np.clip(src_y, 0, H - 1).astype(np.float32), cv2.INTER_LINEAR)
-            depth = np.clip((yy - yline[None, :]) / np.maximum(H - yline[None, :], 1), 0, 1)
-            fresnel = (0.2 + 0.8 * (1 - depth) ** 2).astype(np.float32)
+            env = cv2.remap(wall * light, xx, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # fresnel is smooth: on a coarse grid
+            fy = np.linspace(0, H - 1, gh, dtype=np.float32)[:, None]
+            fyl = cv2.resize(yline[None, :], (gw, 1), interpolation=cv2.INTER_AREA)
+            depth = np.clip((fy - fyl) / np.maximum(H - fyl, 1), 0, 1)
+            fresnel = cv2.resize((0.2 + 0.8 * (1 - depth) ** 2).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
         else:
             ceil = np.full((H, W, 3), rng.uniform(0.25, 0.55), np.float32)
             for _ in range(int(rng.integers(2, 6))):
@@ -307,7 +317,7 @@ class Scene:
             light_pts.append((rng.uniform(0.05, 0.95) * W, rng.uniform(0.2, 0.95) * H))
         sigma_dry = (0.4 + 3.0 * (1 - fl.gloss)) * 4 * scale
         refl_dry = fl.gloss * 0.45 * fresnel
-        room = lit * (1 - refl_dry[..., None]) + noise.blur(env, sigma_dry) * refl_dry[..., None]
+        room = lit + (noise.blur(env, sigma_dry) - lit) * rep3(refl_dry)
         glare = np.zeros((H, W), np.float32)
         if "glare" in chosen:  # strong soft reflection of a window / lamp on the dry floor
             for _ in range(int(rng.integers(1, 3))):
@@ -315,7 +325,7 @@ class Scene:
                 ax = (W * rng.uniform(0.03, 0.12), H * rng.uniform(0.08, 0.3))
                 cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.2, 0.55)), -1)
             glare = noise.blur(glare, W * rng.uniform(0.02, 0.06))
-        base_img = room + (glare * floor_mask)[..., None] * light
+        base_img = room + rep3(glare * floor_mask) * light
 
         scene = cls(W=W, H=H, seed=seed, view=view, floor=fl, lighting=lighting,
                     camera=_camera(rng, lighting, scale, clip_mode), horizon=horizon, floor_mask=floor_mask,
@@ -362,7 +372,7 @@ class Scene:
             axes = (max(1, int(W * rng.uniform(0.01, 0.04))), max(1, int(H * rng.uniform(0.02, 0.08))))
             cv2.ellipse(spec, (int(gx), int(gy)), axes, float(np.degrees(roll)), 0, 360, float(rng.uniform(0.5, 1.0)), -1)
         scene.spec = cv2.GaussianBlur(spec, (0, 0), 0.8 * scale) * (0.5 + 0.5 * fl.gloss)
-        scene.base = scene.base + (noise.blur(spec, sigma_dry) * fl.gloss * 0.35 * floor_mask)[..., None] * light
+        scene.base = scene.base + rep3(noise.blur(spec, sigma_dry) * fl.gloss * 0.35 * floor_mask) * light
 
         # ---- stains: dry, matte, dark — drawn into the floor albedo, i.e. under any liquid
         if "stain" in chosen:
