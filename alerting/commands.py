@@ -84,11 +84,20 @@ def ack(
     except ValidationError as exc:
         typer.echo(f"invalid acknowledgement: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc
-    if not force and not store.incident(incident):
-        typer.echo(f"unknown incident {incident!r} (use --force to acknowledge anyway)", err=True)
-        raise typer.Exit(1)
-    acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
-    a = acks.ack(incident, req)
+    import redis as redis_lib
+
+    try:
+        if not force and not store.incident(incident):
+            typer.echo(f"unknown incident {incident!r} (use --force to acknowledge anyway)", err=True)
+            raise typer.Exit(1)
+        acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
+        a = acks.ack(incident, req)
+    except redis_lib.RedisError as exc:
+        from urllib.parse import urlsplit
+
+        where = urlsplit(s.redis.url)  # never print the password of the URL
+        typer.echo(f"cannot reach Redis at {where.hostname}:{where.port}: {type(exc).__name__}", err=True)
+        raise typer.Exit(1) from exc
     typer.echo(f"acknowledged {incident} by {a.by} at {a.at.isoformat()}" + (f" label={a.label}" if a.label else ""))
 
 

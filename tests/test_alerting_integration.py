@@ -60,6 +60,10 @@ def page_status(svc: AlertingService, incident: str, key: str) -> str | None:
     return (svc.store.incident_pages(incident).get(key) or {}).get("status")
 
 
+def _hist_count(hist: Any) -> float:
+    return next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_count"))
+
+
 def webhook_keys(recv: WebhookReceiver) -> list[str]:
     return [p["idempotency_key"] for p in recv.snapshot()]
 
@@ -68,6 +72,10 @@ def webhook_keys(recv: WebhookReceiver) -> list[str]:
 def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Settings, capsys: Any) -> None:
     with WebhookReceiver(secret=SECRET) as recv:
         s = configure(stack_settings, channels=["webhook", "console"], webhook_url=recv.url, webhook_secret=SECRET)
+        from spillwatch.metrics import PAGE_LATENCY, PAGES
+
+        sent_before = PAGES.labels(channel="webhook", outcome="sent")._value.get()
+        latency_before = _hist_count(PAGE_LATENCY)
         alert = make_alert(incident="inc-A").to_bytes()
         publish(s, alert, alert)  # the same alert twice
         with running(s) as svc:
@@ -86,6 +94,8 @@ def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Set
             wait_until(svc.assigned.is_set, 20)
             time.sleep(2.0)
         assert sorted(webhook_keys(recv)) == ["inc-A:confirmed", "inc-B:confirmed"]
+        assert PAGES.labels(channel="webhook", outcome="sent")._value.get() - sent_before == 2
+        assert _hist_count(PAGE_LATENCY) - latency_before == 4  # 2 incidents x 2 channels
         assert all(p["verified"] for p in recv.snapshot())
         body = recv.snapshot()[0]["payload"]
         assert body["camera_id"] == "dock-1" and body["alert"]["evidence"]["peak_prob"] == 0.95

@@ -256,3 +256,21 @@ def test_bad_url_is_permanent() -> None:
         n.close()
     assert not r.ok and not r.retryable
 
+
+
+def test_slack_and_pagerduty_post_their_payloads() -> None:
+    from alerting.notifiers.pagerduty import PagerDutyNotifier
+    from alerting.notifiers.slack import SlackNotifier
+
+    with WebhookReceiver(secret=None) as recv:  # plain JSON endpoint standing in for Slack / PagerDuty
+        slack = SlackNotifier(recv.url, timeout_s=2)
+        pd = PagerDutyNotifier("RKEY", url=recv.url, timeout_s=2)
+        try:
+            assert slack.send(Page(make_alert(), "slack")).ok
+            assert pd.send(Page(make_alert(AlertState.CLEARED), "pagerduty")).ok
+        finally:
+            slack.close()
+            pd.close()
+        got = [p["payload"] for p in recv.snapshot()]
+    assert "blocks" in got[0] and "inc-42" in got[0]["text"]
+    assert got[1] == {"routing_key": "RKEY", "event_action": "resolve", "dedup_key": "inc-42"}
