@@ -87,6 +87,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         throughput_frames: int = typer.Option(1500, help="frames in each saturation (frames/s) run"),
         out: Path = typer.Option(Path("var/bench/pipeline.json"), help="JSON results"),
         embedded: bool = typer.Option(True, help="start a private broker+Redis (False: use the configured ones)"),
+        model: Path = typer.Option(None, help="ONNX model (default: worker.model_path)"),
     ) -> None:
         """Throughput and latency of the pipeline through the real broker (prints a table, writes JSON)."""
         from processors.bench import run_bench
@@ -94,6 +95,6 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         counts = [int(x) for x in workers.split(",") if x.strip()]
         result: dict[str, Any] = run_bench(
             cameras=cameras, fps=fps, seconds=seconds, worker_counts=counts, width=width,
-            throughput_frames=throughput_frames, out=out, embedded=embedded,
+            throughput_frames=throughput_frames, out=out, embedded=embedded, model=model,
         )
         typer.echo(f"wrote {out}" if result else "no result")

@@ -1,0 +1,460 @@
+"""``spillwatch bench pipeline``: the pipeline's throughput and latency through the real broker.
+
+Three measurements, all with real processes (``spillwatch worker`` / ``spillwatch aggregator``
+subprocesses, the configured ONNX model, the bundled synthetic clips downsized like a producer
+would), on a private embedded stack by default:
+
+1. **profile** (in this process): per-frame cost of JPEG decode + preprocess and of ONNX inference at
+   the worker batch size, i.e. the ceiling of one worker without Kafka.
+2. **throughput** for each worker count: a burst of frames published as fast as possible to a fresh
+   topic set, classified end to end (frames topic -> worker -> classifications topic -> reader);
+   frames/s = frames / (last classification received - first frame published).
+3. **latency** at ``--cameras`` x ``--fps`` for ``--seconds``: frames paced in real time (capture
+   time = publish time), about one camera in ten plays the spill clip, the others the clean clip;
+   capture -> classification received, and capture of the confirming frame -> spill alert received
+   (the page leaves alerting right after), p50/p99; split into time before the classification was
+   created (frames hop, batching, decode, inference) and the classifications/aggregator hop.
+
+Writes everything as JSON (``--out``) and prints a table. Needs the model at ``worker.model_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spillwatch.events import Classification, FrameHeader, SpillAlert, encode_frame
+from spillwatch.logs import get_logger
+from spillwatch.settings import REPO_ROOT, Settings, get_settings
+
+log = get_logger("processors.bench")
+CLIPS = REPO_ROOT / "samples" / "clips"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Clip:
+    jpegs: list[bytes]
+    fps: float
+    onset_s: float | None
+
+
+def load_clip(name: str, width: int, quality: int = 85) -> Clip:
+    """The bundled clip's frames, downsized to ``width`` and JPEG-encoded once (as a producer does)."""
+    import cv2
+
+    meta = json.loads((CLIPS / f"{name}.json").read_text())
+    cap = cv2.VideoCapture(str(CLIPS / f"{name}.mp4"))
+    jpegs: list[bytes] = []
+    try:
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            h, w = img.shape[:2]
+            if w > width:
+                img = cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            jpegs.append(buf.tobytes())
+    finally:
+        cap.release()
+    if not jpegs:
+        raise RuntimeError(f"could not read {name}.mp4 (OpenCV without a video backend?)")
+    return Clip(jpegs, float(meta["fps"]), meta.get("onset_s"))
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 1) if values else None
+
+
+def dist(values: list[float]) -> dict[str, Any]:
+    return {"n": len(values), "p50": pct(values, 50), "p90": pct(values, 90), "p99": pct(values, 99),
+            "max": round(max(values), 1) if values else None}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Services:
+    def __init__(self, settings: Settings, model: Path, logdir: Path) -> None:
+        self.settings = settings
+        self.model = model
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
+        if os.environ.get("SPILLWATCH_CONFIG"):
+            env["SPILLWATCH_CONFIG"] = os.environ["SPILLWATCH_CONFIG"]
+        env.update(
+            SPILLWATCH_KAFKA__BOOTSTRAP=s.kafka.bootstrap,
+            SPILLWATCH_KAFKA__PROFILE=s.kafka.profile,
+            SPILLWATCH_KAFKA__TOPIC_PREFIX=s.kafka.topic_prefix,
+            SPILLWATCH_KAFKA__PARTITIONS=str(s.kafka.partitions),
+            SPILLWATCH_REDIS__URL=s.redis.url,
+            SPILLWATCH_REDIS__KEY_PREFIX=s.redis.key_prefix,
+            SPILLWATCH_WORKER__MODEL_PATH=str(self.model),
+            SPILLWATCH_WORKER__BATCH_SIZE=str(s.worker.batch_size),
+            SPILLWATCH_WORKER__BATCH_TIMEOUT_S=str(s.worker.batch_timeout_s),
+            SPILLWATCH_ALERTING__EVIDENCE_DIR=str(self.logdir / "evidence"),
+            SPILLWATCH_LOG_FORMAT="json",
+            SPILLWATCH_CAMERAS="[]",  # bench cameras are synthetic: no allow-list, no per-camera zones
+        )
+        env.update(extra)
+        return env
+
+    def start(self, role: str, **extra: str) -> subprocess.Popen[bytes]:
+        out = open(self.logdir / f"{role}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        p = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", role], env=self.env(**extra),
+                             cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        return p
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.procs.clear()
+
+
+class Reader:
+    """Background reader of one topic (all partitions from the start), stamping receive times."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from kafka import TopicPartition
+
+        from spillwatch.kafka import make_consumer
+
+        self.c = make_consumer(settings, [], group_id=None, enable_auto_commit=False)
+        deadline = time.monotonic() + 20
+        parts = None
+        while not parts and time.monotonic() < deadline:
+            parts = self.c.partitions_for_topic(topic)
+            time.sleep(0.05)
+        if not parts:
+            raise RuntimeError(f"topic {topic} not found")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.c.assign(tps)
+        self.c.seek_to_beginning(*tps)
+        self.items: list[tuple[float, bytes]] = []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for recs in self.c.poll(timeout_ms=50, max_records=2000).values():
+                now = time.time()
+                self.items.extend((now, r.value) for r in recs)
+
+    def count(self) -> int:
+        return len(self.items)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(5)
+        self.c.close()
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 96) -> dict[str, Any]:
+    from spillwatch.model import SpillModel
+
+    m = SpillModel.load(model_path, threads=threads)
+    frames = [clip.jpegs[i % len(clip.jpegs)] for i in range(n)]
+    m.infer(np.stack([m.preprocess_jpeg(j) for j in frames[:batch]]))  # warm-up
+    t0 = time.perf_counter()
+    xs = [m.preprocess_jpeg(j) for j in frames]
+    t1 = time.perf_counter()
+    for i in range(0, n, batch):
+        m.infer(np.stack(xs[i : i + batch]))
+    t2 = time.perf_counter()
+    dec, inf = (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n
+    return {"model": str(model_path), "model_version": m.version, "input_size": m.input_size, "batch": batch,
+            "threads": threads, "frame_bytes_mean": int(np.mean([len(j) for j in frames])),
+            "decode_preprocess_ms_per_frame": round(dec, 2), "inference_ms_per_frame": round(inf, 2),
+            "ceiling_fps_one_worker": round(1000 / (dec + inf), 1)}
+
+
+def _publish(settings: Settings, frames: list[tuple[str, FrameHeader, bytes]]) -> None:
+    from spillwatch.kafka import make_producer
+
+    p = make_producer(settings, "bench")
+    try:
+        for cam, h, jpeg in frames:
+            p.send(settings.topics.frames, key=cam.encode(), value=encode_frame(h, jpeg))
+        p.flush(60)
+    finally:
+        p.close()
+
+
+def _fresh(base: Settings, tag: str) -> Settings:
+    from spillwatch.kafka import create_topics
+
+    ns = f"bench.{tag}.{uuid.uuid4().hex[:6]}."
+    s = base.model_copy(update={
+        "kafka": base.kafka.model_copy(update={"topic_prefix": ns}),
+        "redis": base.redis.model_copy(update={"key_prefix": f"bench:{tag}:{uuid.uuid4().hex[:6]}"}),
+    })
+    create_topics(s)
+    return s
+
+
+def _wait_workers(reader: Reader, settings: Settings, n: int, timeout_s: float = 90) -> float:
+    """Publish warm-up frames (seq < 0 impossible, so cameras 'warm-*') until n workers answered."""
+    t0 = time.monotonic()
+    seen: set[str] = set()
+    i = 0
+    clean = load_clip("clean", 320).jpegs[0]
+    while len(seen) < n:
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"only {len(seen)} of {n} workers became active in {timeout_s:.0f}s")
+        now = datetime.now(UTC)
+        _publish(settings, [(f"warm-{k}", FrameHeader(camera_id=f"warm-{k}", seq=i, capture_time=now, width=320,
+                                                       height=240), clean) for k in range(16)])
+        i += 1
+        time.sleep(0.5)
+        seen = {Classification.from_bytes(v).worker for _, v in list(reader.items)}
+    return time.monotonic() - t0
+
+
+def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: int, frames: int) -> dict[str, Any]:
+    s = _fresh(base, f"tp{workers}")
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    svc = Services(s, model, logdir)
+    reader = Reader(s, s.topics.classifications)
+    try:
+        for _ in range(workers):
+            svc.start("worker", SPILLWATCH_WORKER__INTRA_OP_THREADS=str(threads))
+        ready_s = _wait_workers(reader, s, workers)
+        cams = 32
+        now = datetime.now(UTC)
+        burst = [(f"cam-{i % cams}", FrameHeader(camera_id=f"cam-{i % cams}", seq=i // cams,
+                  capture_time=now, width=480, height=360), clip.jpegs[i % len(clip.jpegs)]) for i in range(frames)]
+        t0 = time.time()
+        _publish(s, burst)
+        t_pub = time.time() - t0
+        deadline = time.time() + max(120.0, frames / 5)
+
+        def burst_done() -> list[tuple[float, Classification]]:
+            evs = [(t, Classification.from_bytes(v)) for t, v in list(reader.items)]
+            return [(t, e) for t, e in evs if e.camera_id.startswith("cam-")]
+
+        got = burst_done()
+        while len({(e.camera_id, e.seq) for _, e in got}) < frames and time.time() < deadline:
+            time.sleep(0.2)
+            got = burst_done()
+        done = len({(e.camera_id, e.seq) for _, e in got})
+        t_last = max((t for t, _ in got), default=time.time())
+        per_worker: dict[str, int] = {}
+        for _, e in got:
+            per_worker[e.worker] = per_worker.get(e.worker, 0) + 1
+        elapsed = t_last - t0
+        return {"workers": workers, "threads_per_worker": threads, "frames": frames, "classified": done,
+                "publish_s": round(t_pub, 2), "elapsed_s": round(elapsed, 2),
+                "frames_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
+                "worker_ready_s": round(ready_s, 1), "per_worker": sorted(per_worker.values(), reverse=True)}
+    finally:
+        reader.close()
+        svc.stop()
+
+
+def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip, *, cameras: int, fps: float,
+            seconds: float, workers: int) -> dict[str, Any]:
+    s = _fresh(base, "lat")
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    svc = Services(s, model, logdir)
+    cls_reader = Reader(s, s.topics.classifications)
+    alert_reader = Reader(s, s.topics.spill_alerts)
+    try:
+        for _ in range(workers):
+            svc.start("worker", SPILLWATCH_WORKER__INTRA_OP_THREADS=str(threads))
+        svc.start("aggregator")
+        _wait_workers(cls_reader, s, workers)
+        base_n = cls_reader.count()
+        n_spill = max(1, cameras // 10)
+        spill_cams = {f"cam-{i:03d}" for i in range(n_spill)}
+        from spillwatch.kafka import make_producer
+
+        prod = make_producer(s, "bench-latency")
+        period = 1.0 / fps
+        t_start = time.time()
+        published = 0
+        tick = 0
+        behind_max = 0.0
+        capture: dict[tuple[str, int], float] = {}
+        while time.time() - t_start < seconds:
+            target = t_start + tick * period
+            delay = target - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            behind_max = max(behind_max, -delay)
+            video_t = tick * period
+            for c in range(cameras):
+                cam = f"cam-{c:03d}"
+                clip = spill if cam in spill_cams else clean
+                jpeg = clip.jpegs[int(video_t * clip.fps) % len(clip.jpegs)]
+                now = datetime.now(UTC)
+                h = FrameHeader(camera_id=cam, seq=tick, capture_time=now, width=480, height=360)
+                prod.send(s.topics.frames, key=cam.encode(), value=encode_frame(h, jpeg))
+                capture[(cam, tick)] = now.timestamp()
+                published += 1
+            tick += 1
+        prod.flush(30)
+        prod.close()
+        t_end = time.time()
+        def n_bench() -> int:
+            return sum(1 for _, v in list(cls_reader.items[base_n:]) if b'"camera_id":"cam-' in v)
+
+        backlog_at_end = published - n_bench()
+        drain_deadline = time.time() + 120
+        while n_bench() < published and time.time() < drain_deadline:
+            time.sleep(0.1)
+        drain_s = time.time() - t_end
+        time.sleep(2.0 + 2 * s.aggregator.tick_interval_s)
+        c2c, c2made, made2recv, infer = [], [], [], []
+        for t_recv, v in cls_reader.items[base_n:]:
+            e = Classification.from_bytes(v)
+            if e.camera_id.startswith("warm-"):
+                continue
+            cap = e.capture_time.timestamp()
+            c2c.append((t_recv - cap) * 1000)
+            c2made.append((e.classified_at.timestamp() - cap) * 1000)
+            made2recv.append((t_recv - e.classified_at.timestamp()) * 1000)
+            infer.append(e.inference_ms)
+        alerts = [(t, SpillAlert.from_bytes(v)) for t, v in alert_reader.items]
+        confirmed = [(t, a) for t, a in alerts if a.state.value == "confirmed"]
+        c2a = [(t - a.confirmed_at.timestamp()) * 1000 for t, a in confirmed]
+        emit2recv = [(t - a.event_time.timestamp()) * 1000 for t, a in confirmed]
+        onset = spill.onset_s or 0.0
+        onset2a = [(t - (t_start + onset)) for t, a in confirmed]
+        first_seen2confirm = [(a.confirmed_at - a.first_seen).total_seconds() for _, a in confirmed]
+        return {
+            "cameras": cameras, "fps": fps, "seconds": seconds, "workers": workers, "threads_per_worker": threads,
+            "offered_fps": round(cameras * fps, 1), "published": published,
+            "classified": len(c2c), "classified_fps_during_run": round((published - backlog_at_end) / (t_end - t_start), 1),
+            "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
+            "publisher_behind_max_ms": round(behind_max * 1000, 1),
+            "capture_to_classification_ms": dist(c2c),
+            "capture_to_classification_created_ms": dist(c2made),
+            "classification_created_to_received_ms": dist(made2recv),
+            "inference_ms_per_frame_amortised": dist(infer),
+            "spill_cameras": len(spill_cams),
+            "confirmed_alerts": len(confirmed),
+            "alerted_cameras": sorted({a.camera_id for _, a in confirmed}),
+            "false_alert_cameras": sorted({a.camera_id for _, a in confirmed} - spill_cams),
+            "capture_to_alert_ms": dist(c2a),
+            "alert_emitted_to_received_ms": dist(emit2recv),
+            "first_suspicious_to_confirming_capture_s": dist(first_seen2confirm),
+            "clip_onset_to_alert_s": dist(onset2a),
+        }
+    finally:
+        cls_reader.close()
+        alert_reader.close()
+        svc.stop()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[int], width: int,
+              throughput_frames: int, out: Path, embedded: bool, model: Path | None = None) -> dict[str, Any]:
+    base = get_settings()
+    model_path = Path(model or base.worker.model_path)
+    if not model_path.is_file():
+        raise SystemExit(f"bench pipeline needs the model: {model_path} not found (set SPILLWATCH_WORKER__MODEL_PATH)")
+    spill, clean = load_clip("spill", width), load_clip("clean", width)
+    logdir = out.parent / "bench-logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    stack = None
+    if embedded:
+        from spillwatch.stack import LocalStack
+
+        stack = LocalStack().start()
+        base = base.model_copy(update={
+            "kafka": base.kafka.model_copy(update={"bootstrap": stack.bootstrap, "profile": "local"}),
+            "redis": base.redis.model_copy(update={"url": stack.redis_url}),
+        })
+    base = base.model_copy(update={"cameras": []})
+    result: dict[str, Any] = {
+        "at": datetime.now(UTC).isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
+        "python": platform.python_version(), "broker": "embedded Tansu" if embedded else base.kafka.bootstrap,
+        "partitions": base.kafka.partitions, "batch_size": base.worker.batch_size,
+        "batch_timeout_s": base.worker.batch_timeout_s,
+        "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
+    }
+    try:
+        result["profile"] = profile(model_path, spill, base.worker.batch_size, base.worker.intra_op_threads)
+        _print_profile(result["profile"])
+        result["throughput"] = []
+        for n in worker_counts:
+            r = throughput(base, model_path, logdir, spill, n, throughput_frames)
+            result["throughput"].append(r)
+            print(f"throughput  workers={n} threads={r['threads_per_worker']}: {r['classified']}/{r['frames']} frames "
+                  f"in {r['elapsed_s']} s = {r['frames_per_s']} frames/s (per worker {r['per_worker']})", flush=True)
+        result["latency"] = latency(base, model_path, logdir, spill, clean, cameras=cameras, fps=fps,
+                                    seconds=seconds, workers=max(worker_counts))
+        _print_latency(result["latency"])
+    finally:
+        if stack is not None:
+            stack.stop()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _print_profile(p: dict[str, Any]) -> None:
+    print(f"profile     model {p['model_version']} ({p['input_size']} px), batch {p['batch']}, {p['threads']} threads, "
+          f"{p['frame_bytes_mean'] // 1000} KB JPEG: decode+preprocess {p['decode_preprocess_ms_per_frame']} ms, "
+          f"inference {p['inference_ms_per_frame']} ms per frame -> ceiling {p['ceiling_fps_one_worker']} frames/s "
+          f"per worker process", flush=True)
+
+
+def _print_latency(r: dict[str, Any]) -> None:
+    rows = [
+        ("capture -> classification received", r["capture_to_classification_ms"]),
+        ("  capture -> classification created", r["capture_to_classification_created_ms"]),
+        ("  created -> received", r["classification_created_to_received_ms"]),
+        ("  inference per frame (amortised)", r["inference_ms_per_frame_amortised"]),
+        ("capture(confirming) -> alert received", r["capture_to_alert_ms"]),
+        ("  alert emitted -> received", r["alert_emitted_to_received_ms"]),
+    ]
+    print(f"latency     {r['cameras']} cameras x {r['fps']} fps = {r['offered_fps']} frames/s offered for {r['seconds']} s, "
+          f"{r['workers']} worker(s): classified {r['classified']}/{r['published']}, "
+          f"{r['classified_fps_during_run']} frames/s during the run, backlog at end {r['backlog_at_end']} "
+          f"(drained in {r['drain_s']} s)")
+    print(f"{'':4}{'stage':42}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for name, d in rows:
+        print(f"{'':4}{name:42}{d['n']:>6}{str(d['p50']):>10}{str(d['p99']):>10}{str(d['max']):>10}")
+    print(f"    alerts: {r['confirmed_alerts']} confirmed on {len(r['alerted_cameras'])} of {r['spill_cameras']} spill "
+          f"cameras, false-alert cameras {r['false_alert_cameras']}; clip onset -> alert "
+          f"p50 {r['clip_onset_to_alert_s']['p50']} s", flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run_bench(cameras=4, fps=2, seconds=10, worker_counts=[1], width=480, throughput_frames=200,
+              out=Path("var/bench/pipeline.json"), embedded=True)
