@@ -289,3 +289,52 @@ def test_cli_service_dry_run_sigterm_and_alerts_tail(stack_settings: Settings) -
         assert "alerting stopped" in out
         assert [(p["incident_id"], p["channel"], p["dry_run"]) for p in pages] == [("inc-T", "webhook", True)]
         assert recv.pages == [] and recv.rejected == []  # dry run: the channel was never called
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: Settings) -> None:
+    import socket
+
+    s = stack_settings
+    port = free_port()
+    hole = socket.socket()  # accepts the page but never answers: the service is killed mid-delivery
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.1", port))
+    hole.listen(8)
+    url = f"http://127.0.0.1:{port}/hook"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")} | {
+        "SPILLWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
+        "SPILLWATCH_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
+        "SPILLWATCH_REDIS__URL": s.redis.url,
+        "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
+        "SPILLWATCH_ALERTING__CHANNELS": '["webhook"]',
+        "SPILLWATCH_ALERTING__WEBHOOK_URL": url,
+        "SPILLWATCH_ALERTING__WEBHOOK_SECRET": SECRET,
+        "SPILLWATCH_ALERTING__REQUEST_TIMEOUT_S": "60",
+        "SPILLWATCH_ALERTING__INFLIGHT_LEASE_S": "3",
+        "SPILLWATCH_ALERTING__ACK_PORT": str(free_port()),
+    }
+    publish(s, make_alert(incident="inc-K").to_bytes())
+    proc = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", "alerting"], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from alerting.routing import job_id
+    from alerting.service import make_redis
+    from alerting.store import AlertStore
+
+    r = make_redis(s.redis.url)
+    store = AlertStore(r, s.redis.key_prefix, idempotency_ttl_s=60, lease_s=3)
+    jid = job_id("inc-K", AlertState.CONFIRMED, "webhook")
+    try:
+        wait_until(lambda: (store.page_state(jid) or "").startswith("inflight:"), 45)
+    finally:
+        proc.kill()
+        proc.wait(10)
+        hole.close()
+    with WebhookReceiver(port=port, secret=SECRET) as recv:
+        cfg = configure(s, channels=["webhook"], webhook_url=url, webhook_secret=SECRET, inflight_lease_s=3)
+        with running(cfg) as svc:
+            wait_until(lambda: recv.pages, 30)
+            time.sleep(1.5)
+            assert page_status(svc, "inc-K", "confirmed:webhook") == "sent"
+        assert webhook_keys(recv) == ["inc-K:confirmed"]
+    r.close()
