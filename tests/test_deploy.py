@@ -356,6 +356,24 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
     assert all(r["annotations"]["runbook"].startswith("docs/operations.md#") for g in rules["groups"] for r in g["rules"])
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_runbook_links_point_at_sections_of_the_operations_guide() -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", doc, flags=re.M)}
+    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yml").read_text())
+    links = [r["annotations"]["runbook"].split("#", 1)[1] for g in rules["groups"] for r in g["rules"]]
+    links += re.findall(r"\]\(#([^)]+)\)", doc)
+    missing = sorted({a for a in links if a not in anchors})
+    assert not missing, f"links to missing sections of docs/operations.md: {missing}"
+    for section in ("camera-offline-or-stalled", "consumer-lag-growing", "webhook-or-other-channel-failing",
+                    "broker-down", "redis-down", "dead-letter-topics-filling"):
+        assert section in anchors, section
+
+
 def test_prometheus_rules_use_metrics_that_exist() -> None:
     from prometheus_client import REGISTRY
 
