@@ -278,3 +278,38 @@ def test_sigkill_classifier_mid_stream_incident_confirmed_exactly_once(stack_set
         assert onset + 2 <= confirming <= onset + 4
     snaps = [a.evidence.snapshot_ref for a in alerts]
     assert all(ref and Path(ref).is_file() for ref in snaps)
+
+
+@pytest.mark.timeout(120)
+def test_sigkill_aggregator_mid_incident_state_survives_in_redis(
+    stack_settings: Settings, procs: Procs, redis_client: Any
+) -> None:
+    from processors.state_store import Keys
+    from spillwatch.kafka import make_producer
+
+    s, t = stack_settings, stack_settings.topics
+    agg1 = procs.start("aggregator")
+    prod = make_producer(s)
+    # 4 clean frames, then 2 spill frames: suspected, not yet confirmed (k = 3)
+    for seq, p in enumerate([0.1, 0.1, 0.1, 0.1, 0.9, 0.9]):
+        prod.send(t.classifications, key=b"cam-k", value=cls_bytes("cam-k", seq, p))
+    prod.flush()
+    key = Keys(s.redis.key_prefix).state("cam-k")
+    wait_until(lambda: (raw := redis_client.get(key)) and json.loads(raw)["last_seq"] == 5, 60)
+    state = json.loads(redis_client.get(key))
+    assert state["phase"] == "suspected" and state["suspect_seq"] == 4
+    agg1.send_signal(signal.SIGKILL)
+    agg1.wait(10)
+    # a fresh aggregator picks up where the dead one left (its offsets may be behind: redelivery)
+    agg2 = procs.start("aggregator")
+    for seq in range(6, 12):
+        prod.send(t.classifications, key=b"cam-k", value=cls_bytes("cam-k", seq, 0.9))
+    prod.flush()
+    prod.close()
+    consume_all(s, t.spill_alerts, 60, min_count=1)
+    time.sleep(2.0)
+    alerts = [SpillAlert.from_bytes(r.value) for r in consume_all(s, t.spill_alerts, 10, min_count=0)]
+    assert [(a.state.value, a.evidence.confirming_seq) for a in alerts] == [("confirmed", 6)]
+    # the window spanned the kill: the incident starts at the first spill frame seen before it
+    assert alerts[0].first_seen == T0 + timedelta(seconds=2)
+    assert agg2.poll() is None
