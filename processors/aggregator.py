@@ -89,7 +89,10 @@ class Aggregator:
             return result
         if result.alerts:
             self._count(result)
-            await self.store.flush(self.publish, result.alerts)
+            try:
+                await self.store.flush(self.publish, result.alerts)
+            except Exception as exc:  # noqa: BLE001 - committed: the outbox keeps it, the timer retries
+                log.warning("alert publish failed; kept in the outbox", camera=c.camera_id, error=repr(exc))
         return result
 
     async def tick(self, now: datetime | None = None) -> list[SpillAlert]:

@@ -80,10 +80,22 @@ def _raw_topic(app: Any, name: str) -> Any:
 
 
 async def _send_all(sends: list[tuple[Any, bytes | None, bytes]]) -> None:
-    """Send and wait until the broker has every record (before the batch is acked)."""
-    futs = [await topic.send(key=key, value=value) for topic, key, value in sends]
-    if futs:
-        await asyncio.gather(*futs)
+    """Send and wait until the broker has every record (before the batch is acked). While the broker
+    is away, retry with backoff and hold the batch: its records stay un-acked, nothing is skipped
+    (a retry may duplicate some records; consumers drop duplicates by sequence number)."""
+    delay = 0.2
+    while True:
+        try:
+            futs = [await topic.send(key=key, value=value) for topic, key, value in sends]
+            if futs:
+                await asyncio.gather(*futs)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - KafkaError and friends
+            log.warning("send failed; retrying", records=len(sends), error=repr(exc), delay_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _dead_letter(topic: str, key: bytes | None, payload: bytes | None, reason: str, category: str, service: str) -> bytes:
@@ -219,6 +231,11 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
                     alog.warning("aggregator backend unavailable; retrying", error=repr(exc), delay_s=delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                except Exception as exc:  # noqa: BLE001 - a record that breaks the aggregator is parked
+                    alog.exception("classification could not be processed; dead-lettered", camera=c.camera_id)
+                    reason = f"aggregator error: {exc!r}"
+                    await _send_all([(dlq, key, _dead_letter(t.classifications, key, value, reason, "error", "aggregator"))])
+                    break
 
     @app.timer(interval=settings.aggregator.tick_interval_s)
     async def _tick() -> None:
