@@ -12,7 +12,7 @@ from pathlib import Path
 
 from training.synth.clip import ClipTruth, render_clip
 
-DEMO_SEED = 7
+DEMO_SEED = 11
 DEMO_KW = dict(seconds=24, fps=5, size=(640, 480), liquid="tea", floor="marble", view="oblique",
                lighting="fluorescent", distractors=["shadow", "glare", "cable"])
 DEMO_ONSET_S = 6.0

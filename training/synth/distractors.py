@@ -83,6 +83,7 @@ class Person:
     shirt: tuple[float, float, float]
     trousers: tuple[float, float, float]
     skin: tuple[float, float, float]
+    top: bool = False  # seen from above (ceiling camera): shoulders and head only
 
 
 def random_person(rng: np.random.Generator, x: float, y: float, height: float) -> Person:
@@ -97,6 +98,13 @@ def draw_person(p: Person, occ: np.ndarray, col: np.ndarray) -> None:
     """A simple standing/walking silhouette with its feet at (x, y), into the occluder layers."""
     h = p.height
     x, y = p.x, p.y
+    if p.top:
+        ang = float(np.degrees(p.phase) % 180)
+        for layer, c in ((occ, 1.0), (col, p.shirt)):
+            cv2.ellipse(layer, (int(x), int(y)), (max(2, int(0.5 * h)), max(2, int(0.2 * h))), ang, 0, 360, c, -1)
+        for layer, c in ((occ, 1.0), (col, (0.1, 0.1, 0.12) if p.skin[0] < 0.35 else (0.15, 0.2, 0.3))):
+            cv2.circle(layer, (int(x), int(y)), max(2, int(0.2 * h)), c, -1)
+        return
     sw = 0.18 * h * np.sin(p.phase)
     leg_w = max(2, int(0.07 * h))
     hip = (int(x), int(y - 0.47 * h))

@@ -225,7 +225,11 @@ def composite(
     else:
         # thicker in the middle: opacity rises from the edge over a few pixels
         core = cv2.GaussianBlur(a, (0, 0), 2.5 * scale)
-        opm = (op * np.clip(core * 1.6, 0.35, 1.0)).astype(np.float32)
+        thick = 0.8 + 0.2 * np.clip(noise.smooth(rng, h, w, max(w, h) / (20 * scale)), -1, 1)
+        opm = op * np.clip(core * 1.6, 0.35, 1.0) * thick
+        if liquid.name in ("tea", "juice", "chemical"):  # drying ring: a little denser at the edge
+            opm = opm + 0.25 * op * np.clip(a - core, 0, None)
+        opm = np.clip(opm, 0, 1).astype(np.float32)
         liquid_col = tint3(light[sl], colour)
     opm3 = rep3(opm)
     body = body + (liquid_col - body) * opm3

@@ -340,10 +340,13 @@ class Scene:
         liquid_centre_img = None
         if spill:
             liq, params = pick_liquid(rng, liquid)
+            # porous floors (carpet, bare concrete, wood) soak liquid up: darker, far less mirror-like
+            params["darken"] *= 1 - 0.3 * fl.porous
+            params["reflect"] *= 1 - 0.7 * fl.porous
             shp = shape or SHAPES[int(rng.choice(len(SHAPES), p=SHAPE_WEIGHTS))]
             if clip_mode:
                 x, y = W * rng.uniform(0.3, 0.7), scene_floor_y(floor_mask, rng, 0.45, 0.8)
-                r_img = W * rng.uniform(0.12, 0.18)
+                r_img = W * rng.uniform(0.14, 0.2)
             else:
                 x, y = scene.random_floor_point(rng, 0.12, 0.92)
                 r_img = W * float(np.exp(rng.uniform(np.log(0.05), np.log(0.3))))
@@ -400,6 +403,9 @@ class Scene:
             for _ in range(int(rng.integers(1, 4))):
                 x, y = scene.random_floor_point(rng, 0.2, 1.05)
                 pr = dis.random_person(rng, x, y, scene.person_height(x, y, rng.uniform(0.5, 1.2)))
+                if view == "ceiling" and rng.random() < 0.5:  # seen from straight above
+                    pr.top = True
+                    pr.height = W * rng.uniform(0.12, 0.3)
                 dis.draw_person_shadow(pr, scene.shadow, scene.shadow_dir, 0.4)
                 dis.draw_person(pr, scene.occ, scene.occ_col)
 
@@ -433,11 +439,11 @@ def _camera(rng: np.random.Generator, lighting: str, scale: float, clip_mode: bo
     dark = lighting in ("dim", "night_ir")
     return Camera(
         lens_k=float(rng.uniform(0.05, 0.35)) if rng.random() < 0.5 else 0.0,
-        blur=float(rng.uniform(0.3, 1.2) * scale) if rng.random() < 0.4 else 0.0,
+        blur=(float(rng.uniform(0.3, 1.0)) if clip_mode else float(rng.uniform(0.3, 1.2) * scale)) if rng.random() < 0.4 else 0.0,
         motion=int(rng.integers(2, 5) * scale) if (rng.random() < 0.08 and not clip_mode) else 0,
         noise=float(rng.uniform(0.015, 0.05) if dark else rng.uniform(0.003, 0.02)) * (0.5 if clip_mode else 1.0),
         jpeg=int(rng.integers(35, 95)) if (rng.random() < 0.8 and not clip_mode) else 0,
-        stamp=[None, "tr", "tl", "bl"][int(rng.choice(4, p=[0.15, 0.55, 0.2, 0.1]))],
+        stamp=[None, "tr", "tl", "bl"][int(rng.choice(4, p=[0.0, 0.6, 0.3, 0.1] if clip_mode else [0.15, 0.55, 0.2, 0.1]))],
         ir=lighting == "night_ir",
         banding=float(rng.uniform(0.03, 0.1)) if (lighting == "flicker" and not clip_mode) else 0.0,
     )
