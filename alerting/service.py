@@ -149,6 +149,10 @@ class AlertingService:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def pages(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Pages delivered (or recorded in dry-run), oldest first: incident, channel, state, at, tries."""
+        return self.store.recent_pages(limit)
+
     def health(self) -> dict[str, Any]:
         try:
             redis_ok = bool(self.redis.ping())

@@ -138,11 +138,14 @@ def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings
         s = configure(
             stack_settings, channels=["webhook"], webhook_url=recv.url, webhook_secret=SECRET,
             max_tries=3, backoff_initial_s=0.1, backoff_max_s=0.2,
+            escalation_channels=["console"], escalate_after_s=600,
         )
         bad_version = make_alert(incident="inc-V").model_dump(mode="json") | {"v": 2}
         with running(s) as svc:
             publish(s, b"\xff\x00not json", json.dumps(bad_version).encode(), make_alert(incident="inc-D").to_bytes())
             wait_until(lambda: page_status(svc, "inc-D", "confirmed:webhook") == "dead", 30)
+            # the primary channel failed for good: escalate now, not after escalate_after_s
+            wait_until(lambda: page_status(svc, "inc-D", "escalated:console") == "sent", 5)
             alive = svc.health()
         assert len(recv.rejected) == 3 and recv.pages == []
         assert alive["threads_alive"] and alive["redis"]
