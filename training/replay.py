@@ -388,7 +388,7 @@ def _run(frames: list[SourceFrame], base: Settings, opts: ReplayOptions, work_di
     from spillwatch.kafka import create_topics
 
     rid = opts.replay_id or uuid.uuid4().hex[:8]
-    frames = sorted(frames, key=lambda f: (f.capture_time, f.camera, f.seq))
+    frames = sorted(frames, key=lambda f: f.capture_time)  # stable: source order among equal times
     cameras = list(dict.fromkeys(f.camera for f in frames))
     rs = replay_settings(base, rid, cameras, opts, work_dir, len(frames))
     threshold, model_version = _threshold(rs, opts)

@@ -74,7 +74,7 @@ def from_manifest(path: Path | str, *, fps: float = 2.0, start: datetime | None 
             seq = int(obj["seq"]) if isinstance(obj.get("seq"), int) else i
             label = obj.get("label") if obj.get("label") in ("spill", "clean") else None
             out.append(SourceFrame(cam, seq, t, label, _reader(p.parent / obj["file"]), str(obj["file"])))
-    out.sort(key=lambda f: (f.capture_time, f.camera, f.seq))
+    out.sort(key=lambda f: f.capture_time)  # stable: line order among equal times
     return out
 
 
