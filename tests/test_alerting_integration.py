@@ -72,9 +72,14 @@ def webhook_keys(recv: WebhookReceiver) -> list[str]:
 def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Settings, capsys: Any) -> None:
     with WebhookReceiver(secret=SECRET) as recv:
         s = configure(stack_settings, channels=["webhook", "console"], webhook_url=recv.url, webhook_secret=SECRET)
-        from spillwatch.metrics import PAGE_LATENCY, PAGES
+        from prometheus_client import REGISTRY
 
-        sent_before = PAGES.labels(channel="webhook", outcome="sent")._value.get()
+        from spillwatch.metrics import PAGE_LATENCY
+
+        def sent() -> float:
+            return REGISTRY.get_sample_value("spillwatch_pages_total", {"channel": "webhook", "outcome": "sent"}) or 0.0
+
+        sent_before = sent()
         latency_before = _hist_count(PAGE_LATENCY)
         alert = make_alert(incident="inc-A").to_bytes()
         publish(s, alert, alert)  # the same alert twice
@@ -94,7 +99,7 @@ def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Set
             wait_until(svc.assigned.is_set, 20)
             time.sleep(2.0)
         assert sorted(webhook_keys(recv)) == ["inc-A:confirmed", "inc-B:confirmed"]
-        assert PAGES.labels(channel="webhook", outcome="sent")._value.get() - sent_before == 2
+        assert sent() - sent_before == 2
         assert _hist_count(PAGE_LATENCY) - latency_before == 4  # 2 incidents x 2 channels
         assert all(p["verified"] for p in recv.snapshot())
         body = recv.snapshot()[0]["payload"]
