@@ -43,6 +43,7 @@ class CameraWorker(threading.Thread):
         emit_health: Callable[[str, HealthReport], None],
         speed: float | None = 1.0,
         max_frames: int | None = None,
+        preload: bool = False,
         source_factory: SourceFactory = open_source,
     ) -> None:
         super().__init__(name=f"camera-{cfg.id}", daemon=True)
@@ -57,6 +58,7 @@ class CameraWorker(threading.Thread):
         self.speed = speed
         self.max_frames = max_frames
         self.source_factory = source_factory
+        self.preload = preload
         self.seq = int(time.time() * 1000) if settings.producer.seq_from_clock else 0
         self._last_capture: datetime | None = None
         self._uri = redact(cfg.source)
@@ -67,7 +69,14 @@ class CameraWorker(threading.Thread):
         backoff = Backoff(p.reconnect_initial_s, p.reconnect_max_s)
         reason = "producer stopped"
         try:
-            src = self.source_factory(self.cfg.source, fps=self.cfg.fps, loop=self.cfg.loop)
+            src = self.source_factory(
+                self.cfg.source,
+                fps=self.cfg.fps,
+                loop=self.cfg.loop,
+                preload=self.preload,
+                max_width=self.cfg.max_width,
+                jpeg_quality=self.cfg.jpeg_quality,
+            )
         except Exception as exc:  # noqa: BLE001 - a bad source string must not kill the producer
             self.log.error("invalid camera source", error=str(exc))
             self._end(f"invalid source: {exc}")
@@ -127,15 +136,18 @@ class CameraWorker(threading.Thread):
             if delay > 0 and self.stop.wait(delay):
                 return False
             capture = utcnow() if realtime else wall0 + timedelta(seconds=t - t_first)
-            try:
-                image = raw.image if raw.image is not None else src.decode_last()
-            except FrameDecodeError as exc:
-                self.publisher.count_drop(self.cfg.id, "undecodable")
-                self.log.warning("frame skipped", error=str(exc))
-                continue
-            image = downsize(image, self.cfg.max_width)
-            jpeg = encode_jpeg(image, self.cfg.jpeg_quality)
-            h, w = image.shape[:2]
+            if raw.encoded is not None:
+                jpeg, w, h = raw.encoded.jpeg, raw.encoded.width, raw.encoded.height
+            else:
+                try:
+                    image = raw.image if raw.image is not None else src.decode_last()
+                except FrameDecodeError as exc:
+                    self.publisher.count_drop(self.cfg.id, "undecodable")
+                    self.log.warning("frame skipped", error=str(exc))
+                    continue
+                image = downsize(image, self.cfg.max_width)
+                jpeg = encode_jpeg(image, self.cfg.jpeg_quality)
+                h, w = image.shape[:2]
             header = FrameHeader(
                 camera_id=self.cfg.id,
                 seq=self.seq,

@@ -16,6 +16,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         max_frames: int = typer.Option(None, "--max-frames", min=1, help="stop each camera after N frames"),
         realtime: bool = typer.Option(True, "--realtime/--fast", help="files at real-time pace, or as fast as possible"),
         speed: float = typer.Option(1.0, "--speed", min=0.01, help="with --realtime: play files at this multiple"),
+        preload: bool = typer.Option(False, "--preload", help="decode video files once, play from memory (many cameras)"),
         stats_json: Path = typer.Option(None, "--stats-json", help="write per-camera counts here at the end"),
     ) -> None:
         """Publish the configured cameras' frames to Kafka until finite sources end (or SIGTERM/SIGINT)."""
@@ -43,7 +44,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            stats = run_cameras(settings, cams, stop, speed=speed if realtime else None, max_frames=max_frames)
+            stats = run_cameras(
+                settings, cams, stop, speed=speed if realtime else None, max_frames=max_frames, preload=preload
+            )
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

@@ -33,6 +33,7 @@ def run_cameras(
     *,
     speed: float | None = 1.0,
     max_frames: int | None = None,
+    preload: bool = False,
     producer_id: str | None = None,
     flush_timeout_s: float = 10.0,
     source_factory: SourceFactory = open_source,
@@ -40,7 +41,9 @@ def run_cameras(
     """Publish the cameras' frames until every finite source has ended or ``stop_event`` is set.
 
     ``speed``: files and folders play at this multiple of real time (None: as fast as possible).
-    ``max_frames``: stop each camera after this many sampled frames. Returns per-camera stats
+    ``max_frames``: stop each camera after this many sampled frames. ``preload``: decode each
+    video file once (sampled, downsized, encoded) and play it from memory — many cameras on few
+    cores (benchmarks, demos); live sources are unaffected. Returns per-camera stats
     (``published`` counts frames the broker acknowledged). Blocks; run it in a thread to do
     something else meanwhile.
     """
@@ -93,6 +96,7 @@ def run_cameras(
             emit_health=emit,
             speed=speed,
             max_frames=max_frames,
+            preload=preload,
             source_factory=source_factory,
         )
         for c in cams
@@ -122,5 +126,10 @@ def run_cameras(
         done.set()
         tick_thread.join(timeout=2)
         publisher.close(flush_timeout_s)
-    log.info("producer stopped", **{cid: s.published for cid, s in stats.items()})
+    log.info(
+        "producer stopped",
+        cameras=len(stats),
+        published=sum(s.published for s in stats.values()),
+        dropped=sum(sum(s.dropped.values()) for s in stats.values()),
+    )
     return stats

@@ -9,6 +9,7 @@ by their media time.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,15 @@ class EndOfStream(Exception):
 class RawFrame:
     image: np.ndarray | None  # None: not decoded (read(decode=False)) or undecodable: use decode_last()
     media_time: float  # seconds from the start of the source (loops continue counting)
+    encoded: "EncodedFrame | None" = None  # already downsized and JPEG-encoded (preloaded clips)
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    media_time: float
+    jpeg: bytes
+    width: int
+    height: int
 
 
 class Source(Protocol):
@@ -224,12 +234,118 @@ class FolderSource:
         self._files = []
 
 
-def open_source(uri: str, *, fps: float, loop: bool = False) -> Source:
-    """The source for a camera's ``source`` setting."""
+_CLIP_CACHE: dict[tuple[str, float, float, int, int], tuple[list[EncodedFrame], float]] = {}
+_CLIP_LOCK = threading.Lock()
+
+
+def preload_clip(
+    path: str | Path, fps: float, max_width: int, jpeg_quality: int, max_frames: int = 5000
+) -> tuple[list[EncodedFrame], float]:
+    """Decode a video file once: the frames sampled at ``fps``, downsized and JPEG-encoded, plus
+    the clip's duration. Cached per (file, mtime, settings), shared by every camera playing it."""
+    from producers.imaging import downsize, encode_jpeg
+    from producers.sampling import RateSampler
+
+    p = Path(path)
+    try:
+        mtime = p.stat().st_mtime
+    except OSError as exc:
+        raise SourceError(f"no such video file: {p}") from exc
+    key = (str(p.resolve()), mtime, fps, max_width, jpeg_quality)
+    with _CLIP_LOCK:
+        hit = _CLIP_CACHE.get(key)
+        if hit is not None:
+            return hit
+        src = VideoFileSource(p)
+        src.open()
+        sampler = RateSampler(fps)
+        frames: list[EncodedFrame] = []
+        n = 0
+        try:
+            while True:
+                try:
+                    raw = src.read(decode=False)
+                except EndOfStream:
+                    break
+                n += 1
+                if not sampler.offer(raw.media_time):
+                    continue
+                try:
+                    img = downsize(src.decode_last(), max_width)
+                except FrameDecodeError:
+                    continue
+                frames.append(EncodedFrame(raw.media_time, encode_jpeg(img, jpeg_quality), img.shape[1], img.shape[0]))
+                if len(frames) > max_frames:
+                    raise SourceError(f"{p}: too long to preload (> {max_frames} sampled frames)")
+            duration = n / src._fps
+        finally:
+            src.close()
+        if not frames:
+            raise SourceError(f"{p}: no decodable frames")
+        _CLIP_CACHE[key] = (frames, duration)
+        return frames, duration
+
+
+class PreloadedClipSource:
+    """A video file decoded, sampled and encoded once (``preload_clip``), then played from memory:
+    many cameras can replay clips for the cost of reading bytes (benchmarks, demos, replay)."""
+
+    live = False
+
+    def __init__(self, path: str | Path, fps: float, max_width: int, jpeg_quality: int, loop: bool = False) -> None:
+        self.path = Path(path)
+        self.uri = str(path)
+        self.fps, self.max_width, self.jpeg_quality, self.loop = fps, max_width, jpeg_quality, loop
+        self._frames: list[EncodedFrame] = []
+        self._duration = 0.0
+        self._pos = 0
+        self._offset = 0.0
+
+    def open(self) -> None:
+        if not self.path.is_file():
+            raise SourceError(f"no such video file: {self.path}")
+        self._frames, self._duration = preload_clip(self.path, self.fps, self.max_width, self.jpeg_quality)
+        self._pos = 0
+
+    def read(self, decode: bool = True) -> RawFrame:
+        if self._pos >= len(self._frames):
+            if not self.loop:
+                raise EndOfStream(self.uri)
+            if not self.path.is_file():
+                raise SourceError(f"video file disappeared: {self.path}")
+            self._offset += self._duration
+            self._pos = 0
+        f = self._frames[self._pos]
+        self._pos += 1
+        return RawFrame(None, self._offset + f.media_time, encoded=f)
+
+    def decode_last(self) -> np.ndarray:
+        f = self._frames[self._pos - 1]
+        img = cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FrameDecodeError("cannot decode a preloaded frame")
+        return img
+
+    def close(self) -> None:
+        self._frames = []
+
+
+def open_source(
+    uri: str,
+    *,
+    fps: float,
+    loop: bool = False,
+    preload: bool = False,
+    max_width: int = 480,
+    jpeg_quality: int = 85,
+) -> Source:
+    """The source for a camera's ``source`` setting (``preload``: video files are decoded once)."""
     if uri.startswith("folder:"):
         return FolderSource(uri.split(":", 1)[1], fps=fps, loop=loop)
     if uri.startswith("device:") or re.match(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", uri, re.I):
         return StreamSource(uri)
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
+    if preload:
+        return PreloadedClipSource(uri, fps=fps, max_width=max_width, jpeg_quality=jpeg_quality, loop=loop)
     return VideoFileSource(uri, loop=loop)
