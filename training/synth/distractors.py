@@ -165,3 +165,36 @@ def draw_shadow_blob(rng: np.random.Generator, shadow: np.ndarray, floor: np.nda
             rr = r * rng.uniform(0.5, 1.3)
             pts.append(c + rr * np.array([np.cos(a), np.sin(a) * 0.6]))
         cv2.fillPoly(shadow, [np.array(pts, np.int32)], strength)
+
+
+_OBJECT_COLOURS = [(0.35, 0.55, 0.7), (0.2, 0.2, 0.22), (0.55, 0.55, 0.55), (0.15, 0.35, 0.15), (0.6, 0.3, 0.15), (0.1, 0.1, 0.5)]
+
+
+def draw_object(rng: np.random.Generator, x: float, y: float, height: float, occ: np.ndarray, col: np.ndarray,
+                shadow: np.ndarray) -> None:
+    """A box, bin or trolley standing at (x, y): shaded cuboid or cylinder with a contact shadow."""
+    h = height
+    w = h * rng.uniform(0.6, 1.6)
+    c = np.array(_OBJECT_COLOURS[rng.integers(len(_OBJECT_COLOURS))], np.float32) * rng.uniform(0.8, 1.2)
+    cv2.ellipse(shadow, (int(x), int(y)), (max(2, int(w * 0.65)), max(1, int(h * 0.12))), 0, 0, 360, 0.5, -1)
+    if rng.random() < 0.6:  # cuboid: front, top and side faces
+        d = w * rng.uniform(0.2, 0.5)
+        s = rng.choice([-1, 1])
+        front = np.array([[x - w / 2, y], [x + w / 2, y], [x + w / 2, y - h], [x - w / 2, y - h]], np.int32)
+        top = np.array([[x - w / 2, y - h], [x + w / 2, y - h], [x + w / 2 + s * d * 0.5, y - h - d * 0.5], [x - w / 2 + s * d * 0.5, y - h - d * 0.5]], np.int32)
+        xe = x + s * w / 2
+        side = np.array([[xe, y], [xe + s * d * 0.5, y - d * 0.5], [xe + s * d * 0.5, y - h - d * 0.5], [xe, y - h]], np.int32)
+        for poly, k in ((side, 0.6), (front, 0.85), (top, 1.1)):
+            cv2.fillPoly(occ, [poly], 1.0)
+            cv2.fillPoly(col, [poly], tuple(float(v) for v in np.clip(c * k, 0, 1)))
+        if rng.random() < 0.5:  # tape / label
+            cv2.line(col, (int(x - w / 2), int(y - h * 0.5)), (int(x + w / 2), int(y - h * 0.5)), tuple(float(v) for v in np.clip(c * 1.3, 0, 1)), max(1, int(h * 0.06)))
+    else:  # bin: cylinder
+        r = w / 2
+        cv2.rectangle(occ, (int(x - r), int(y - h)), (int(x + r), int(y)), 1.0, -1)
+        cv2.ellipse(occ, (int(x), int(y)), (max(1, int(r)), max(1, int(r * 0.3))), 0, 0, 180, 1.0, -1)
+        cv2.rectangle(col, (int(x - r), int(y - h)), (int(x + r), int(y)), tuple(float(v) for v in c * 0.85), -1)
+        cv2.ellipse(col, (int(x), int(y)), (max(1, int(r)), max(1, int(r * 0.3))), 0, 0, 180, tuple(float(v) for v in c * 0.85), -1)
+        cv2.rectangle(col, (int(x - r * 0.3), int(y - h)), (int(x + r * 0.1), int(y)), tuple(float(v) for v in np.clip(c * 1.2, 0, 1)), -1)
+        cv2.ellipse(occ, (int(x), int(y - h)), (max(1, int(r)), max(1, int(r * 0.3))), 0, 0, 360, 1.0, -1)
+        cv2.ellipse(col, (int(x), int(y - h)), (max(1, int(r)), max(1, int(r * 0.3))), 0, 0, 360, tuple(float(v) for v in c * 0.4), -1)

@@ -23,7 +23,7 @@ from training.synth.liquids import SHAPE_WEIGHTS, SHAPES, Liquid, alpha_from_fie
 
 LIGHTINGS: tuple[str, ...] = ("fluorescent", "daylight", "dim", "night_ir", "flicker")
 LIGHTING_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.12, 0.13])
-DISTRACTORS: tuple[str, ...] = ("shadow", "glare", "stain", "markings", "cable", "pallet", "person", "sign")
+DISTRACTORS: tuple[str, ...] = ("shadow", "glare", "stain", "markings", "cable", "pallet", "person", "sign", "object")
 _WALLS = [(0.78, 0.84, 0.86), (0.7, 0.8, 0.85), (0.6, 0.62, 0.62), (0.75, 0.7, 0.6), (0.55, 0.6, 0.5), (0.8, 0.8, 0.8)]
 _FURNITURE = [(0.15, 0.45, 0.75), (0.45, 0.35, 0.15), (0.2, 0.2, 0.2), (0.6, 0.6, 0.6), (0.2, 0.3, 0.45)]
 
@@ -38,6 +38,7 @@ class Camera:
     stamp: str | None  # "tr", "tl", "bl" or None
     ir: bool
     banding: float
+    colour: tuple[float, float, float, float, float] | None = None  # saturation, gamma, white balance B, G, R
 
 
 @dataclass
@@ -131,6 +132,11 @@ class Scene:
             img = img * rep3(np.repeat(band[:, None], W, axis=1))
         if cam.ir:
             img = rep3(cv2.transform(img, np.float32([[0.2, 0.5, 0.3]])))
+        elif cam.colour is not None:  # camera colour pipeline: saturation, white balance, gamma
+            sat, _, wb_b, wb_g, wb_r = cam.colour
+            lum = np.float32([[0.114, 0.587, 0.299]] * 3)
+            m = np.diag(np.float32([wb_b, wb_g, wb_r])) @ (sat * np.eye(3, dtype=np.float32) + (1 - sat) * lum)
+            img = cv2.transform(img, m.astype(np.float32))
         if self.lens_maps is not None:
             mx, my = self.lens_maps
             img = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -145,6 +151,8 @@ class Scene:
             n = noise.white(rng, H, W)
             img = img + rep3(cam.noise * n) if cam.ir else img + cam.noise * cv2.merge((n, noise.white(rng, H, W), noise.white(rng, H, W)))
         out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        if cam.colour is not None and cam.colour[1] != 1.0:
+            out = cv2.LUT(out, _gamma_lut(round(cam.colour[1], 2)))
         mask = (alpha >= 0.5).astype(np.uint8)
         if cam.stamp and stamp_text:
             text_mask = np.zeros((H, W), np.uint8)
@@ -399,6 +407,18 @@ class Scene:
             if liquid_centre_img is not None and rng.random() < 0.5:
                 x = liquid_centre_img[0] + rng.choice([-1, 1]) * W * rng.uniform(0.15, 0.3)
             dis.draw_sign(rng, x, y, scene.person_height(x, y, 0.8) * 0.35, scene.occ, scene.occ_col)
+        # extra variety drawn from a second stream (so clips and older choices keep their first stream)
+        rng2 = np.random.default_rng([seed, 0x0B1E])
+        if not clip_mode:
+            if rng2.random() < (0.3 if spill else 0.45):
+                scene.distractors = sorted(set(scene.distractors) | {"object"})
+                for _ in range(int(rng2.integers(1, 4))):
+                    x, y = scene.random_floor_point(rng2, 0.1, 1.0)
+                    oh = min(scene.person_height(x, y, rng2.uniform(0.15, 0.45)), 0.22 * H)
+                    dis.draw_object(rng2, x, y, oh, scene.occ, scene.occ_col, scene.shadow)
+            if rng2.random() < 0.7 and not scene.camera.ir:
+                scene.camera.colour = (float(rng2.uniform(0.55, 1.2)), float(rng2.uniform(0.8, 1.25)),
+                                       *(float(v) for v in rng2.uniform(0.9, 1.1, 3)))
         if "person" in chosen and not clip_mode:
             for _ in range(int(rng.integers(1, 4))):
                 x, y = scene.random_floor_point(rng, 0.2, 1.05)
@@ -418,6 +438,11 @@ class Scene:
             f = (1 + k * r2) / (1 + k * 0.6)
             scene.lens_maps = ((W / 2 + nx * f * (W / 2)).astype(np.float32), (H / 2 + ny * f * (W / 2)).astype(np.float32))
         return scene
+
+
+@functools.lru_cache(maxsize=64)
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.clip(255 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=8)
