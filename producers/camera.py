@@ -156,6 +156,7 @@ class CameraWorker(threading.Thread):
                 height=h,
                 producer=self.producer_id,
                 source_uri=self._uri,
+                label=raw.label,
             )
             if self.stats.first_seq is None:
                 self.stats.first_seq = self.seq

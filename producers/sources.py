@@ -8,6 +8,7 @@ by their media time.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -39,6 +40,7 @@ class RawFrame:
     image: np.ndarray | None  # None: not decoded (read(decode=False)) or undecodable: use decode_last()
     media_time: float  # seconds from the start of the source (loops continue counting)
     encoded: "EncodedFrame | None" = None  # already downsized and JPEG-encoded (preloaded clips)
+    label: str | None = None  # ground truth from a clip's sidecar JSON ("spill"/"clean"), if any
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,21 @@ class EncodedFrame:
     jpeg: bytes
     width: int
     height: int
+    label: str | None = None
+
+
+def sidecar_labels(video: Path) -> list[str] | None:
+    """Per-frame ground truth of a (synthetic/annotated) clip: ``<clip>.json`` with ``labels``."""
+    side = video.with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        labels = json.loads(side.read_text()).get("labels")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(labels, list) or not all(x in ("spill", "clean") for x in labels):
+        return None
+    return labels
 
 
 class Source(Protocol):
@@ -80,10 +97,12 @@ class VideoFileSource:
         self._index = 0
         self._offset = 0.0
         self._fps = 25.0
+        self._labels: list[str] | None = None
 
     def open(self) -> None:
         if not self.path.is_file():
             raise SourceError(f"no such video file: {self.path}")
+        self._labels = sidecar_labels(self.path)
         cap = cv2.VideoCapture(str(self.path))
         if not cap.isOpened():
             cap.release()
@@ -107,8 +126,9 @@ class VideoFileSource:
             if not self._cap.grab():
                 raise SourceError(f"cannot read video file after rewinding: {self.path}")
         t = self._offset + self._index / self._fps
+        label = self._labels[self._index] if self._labels and self._index < len(self._labels) else None
         self._index += 1
-        return RawFrame(self.decode_last() if decode else None, t)
+        return RawFrame(self.decode_last() if decode else None, t, label=label)
 
     def decode_last(self) -> np.ndarray:
         assert self._cap is not None
@@ -274,7 +294,9 @@ def preload_clip(
                     img = downsize(src.decode_last(), max_width)
                 except FrameDecodeError:
                     continue
-                frames.append(EncodedFrame(raw.media_time, encode_jpeg(img, jpeg_quality), img.shape[1], img.shape[0]))
+                frames.append(
+                    EncodedFrame(raw.media_time, encode_jpeg(img, jpeg_quality), img.shape[1], img.shape[0], raw.label)
+                )
                 if len(frames) > max_frames:
                     raise SourceError(f"{p}: too long to preload (> {max_frames} sampled frames)")
             duration = n / src._fps
@@ -317,7 +339,7 @@ class PreloadedClipSource:
             self._pos = 0
         f = self._frames[self._pos]
         self._pos += 1
-        return RawFrame(None, self._offset + f.media_time, encoded=f)
+        return RawFrame(None, self._offset + f.media_time, encoded=f, label=f.label)
 
     def decode_last(self) -> np.ndarray:
         f = self._frames[self._pos - 1]

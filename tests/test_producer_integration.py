@@ -330,3 +330,24 @@ def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(stack_setting
     # 40 cameras x 12 frames of a 720p clip: decoding once keeps this far below one core-second
     # per camera (measured ~1 s CPU in total on the 2-core dev machine)
     assert cpu < wall * 2 and cpu < 8, (cpu, wall)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("preload", [False, True])
+def test_bundled_demo_clips_carry_their_ground_truth(stack_settings: Settings, preload: bool) -> None:
+    clips = Path(__file__).resolve().parent.parent / "samples" / "clips"
+    cams = [CameraConfig(id=name, source=str(clips / f"{name}.mp4"), fps=2) for name in ("spill", "clean")]
+    stats = run_cameras(stack_settings, cams, speed=None, preload=preload)
+    assert {k: v.published for k, v in stats.items()} == {"spill": 48, "clean": 48}  # 24 s at 2 fps
+    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=96)
+    frames = sorted((decode_frame(r.value) for r in recs), key=lambda f: (f.header.camera_id, f.header.seq))
+    assert len(frames) == 96
+    for cam in ("spill", "clean"):
+        fs = [f for f in frames if f.header.camera_id == cam]
+        t0 = fs[0].header.capture_time
+        for f in fs:
+            assert (f.header.width, f.header.height) == (480, 360)
+            t = (f.header.capture_time - t0).total_seconds()  # --fast keeps the clip's timeline
+            want = "spill" if cam == "spill" and t >= 6.0 - 1e-3 else "clean"
+            assert f.header.label == want, (cam, t, f.header.label)
+    assert sum(f.header.label == "spill" for f in frames) == 36  # 6.0 s .. 24 s at 2 fps

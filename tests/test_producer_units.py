@@ -184,3 +184,19 @@ def test_missing_file_and_folder_are_source_errors(tmp_path: object) -> None:
         VideoFileSource(f"{tmp_path}/nope.mp4").open()
     with pytest.raises(SourceError):
         FolderSource(f"{tmp_path}/nope", fps=2).open()
+
+
+def test_sidecar_labels_only_when_well_formed(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from producers.sources import sidecar_labels
+
+    d = Path(str(tmp_path))
+    assert sidecar_labels(d / "a.mp4") is None
+    (d / "a.json").write_text(json.dumps({"labels": ["clean", "spill"]}))
+    assert sidecar_labels(d / "a.mp4") == ["clean", "spill"]
+    (d / "b.json").write_text(json.dumps({"labels": ["clean", "wet?"]}))
+    assert sidecar_labels(d / "b.mp4") is None
+    (d / "c.json").write_text("{not json")
+    assert sidecar_labels(d / "c.mp4") is None
