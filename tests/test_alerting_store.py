@@ -16,6 +16,8 @@ from alerting.store import AlertStore, Job
 from spillwatch.events import AlertState
 from tests.test_notifiers import make_alert
 
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]  # real Redis (the session's local stack)
+
 
 @pytest.fixture()
 def store(local_stack: Any) -> Iterator[AlertStore]:
