@@ -26,9 +26,10 @@ FLOORS: tuple[str, ...] = (
     "carpet",
     "wood",
     "vinyl",
+    "desk",
 )
 # Marble, tiles, vinyl and wood are the office-like floors of the real data: weight them up.
-FLOOR_WEIGHTS = np.array([1.0, 0.8, 1.0, 1.3, 1.8, 0.5, 0.5, 1.0, 1.3, 1.0])
+FLOOR_WEIGHTS = np.array([1.0, 0.8, 1.0, 1.3, 1.8, 0.5, 0.5, 1.0, 1.3, 1.0, 0.8])
 
 
 @dataclass
@@ -186,6 +187,20 @@ def _vinyl(rng, T) -> Floor:
     return Floor("vinyl", img, rng.uniform(0.3, 0.65), 0.05)
 
 
+_DESK = [(0.2, 0.45, 0.75), (0.25, 0.5, 0.8), (0.15, 0.3, 0.55), (0.55, 0.6, 0.62), (0.12, 0.14, 0.16)]
+
+
+def _desk(rng, T) -> Floor:
+    """A varnished office desk / table top (spills on tables are common in offices): smooth grain, glossy."""
+    base = np.array(_DESK[rng.integers(len(_DESK))], np.float32) * rng.uniform(0.85, 1.15)
+    g = cv2.resize(rng.standard_normal((4, max(8, T // 6))).astype(np.float32), (T, T), interpolation=cv2.INTER_CUBIC)
+    lum = 1 + 0.05 * g + 0.03 * noise.fbm(rng, T, T, 3, 2)
+    img = _apply(base, lum)
+    if rng.random() < 0.5:
+        img = np.ascontiguousarray(np.rot90(img))
+    return Floor("desk", img, rng.uniform(0.55, 0.9), 0.0)
+
+
 def make_floor(rng: np.random.Generator, T: int, name: str | None = None) -> Floor:
     if name is None:
         name = FLOORS[int(rng.choice(len(FLOORS), p=FLOOR_WEIGHTS / FLOOR_WEIGHTS.sum()))]
@@ -194,7 +209,7 @@ def make_floor(rng: np.random.Generator, T: int, name: str | None = None) -> Flo
     if name == "bare_concrete":
         return _concrete(rng, T, False)
     makers = {"epoxy": _epoxy, "tiles": _tiles, "marble": _marble, "metal_grating": _grating,
-              "antislip_plate": _antislip, "carpet": _carpet, "wood": _wood, "vinyl": _vinyl}
+              "antislip_plate": _antislip, "carpet": _carpet, "wood": _wood, "vinyl": _vinyl, "desk": _desk}
     if name not in makers:
         raise ValueError(f"unknown floor {name!r}; known: {FLOORS}")
     return makers[name](rng, T)

@@ -212,6 +212,8 @@ class Scene:
             chosen = list(distractors)
         if fl.name == "epoxy" and rng.random() < 0.7 and "markings" not in chosen:
             chosen.append("markings")
+        if fl.name == "desk":  # a table top: no people, pallets, signs or painted lines standing on it
+            chosen = [c for c in chosen if c not in ("person", "pallet", "sign", "markings")]
 
         # ---- floor-plane distractors (before the warp)
         if "markings" in chosen:
@@ -410,7 +412,7 @@ class Scene:
         # extra variety drawn from a second stream (so clips and older choices keep their first stream)
         rng2 = np.random.default_rng([seed, 0x0B1E])
         if not clip_mode:
-            if rng2.random() < (0.3 if spill else 0.45):
+            if rng2.random() < (0.3 if spill else 0.45):  # on a desk these read as cups, laptops, boxes
                 scene.distractors = sorted(set(scene.distractors) | {"object"})
                 for _ in range(int(rng2.integers(1, 4))):
                     x, y = scene.random_floor_point(rng2, 0.1, 1.0)
