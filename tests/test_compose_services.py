@@ -45,7 +45,6 @@ from tests.test_deploy import DEPLOY, REPO, composefile
 pytestmark = pytest.mark.integration
 
 CONTAINER_HEALTHCHECK = "/opt/spillwatch/healthcheck.py"
-CONTAINER_MODEL_DIR = "/opt/spillwatch/models"
 SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
 RED_CAMERA = "deploy-red"
 SAMPLE_CAMERA = "deploy-sample"
@@ -139,7 +138,7 @@ class ComposeRun:
         self.overrides = overrides
         self.running: list[Running] = []
 
-    def env_for(self, name: str, replica: int = 1) -> tuple[dict[str, str], int | None]:
+    def env_for(self, name: str) -> tuple[dict[str, str], int | None]:
         svc = self.services[name]
         env = dict(self.base_env)
         env.update(self.image_env)  # image ENV < env_file < environment (compose precedence)
@@ -159,7 +158,7 @@ class ComposeRun:
     def start(self, name: str, replica: int = 1) -> Running:
         svc = self.services[name]
         assert svc.command[0] == "spillwatch", svc.command
-        env, port = self.env_for(name, replica)
+        env, port = self.env_for(name)
         log = self.workdir / f"{name}-{replica}.log"
         with open(log, "wb") as fh:
             proc = subprocess.Popen(

@@ -485,7 +485,7 @@ def test_setting_walk_finds_nested_fields() -> None:
     assert "SPILLWATCH_KAFKA" not in names  # sections are walked, not listed as leaves
 
 
-def test_cameras_example_is_a_valid_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cameras_example_is_a_valid_config(monkeypatch: pytest.MonkeyPatch, services: dict[str, Any]) -> None:
     from spillwatch.settings import Settings
 
     monkeypatch.setenv("SPILLWATCH_CONFIG", str(DEPLOY / "cameras.example.yml"))
@@ -494,6 +494,12 @@ def test_cameras_example_is_a_valid_config(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(ids) >= 2 and len(set(ids)) == len(ids)
     assert any(c.zone for c in s.cameras)
     assert any(c.source.startswith("rtsp://") for c in s.cameras)
+    # file sources are paths inside the producer container: they must lie in a mount that exists
+    producer = services["producer"]
+    for cam in s.cameras:
+        if cam.source.startswith("/"):
+            host = producer.host_path(cam.source)
+            assert host is not None and host.exists(), f"{cam.id}: {cam.source} is not mounted into the producer"
 
 
 # ------------------------------------------------------------------ Dockerfile, .dockerignore
