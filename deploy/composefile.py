@@ -172,6 +172,22 @@ def services(doc: Mapping[str, Any] | None = None, base: Path = DEPLOY_DIR) -> d
     return out
 
 
+def dockerfile_env(path: Path = DEPLOY_DIR / "Dockerfile", stage: str = "runtime") -> dict[str, str]:
+    """``ENV`` variables set in one stage of a Dockerfile (``KEY=VALUE`` form, no quoting)."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    env: dict[str, str] = {}
+    current: str | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        m = re.match(r"FROM\s+\S+(?:\s+AS\s+(\S+))?", line, flags=re.I)
+        if m:
+            current = m.group(1)
+            continue
+        if current == stage and line.upper().startswith("ENV "):
+            env.update(dict(re.findall(r"(\w+)=(\S+)", line[4:])))
+    return env
+
+
 def main() -> int:
     for name, svc in services().items():
         prof = f" (profiles: {', '.join(profiles_of(svc.spec))})" if profiles_of(svc.spec) else ""

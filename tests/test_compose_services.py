@@ -23,7 +23,6 @@ the clip is made here: grey floor, then a red patch the tiny model scores as a s
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -68,16 +67,7 @@ def spillwatch_executable() -> list[str]:
 
 def dockerfile_env() -> dict[str, str]:
     """SPILLWATCH_* variables the runtime stage of deploy/Dockerfile sets with ENV."""
-    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
-    runtime = text.split(" AS runtime", 1)[1]
-    env: dict[str, str] = {}
-    for line in runtime.splitlines():
-        line = line.strip()
-        if line.startswith("ENV "):
-            for k, v in re.findall(r"(\w+)=(\S+)", line[4:]):
-                if k.startswith("SPILLWATCH_"):
-                    env[k] = v
-    return env
+    return {k: v for k, v in composefile.dockerfile_env().items() if k.startswith("SPILLWATCH_")}
 
 
 def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -537,6 +537,14 @@ def test_dockerfile_is_multi_stage_without_torch_and_non_root() -> None:
     assert any(i.startswith("HEALTHCHECK ") and "healthcheck.py" in i for i in runtime)
 
 
+def test_dockerfile_env_names_real_settings() -> None:
+    env = {k: v for k, v in composefile.dockerfile_env().items() if k.startswith("SPILLWATCH_")}
+    assert "SPILLWATCH_WORKER__MODEL_PATH" in env  # the package's default path is not inside the image
+    assert env["SPILLWATCH_WORKER__MODEL_PATH"].startswith("/opt/spillwatch/models/")
+    unknown = set(env) - gen_env.setting_env_names()
+    assert not unknown, f"Dockerfile ENV sets variables no setting reads: {sorted(unknown)}"
+
+
 def test_runtime_dependencies_have_no_torch() -> None:
     import tomllib
 
