@@ -201,8 +201,10 @@ class Scene:
             chosen: list[str] = []
             probs = {"shadow": 0.45, "glare": 0.4, "stain": 0.3, "markings": 0.25, "cable": 0.2,
                      "pallet": 0.1, "person": 0.3, "sign": 0.15}
-            if not spill and hard_negatives:  # clean frames carry more hard negatives
-                probs = {k: min(0.9, v * 1.7) for k, v in probs.items()}
+            if not spill and hard_negatives:
+                # clean frames carry more look-alikes (hard negatives); people, signs, cables, pallets and
+                # objects keep the same rate in both classes so that clutter itself is no cue for "clean"
+                probs = {k: (min(0.9, v * 1.8) if k in ("shadow", "glare", "stain", "markings") else v) for k, v in probs.items()}
             for k, p in probs.items():
                 if rng.random() < p:
                     chosen.append(k)
@@ -412,7 +414,7 @@ class Scene:
         # extra variety drawn from a second stream (so clips and older choices keep their first stream)
         rng2 = np.random.default_rng([seed, 0x0B1E])
         if not clip_mode:
-            if rng2.random() < (0.3 if spill else 0.45):  # on a desk these read as cups, laptops, boxes
+            if rng2.random() < 0.35:  # on a desk these read as cups, laptops, boxes
                 scene.distractors = sorted(set(scene.distractors) | {"object"})
                 for _ in range(int(rng2.integers(1, 4))):
                     x, y = scene.random_floor_point(rng2, 0.1, 1.0)
