@@ -109,7 +109,8 @@ def test_mask_covers_exactly_the_pixels_the_liquid_changed(liquid):
 @pytest.mark.timeout(60)
 def test_clip_sidecar_matches_video(tmp_path):
     fps, seconds = 5.0, 4.0
-    spill = render_clip(tmp_path / "s.mp4", seed=3, spill=True, seconds=seconds, fps=fps, size=(160, 120), onset_s=1.0, grow_s=1.0)
+    spill = render_clip(tmp_path / "s.mp4", seed=3, spill=True, seconds=seconds, fps=fps, size=(160, 120), onset_s=1.0, grow_s=1.0,
+                        write_masks=True)
     clean = render_clip(tmp_path / "c.mp4", seed=3, spill=False, seconds=seconds, fps=fps, size=(160, 120))
     for truth, name in ((spill, "s"), (clean, "c")):
         side = json.loads((tmp_path / f"{name}.json").read_text())
@@ -121,6 +122,16 @@ def test_clip_sidecar_matches_video(tmp_path):
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["onset_s"] == 1.0 and s["labels"].index("spill") == 5 and set(s["labels"][5:]) == {"spill"}
     assert all(v == 0 for v in s["visible_px"][:5]) and s["visible_px"][-1] > 0
+    # per-frame masks agree with the sidecar's pixel counts and boxes
+    for i, (v, box) in enumerate(zip(s["visible_px"], s["bboxes"])):
+        mp = tmp_path / "s_masks" / f"frame_{i:05d}.png"
+        assert mp.exists() == (v > 0)
+        if v:
+            m = cv2.imread(str(mp), cv2.IMREAD_GRAYSCALE) > 0
+            ys, xs = np.nonzero(m)
+            assert int(m.sum()) == v and box == [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+    # the visible pool grows after the onset (people may hide part of it on single frames)
+    assert s["visible_px"][-1] > s["visible_px"][5]
     c = json.loads((tmp_path / "c.json").read_text())
     assert c["onset_s"] is None and set(c["labels"]) == {"clean"} and sum(c["visible_px"]) == 0
 

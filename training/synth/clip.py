@@ -83,12 +83,14 @@ def render_clip(
     view: str | None = None,
     lighting: str | None = None,
     distractors: list[str] | None = None,
+    write_masks: bool = False,
 ) -> ClipTruth:
     """Render an mp4 (fourcc mp4v) and a sidecar JSON `<path>.json` with the ground truth.
 
     The same seed with spill=True/False gives the same scene (floor, lights, people), with and
     without the liquid. The spill appears at `onset_s` (default 30 % of the clip) and grows
-    over `grow_s` seconds to its full size.
+    over `grow_s` seconds to its full size. write_masks=True also writes each frame's spill mask
+    as `<stem>_masks/frame_NNNNN.png` (0/255) for frames with visible liquid.
     """
     path = Path(path)
     W, H = size
@@ -131,6 +133,10 @@ def render_clip(
             stamp = (start + dt.timedelta(seconds=int(t))).strftime("%Y-%m-%d %H:%M:%S")
             img, mask = scene.render(level=level, people=people, gain=float(gain), stamp_text=stamp, frame_seed=seed * 100003 + i)
             writer.write(img)
+            if write_masks and mask.any():
+                mdir = path.parent / f"{path.stem}_masks"
+                mdir.mkdir(exist_ok=True)
+                cv2.imwrite(str(mdir / f"frame_{i:05d}.png"), mask * 255)
             labels.append("spill" if level is not None else "clean")
             visible.append(int(mask.sum()))
             if mask.any():

@@ -43,10 +43,11 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         onset_s: float = typer.Option(None, help="spill onset (default 30 % of the clip)"),
         liquid: str = typer.Option(None, help="pin the liquid (water, tea, juice, blackoil, cookingoil, milk, chemical, film, foam)"),
         floor: str = typer.Option(None, help="pin the floor (e.g. marble, tiles, epoxy, carpet, wood)"),
+        masks: bool = typer.Option(False, "--masks", help="also write per-frame mask PNGs to <stem>_masks/"),
     ) -> None:
         """Render a clip where a spill appears at onset_s and grows while people walk by."""
         from training.synth.clip import render_clip
 
         t = render_clip(out, seed=seed, spill=spill, seconds=seconds, fps=fps, size=(width, height),
-                        onset_s=onset_s, liquid=liquid, floor=floor)
+                        onset_s=onset_s, liquid=liquid, floor=floor, write_masks=masks)
         typer.echo(f"wrote {out} ({t.n_frames} frames, onset {t.onset_s}) and {out.with_suffix('.json')}")
