@@ -67,11 +67,26 @@ def interpolate(node: Any, env: Mapping[str, str]) -> Any:
     return node
 
 
+# Fields Compose converts to numbers after interpolation (the ones this compose file interpolates).
+_INT_FIELDS = {"replicas", "scale", "retries"}
+
+
+def _convert(node: Any, key: str | None = None) -> Any:
+    if isinstance(node, dict):
+        return {k: _convert(v, k) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_convert(v) for v in node]
+    if key in _INT_FIELDS and isinstance(node, str) and node.strip().isdigit():
+        return int(node)
+    return node
+
+
 def load(path: Path = COMPOSE_FILE, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The compose document after YAML merge keys and interpolation (``env`` defaults to empty, so
-    every ``${VAR:-default}`` takes its default, as on a site without overrides)."""
+    """The compose document after YAML merge keys, interpolation and Compose's type conversion of
+    numeric fields (``env`` defaults to empty, so every ``${VAR:-default}`` takes its default, as on
+    a site without overrides)."""
     raw = yaml.safe_load(path.read_text())
-    return interpolate(raw, env or {})
+    return _convert(interpolate(raw, env or {}))
 
 
 def profiles_of(svc: Mapping[str, Any]) -> list[str]:

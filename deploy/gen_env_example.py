@@ -47,6 +47,7 @@ SITE_VALUES: dict[str, str] = {
 
 # Descriptions of the compose-level variables (the defaults come from the compose file).
 DEPLOY_DOCS: dict[str, str] = {
+    "DEPLOY_WORKERS": "classifier worker replicas (keep <= SPILLWATCH_KAFKA__PARTITIONS); `up --scale worker=N` overrides it once",
     "DEPLOY_IMAGE": "SpillWatch image built from deploy/Dockerfile (tag it per release to roll back)",
     "DEPLOY_KAFKA_IMAGE": "official Apache Kafka image (KRaft)",
     "DEPLOY_KAFKA_BOOTSTRAP": "bootstrap servers the services use; kafka3 profile: kafka:9092,kafka-2:9092,kafka-3:9092",

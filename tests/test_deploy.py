@@ -160,6 +160,14 @@ def test_kraft_listeners_are_consistent(doc: dict[str, Any]) -> None:
     assert len(ids) == 3
 
 
+def test_worker_replicas_come_from_deploy_workers(schema: dict[str, Any]) -> None:
+    doc = composefile.load(env={"DEPLOY_WORKERS": "6"})
+    assert doc["services"]["worker"]["deploy"]["replicas"] == 6
+    assert not list(_validator(schema).iter_errors(doc))
+    partitions = int(composefile.read_env_file(DEPLOY / ".env.example")["SPILLWATCH_KAFKA__PARTITIONS"])
+    assert composefile.load()["services"]["worker"]["deploy"]["replicas"] <= partitions
+
+
 def test_scaled_services_have_no_fixed_names_or_host_ports(doc: dict[str, Any]) -> None:
     for name in SCALED:
         svc = doc["services"][name]
