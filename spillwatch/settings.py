@@ -108,10 +108,15 @@ class ProducerSettings(BaseModel):
 class WorkerSettings(BaseModel):
     model_path: Path = DEFAULT_MODEL
     batch_size: int = Field(default=8, ge=1)
-    batch_timeout_s: float = Field(default=0.2, gt=0)
+    batch_timeout_s: float = Field(
+        default=0.05, gt=0, description="longest a frame waits for its inference batch to fill (latency bound)"
+    )
     intra_op_threads: int = Field(default=2, ge=1)
     max_frame_bytes: int = Field(default=2_000_000, gt=0)
     web_port: int | None = Field(default=None, description="Faust web port; None runs without web")
+    fetch_max_wait_ms: int = Field(
+        default=50, ge=1, le=1500, description="longest a Faust consumer's fetch waits at the broker (latency bound)"
+    )
     metrics_port: int | None = None
 
 
