@@ -17,7 +17,9 @@ line gives the capture data, any line's ``incident_id`` is kept, the strongest `
 (incident > low_score > sample). A line whose JPEG no longer exists (retention deleted it) is
 skipped. Labels are resolved at read time, so labelling never rewrites a file:
 
-* a label on a frame (``file``) wins over a label on its incident; the newest label line wins;
+* a label on a frame (``file``) wins over everything; then a label stored with the frame (ground
+  truth carried by the frame header: replays, synthetic clips — never set by live cameras); then
+  the label of its incident; the newest label line wins;
 * a *false alarm* labels every frame of the incident ``clean`` (hard negatives);
 * a *true spill* labels the incident's frames from the first suspicious frame (``first_seen``) to
   the clearing (``cleared_at``; the last frame while still open) ``spill``; frames of the
@@ -295,6 +297,8 @@ def resolve_labels(
     for fr in frames:
         if fr.file in by_file:
             fr.label, fr.label_source = by_file[fr.file].label, "frame"
+            continue
+        if fr.label_source == "stored":  # ground truth that travelled with the frame (replay, synthetic clips)
             continue
         if fr.incident_id and fr.incident_id in by_incident:
             fr.label = incident_frame_label(by_incident[fr.incident_id].label, fr.capture_time, incidents.get(fr.incident_id))

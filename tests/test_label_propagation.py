@@ -107,3 +107,25 @@ def test_ack_labels_from_redis_are_copied_once(tmp_path: Path, local_stack: obje
     # other namespaces' acks are not read
     AckStore(redis_client, prefix + "-other", ttl_s=600).ack("inc-a", AckRequest(by="x", label="true"))
     assert sync_ack_labels(redis_client, prefix, tmp_path) == 0
+
+
+def test_ground_truth_stored_with_frames_beats_the_incident_verdict(tmp_path: Path) -> None:
+    """Frames that carried a label (replay / synthetic clips) keep it; operator frame labels still win."""
+    from processors.archive_policy import ArchivePolicy, Item, PolicyConfig
+    from processors.archive_store import ArchiveStore
+    from spillwatch.archive_format import IncidentRecord, append_incident
+    from tests.archive_builder import t_of
+
+    policy = ArchivePolicy(PolicyConfig(low_score=0.5, sample_every=1000, before_s=2.0, after_s=2.0))
+    store = ArchiveStore(tmp_path)
+    for seq in range(20):
+        truth = "spill" if 8 <= seq < 14 else "clean"
+        store.write(policy.on_frame(Item("cam-t", seq, t_of(seq), 0.9 if 6 <= seq < 14 else 0.1, "m", truth, b"x%d" % seq)))
+    kw = dict(incident_id="inc-t", camera="cam-t", state="cleared", first_seen=t_of(6), confirmed_at=t_of(8), cleared_at=t_of(15))
+    append_incident(tmp_path, IncidentRecord(**kw, before_s=2.0, after_s=2.0))  # type: ignore[arg-type]
+    store.write(policy.on_alert(**kw))  # type: ignore[arg-type]
+    label_incident(tmp_path, "inc-t", True)
+    labels = _by(tmp_path)
+    assert [labels[("cam-t", s)] for s in (6, 7, 8, 13, 14)] == ["clean", "clean", "spill", "spill", "clean"]
+    label_frames(tmp_path, [next(f.file for f in load_archive(tmp_path) if f.seq == 7)], True)
+    assert _by(tmp_path)[("cam-t", 7)] == "spill"
