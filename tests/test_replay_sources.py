@@ -61,3 +61,15 @@ def test_exactly_one_source(tmp_path: Path) -> None:
         load_frames(None, None, None, 2.0)
     with pytest.raises(typer.BadParameter):
         load_frames(tmp_path, tmp_path / "m.jsonl", None, 2.0)
+
+
+def test_replay_without_a_model_fails_clearly_before_starting_anything(tmp_path: Path) -> None:
+    from spillwatch.settings import Settings
+    from training.replay import ReplayError, ReplayOptions, run_replay
+    from training.replay_sources import SourceFrame
+
+    frames = [SourceFrame("c", 0, START, None, clean_jpeg)]
+    with pytest.raises(ReplayError, match="not found"):
+        run_replay(frames, Settings(), ReplayOptions(model=tmp_path / "missing.onnx", progress=False, work_dir=tmp_path / "w"))
+    with pytest.raises(ReplayError, match="no frames"):
+        run_replay([], Settings(), ReplayOptions(progress=False))

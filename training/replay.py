@@ -290,7 +290,11 @@ def _jpeg_wh(data: bytes) -> tuple[int, int]:
 def _threshold(settings: Settings, opts: ReplayOptions) -> tuple[float, str]:
     from spillwatch.model import card_path_for
 
-    card = json.loads(card_path_for(Path(settings.worker.model_path)).read_text())
+    model = Path(settings.worker.model_path)
+    cp = card_path_for(model)
+    if not model.is_file() or not cp.is_file():
+        raise ReplayError(f"model {model} or its card {cp.name} not found (give --model)")
+    card = json.loads(cp.read_text())
     thr = opts.threshold if opts.threshold is not None else settings.aggregator.threshold
     return (float(thr) if thr is not None else float(card["threshold"])), str(card.get("version", ""))
 
