@@ -160,8 +160,6 @@ def _wood(rng, T) -> Floor:
     base = np.array(_WOOD[rng.integers(len(_WOOD))], np.float32) * rng.uniform(0.85, 1.15)
     w = max(6, int(T / rng.uniform(5, 14)))
     n = T // w + 2
-    grain = cv2.resize(rng.standard_normal((T // 2 + 2, 6)).astype(np.float32), (T, T), interpolation=cv2.INTER_LINEAR)
-    grain = grain.T if False else grain
     yy, xx = np.mgrid[0:T, 0:T]
     plank = xx // w
     off = rng.integers(0, T, n)
