@@ -62,6 +62,7 @@ DEPLOY_DOCS: dict[str, str] = {
     "DEPLOY_MEDIA_DIR": "host folder mounted read-only at /opt/spillwatch/media for file/folder cameras",
     "DEPLOY_ACK_BIND": "host address of the acknowledgement API (0.0.0.0 to expose it beyond this host)",
     "DEPLOY_ACK_PORT": "host port of the acknowledgement API",
+    "DEPLOY_KAFKA_EXPORTER_IMAGE": "consumer-lag exporter (monitoring profile)",
     "DEPLOY_PROMETHEUS_IMAGE": "Prometheus image (monitoring profile)",
     "DEPLOY_PROMETHEUS_BIND": "host address of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_PORT": "host port of Prometheus (monitoring profile)",

@@ -359,6 +359,8 @@ def test_prometheus_scrapes_every_service(services: dict[str, Any]) -> None:
         assert len(ports) == 1, name
         assert scraped.get(name) == int(ports[0]), f"Prometheus does not scrape {name} on {ports[0]}"
     assert "worker" in scraped  # the scaled service, by DNS: compose answers with every replica
+    static = [t for job in prom["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    assert "kafka-exporter:9308" in static  # consumer-group lag from Kafka's side
     rules = yaml.safe_load((DEPLOY / "prometheus-rules.yml").read_text())
     assert prom["rule_files"] == ["/etc/prometheus/rules.yml"]
     assert all(r["annotations"]["runbook"].startswith("docs/operations.md#") for g in rules["groups"] for r in g["rules"])
