@@ -147,7 +147,7 @@ class Reader:
 
         from spillwatch.kafka import make_consumer
 
-        self.c = make_consumer(settings, [], group_id=None, enable_auto_commit=False)
+        self.c = make_consumer(settings, [], group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)  # the local broker answers a waiting fetch only at its deadline
         deadline = time.monotonic() + 20
         parts = None
         while not parts and time.monotonic() < deadline:
