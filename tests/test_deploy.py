@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -259,7 +260,7 @@ def test_service_environment_loads_into_settings(services: dict[str, Any], monke
 
     for name, svc in _spillwatch_services(services).items():
         with monkeypatch.context() as m:
-            for k in list(__import__("os").environ):
+            for k in list(os.environ):
                 if k.startswith("SPILLWATCH_"):
                     m.delenv(k)
             for k, v in svc.environment.items():
@@ -471,7 +472,7 @@ def test_env_example_active_lines_load_into_settings(monkeypatch: pytest.MonkeyP
 
     active = composefile.read_env_file(DEPLOY / ".env.example")
     assert active, "the example should set at least the partitions"
-    for k in list(__import__("os").environ):
+    for k in list(os.environ):
         if k.startswith("SPILLWATCH_"):
             monkeypatch.delenv(k)
     for k, v in active.items():
