@@ -99,7 +99,8 @@ class FramePublisher:
             log.warning("frame dropped: too large", camera=cam, seq=header.seq, bytes=len(value), limit=self.max_frame_bytes)
             return False
         with self._lock:
-            if self._inflight + self._frames.qsize() >= self.max_pending:
+            # _inflight counts every accepted frame until the broker acknowledges it (queued ones too)
+            if self._inflight >= self.max_pending:
                 full = True
             else:
                 full = False
