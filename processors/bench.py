@@ -304,10 +304,8 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         period = 1.0 / fps
         t_start = time.time()
         published = 0
-        tick = 0
         behind_max = 0.0
-        capture: dict[tuple[str, int], float] = {}
-        while time.time() - t_start < seconds:
+        for tick in range(int(round(seconds * fps))):
             target = t_start + tick * period
             delay = target - time.time()
             if delay > 0:
@@ -321,9 +319,7 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
                 now = datetime.now(UTC)
                 h = FrameHeader(camera_id=cam, seq=tick, capture_time=now, width=480, height=360)
                 prod.send(s.topics.frames, key=cam.encode(), value=encode_frame(h, jpeg))
-                capture[(cam, tick)] = now.timestamp()
                 published += 1
-            tick += 1
         prod.flush(30)
         prod.close()
         t_end = time.time()
@@ -382,8 +378,9 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
 
 
 def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[int], width: int,
-              throughput_frames: int, out: Path, embedded: bool, model: Path | None = None) -> dict[str, Any]:
-    base = get_settings()
+              throughput_frames: int, out: Path, embedded: bool, model: Path | None = None,
+              settings: Settings | None = None) -> dict[str, Any]:
+    base = settings or get_settings()
     model_path = Path(model or base.worker.model_path)
     if not model_path.is_file():
         raise SystemExit(f"bench pipeline needs the model: {model_path} not found (set SPILLWATCH_WORKER__MODEL_PATH)")

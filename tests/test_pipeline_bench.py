@@ -1,0 +1,40 @@
+"""``spillwatch bench pipeline`` end to end on a tiny scale (real broker, real worker processes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from processors.bench import dist, run_bench
+from spillwatch.settings import Settings
+from tests.tiny_model import build_tiny_model
+
+pytestmark = pytest.mark.integration
+
+
+def test_dist_percentiles() -> None:
+    d = dist([float(x) for x in range(1, 101)])
+    assert d["n"] == 100 and d["p50"] == pytest.approx(50.5) and d["p99"] == pytest.approx(99.0, abs=0.1)
+    assert dist([])["p50"] is None
+
+
+@pytest.mark.timeout(240)
+def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "model", input_size=64, map_size=8)
+    out = tmp_path / "bench" / "pipeline.json"
+    result = run_bench(
+        cameras=3, fps=2.0, seconds=4.0, worker_counts=[1], width=320, throughput_frames=60,
+        out=out, embedded=False, model=model, settings=stack_settings,
+    )
+    saved = json.loads(out.read_text())
+    assert saved["throughput"] == result["throughput"]
+    assert saved["profile"]["inference_ms_per_frame"] > 0 and saved["profile"]["ceiling_fps_one_worker"] > 0
+    (tp,) = saved["throughput"]
+    assert tp["workers"] == 1 and tp["classified"] == 60 and tp["frames_per_s"] > 0
+    lat = saved["latency"]
+    assert lat["published"] == 3 * 8 and lat["classified"] == lat["published"]
+    c2c = lat["capture_to_classification_ms"]
+    assert 0 < c2c["p50"] <= c2c["p99"] < 30_000
+    assert lat["false_alert_cameras"] == []
