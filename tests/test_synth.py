@@ -83,7 +83,7 @@ def test_clean_images_carry_hard_negatives():
 @pytest.mark.parametrize("liquid", sorted(LIQUIDS))
 def test_mask_covers_exactly_the_pixels_the_liquid_changed(liquid):
     """Same scene rendered with and without the liquid: the change sits inside the mask."""
-    for seed in (5, 6):
+    for seed in (5, 6, 1072, 1135):  # 1072/1135: thin drips under lens distortion, an occluded pool
         smp = generate_sample(seed, p_spill=1.0, liquid=liquid)
         scene = build_scene(seed, 256, True, smp.meta["attempt"], liquid=liquid)
         wet, mask = scene.render(level=0.0, frame_seed=1)
@@ -97,13 +97,13 @@ def test_mask_covers_exactly_the_pixels_the_liquid_changed(liquid):
         # with the full camera (blur, JPEG 16x16 colour blocks) the change still concentrates on the mask
         near = cv2.dilate(mask, np.ones((33, 33), np.uint8))
         assert diff[near > 0].sum() > 0.95 * diff.sum()
-        # without the effects that spread pixels, nothing changes beyond the 1-px anti-aliased rim
+        # without the effects that spread pixels (blur, JPEG), nothing changes outside the mask
         scene.camera.jpeg, scene.camera.blur, scene.camera.motion = 0, 0.0, 0
-        wet, mask = scene.render(level=0.0, frame_seed=1)
-        dry, _ = scene.render(level=None, frame_seed=1)
-        diff = np.abs(wet.astype(np.float32) - dry.astype(np.float32)).max(axis=2)
-        rim = cv2.dilate(mask, np.ones((5, 5), np.uint8))
-        assert diff[rim == 0].max() == 0, "liquid drawn outside its mask"
+        for stamp in (None, "2026-01-01 12:00:00"):
+            wet, mask = scene.render(level=0.0, frame_seed=1, stamp_text=stamp)
+            dry, _ = scene.render(level=None, frame_seed=1, stamp_text=stamp)
+            diff = np.abs(wet.astype(np.float32) - dry.astype(np.float32)).max(axis=2)
+            assert diff[mask == 0].max() == 0, "liquid drawn outside its mask"
 
 
 @pytest.mark.timeout(60)

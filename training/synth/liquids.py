@@ -3,7 +3,7 @@
 A liquid's shape is a scalar *field* in the floor plane; the liquid covers `field >= level`. A still
 image uses level 0; a clip lowers the level over time so the pool grows outward from its centre.
 The compositing works on the warped field, so the mask returned by the scene is exactly the set of
-pixels the liquid was drawn on (alpha >= 0.5; a 1-px anti-aliased rim below 0.5 is not masked).
+pixels the liquid was drawn on (alpha > 0: the body plus a 1-px anti-aliased rim).
 
 Appearance cues (what separates liquid from dry stains): sharp mirror reflections of the room and
 of the lights, specular glints clipped by the outline, refraction (the floor texture under water is

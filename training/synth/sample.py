@@ -14,7 +14,7 @@ MIN_SPILL_FRACTION = 0.002  # a spill image shows at least this share of pixels 
 @dataclass
 class SynthSample:
     image: np.ndarray  # HxWx3 BGR uint8
-    mask: np.ndarray  # HxW uint8 {0,1}: pixels the liquid was drawn on (visible after occlusion)
+    mask: np.ndarray  # HxW uint8 {0,1}: pixels the liquid was drawn on (visible after occlusion, AA rim included)
     label: str  # "spill" | "clean"
     meta: dict
 

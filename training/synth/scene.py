@@ -4,7 +4,7 @@
 distractors, the liquid's shape field); `Scene.render` draws one frame for a given liquid level
 and set of people, applies the camera (lens, blur, noise, timestamp, JPEG) and returns the BGR
 uint8 image and the spill mask of exactly the pixels the liquid was drawn on (after occlusion and
-lens distortion). Stills (`generate_sample`) and clips (`render_clip`) both use it.
+lens distortion; the thin burnt-in timestamp may cross it). Stills (`generate_sample`) and clips (`render_clip`) both use it.
 """
 
 from __future__ import annotations
@@ -153,9 +153,10 @@ class Scene:
         out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
         if cam.colour is not None and cam.colour[1] != 1.0:
             out = cv2.LUT(out, _gamma_lut(round(cam.colour[1], 2)))
-        mask = (alpha >= 0.5).astype(np.uint8)
+        # the mask is the support of the drawn liquid: every pixel it contributes to (its 1-px
+        # anti-aliased rim included), after occlusion and lens distortion
+        mask = (alpha > 0).astype(np.uint8)
         if cam.stamp and stamp_text:
-            text_mask = np.zeros((H, W), np.uint8)
             fs = W / 640 * 0.55
             th = max(1, int(round(W / 640 * 1.5)))
             (tw, tht), _ = cv2.getTextSize(stamp_text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
@@ -163,8 +164,6 @@ class Scene:
             org = {"tr": (W - tw - m, tht + m), "tl": (m, tht + m), "bl": (m, H - m)}[cam.stamp]
             cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
             cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), th, cv2.LINE_AA)
-            cv2.putText(text_mask, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, 1, th + 2)
-            mask[text_mask > 0] = 0
         if cam.jpeg:
             ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
             out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
