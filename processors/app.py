@@ -167,7 +167,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     out = _raw_topic(app, t.classifications)
     dlq_name = t.dead_letter(t.frames)
     dlq = _raw_topic(app, dlq_name)
-    rds = aioredis.from_url(settings.redis.url)
+    rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     prefix, ttl = settings.redis.key_prefix, settings.aggregator.evidence_frame_ttl_s
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
     clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads)
@@ -229,7 +229,7 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
     alerts = _raw_topic(app, t.spill_alerts)
     dlq_name = t.dead_letter(t.classifications)
     dlq = _raw_topic(app, dlq_name)
-    rds = aioredis.from_url(settings.redis.url)
+    rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     store = StateStore(rds, settings.redis.key_prefix, settings.aggregator.state_ttl_s)
     alog = get_logger("processors.aggregator", worker=wid)
 

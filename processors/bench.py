@@ -413,6 +413,18 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
             result["throughput"].append(r)
             print(f"throughput  workers={n} threads={r['threads_per_worker']}: {r['classified']}/{r['frames']} frames "
                   f"in {r['elapsed_s']} s = {r['frames_per_s']} frames/s (per worker {r['per_worker']})", flush=True)
+        one = next((r for r in result["throughput"] if r["workers"] == 1 and r["frames_per_s"]), None)
+        if one:
+            prof = result["profile"]
+            e2e = 1000.0 / one["frames_per_s"]
+            dec, inf = prof["decode_preprocess_ms_per_frame"], prof["inference_ms_per_frame"]
+            result["where_time_goes_one_worker_ms_per_frame"] = {
+                "end_to_end": round(e2e, 2), "decode_preprocess": dec, "inference": inf,
+                "kafka_faust_serialisation_other": round(max(0.0, e2e - dec - inf), 2),
+            }
+            w = result["where_time_goes_one_worker_ms_per_frame"]
+            print(f"time/frame  one worker: {w['end_to_end']} ms end to end = decode+preprocess {dec} + inference {inf} "
+                  f"+ Kafka/Faust/serialisation/other {w['kafka_faust_serialisation_other']}", flush=True)
         result["latency"] = latency(base, model_path, logdir, spill, clean, cameras=cameras, fps=fps,
                                     seconds=seconds, workers=max(worker_counts))
         _print_latency(result["latency"])
