@@ -148,6 +148,8 @@ class SpillModel:
         self.threshold = float(card["threshold"])
         self.map_threshold = float(card.get("map_threshold", 0.5))
         self.version = str(card["version"])
+        self.threads = threads
+        self._pool: Any = None
 
     @classmethod
     def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True) -> "SpillModel":
@@ -187,10 +189,38 @@ class SpillModel:
             return []
         return self.infer(np.stack([self.preprocess(im) for im in images]))
 
+    def preprocess_many(self, jpegs: Sequence[bytes]) -> list[np.ndarray | ImageDecodeError]:
+        """``preprocess_jpeg`` for several frames at once, spread over the session's thread count
+        (OpenCV releases the GIL while decoding). A corrupt frame yields its ImageDecodeError in its
+        place instead of failing the batch, so callers can dead-letter it and carry on."""
+        if len(jpegs) < 2 or self.threads < 2:
+            return [self._safe_preprocess(j) for j in jpegs]
+        return list(self._executor().map(self._safe_preprocess, jpegs))
+
+    def _safe_preprocess(self, data: bytes) -> np.ndarray | ImageDecodeError:
+        try:
+            return self.preprocess_jpeg(data)
+        except ImageDecodeError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - OpenCV raises cv2.error on hostile input
+            return ImageDecodeError(f"image decode failed: {type(exc).__name__}: {exc}")
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="spill-decode")
+        return self._pool
+
     def predict_jpegs(self, jpegs: Sequence[bytes]) -> list[Prediction]:
+        """Raises ImageDecodeError if any frame is corrupt (use ``preprocess_many`` to skip those)."""
         if not jpegs:
             return []
-        return self.infer(np.stack([self.preprocess_jpeg(j) for j in jpegs]))
+        xs = self.preprocess_many(jpegs)
+        for x in xs:
+            if isinstance(x, ImageDecodeError):
+                raise x
+        return self.infer(np.stack(xs))  # type: ignore[arg-type]
 
     def timed_infer(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
         t0 = time.perf_counter()

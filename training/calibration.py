@@ -68,6 +68,7 @@ class ThresholdChoice:
     recall_thresholds: dict[str, float | None] = field(default_factory=dict)
     floor_threshold: float | None = None
     notes: list[str] = field(default_factory=list)
+    caps: dict[str, float | None] = field(default_factory=dict)
 
 
 def choose_threshold(
@@ -75,22 +76,33 @@ def choose_threshold(
     floor_neg: np.ndarray,
     target_recall: float = 0.97,
     max_floor_fpr: float = 0.01,
+    neg_caps: dict[str, tuple[np.ndarray, float]] | None = None,
+    margin: float = 1e-3,
 ) -> ThresholdChoice:
     """The decision threshold: the lowest of the per-group thresholds that reach ``target_recall``
     (so the recall target holds in every group, e.g. each liquid), then raised if needed so the
-    false-positive rate on the hard-negative floors stays <= ``max_floor_fpr`` (a sanity floor that
-    wins over recall; a note says when it had to)."""
+    false-positive rate on the hard negatives stays within its cap: the floor photos at
+    ``max_floor_fpr`` and each ``neg_caps`` set (scores, max FPR). Caps win over recall; a note says
+    when they had to. ``margin`` keeps a cap threshold clear of the negative it sits on (int8 and
+    float rounding must not flip it)."""
     per = {name: threshold_for_recall(s, target_recall) for name, s in pos_groups.items()}
     valid = [t for t in per.values() if t is not None]
     t_recall = min(valid) if valid else 0.5
-    t_floor = threshold_for_fpr(floor_neg, max_floor_fpr)
+    caps: dict[str, float | None] = {"floor": threshold_for_fpr(floor_neg, max_floor_fpr)}
+    for name, (scores, fpr) in (neg_caps or {}).items():
+        caps[name] = threshold_for_fpr(scores, fpr)
+    caps = {k: (None if v is None else (v if v == 0.0 else v + margin)) for k, v in caps.items()}
+    t_floor = caps["floor"]
     choice = ThresholdChoice(threshold=t_recall, rule=f"min over groups of recall>={target_recall}",
                              recall_thresholds=per, floor_threshold=t_floor)
-    if t_floor is not None and t_floor > t_recall:
-        choice.threshold = t_floor
-        choice.rule += f", raised to keep floor FPR <= {max_floor_fpr}"
+    binding = max(((v, k) for k, v in caps.items() if v is not None), default=None)
+    if binding is not None and binding[0] > t_recall:
+        choice.threshold = binding[0]
+        choice.rule += f", raised by the '{binding[1]}' false-positive cap"
         choice.notes.append(
-            f"floor FPR cap raised the threshold from {t_recall:.4f} to {t_floor:.4f}: recall target not met in every group"
+            f"the '{binding[1]}' FPR cap raised the threshold from {t_recall:.4f} to {binding[0]:.4f}: "
+            "the recall target is not met in every group"
         )
+    choice.caps = caps
     choice.threshold = float(min(max(choice.threshold, 1e-4), 0.9999))
     return choice

@@ -60,7 +60,9 @@ def render_markdown(fp32: dict[str, Any], int8: dict[str, Any] | None = None) ->
           f"- Backbone: {fp32.get('backbone')}; frame head (global pool -> linear) and a spill-map head "
           f"(stride-16 + stride-32 features -> per-cell logits, {fp32.get('map_size')}x{fp32.get('map_size')}), "
           "supervised by the polygon masks.",
-          f"- Input: uint8 RGB [N,{fp32.get('input_size')},{fp32.get('input_size')},3]; normalisation, temperature and sigmoids are inside the graph.",
+          f"- Input: uint8 RGB [N,{fp32.get('input_size')},{fp32.get('input_size')},3]; normalisation "
+          f"({fp32.get('normalisation', {}).get('name')}: mean {fp32.get('normalisation', {}).get('mean_rgb_0_255')}, "
+          f"std {fp32.get('normalisation', {}).get('std_rgb_0_255')} on 0..255), temperature and sigmoids are inside the graph.",
           f"- Preprocessing: {fp32.get('normalisation', {}).get('resize')}.",
           f"- Calibration: {cal.get('method')}, T = {_f(cal.get('temperature'), 4)}, fitted on {cal.get('fitted_on')} ({cal.get('weighting')}).",
           f"- Decision threshold: **{_f(fp32.get('threshold'), 4)}** ({t.get('rule')}); map threshold {fp32.get('map_threshold')}.",
@@ -70,12 +72,18 @@ def render_markdown(fp32: dict[str, Any], int8: dict[str, Any] | None = None) ->
     L += ["", "Per-group thresholds that reach the recall target:", ""]
     for g, v in (t.get("recall_thresholds") or {}).items():
         L.append(f"- {g}: {_f(v, 4)}")
-    L.append(f"- floor-photo FPR cap threshold: {_f(t.get('floor_threshold'), 4)}")
+    for name, v in (t.get("fpr_caps") or {"floor": t.get("floor_threshold")}).items():
+        L.append(f"- false-positive cap '{name}': threshold {_f(v, 4)}")
+    L.append(f"  (caps: floor photos FPR <= {t.get('max_floor_fpr')}, synthetic clean scenes FPR <= {t.get('max_synth_clean_fpr')})")
     L += ["", "## Metrics at the threshold (ONNX Runtime)", ""]
     m32 = fp32.get("metrics", {}).get("onnx_fp32", {})
     L += ["fp32:", ""] + metrics_table(m32)
     if int8:
         L += ["", "int8:", ""] + metrics_table(int8.get("metrics", {}).get("onnx_int8", {}))
+        q = int8.get("quantisation", {})
+        L += ["", f"int8: static QDQ, {q.get('activations')} activations / {q.get('weights')} per-channel weights, "
+                  f"{q.get('calibration')} calibration on {q.get('calibration_frames')} real training frames; layers kept in fp32: "
+                  f"{q.get('fp32_nodes')} (chosen on held-out training frames: {[(x['fp32_nodes'], round(x['agreement'], 4)) for x in q.get('selection', {}).get('tried', [])]})."]
         p = int8.get("parity", {}).get("int8_vs_onnx_fp32", {})
         L += ["", f"int8 vs fp32 on {p.get('n')} val frames: decision agreement {_f(p.get('decision_agreement'), 4)}, "
                   f"max |dp| {_f(p.get('max_abs_prob_diff'), 4)}, map-cell agreement {_f(p.get('map_cell_agreement'), 4)}."]

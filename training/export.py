@@ -14,16 +14,22 @@ from typing import Any
 import numpy as np
 
 from spillwatch.model import card_path_for, sha256_file
-from training.net import IMAGENET_MEAN, IMAGENET_STD
+from training.net import NORMALISATIONS
 
 OPSET = 17
-NORMALISATION = {
-    "inside_graph": True,
-    "input": "uint8 RGB NHWC [N,S,S,3], 0..255",
-    "mean_rgb_0_1": list(IMAGENET_MEAN),
-    "std_rgb_0_1": list(IMAGENET_STD),
-    "resize": "whole frame squashed to S x S with cv2.INTER_AREA after (reduced) JPEG decoding; no crop",
-}
+
+
+def normalisation_card(name: str) -> dict[str, Any]:
+    mean, std = NORMALISATIONS[name]
+    return {
+        "inside_graph": True,
+        "name": name,
+        "formula": "(x - mean) / std per RGB channel, x in 0..255",
+        "mean_rgb_0_255": list(mean),
+        "std_rgb_0_255": list(std),
+        "input": "uint8 RGB NHWC [N,S,S,3], 0..255",
+        "resize": "whole frame squashed to S x S with cv2.INTER_AREA after (reduced) JPEG decoding; no crop",
+    }
 
 
 def export_fp32(net: Any, temperature: float, path: Path) -> None:
@@ -67,28 +73,76 @@ class _Reader:
         self.i = 0
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray) -> dict[str, Any]:
-    """Static QDQ quantisation: uint8 activations, int8 per-channel weights (U8S8, fast on x86
-    VNNI/AMX), MinMax calibration on real frames."""
+def _quantize(pre: Path, out: Path, calib_images: np.ndarray, exclude: list[str]) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(pre), str(out), _Reader(calib_images),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        # Clip (ReLU6) must be listed so it is fused with its Conv: otherwise the Conv output is
+        # quantised before the clip, over the BN-folded raw range (x10 coarser steps).
+        op_types_to_quantize=["Conv", "Gemm", "Clip"],
+        nodes_to_exclude=exclude,
+    )
+
+
+def _exclusion_candidates(model_path: Path) -> list[tuple[str, list[str]]]:
+    """Progressively larger fp32 islands at the input end (the stem and first blocks are the most
+    sensitive layers; they are also cheap at 160 px compared with the rest)."""
+    import onnx
+
+    names = [n.name for n in onnx.load(str(model_path)).graph.node if n.op_type in ("Conv", "Gemm")]
+    out: list[tuple[str, list[str]]] = [("none", [])]
+    stem = [n for n in names if "/stem" in n]
+    out.append(("stem", stem))
+    for k in (1, 3, 5, 8):
+        blocks = [n for n in names if any(f"/blocks16.{i}/" in n for i in range(k))]
+        out.append((f"stem+blocks16[0:{k}]", stem + blocks))
+    return out
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray, check_images: np.ndarray | None = None,
+                  threshold: float = 0.5, min_agreement: float = 0.995) -> dict[str, Any]:
+    """Static QDQ quantisation: uint8 activations, int8 per-channel weights (U8S8), MinMax calibration
+    on real frames. With ``check_images`` (frames NOT used for calibration), the smallest fp32 island
+    at the input end is chosen for which int8 decisions agree with fp32 on >= ``min_agreement`` of
+    them (falls back to the best one tried)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    info: dict[str, Any] = {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+                            "calibration": "MinMax", "calibration_frames": int(len(calib_images)),
+                            "op_types": ["Conv", "Gemm", "Clip"]}
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         try:
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         except Exception:  # pre-processing is an optimisation only
             shutil.copy(fp32_path, pre)
-        quantize_static(
-            str(pre), str(int8_path), _Reader(calib_images),
-            quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Mul", "Resize", "GlobalAveragePool", "ReduceMean"],
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
-    return {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
-            "calibration": "MinMax", "calibration_frames": int(len(calib_images))}
+        if check_images is None or not len(check_images):
+            _quantize(pre, int8_path, calib_images, [])
+            info["fp32_nodes"] = "none"
+            return info
+        ref, _ = ort_run(ort_session(fp32_path), check_images)
+        tried = []
+        best: tuple[float, str, Path] | None = None
+        for name, excl in _exclusion_candidates(pre):
+            cand = Path(td) / f"q-{len(tried)}.onnx"
+            _quantize(pre, cand, calib_images, excl)
+            p, _ = ort_run(ort_session(cand), check_images)
+            agree = float(np.mean((p >= threshold) == (ref >= threshold)))
+            tried.append({"fp32_nodes": name, "n_fp32_nodes": len(excl), "agreement": agree,
+                          "mean_abs_prob_diff": float(np.mean(np.abs(p - ref)))})
+            if best is None or agree > best[0]:
+                best = (agree, name, cand)
+            if agree >= min_agreement:
+                break
+        assert best is not None
+        shutil.copy(best[2], int8_path)
+        info.update({"fp32_nodes": best[1], "selection": {"check_frames": int(len(check_images)), "threshold": threshold,
+                     "min_agreement": min_agreement, "tried": tried}})
+    return info
 
 
 def ort_session(path: Path, threads: int = 2) -> Any:
@@ -154,7 +208,7 @@ def _json_default(o: Any) -> Any:
 
 
 def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Path, *, calib_images: np.ndarray,
-               parity_images: np.ndarray | None, int8: bool = True, eval_sets: Sequence[Any] = (),
+               parity_images: np.ndarray | None, check_images: np.ndarray | None = None, int8: bool = True, eval_sets: Sequence[Any] = (),
                finalise: Callable[[dict[str, Any]], None] | None = None, stem: str = "spillwatch") -> dict[str, dict[str, Any]]:
     """Write ``<stem>.onnx`` (+ ``<stem>-int8.onnx``) with cards into ``out``; returns the cards."""
     from training.train import group_report
@@ -185,7 +239,7 @@ def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Pat
 
     cards: dict[str, dict[str, Any]] = {}
     fp32_card = json.loads(json.dumps(card_base, default=_json_default))
-    fp32_card.update({"precision": "fp32", "opset": OPSET, "normalisation": NORMALISATION,
+    fp32_card.update({"precision": "fp32", "opset": OPSET, "normalisation": normalisation_card(net.normalisation),
                       "inputs": {"image": f"uint8 [N,{s},{s},3] RGB"},
                       "outputs": {"spill_prob": "float32 [N] calibrated", "spill_map": f"float32 [N,{s // 16},{s // 16}]"}})
     fp32_card["parity"] = {"onnx_fp32_vs_torch": par32}
@@ -193,7 +247,7 @@ def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Pat
     fp32_card["metrics"]["onnx_fp32"] = eval_metrics(sess32)
     if int8:
         int8_path = out / f"{stem}-int8.onnx"
-        qinfo = quantize_int8(fp32_path, int8_path, calib_images)
+        qinfo = quantize_int8(fp32_path, int8_path, calib_images, check_images, thr)
         sess8 = ort_session(int8_path)
         q_p, q_m = ort_run(sess8, par_imgs)
         par8 = parity(o_p, o_m, q_p, q_m, thr, mthr)
@@ -242,7 +296,8 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
     cfg = ck["config"]
     base = ck["card_base"]
     s = int(base["input_size"])
-    net = SpillNet(s, pretrained=False, freeze_blocks=int(cfg.get("freeze_blocks", 3)))
+    net = SpillNet(s, pretrained=False, freeze_blocks=int(cfg.get("freeze_blocks", 3)),
+                   normalisation=str(cfg.get("normalisation", "imagenet")))  # older checkpoints: imagenet
     net.load_state_dict(ck["state_dict"])
     net.eval()
     man = manifest or (Path(cfg["real_manifest"]) if cfg.get("real_manifest") else default_real_manifest())
@@ -250,8 +305,10 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
     tr = split_records(recs, "train")
     va = split_records(recs, "val")
     rng = np.random.default_rng([int(cfg.get("seed", 0)), 424242])
-    calib_recs = [tr[i] for i in rng.permutation(len(tr))[: int(cfg.get("calib_frames", 200))]]
-    calib = np.stack([runtime_input(load_record_image(r, s).image, s) for r in calib_recs])
+    perm = rng.permutation(len(tr))
+    nc = int(cfg.get("calib_frames", 200))
+    calib = np.stack([runtime_input(load_record_image(tr[i], s).image, s) for i in perm[:nc]])
+    check = np.stack([runtime_input(load_record_image(tr[i], s).image, s) for i in perm[nc : nc + 400]])
     ev = real_eval_set("real-val", va, [load_record_image(r, s) for r in va], s)
     return export_all(net, float(ck["temperature"]), base, out, calib_images=calib, parity_images=ev.images,
-                      int8=int8, eval_sets=[ev])
+                      check_images=check, int8=int8, eval_sets=[ev])

