@@ -48,6 +48,7 @@ SITE_VALUES: dict[str, str] = {
 # Descriptions of the compose-level variables (the defaults come from the compose file).
 DEPLOY_DOCS: dict[str, str] = {
     "DEPLOY_WORKERS": "classifier worker replicas (keep <= SPILLWATCH_KAFKA__PARTITIONS); `up --scale worker=N` overrides it once",
+    "DEPLOY_MODEL_FILE": "model file in the image's models/ (spillwatch-int8.onnx: faster on CPUs with VNNI/AMX; compare first)",
     "DEPLOY_IMAGE": "SpillWatch image built from deploy/Dockerfile (tag it per release to roll back)",
     "DEPLOY_KAFKA_IMAGE": "official Apache Kafka image (KRaft)",
     "DEPLOY_KAFKA_BOOTSTRAP": "bootstrap servers the services use; kafka3 profile: kafka:9092,kafka-2:9092,kafka-3:9092",

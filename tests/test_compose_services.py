@@ -15,9 +15,11 @@ kafka:9092/redis:6379; a free metrics port per process instead of 9100 in every 
 API on loopback), paths that are volumes or mounts in the containers (config file, evidence,
 archive, model), the Kafka client profile (``local``: the local broker needs short sessions and no
 idempotent producer, see DESIGN.md; sites use ``apache``), and per-test namespaces (topic prefix,
-Redis key prefix, archiver group) because other tests share the broker. The model is the tiny real
-ONNX graph of tests/tiny_model.py (the real model's quality is tested in the classifier's tests);
-the clip is made here: grey floor, then a red patch the tiny model scores as a spill.
+Redis key prefix, archiver group) because other tests share the broker. Files the image bakes in
+(models/) map to the repository's copy. In the full-pipeline test the model is the tiny real ONNX
+graph of tests/tiny_model.py, so that the page does not hang on the shipped model's quality (tested
+in the classifier's tests); the clip is made here: grey floor, then a red patch the tiny model
+scores as a spill. A second test runs the worker with the model the image ships, unchanged.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from tests.test_deploy import DEPLOY, REPO, composefile
 pytestmark = pytest.mark.integration
 
 CONTAINER_HEALTHCHECK = "/opt/spillwatch/healthcheck.py"
+CONTAINER_MODEL_DIR = "/opt/spillwatch/models"  # deploy/Dockerfile: COPY models/ /opt/spillwatch/models/
 SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
 RED_CAMERA = "deploy-red"
 SAMPLE_CAMERA = "deploy-sample"
@@ -134,6 +137,9 @@ class ComposeRun:
         env.update(self.image_env)  # image ENV < env_file < environment (compose precedence)
         env.update(self.env_file)
         env.update(svc.environment)
+        for k, v in env.items():  # files the image bakes in (COPY models/) -> the repository's copy
+            if v.startswith(CONTAINER_MODEL_DIR + "/"):
+                env[k] = str(REPO / "models" / v[len(CONTAINER_MODEL_DIR) + 1 :])
         env.update(self.overrides)
         port = None
         for k in list(env):
@@ -182,11 +188,34 @@ class ComposeRun:
                 r.proc.wait(5)
 
 
+def _overrides(local_stack: Any, tmp_path: Path, config: Path) -> dict[str, str]:
+    ns = uuid.uuid4().hex[:8]
+    return {
+        # hosts: the local stack instead of the compose network
+        "SPILLWATCH_KAFKA__BOOTSTRAP": local_stack.bootstrap,
+        "SPILLWATCH_REDIS__URL": local_stack.redis_url,
+        # client settings for the local broker (short sessions, no idempotent producer)
+        "SPILLWATCH_KAFKA__PROFILE": "local",
+        # mounts and volumes of the containers
+        "SPILLWATCH_CONFIG": str(config),
+        "SPILLWATCH_ALERTING__EVIDENCE_DIR": str(tmp_path / "evidence"),
+        "SPILLWATCH_ARCHIVE__ROOT": str(tmp_path / "archive"),
+        # namespaces: other tests share this broker and Redis
+        "SPILLWATCH_KAFKA__TOPIC_PREFIX": f"compose.{ns}.",
+        "SPILLWATCH_REDIS__KEY_PREFIX": f"compose:{ns}",
+        "SPILLWATCH_ARCHIVE__GROUP_ID": f"compose.{ns}.spillwatch-archiver",
+    }
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
+
+
 @pytest.fixture()
 def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
+    """All services; the tiny test model, and a clip it pages on."""
     from tests.tiny_model import build_tiny_model
 
-    ns = uuid.uuid4().hex[:8]
     model = build_tiny_model(tmp_path / "model", name="spillwatch")
     clip = tmp_path / "red.mp4"
     make_red_clip(clip)
@@ -200,24 +229,24 @@ def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
     config.write_text(yaml.safe_dump(cameras))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
-    overrides = {
-        # hosts: the local stack instead of the compose network
-        "SPILLWATCH_KAFKA__BOOTSTRAP": local_stack.bootstrap,
-        "SPILLWATCH_REDIS__URL": local_stack.redis_url,
-        # client settings for the local broker (short sessions, no idempotent producer)
-        "SPILLWATCH_KAFKA__PROFILE": "local",
-        # mounts and volumes of the containers
-        "SPILLWATCH_CONFIG": str(config),
-        "SPILLWATCH_WORKER__MODEL_PATH": str(model),
-        "SPILLWATCH_ALERTING__EVIDENCE_DIR": str(tmp_path / "evidence"),
-        "SPILLWATCH_ARCHIVE__ROOT": str(tmp_path / "archive"),
-        # namespaces: other tests share this broker and Redis
-        "SPILLWATCH_KAFKA__TOPIC_PREFIX": f"compose.{ns}.",
-        "SPILLWATCH_REDIS__KEY_PREFIX": f"compose:{ns}",
-        "SPILLWATCH_ARCHIVE__GROUP_ID": f"compose.{ns}.spillwatch-archiver",
-    }
-    run = ComposeRun(workdir, base_env, overrides)
+    overrides = _overrides(local_stack, tmp_path, config)
+    # the page must not depend on the shipped model's quality: the tiny model pages on the red clip
+    overrides["SPILLWATCH_WORKER__MODEL_PATH"] = str(model)
+    run = ComposeRun(workdir, _base_env(), overrides)
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+@pytest.fixture()
+def shipped_model_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
+    """Worker with the model the image ships (models/, as COPYed by the Dockerfile)."""
+    config = tmp_path / "config.yml"
+    config.write_text(yaml.safe_dump({"cameras": [{"id": SAMPLE_CAMERA, "source": str(SAMPLE_CLIP), "fps": 2}]}))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    run = ComposeRun(workdir, _base_env(), _overrides(local_stack, tmp_path, config))
     try:
         yield run
     finally:
@@ -362,3 +391,49 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         assert r.proc.poll() is None, f"{r.name} exited:\n{r.tail()}"
         hc = run.healthcheck(r)
         assert hc.returncode == 0, hc.stderr
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not SAMPLE_CLIP.exists(), reason="samples/clips/spill.mp4 is missing")
+def test_worker_classifies_with_the_model_the_image_ships(shipped_model_run: ComposeRun) -> None:
+    """No model override: the worker loads /opt/spillwatch/models/<DEPLOY_MODEL_FILE> (here: the
+    repository's models/, which the Dockerfile copies) and every classification names its version."""
+    import json
+
+    from spillwatch.events import Classification
+    from spillwatch.settings import Settings
+    from tests.helpers import consume_all
+
+    run = shipped_model_run
+    init = run.start("topic-init")
+    assert init.proc.wait(90) == 0, init.tail()
+    worker = run.start("worker")
+    model_path = Path(worker.env["SPILLWATCH_WORKER__MODEL_PATH"])
+    assert model_path.parent == REPO / "models" and model_path.exists(), model_path
+    card = json.loads(model_path.with_suffix(".card.json").read_text())
+    _wait(lambda: worker.proc.poll() is None and run.healthcheck(worker).returncode == 0, 90, "worker healthy", [worker])
+
+    producer = run.start("producer")
+    _wait(lambda: producer.proc.poll() is not None, 90, "producer finished the clip", [producer, worker])
+    assert producer.proc.returncode == 0, producer.tail()
+    published = 0
+    for line in producer.log.read_text(errors="replace").splitlines():
+        if line.startswith(f"{SAMPLE_CAMERA}:"):
+            published = int(line.split("published")[1].split(",")[0])
+    assert published >= 30, producer.tail()
+
+    def classified() -> float:
+        return metric(metric_samples(worker.metrics_port), "spillwatch_frames_classified_total", camera=SAMPLE_CAMERA)
+
+    _wait(lambda: classified() >= published, 90, "every frame classified by the shipped model", [worker])
+    settings = Settings(
+        kafka={
+            "bootstrap": run.overrides["SPILLWATCH_KAFKA__BOOTSTRAP"],
+            "profile": "local",
+            "topic_prefix": run.overrides["SPILLWATCH_KAFKA__TOPIC_PREFIX"],
+        }
+    )
+    records = consume_all(settings, settings.topics.classifications, timeout_s=20, min_count=published)
+    versions = {Classification.from_bytes(r.value).model_version for r in records}
+    assert versions == {card["version"]}, versions
+    print(f"shipped model {card['version']}: {published} frames published, {classified():.0f} classified")
