@@ -403,6 +403,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         "partitions": base.kafka.partitions, "batch_size": base.worker.batch_size,
         "batch_timeout_s": base.worker.batch_timeout_s,
         "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
     }
     try:
         result["profile"] = profile(model_path, spill, base.worker.batch_size, base.worker.intra_op_threads)
@@ -429,6 +430,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
                                     seconds=seconds, workers=max(worker_counts))
         _print_latency(result["latency"])
     finally:
+        result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
         if stack is not None:
             stack.stop()
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -165,8 +165,14 @@ def test_concurrent_aggregators_on_same_camera_confirm_once(local_stack: Any, tm
         sink = Sink()
         a1, a2 = make(r, prefix, sink, tmp_path), make(r, prefix, sink, tmp_path)
         seq = [cls(i, 0.9) for i in range(8)]
-        # both members process the same records at once (a rebalance overlap)
-        await asyncio.gather(*(a.handle(c) for c in seq for a in (a1, a2)))
+        # both members process the same records, each in partition order, at the same time
+        # (a rebalance overlap: the old owner still works while the new one starts)
+        async def consume(a: Aggregator) -> None:
+            for c in seq:
+                await a.handle(c)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(consume(a1), consume(a2))
         assert [k for _, k in sink.kinds()] == ["confirmed"]
 
     run(local_stack, body)
