@@ -51,6 +51,9 @@ class ClientProfile:
     # Faust/aiokafka: one record per batch, so the broker's "latest offset" answer stays exact
     # (Tansu answers short when the last batch holds several records; Faust table recovery skips).
     faust_max_batch_size: int | None
+    # How long a fetch may wait for data. The local broker answers a waiting fetch only at this
+    # deadline (not when data arrives), so a long wait adds straight to latency there.
+    fetch_max_wait_ms: int = 500
 
 
 PROFILES: dict[str, ClientProfile] = {
@@ -66,6 +69,7 @@ PROFILES: dict[str, ClientProfile] = {
         batch_size=1024 * 1024,
         request_timeout_ms=10_000,
         faust_max_batch_size=1,
+        fetch_max_wait_ms=50,
     ),
     "apache": ClientProfile(
         name="apache",
@@ -154,6 +158,7 @@ def consumer_config(
         max_partition_fetch_bytes=max(1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
         fetch_max_bytes=max(50 * 1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
         allow_auto_create_topics=False,
+        fetch_max_wait_ms=p.fetch_max_wait_ms,
     )
     cfg.update(overrides)
     return cfg
