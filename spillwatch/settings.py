@@ -195,14 +195,6 @@ class ArchiveSettings(BaseModel):
     max_age_days: float = Field(default=30.0, gt=0)
     max_bytes: int = Field(default=10 * 1024**3, gt=0)
     metrics_port: int | None = None
-
-
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="ignore", validate_default=True
-    )
-
-    config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
     incident_max_s: float = Field(
         default=1800.0, gt=0, description="an open (never cleared) incident keeps every frame this long after confirmation"
     )
@@ -216,6 +208,14 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(default=600.0, gt=0, description="how often the archiver applies retention")
     label_sync_s: float = Field(default=30.0, gt=0, description="how often the archiver copies ack labels from Redis")
     group_id: str = Field(default="spillwatch-archiver", description="consumer group of the archiver")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "console"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
