@@ -27,8 +27,13 @@ def test_evaluate_cli_writes_metrics_and_report(tmp_path: Path) -> None:
         f.write(json.dumps({"file": "images/broken.jpg", "label": "clean", "polygons": []}) + "\n")
     out = tmp_path / "m.json"
     rep = tmp_path / "report"
-    r = CliRunner().invoke(app, ["evaluate", "--manifest", str(mp), "--model", str(DEFAULT_MODEL), "--json", str(out),
-                                 "--report", str(rep), "--threshold", "0.5"])
+    try:
+        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(mp), "--model", str(DEFAULT_MODEL), "--json", str(out),
+                                     "--report", str(rep), "--threshold", "0.5"])
+    finally:  # the CLI bound the log output to the runner's (now closed) stderr
+        from spillwatch.logs import configure_logging
+
+        configure_logging()
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert KEYS <= set(res)

@@ -80,6 +80,9 @@ def _quantize(pre: Path, out: Path, calib_images: np.ndarray, exclude: list[str]
         str(pre), str(out), _Reader(calib_images),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        # 7-bit weights: without VNNI (AVX2 only, as on this machine) the u8 x s8 kernels add pairs in
+        # int16 and saturate; reduce_range avoids it (val decision agreement 97.9 % -> 99.4 % here).
+        reduce_range=True,
         calibrate_method=CalibrationMethod.MinMax,
         # Clip (ReLU6) must be listed so it is fused with its Conv: otherwise the Conv output is
         # quantised before the clip, over the BN-folded raw range (x10 coarser steps).
@@ -111,7 +114,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray, ch
     them (falls back to the best one tried)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    info: dict[str, Any] = {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+    info: dict[str, Any] = {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8 (7-bit range)",
                             "calibration": "MinMax", "calibration_frames": int(len(calib_images)),
                             "op_types": ["Conv", "Gemm", "Clip"]}
     with tempfile.TemporaryDirectory() as td:
@@ -310,5 +313,16 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
     calib = np.stack([runtime_input(load_record_image(tr[i], s).image, s) for i in perm[:nc]])
     check = np.stack([runtime_input(load_record_image(tr[i], s).image, s) for i in perm[nc : nc + 400]])
     ev = real_eval_set("real-val", va, [load_record_image(r, s) for r in va], s)
+    evs = [ev]
+    n_sv = int(cfg.get("synthetic_val", 0) or 0)
+    if n_sv:
+        from training.datasets import make_synth_set
+        from training.train import synth_eval_set
+
+        cache = Path(cfg["cache_dir"]) if cfg.get("cache_dir") else None
+        sv = make_synth_set(n_sv, int(cfg.get("seed", 0)) + 7919, int(cfg.get("synth_size", 200)), 0.5,
+                            int(cfg.get("gen_workers", 2)), cache)
+        evs.append(synth_eval_set(sv, s))
+        check = np.concatenate([check, evs[1].images])
     return export_all(net, float(ck["temperature"]), base, out, calib_images=calib, parity_images=ev.images,
-                      check_images=check, int8=int8, eval_sets=[ev])
+                      check_images=check, int8=int8, eval_sets=evs)

@@ -436,6 +436,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from training.export import export_all
 
     calib, check = _calib_images(maker, evsets, cfg)
+    # the held-out synthetic frames are harder than training frames: they also judge the int8 model
+    check = np.concatenate([check] + [e.images for e in evsets if e.name == "synthetic-val"])
     cards = export_all(net, temperature, card_base, out, calib_images=calib, check_images=check,
                        parity_images=(evsets[0].images if evsets else None), int8=cfg.export_int8,
                        eval_sets=evsets, finalise=lambda c: _finalise(c, t_start))
