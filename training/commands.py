@@ -34,7 +34,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         synthetic_val: int = typer.Option(600, help="held-out synthetic samples (calibration and threshold groups)"),
         no_real: bool = typer.Option(False, "--no-real", help="do not train on the real train split (val is still used)"),
         no_synthetic: bool = typer.Option(False, "--no-synthetic", help="do not use the synthetic generator"),
-        archive: list[Path] = typer.Option(None, "--archive", help="extra manifest(s) in the shared format (repeatable)"),
+        archive: list[Path] = typer.Option(
+            None, "--archive", help="a SpillWatch archive root (its labelled frames are exported) or a manifest in the shared format (repeatable)"
+        ),
         manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP),
         seed: int = typer.Option(20261129),
         input_size: int = typer.Option(160, help="model input side (multiple of 32)"),
@@ -50,11 +52,13 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         threads: int = typer.Option(2),
     ) -> None:
         """Fine-tune, calibrate, pick the threshold, export ONNX fp32 + int8 with model cards."""
+        from spillwatch.archive_format import resolve_archive_manifest
         from training.train import TrainConfig, train
 
         out_dir = out or Path("runs") / f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        archives = [resolve_archive_manifest(a, out_dir) for a in archive or []]
         cfg = TrainConfig(
-            out=out_dir, real_manifest=manifest or _default_manifest(), archives=list(archive or []),
+            out=out_dir, real_manifest=manifest or _default_manifest(), archives=archives,
             use_real=not no_real, use_synthetic=not no_synthetic, synthetic=synthetic, synthetic_val=synthetic_val,
             epochs=epochs, seed=seed, input_size=input_size, batch_size=batch_size, max_steps=max_steps,
             synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
