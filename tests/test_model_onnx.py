@@ -109,3 +109,19 @@ def test_training_preprocessing_is_the_runtime_preprocessing(tmp_path: Path) -> 
         a = m.preprocess_jpeg(r.path.read_bytes())
         b = runtime_input(load_record_image(r, m.input_size).image, m.input_size)
         assert np.array_equal(a, b)
+
+
+def test_preprocess_many_matches_preprocess_jpeg_and_flags_corrupt_frames(tmp_path: Path) -> None:
+    from spillwatch.model import ImageDecodeError
+    from training.datasets import load_manifest, write_synthetic_manifest
+
+    m = SpillModel.load(DEFAULT_MODEL, threads=2)
+    jpegs = [r.path.read_bytes() for r in load_manifest(write_synthetic_manifest(tmp_path, 4, seed=9))]
+    jpegs.insert(2, b"\xff\xd8garbage")
+    out = m.preprocess_many(jpegs)
+    assert isinstance(out[2], ImageDecodeError)
+    for j, x in zip(jpegs[:2] + jpegs[3:], out[:2] + out[3:]):
+        assert isinstance(x, np.ndarray) and np.array_equal(x, m.preprocess_jpeg(j))
+    with pytest.raises(ImageDecodeError):
+        m.predict_jpegs(jpegs)
+    assert len(m.predict_jpegs(jpegs[:2])) == 2

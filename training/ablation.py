@@ -72,3 +72,25 @@ def attach_ablation(models_dir: Path, ablation: dict[str, Any], stem: str = "spi
             cards[prec] = c
     if "fp32" in cards:
         write_markdown(models_dir / "MODEL_CARD.md", cards["fp32"], cards.get("int8"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.ablation [--steps 300] [--out runs/ablation] [--attach models]``"""
+    import argparse
+
+    from training.datasets import default_real_manifest
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--manifest", type=Path, default=None)
+    ap.add_argument("--attach", type=Path, default=None, help="write the result into the cards in this folder")
+    a = ap.parse_args(argv)
+    res = run_ablation(TrainConfig(real_manifest=a.manifest or default_real_manifest()), a.out, a.steps)
+    if a.attach:
+        attach_ablation(a.attach, res)
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "synth_groups"} for k, v in res["arms"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
