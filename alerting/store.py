@@ -111,6 +111,21 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def _outcome_record(job: Job, status: str, now: float, *, tries: int, reason: str) -> dict[str, Any]:
+    """The audit record of a page's final outcome (kept per incident and in the pages log)."""
+    alert = job.alert
+    return {
+        "incident_id": alert.incident_id,
+        "camera_id": alert.camera_id,
+        "state": alert.state.value,
+        "channel": job.channel,
+        "status": status,
+        "at": _iso(now),
+        "tries": tries,
+        "reason": reason,
+    }
+
+
 class AlertStore:
     def __init__(self, redis: Any, key_prefix: str, *, idempotency_ttl_s: int, lease_s: float) -> None:
         self.r = redis
@@ -210,24 +225,19 @@ class AlertStore:
         pipe.hset(key, f"{alert.state.value}:{job.channel}", json.dumps(record, separators=(",", ":")))
         pipe.expire(key, self.ttl)
 
-    def complete_sent(self, job: Job, owner: str, now: float, *, tries: int, reason: str, dry_run: bool) -> dict[str, Any]:
-        alert = job.alert
-        record = {
-            "incident_id": alert.incident_id,
-            "camera_id": alert.camera_id,
-            "state": alert.state.value,
-            "channel": job.channel,
-            "status": "sent",
-            "at": _iso(now),
-            "tries": tries,
-            "reason": reason,
-            "dry_run": dry_run,
-        }
+    def _finish(self, job: Job, page_state: str, record: dict[str, Any]) -> Any:
+        """Open a transaction that marks the job's page final and drops it from the queue (caller executes)."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(self.page_key(job.job_id), f"sent:{_iso(now)}", ex=self.ttl)
+        pipe.set(self.page_key(job.job_id), page_state, ex=self.ttl)
         pipe.zrem(self.queue_key, job.job_id)
         pipe.hdel(self.jobs_key, job.job_id)
         self._page_record(pipe, job, record)
+        return pipe
+
+    def complete_sent(self, job: Job, owner: str, now: float, *, tries: int, reason: str, dry_run: bool) -> dict[str, Any]:
+        record = _outcome_record(job, "sent", now, tries=tries, reason=reason)
+        record["dry_run"] = dry_run
+        pipe = self._finish(job, f"sent:{_iso(now)}", record)
         pipe.rpush(self.pages_key, json.dumps(record, separators=(",", ":")))
         pipe.ltrim(self.pages_key, -PAGES_LOG_MAX, -1)
         pipe.execute()
@@ -242,22 +252,8 @@ class AlertStore:
         self._release(keys=[self.page_key(job.job_id)], args=[f"inflight:{owner}"])
 
     def complete_dead(self, job: Job, now: float, *, tries: int, reason: str) -> None:
-        alert = job.alert
-        record = {
-            "incident_id": alert.incident_id,
-            "camera_id": alert.camera_id,
-            "state": alert.state.value,
-            "channel": job.channel,
-            "status": "dead",
-            "at": _iso(now),
-            "tries": tries,
-            "reason": reason,
-        }
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(self.page_key(job.job_id), f"dead:{reason[:200]}", ex=self.ttl)
-        pipe.zrem(self.queue_key, job.job_id)
-        pipe.hdel(self.jobs_key, job.job_id)
-        self._page_record(pipe, job, record)
+        record = _outcome_record(job, "dead", now, tries=tries, reason=reason)
+        pipe = self._finish(job, f"dead:{reason[:200]}", record)
         pipe.execute()
 
     def release(self, job: Job, owner: str, due: float) -> None:
