@@ -90,6 +90,19 @@ def dist(values: list[float]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM every live process, wait up to ``grace_s`` for each, then SIGKILL the stragglers."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
 class Services:
     def __init__(self, settings: Settings, model: Path, logdir: Path) -> None:
         self.settings = settings
@@ -127,15 +140,7 @@ class Services:
         return p
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_processes(self.procs, grace_s=20)
         self.procs.clear()
 
 

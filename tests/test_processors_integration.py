@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from processors.bench import stop_processes
 from spillwatch.events import (
     FRAME_MAGIC,
     Classification,
@@ -60,15 +61,7 @@ class Procs:
         return next(self.logdir.glob(f"*-{i}.log")).read_text(errors="replace")
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        stop_processes(self.procs, grace_s=15)
 
 
 @pytest.fixture()
