@@ -431,9 +431,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                      "train_seconds": round(train_seconds, 1), "total_seconds": None, "history": history,
                      "torch": _t.__version__, "python": platform.python_version(), "machine": platform.machine()},
     }
+    from training.export import _json_default, export_all
+
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": temperature,
                 "card_base": json.loads(json.dumps(card_base, default=_json_default))}, out / "model.pt")
-    from training.export import export_all
 
     calib, check = _calib_images(maker, evsets, cfg)
     # the held-out synthetic frames are harder than training frames: they also judge the int8 model
@@ -470,11 +471,3 @@ def _calib_images(maker: BatchMaker, evsets: Sequence[EvalSet], cfg: TrainConfig
     arr = np.stack(frames)[order]
     n_cal = min(cfg.calib_frames, max(1, len(arr) // 2)) if len(arr) < want else cfg.calib_frames
     return arr[:n_cal], arr[n_cal:]
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))
