@@ -154,7 +154,7 @@ class TopicWatcher(threading.Thread):
                     tally = self.tallies[c.camera_id]
                     tally.classified.add(c.seq)
                     tally.max_prob = max(tally.max_prob, c.spill_prob)
-                    if c.seq == 0 or tally.first_capture is None or c.capture_time < tally.first_capture:
+                    if tally.first_capture is None or c.capture_time < tally.first_capture:
                         tally.first_capture = c.capture_time
             else:
                 a = SpillAlert.from_bytes(value)

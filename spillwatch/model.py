@@ -85,8 +85,8 @@ def decode_jpeg(data: bytes, target: int | None = None) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     flag = cv2.IMREAD_COLOR
     if target is not None:
-        # Peek at the size cheaply via the header-only decode of OpenCV is not available; use a
-        # conservative rule: JPEG frames from producers are <= 640 px wide, reduced-2 keeps >= S.
+        # The size comes from the JPEG's SOF marker (no decode); reduce only while the short side
+        # stays >= target.
         flag = _reduced_flag(data, target)
     img = cv2.imdecode(buf, flag)
     if img is None or img.size == 0:
