@@ -1,7 +1,6 @@
 """Acknowledgements of incidents, stored in Redis.
 
-Key layout (a contract other stages may read, e.g. replay labels):
-``<redis.key_prefix>:ack:<incident id>`` — a hash with ``incident_id``, ``by``, ``at`` (ISO-8601
+Key: ``RedisKeys.ack`` (spillwatch/redis_keys.py, ``P:ack:<incident id>``) — a hash with ``incident_id``, ``by``, ``at`` (ISO-8601
 UTC), ``note`` and optionally ``label`` (``"true"``: it was a real spill, ``"false"``: false alarm).
 """
 
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spillwatch.events import UtcDatetime, utcnow
+from spillwatch.redis_keys import RedisKeys
 
 Label = Literal["true", "false"]
 
@@ -46,20 +46,16 @@ class Ack(BaseModel):
     label: Label | None = None
 
 
-def ack_key(key_prefix: str, incident_id: str) -> str:
-    return f"{key_prefix}:ack:{incident_id}"
-
-
 class AckStore:
     def __init__(self, redis: Any, key_prefix: str, ttl_s: int, on_ack: Any = None) -> None:
         self._r = redis
-        self._prefix = key_prefix
+        self._keys = RedisKeys(key_prefix)
         self._ttl = ttl_s
         self._on_ack = on_ack  # callable(incident_id) run after storing (cancels escalation)
 
     def ack(self, incident_id: str, req: AckRequest, at: datetime | None = None) -> Ack:
         ack = Ack(incident_id=incident_id, by=req.by, at=at or utcnow(), note=req.note, label=req.label)
-        key = ack_key(self._prefix, incident_id)
+        key = self._keys.ack(incident_id)
         fields = {"incident_id": incident_id, "by": ack.by, "at": ack.at.isoformat(), "note": ack.note}
         pipe = self._r.pipeline(transaction=True)
         pipe.delete(key)
@@ -71,11 +67,11 @@ class AckStore:
         return ack
 
     def get(self, incident_id: str) -> Ack | None:
-        raw = self._r.hgetall(ack_key(self._prefix, incident_id))
+        raw = self._r.hgetall(self._keys.ack(incident_id))
         if not raw:
             return None
         d = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}
         return Ack.model_validate(d)
 
     def is_acked(self, incident_id: str) -> bool:
-        return bool(self._r.exists(ack_key(self._prefix, incident_id)))
+        return bool(self._r.exists(self._keys.ack(incident_id)))

@@ -104,14 +104,18 @@ def ack(
 def webhook_receiver(
     port: int = typer.Option(8099, "--port"),
     host: str = typer.Option("127.0.0.1", "--host"),
-    secret: str = typer.Option(None, "--secret", envvar="SPILLWATCH_ALERTING__WEBHOOK_SECRET", help="HMAC secret"),
     out: Path = typer.Option(Path("var/webhook-pages.jsonl"), "--out", help="JSONL file of received pages"),
     fail_for: float = typer.Option(0.0, "--fail-for", help="answer 500 for the first S seconds"),
 ) -> None:
+    """The HMAC secret is the webhook's own setting (``alerting.webhook_secret``: environment, config
+    file or secrets directory), never a command-line argument (visible in ``ps``)."""
     import threading
 
     from alerting.receiver import WebhookReceiver
+    from spillwatch.settings import get_settings
 
+    configured = get_settings().alerting.webhook_secret
+    secret = configured.get_secret_value() if configured is not None else None
     recv = WebhookReceiver(host, port, secret=secret, out=out, fail_for_s=fail_for).start()
     typer.echo(f"webhook receiver on {recv.url} (signature {'required' if secret else 'not checked'}), pages -> {out}")
     stopping = threading.Event()

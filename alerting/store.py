@@ -2,19 +2,11 @@
 the escalation schedule. Every alerting instance shares it, so instances can scale out and a
 restarted one picks up where a crashed one stopped.
 
-Keys (``P`` = ``<redis.key_prefix>:alerting``):
-
-- ``P:jobs``            hash  job id -> job JSON (alert, channel, tries so far, last reason)
-- ``P:queue``           zset  job id -> unix time the next try is due
-- ``P:page:<job id>``   string, the idempotency key of one page (incident|state|channel):
-                        ``inflight:<owner>`` with a TTL of ``inflight_lease_s`` while a try runs
-                        (expires if the process dies, so a restart retries instead of skipping),
-                        ``sent:<time>`` after a success, ``dead:<reason>`` after the last try
-                        (both kept ``idempotency_ttl_s``)
-- ``P:incident:<id>``   hash  camera_id, last state, ``alert:<state>`` -> alert JSON, escalated flag
-- ``P:incident:<id>:pages`` hash ``<state>:<channel>`` -> page record JSON
-- ``P:escalations``     zset  incident id -> unix time its escalation is due
-- ``P:pages``           list  page records (sent or dry-run), newest last, capped
+Keys: ``P:alerting:*`` of spillwatch/redis_keys.py (the shared contract): the page jobs and their
+due times, one idempotency key per page (``inflight:<owner>`` with a TTL of ``inflight_lease_s``
+while a try runs — it expires if the process dies, so a restart retries instead of skipping —,
+``sent:<time>`` after a success, ``dead:<reason>`` after the last try), incidents with their page
+records, the escalation schedule and the page log.
 """
 
 from __future__ import annotations
@@ -25,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spillwatch.events import AlertState, SpillAlert
+from spillwatch.redis_keys import RedisKeys
 
 PAGES_LOG_MAX = 10_000
 
@@ -130,7 +123,7 @@ class AlertStore:
     def __init__(self, redis: Any, key_prefix: str, *, idempotency_ttl_s: int, lease_s: float) -> None:
         self.r = redis
         self.key_prefix = key_prefix
-        self.p = f"{key_prefix}:alerting"
+        self.keys = RedisKeys(key_prefix)
         self.ttl = idempotency_ttl_s
         self.lease_ms = int(lease_s * 1000)
         self._claim = redis.register_script(_CLAIM)
@@ -141,25 +134,25 @@ class AlertStore:
     # ------------------------------------------------------------------ keys
     @property
     def jobs_key(self) -> str:
-        return f"{self.p}:jobs"
+        return self.keys.alerting_jobs
 
     @property
     def queue_key(self) -> str:
-        return f"{self.p}:queue"
+        return self.keys.alerting_queue
 
     @property
     def escalations_key(self) -> str:
-        return f"{self.p}:escalations"
+        return self.keys.alerting_escalations
 
     @property
     def pages_key(self) -> str:
-        return f"{self.p}:pages"
+        return self.keys.alerting_pages
 
     def page_key(self, job_id: str) -> str:
-        return f"{self.p}:page:{job_id}"
+        return self.keys.alerting_page(job_id)
 
     def incident_key(self, incident_id: str) -> str:
-        return f"{self.p}:incident:{incident_id}"
+        return self.keys.alerting_incident(incident_id)
 
     # ------------------------------------------------------------------ incidents
     def record_alert(self, alert: SpillAlert) -> None:
@@ -174,7 +167,7 @@ class AlertStore:
         return self.r.hgetall(self.incident_key(incident_id))
 
     def incident_pages(self, incident_id: str) -> dict[str, dict[str, Any]]:
-        raw = self.r.hgetall(self.incident_key(incident_id) + ":pages")
+        raw = self.r.hgetall(self.keys.alerting_incident_pages(incident_id))
         return {k: json.loads(v) for k, v in raw.items()}
 
     def mark_escalated(self, incident_id: str) -> None:
@@ -221,7 +214,7 @@ class AlertStore:
 
     def _page_record(self, pipe: Any, job: Job, record: dict[str, Any]) -> None:
         alert = job.alert
-        key = self.incident_key(alert.incident_id) + ":pages"
+        key = self.keys.alerting_incident_pages(alert.incident_id)
         pipe.hset(key, f"{alert.state.value}:{job.channel}", json.dumps(record, separators=(",", ":")))
         pipe.expire(key, self.ttl)
 

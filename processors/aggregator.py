@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from processors.confirmation import ConfirmParams, StepResult, observe, params_for, tick
-from processors.evidence import frame_key, render_snapshot, write_snapshot
+from processors.evidence import render_snapshot, write_snapshot
 from processors.state_store import Publish, StateStore
 from spillwatch import metrics
 from spillwatch.events import AlertState, Classification, EventError, SpillAlert, utcnow
@@ -127,7 +127,7 @@ class Aggregator:
         if alert.evidence.snapshot_ref:
             return alert
         try:
-            jpeg = await self.store.r.get(frame_key(self.store.keys.prefix, c.camera_id, c.seq))
+            jpeg = await self.store.r.get(self.store.keys.evidence_frame(c.camera_id, c.seq))
             if not jpeg:
                 log.warning("no frame for the evidence snapshot", camera=c.camera_id, seq=c.seq, incident=alert.incident_id)
                 return alert

@@ -32,6 +32,7 @@ from spillwatch.events import DeadLetter
 from spillwatch.kafka import faust_broker_settings
 from spillwatch.logs import get_logger
 from spillwatch.model import ModelError, card_path_for
+from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 
 Role = Literal["classifier", "aggregator"]
@@ -61,8 +62,11 @@ def model_thresholds(settings: Settings) -> tuple[float, float]:
 
 def _faust_kwargs(settings: Settings, role: Role, web_port: int | None) -> dict[str, Any]:
     kw = faust_broker_settings(settings, safe_offsets=False)
+    datadir = settings.faust_datadir(app_id(settings, role))
+    datadir.mkdir(parents=True, exist_ok=True)
     kw.update(
         id=app_id(settings, role),
+        datadir=str(datadir),  # under settings.data_dir, not "<id>-data" in the working directory
         autodiscover=False,
         store="memory://",
         topic_disable_leader=True,
@@ -156,7 +160,6 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     import redis.asyncio as aioredis
 
     from processors.classifier import BatchTimings, Classifier
-    from processors.evidence import frame_key
     from spillwatch.model import SpillModel
 
     t = settings.topics
@@ -168,7 +171,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     dlq_name = t.dead_letter(t.frames)
     dlq = _raw_topic(app, dlq_name)
     rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
-    prefix, ttl = settings.redis.key_prefix, settings.aggregator.evidence_frame_ttl_s
+    keys, ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
     clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads)
 
@@ -193,7 +196,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                 try:
                     async with rds.pipeline(transaction=False) as pipe:
                         for c in suspicious:
-                            pipe.set(frame_key(prefix, c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
+                            pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
                         await pipe.execute()
                 except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
                     clog.warning("could not keep evidence frames in Redis", error=repr(exc))

@@ -4,7 +4,7 @@ Two ways in, one record format (``LabelRecord`` lines in ``ROOT/index/labels.jso
 
 * ``spillwatch label INCIDENT --true|--false`` appends a label directly (``label_incident``);
 * the acknowledgement endpoint / ``spillwatch ack`` stores ``label`` ("true"/"false") in the ack
-  hash ``<redis.key_prefix>:ack:<incident>`` (alerting/acks.py); the archiver copies those into
+  hash ``RedisKeys.ack`` (spillwatch/redis_keys.py); the archiver copies those into
   the archive every ``archive.label_sync_s`` (``sync_ack_labels``), so labels survive the ack TTL.
 
 Frames inherit at read time (spillwatch/archive_format.py: ``resolve_labels``).
@@ -25,6 +25,7 @@ from spillwatch.archive_format import (
     read_labels,
 )
 from spillwatch.logs import get_logger
+from spillwatch.redis_keys import RedisKeys
 
 log = get_logger("processors.archive_labels")
 
@@ -85,9 +86,10 @@ def sync_ack_labels(redis: Any, key_prefix: str, root: Path | str) -> int:
     Idempotent: an ack label already recorded (same incident, label and ack time) is not repeated.
     Returns the number of labels appended.
     """
+    keys = RedisKeys(key_prefix)
     seen = {(r.incident_id, r.label, r.at.isoformat()) for r in read_labels(root) if r.source == "ack"}
     added = 0
-    for key in redis.scan_iter(match=f"{key_prefix}:ack:*", count=500):
+    for key in redis.scan_iter(match=keys.ack_pattern, count=500):
         raw = redis.hgetall(key)
         if not raw:
             continue
@@ -95,7 +97,7 @@ def sync_ack_labels(redis: Any, key_prefix: str, root: Path | str) -> int:
         verdict = d.get("label")
         if verdict not in ("true", "false"):
             continue
-        incident_id = d.get("incident_id") or _s(key).rsplit(":ack:", 1)[-1]
+        incident_id = d.get("incident_id") or keys.incident_of_ack_key(_s(key))
         try:
             at = datetime.fromisoformat(d["at"])
         except (KeyError, ValueError):

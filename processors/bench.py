@@ -394,7 +394,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     logdir.mkdir(parents=True, exist_ok=True)
     stack = None
     if embedded:
-        from spillwatch.stack import LocalStack
+        from devstack.stack import LocalStack
 
         stack = LocalStack().start()
         base = base.model_copy(update={

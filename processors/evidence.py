@@ -2,7 +2,7 @@
 
 How the aggregator gets the frame (it only sees classifications): the classifier keeps the JPEG of
 every *suspicious* frame (spill_prob >= the camera's threshold) in Redis for a short time
-(``P:frame:<camera>:<seq>``, TTL ``aggregator.evidence_frame_ttl_s``). The confirming frame of an
+(``RedisKeys.evidence_frame``: ``P:frame:<camera>:<seq>``, TTL ``aggregator.evidence_frame_ttl_s``). The confirming frame of an
 incident is always such a frame (its score, and so its probability, is at or above the threshold),
 so on ``confirmed`` the aggregator fetches it, draws the region and writes
 ``<alerting.evidence_dir>/<incident id>.jpg`` (a volume shared with alerting); the path goes into
@@ -23,10 +23,6 @@ import numpy as np
 
 from spillwatch.events import Region
 from spillwatch.model import ImageDecodeError, decode_jpeg
-
-
-def frame_key(key_prefix: str, camera: str, seq: int) -> str:
-    return f"{key_prefix}:frame:{camera}:{seq}"
 
 
 def render_snapshot(

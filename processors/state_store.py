@@ -1,15 +1,6 @@
 """Redis persistence of the per-camera incident state, with a transactional alert outbox.
 
-Keys (all under ``settings.redis.key_prefix`` = ``P``):
-
-=============================  ==========================================================
-``P:agg:cam:<camera>``         CameraState JSON (TTL ``aggregator.state_ttl_s``, refreshed on write)
-``P:agg:open``                 set of cameras with an open (confirmed) incident (escalation timer)
-``P:agg:outbox``               hash ``<incident>:<state>`` -> SpillAlert JSON, not yet published
-``P:agg:sent:<incident>:<st>`` "published" marker (dedupe record, TTL ``state_ttl_s``)
-``P:agg:claim:<incident>:<st>`` short lease of the process publishing that entry
-``P:ack:<incident>``           acknowledgement, written by alerting (read here: no escalation)
-=============================  ==========================================================
+Keys: ``P:agg:*`` and ``P:ack:<incident>`` of spillwatch/redis_keys.py (the shared contract).
 
 Exactly-once *decisions*, at-least-once *publication*:
 
@@ -29,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -37,6 +27,7 @@ from redis.exceptions import WatchError
 from processors.confirmation import CameraState, Phase, StepResult
 from spillwatch.events import AlertState, SpillAlert
 from spillwatch.logs import get_logger
+from spillwatch.redis_keys import RedisKeys
 
 log = get_logger("processors.state_store")
 
@@ -46,32 +37,6 @@ _STATE_ORDER = {AlertState.CONFIRMED: 0, AlertState.ESCALATED: 1, AlertState.CLE
 def event_key(alert: SpillAlert) -> str:
     """Outbox/dedupe key of an alert: one confirmed, escalated and cleared event per incident."""
     return f"{alert.incident_id}:{alert.state.value}"
-
-
-@dataclass(frozen=True)
-class Keys:
-    prefix: str
-
-    def state(self, camera: str) -> str:
-        return f"{self.prefix}:agg:cam:{camera}"
-
-    @property
-    def open(self) -> str:
-        return f"{self.prefix}:agg:open"
-
-    @property
-    def outbox(self) -> str:
-        return f"{self.prefix}:agg:outbox"
-
-    def sent(self, ek: str) -> str:
-        return f"{self.prefix}:agg:sent:{ek}"
-
-    def claim(self, ek: str) -> str:
-        return f"{self.prefix}:agg:claim:{ek}"
-
-    def ack(self, incident_id: str) -> str:
-        # The alerting service's acknowledgement key (alerting/acks.py: <prefix>:ack:<incident id>).
-        return f"{self.prefix}:ack:{incident_id}"
 
 
 Transition = Callable[[CameraState], StepResult]
@@ -84,13 +49,13 @@ class StateStore:
 
     def __init__(self, redis: Any, key_prefix: str, ttl_s: int, *, claim_lease_s: float = 30.0) -> None:
         self.r = redis
-        self.keys = Keys(key_prefix)
+        self.keys = RedisKeys(key_prefix)
         self.ttl_s = int(ttl_s)
         self.claim_lease_ms = int(claim_lease_s * 1000)
 
     # ------------------------------------------------------------------ state
     async def load(self, camera: str) -> CameraState:
-        raw = await self.r.get(self.keys.state(camera))
+        raw = await self.r.get(self.keys.agg_state(camera))
         return CameraState.from_json(raw) if raw else CameraState(camera_id=camera)
 
     async def apply(self, camera: str, transition: Transition, prepare: Prepare | None = None) -> StepResult:
@@ -98,7 +63,7 @@ class StateStore:
         in the outbox in the same transaction. ``prepare`` (optional) may enrich the alerts before
         the commit (e.g. the evidence snapshot); it must be idempotent (it can run again on a retry).
         Returns the step result with the alerts as committed."""
-        key = self.keys.state(camera)
+        key = self.keys.agg_state(camera)
         for attempt in range(50):
             async with self.r.pipeline(transaction=True) as pipe:
                 try:
@@ -113,11 +78,11 @@ class StateStore:
                     pipe.multi()
                     pipe.set(key, result.state.to_json(), ex=self.ttl_s)
                     for a in alerts:
-                        pipe.hset(self.keys.outbox, event_key(a), a.to_bytes())
+                        pipe.hset(self.keys.agg_outbox, event_key(a), a.to_bytes())
                     if result.state.phase == Phase.CONFIRMED:
-                        pipe.sadd(self.keys.open, camera)
+                        pipe.sadd(self.keys.agg_open, camera)
                     else:
-                        pipe.srem(self.keys.open, camera)
+                        pipe.srem(self.keys.agg_open, camera)
                     await pipe.execute()
                     return result.model_copy(update={"alerts": alerts})
                 except WatchError:
@@ -126,7 +91,7 @@ class StateStore:
         raise RuntimeError(f"state of camera {camera} kept changing under 50 transaction attempts")
 
     async def open_cameras(self) -> list[str]:
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in await self.r.smembers(self.keys.open))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in await self.r.smembers(self.keys.agg_open))
 
     async def is_acknowledged(self, incident_id: str) -> bool:
         return bool(await self.r.exists(self.keys.ack(incident_id)))
@@ -135,7 +100,7 @@ class StateStore:
     async def pending(self) -> list[SpillAlert]:
         """Alerts committed but not yet published, oldest first (confirmed before escalated before
         cleared within an incident)."""
-        raw = await self.r.hgetall(self.keys.outbox)
+        raw = await self.r.hgetall(self.keys.agg_outbox)
         alerts = [SpillAlert.from_bytes(v) for v in raw.values()]
         return sorted(alerts, key=lambda a: (a.event_time, _STATE_ORDER[a.state], a.incident_id))
 
@@ -147,23 +112,23 @@ class StateStore:
         done: list[SpillAlert] = []
         for alert in todo:
             ek = event_key(alert)
-            if await self.r.exists(self.keys.sent(ek)):
-                await self.r.hdel(self.keys.outbox, ek)  # published before a crash; just tidy up
+            if await self.r.exists(self.keys.agg_sent(ek)):
+                await self.r.hdel(self.keys.agg_outbox, ek)  # published before a crash; just tidy up
                 continue
-            if not await self.r.set(self.keys.claim(ek), b"1", nx=True, px=self.claim_lease_ms):
+            if not await self.r.set(self.keys.agg_claim(ek), b"1", nx=True, px=self.claim_lease_ms):
                 continue  # another aggregator is publishing it right now
-            if not await self.r.hexists(self.keys.outbox, ek):
-                await self.r.delete(self.keys.claim(ek))  # someone finished it meanwhile
+            if not await self.r.hexists(self.keys.agg_outbox, ek):
+                await self.r.delete(self.keys.agg_claim(ek))  # someone finished it meanwhile
                 continue
             try:
                 await publish(alert)
             except Exception:
-                await self.r.delete(self.keys.claim(ek))
+                await self.r.delete(self.keys.agg_claim(ek))
                 raise
             async with self.r.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.sent(ek), b"1", ex=self.ttl_s)
-                pipe.hdel(self.keys.outbox, ek)
-                pipe.delete(self.keys.claim(ek))
+                pipe.set(self.keys.agg_sent(ek), b"1", ex=self.ttl_s)
+                pipe.hdel(self.keys.agg_outbox, ek)
+                pipe.delete(self.keys.agg_claim(ek))
                 await pipe.execute()
             done.append(alert)
         return done

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from spillwatch.errors import BrokerUnavailable
 from spillwatch.logs import get_logger
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -258,14 +259,60 @@ def topic_specs(settings: "Settings", partitions: int | None = None) -> list[Top
     return specs
 
 
+def make_admin(settings: "Settings", client_id: str = "spillwatch-admin") -> Any:
+    """A kafka-python admin client for the configured brokers.
+
+    kafka-python 3 rejects the ``authorized_operations`` bitmask some brokers (Tansu) return in
+    DescribeGroups; nothing here needs it, so it is dropped before parsing."""
+    from kafka import KafkaAdminClient
+
+    class _Admin(KafkaAdminClient):  # type: ignore[misc]
+        def _process_acl_operations(self, obj: dict[str, Any]) -> dict[str, Any]:
+            obj.pop("authorized_operations", None)
+            return obj
+
+    return _Admin(**common_config(settings, client_id))
+
+
+def groups_ready(settings: "Settings", members: dict[str, int]) -> bool:
+    """True when every consumer group in ``members`` is Stable with at least that many members
+    (its consumers own their partitions). False while groups form or the broker is busy."""
+    admin = make_admin(settings, "spillwatch-admin-groups")
+    try:
+        desc = admin.describe_groups(list(members))
+    except Exception as exc:  # noqa: BLE001 - "coordinator loading" while groups form
+        log.debug("groups not ready", error=str(exc))
+        return False
+    finally:
+        admin.close()
+    for group, n in members.items():
+        d = desc.get(group) or {}
+        if d.get("group_state") != "Stable" or len(d.get("members") or []) < n:
+            return False
+    return True
+
+
+def delete_topics_with_prefix(settings: "Settings", prefix: str) -> int:
+    """Delete every topic whose name starts with ``prefix`` (a private namespace); returns how many."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = make_admin(settings, "spillwatch-admin-cleanup")
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+        return len(mine)
+    finally:
+        admin.close()
+
+
 def create_topics(settings: "Settings", partitions: int | None = None, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the pipeline's topics if missing (idempotent). Returns {topic: "created"|"exists"}."""
-    from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     wait_for_broker(settings.kafka.bootstrap, timeout_s)
-    admin = KafkaAdminClient(**common_config(settings, "spillwatch-admin"))
+    admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
         result: dict[str, str] = {}
@@ -311,9 +358,7 @@ def _wait_topics_ready(admin: Any, names: list[str], timeout_s: float) -> None:
 
 def topic_partitions(settings: "Settings", topic: str) -> int:
     """Number of partitions of ``topic`` (0 if it does not exist)."""
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**common_config(settings, "spillwatch-admin"))
+    admin = make_admin(settings)
     try:
         if topic not in admin.list_topics():
             return 0
@@ -361,11 +406,11 @@ def broker_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
 
 
 def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
-    """Block until the broker answers metadata requests; TimeoutError after ``timeout`` seconds."""
+    """Block until the broker answers metadata requests; BrokerUnavailable after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         if broker_ready(bootstrap, timeout_s=min(3.0, max(0.5, deadline - time.monotonic()))):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"Kafka broker at {bootstrap} not ready after {timeout:.0f}s")
+            raise BrokerUnavailable(f"Kafka broker at {bootstrap} not ready after {timeout:.0f}s")
         time.sleep(0.2)

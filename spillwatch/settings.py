@@ -18,13 +18,14 @@ hard-coded beyond loopback defaults that match ``spillwatch stack up``.
 from __future__ import annotations
 
 import os
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from spillwatch.topics import Topics
 
@@ -37,7 +38,13 @@ LOCAL_BROKER_PORT = 19092
 LOCAL_REDIS_PORT = 16379
 
 
-class KafkaSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors (a typo must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
     bootstrap: str = f"127.0.0.1:{LOCAL_BROKER_PORT}"
     # "local": the embedded Tansu broker (short session timeouts, no idempotent producer);
     # "apache": Apache Kafka at a site (idempotent producer, normal timeouts).
@@ -55,12 +62,12 @@ class KafkaSettings(BaseModel):
         return Topics(self.topic_prefix)
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(_Section):
     url: str = f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0"
     key_prefix: str = "spillwatch"
 
 
-class CameraConfig(BaseModel):
+class CameraConfig(_Section):
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
     source: str = Field(description="video file, rtsp:// or http(s):// URL, 'device:N', or 'folder:PATH'")
     fps: float = Field(default=2.0, gt=0, le=30, description="sampling rate published to Kafka")
@@ -88,7 +95,7 @@ class CameraConfig(BaseModel):
         return v
 
 
-class ProducerSettings(BaseModel):
+class ProducerSettings(_Section):
     heartbeat_s: float = Field(default=5.0, gt=0, description="camera-health heartbeat interval")
     stall_after_s: float = Field(default=5.0, gt=0, description="no frame this long -> stalled")
     offline_after_s: float = Field(default=15.0, gt=0, description="grace period before offline")
@@ -105,7 +112,7 @@ class ProducerSettings(BaseModel):
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; None disables")
 
 
-class WorkerSettings(BaseModel):
+class WorkerSettings(_Section):
     model_path: Path = DEFAULT_MODEL
     batch_size: int = Field(default=8, ge=1)
     batch_timeout_s: float = Field(
@@ -120,7 +127,7 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = None
 
 
-class AggregatorSettings(BaseModel):
+class AggregatorSettings(_Section):
     window: int = Field(default=5, ge=1, description="n: frames in the sliding window")
     confirm_k: int = Field(default=3, ge=1, description="k: frames above threshold to confirm")
     clear_threshold_ratio: float = Field(
@@ -147,7 +154,7 @@ class AggregatorSettings(BaseModel):
         return self
 
 
-class AlertingSettings(BaseModel):
+class AlertingSettings(_Section):
     channels: list[str] = Field(default_factory=lambda: ["console"])
     escalation_channels: list[str] = Field(default_factory=list)
     escalate_after_s: float = Field(default=300.0, gt=0, description="unacknowledged this long -> escalate")
@@ -186,7 +193,7 @@ class AlertingSettings(BaseModel):
     ack_ttl_s: int = Field(default=365 * 24 * 3600, gt=0, description="how long acknowledgements are kept")
 
 
-class ArchiveSettings(BaseModel):
+class ArchiveSettings(_Section):
     root: str = "var/archive"
     low_score: float = Field(default=0.2, ge=0, le=1, description="frames above this are always kept")
     sample_every: int = Field(default=50, ge=1, description="keep 1 in N ordinary frames")
@@ -212,12 +219,13 @@ class ArchiveSettings(BaseModel):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="ignore", validate_default=True
+        env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
     config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
+    data_dir: Path = Field(default=Path("var"), description="working data of the services (Faust state, ...)")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -226,6 +234,11 @@ class Settings(BaseSettings):
     aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
 
     @classmethod
     def settings_customise_sources(
@@ -236,14 +249,27 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+        init_kwargs = getattr(init_settings, "init_kwargs", {}) or {}
+        path = config_path(init_kwargs.get("config"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        sources.append(file_secret_settings)
+        return tuple(sources)
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> "Settings":
+    def _cameras_consistent(self) -> "Settings":
         ids = [c.id for c in self.cameras]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
             raise ValueError(f"duplicate camera ids: {sorted(dup)}")
+        for c in self.cameras:
+            window = c.window or self.aggregator.window
+            k = c.confirm_k or self.aggregator.confirm_k
+            if k > window:
+                raise ValueError(
+                    f"camera {c.id}: confirm_k {k} > window {window} (a spill could never be confirmed)"
+                )
         return self
 
     @property
@@ -253,33 +279,103 @@ class Settings(BaseSettings):
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
 
+    def faust_datadir(self, app_id: str) -> Path:
+        """Where a Faust app keeps its local files (under ``data_dir``, not the working directory)."""
+        return self.data_dir / "faust" / app_id
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the file named by SPILLWATCH_CONFIG (or an init ``config=`` argument)."""
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
-        return None, field_name, False
+class ConfigError(ValueError):
+    """Invalid configuration: one short message that names the setting and where it came from."""
 
-    def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("SPILLWATCH_CONFIG")
-        if not path:
-            return {}
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"SPILLWATCH_CONFIG={path}: no such file")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the config file must be a mapping")
-        return data
+
+def config_path(explicit: Path | str | None = None) -> Path | None:
+    """The YAML config file: ``explicit`` (an init ``config=``), else ``SPILLWATCH_CONFIG``, else none.
+    A named file that does not exist is an error (a typo must not run a site on the defaults)."""
+    raw = explicit if explicit is not None else os.environ.get("SPILLWATCH_CONFIG")
+    if raw is None or str(raw) == "":
+        return None
+    p = Path(raw)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} (SPILLWATCH_CONFIG): no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: must be a mapping of sections (kafka:, cameras:, ...)")
+    return p
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return "SPILLWATCH_" + "__".join(str(p).upper() for p in loc)
+
+
+def _source_of(loc: tuple[Any, ...], path: Path | None) -> str:
+    """Where a setting came from: the environment variable when it is set, else the config file."""
+    for n in range(len(loc), 0, -1):
+        name = _env_name(tuple(p for p in loc[:n] if not isinstance(p, int)))
+        if name in os.environ:
+            return f"environment {name}"
+    return f"config file {path}" if path is not None else "defaults"
+
+
+def explain(exc: ValidationError, path: Path | None) -> str:
+    """A pydantic error as one short line per problem: ``aggregator.confrim_k (config file x): ...``."""
+    lines = []
+    for e in exc.errors()[:5]:
+        loc = tuple(e["loc"])
+        name = ".".join(str(p) for p in loc) or "settings"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown setting (misspelt?)"
+        lines.append(f"{name} ({_source_of(loc, path)}): {msg}")
+    more = len(exc.errors()) - 5
+    if more > 0:
+        lines.append(f"(+{more} more)")
+    return "; ".join(lines)
 
 
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
-    """Settings from the environment and the YAML file (``config`` overrides SPILLWATCH_CONFIG)."""
-    if config is not None:
-        os.environ["SPILLWATCH_CONFIG"] = str(config)
-    return Settings(**overrides)
+    """Settings from the environment over the YAML file (``config``, else ``SPILLWATCH_CONFIG``).
+    Raises ConfigError with a short message for anything invalid."""
+    path = config_path(config)
+    try:
+        return Settings(config=path, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, path)) from None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return load_settings()
+
+
+def settings_to_yaml(settings: Settings) -> str:
+    """The whole effective configuration as YAML, secrets included (a child process reads it back
+    as its only source: ``write_settings_file``)."""
+    return yaml.safe_dump(_plain(settings.model_dump(mode="python", exclude={"config"})), sort_keys=False)
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """Write ``settings`` for a child process (mode 0600: it may hold credentials)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(settings_to_yaml(settings))
+    return path
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, SecretStr):
+        return v.get_secret_value()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, Enum):
+        return v.value
+    return v

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from spillwatch.settings import DEFAULT_MODEL, Settings
-from spillwatch.stack import LocalStack
+from devstack.stack import LocalStack
 
 TEST_PARTITIONS = 4
 

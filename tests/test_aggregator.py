@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from processors.aggregator import Aggregator, Rejected
-from processors.evidence import frame_key
+from spillwatch.redis_keys import RedisKeys
 from processors.state_store import StateStore, event_key
 from spillwatch.events import Classification, Region, SpillAlert
 from spillwatch.settings import Settings
@@ -76,15 +76,15 @@ def test_confirmed_once_state_in_redis_with_ttl(local_stack: Any, tmp_path: Path
         a = sink.alerts[0]
         assert a.evidence.confirming_seq == 3 and a.first_seen == T0 + timedelta(seconds=0.5)
         # state lives in Redis (a fresh aggregator sees it), with the configured TTL
-        key = agg.store.keys.state("cam-1")
+        key = agg.store.keys.agg_state("cam-1")
         ttl = await r.ttl(key)
         assert 0 < ttl <= agg.settings.aggregator.state_ttl_s
         fresh = make(r, prefix, sink, tmp_path)
         st = await fresh.store.load("cam-1")
         assert st.incident is not None and st.incident.id == a.incident_id and st.last_seq == 5
         assert await fresh.store.open_cameras() == ["cam-1"]
-        assert await r.hlen(agg.store.keys.outbox) == 0
-        assert await r.exists(agg.store.keys.sent(event_key(a)))
+        assert await r.hlen(agg.store.keys.agg_outbox) == 0
+        assert await r.exists(agg.store.keys.agg_sent(event_key(a)))
 
     run(local_stack, body)
 
@@ -153,9 +153,9 @@ def test_crash_after_publish_before_mark_is_not_republished_once_marked(local_st
             await agg.handle(cls(i, 0.9))
         a = sink.alerts[0]
         # simulate: the outbox entry is back (crash before HDEL) but the sent marker was written
-        await r.hset(agg.store.keys.outbox, event_key(a), a.to_bytes())
+        await r.hset(agg.store.keys.agg_outbox, event_key(a), a.to_bytes())
         assert await agg.tick() == []
-        assert len(sink.alerts) == 1 and await r.hlen(agg.store.keys.outbox) == 0
+        assert len(sink.alerts) == 1 and await r.hlen(agg.store.keys.agg_outbox) == 0
 
     run(local_stack, body)
 
@@ -204,7 +204,7 @@ def test_snapshot_written_from_classifier_frame(local_stack: Any, tmp_path: Path
     async def body(r: Any, prefix: str) -> None:
         sink = Sink()
         agg = make(r, prefix, sink, tmp_path)
-        await r.set(frame_key(prefix, "cam-1", 2), spill_jpeg(), ex=60)
+        await r.set(RedisKeys(prefix).evidence_frame("cam-1", 2), spill_jpeg(), ex=60)
         smap = np.zeros((8, 8), int)
         smap[4:, :4] = 240
         for i in range(3):

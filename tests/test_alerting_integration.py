@@ -21,7 +21,7 @@ from alerting.receiver import WebhookReceiver
 from alerting.service import AlertingService
 from spillwatch.events import AlertState, DeadLetter, SpillAlert
 from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
-from spillwatch.stack import free_port
+from devstack.stack import free_port
 from tests.helpers import consume_all, wait_until
 from tests.test_notifiers import make_alert
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from alerting.acks import AckRequest, AckStore, ack_key
+from alerting.acks import AckRequest, AckStore
+from spillwatch.redis_keys import RedisKeys
 from alerting.routing import job_id
 from alerting.service import make_redis
 from alerting.store import AlertStore, Job
@@ -119,6 +120,6 @@ def test_ack_stored_with_label_and_cancels_escalation(store: AlertStore) -> None
     assert got is not None and (got.by, got.note, got.label) == ("maria", "mopped", "true")
     assert store.escalation_due_at("inc-9") is None
     # the layout other stages read (archive labels): <prefix>:ack:<incident>
-    assert store.r.hget(ack_key(store.key_prefix, "inc-9"), "label") == "true"
+    assert store.r.hget(RedisKeys(store.key_prefix).ack("inc-9"), "label") == "true"
     with pytest.raises(ValueError):
         AckRequest(by="x", label="maybe")

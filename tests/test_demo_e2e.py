@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spillwatch.demo import bundled_clips, run_demo
+from devstack.demo import bundled_clips, run_demo
 from spillwatch.settings import DEFAULT_MODEL, AggregatorSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

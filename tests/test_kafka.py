@@ -111,7 +111,7 @@ def test_redis_ping(redis_client: object) -> None:
 
 
 def test_wait_for_broker_times_out_on_closed_port() -> None:
-    from spillwatch.stack import free_port
+    from devstack.stack import free_port
 
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):

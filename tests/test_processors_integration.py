@@ -277,7 +277,7 @@ def test_sigkill_classifier_mid_stream_incident_confirmed_exactly_once(stack_set
 def test_sigkill_aggregator_mid_incident_state_survives_in_redis(
     stack_settings: Settings, procs: Procs, redis_client: Any
 ) -> None:
-    from processors.state_store import Keys
+    from spillwatch.redis_keys import RedisKeys
     from spillwatch.kafka import make_producer
 
     s, t = stack_settings, stack_settings.topics
@@ -287,7 +287,7 @@ def test_sigkill_aggregator_mid_incident_state_survives_in_redis(
     for seq, p in enumerate([0.1, 0.1, 0.1, 0.1, 0.9, 0.9]):
         prod.send(t.classifications, key=b"cam-k", value=cls_bytes("cam-k", seq, p))
     prod.flush()
-    key = Keys(s.redis.key_prefix).state("cam-k")
+    key = RedisKeys(s.redis.key_prefix).agg_state("cam-k")
     wait_until(lambda: (raw := redis_client.get(key)) and json.loads(raw)["last_seq"] == 5, 60)
     state = json.loads(redis_client.get(key))
     assert state["phase"] == "suspected" and state["suspect_seq"] == 4

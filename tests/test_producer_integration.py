@@ -15,7 +15,7 @@ from producers.runner import run_cameras
 from spillwatch.events import CameraHealth, CameraState, decode_frame
 from spillwatch.kafka import create_topics
 from spillwatch.settings import CameraConfig, Settings
-from spillwatch.stack import LocalStack
+from devstack.stack import LocalStack
 from tests.helpers import TopicTail, consume_all, make_video, wait_until
 
 pytestmark = [pytest.mark.integration]

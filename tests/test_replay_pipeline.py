@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 from tests.helpers import consume_all
 from tests.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
@@ -77,7 +78,7 @@ def test_replay_beside_a_live_namespace_pages_nothing_live_and_leaves_its_state(
         update={"alerting": stack_settings.alerting.model_copy(update={"dry_run": False, "channels": ["console"], "ack_port": None})}
     )
     lp = live.redis.key_prefix
-    redis_client.set(f"{lp}:agg:cam:cam-r", json.dumps({"camera_id": "cam-r", "phase": "idle", "last_seq": 7}))
+    redis_client.set(RedisKeys(lp).agg_state("cam-r"), json.dumps({"camera_id": "cam-r", "phase": "idle", "last_seq": 7}))
     redis_client.hset(f"{lp}:ack:inc-live", mapping={"incident_id": "inc-live", "by": "op", "at": "2026-01-01T00:00:00+00:00"})
 
     def snapshot() -> dict[bytes, bytes]:

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from spillwatch.stack import LocalStack, StackState, free_port, port_open
+from devstack.stack import LocalStack, StackState, free_port, port_open
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,7 +46,7 @@ def test_local_stack_lifecycle_and_broker_restart() -> None:
 
 @pytest.mark.timeout(60)
 def test_stack_refuses_a_taken_port(local_stack: LocalStack) -> None:
-    from spillwatch.stack import StackError
+    from devstack.stack import StackError
 
     with pytest.raises(StackError, match="in use"):
         LocalStack(broker_port=local_stack.broker_port, with_redis=False).start()
@@ -56,14 +55,10 @@ def test_stack_refuses_a_taken_port(local_stack: LocalStack) -> None:
 @pytest.mark.timeout(90)
 def test_stack_up_status_down_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from spillwatch import settings as settings_mod
-    from spillwatch.stack_commands import register
+    from spillwatch.cli import app
 
     monkeypatch.delenv("SPILLWATCH_CONFIG", raising=False)
     settings_mod.get_settings.cache_clear()
-    app = typer.Typer()
-    groups = {"stack": typer.Typer()}
-    app.add_typer(groups["stack"], name="stack")
-    register(app, groups)
     runner = CliRunner()
     bport, rport = free_port(), free_port()
     sd = tmp_path / "stack"

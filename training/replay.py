@@ -358,7 +358,7 @@ def run_replay(frames: list[SourceFrame], base: Settings, opts: ReplayOptions) -
         raise ReplayError("nothing to replay: no frames")
     stack = None
     if opts.local:
-        from spillwatch.stack import LocalStack
+        from devstack.stack import LocalStack
 
         stack = LocalStack()
         stack.start()

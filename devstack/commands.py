@@ -1,4 +1,4 @@
-"""CLI: ``spillwatch stack up|down|status`` and ``spillwatch init-topics``."""
+"""CLI: ``spillwatch stack up|down|status`` and ``spillwatch demo``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         """Start the broker and Redis in the background on loopback, create the topics."""
         from spillwatch.kafka import create_topics
         from spillwatch.settings import LOCAL_BROKER_PORT, LOCAL_REDIS_PORT, get_settings
-        from spillwatch.stack import LocalStack, StackError, StackState, port_of
+        from devstack.stack import LocalStack, StackError, StackState, port_of
 
         settings = get_settings()
         sf = _state_file(state_dir)
@@ -61,7 +61,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @stack.command("down")
     def down(state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="pid/state and log files")) -> None:
         """Stop what ``stack up`` started."""
-        from spillwatch.stack import LocalStack, StackState
+        from devstack.stack import LocalStack, StackState
 
         sf = _state_file(state_dir)
         st = StackState.load(sf)
@@ -78,7 +78,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         as_json: bool = typer.Option(False, "--json", help="print JSON"),
     ) -> None:
         """Health of the stack (exit code 1 when not healthy)."""
-        from spillwatch.stack import LocalStack, StackState
+        from devstack.stack import LocalStack, StackState
 
         st = StackState.load(_state_file(state_dir))
         if st is None:
@@ -97,20 +97,19 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
                 typer.echo(str(health["error"]))
         raise typer.Exit(0 if health.get("ok") else 1)
 
-    @app.command("init-topics")
-    def init_topics(
-        partitions: int = typer.Option(None, help="frames/classifications partitions (kafka.partitions)"),
-        wait: float = typer.Option(60.0, help="seconds to wait for the broker"),
+    @app.command("demo")
+    def demo(
+        report: Path = typer.Option(Path("var/demo-report.json"), "--report", help="write the JSON report here"),
+        workers: int = typer.Option(1, "--workers", min=1, max=8, help="classifier workers in the group"),
+        speed: float = typer.Option(1.0, "--speed", min=0.1, max=10.0, help="play the clips at this multiple of real time"),
     ) -> None:
-        """Create the pipeline topics if missing (idempotent; the compose one-shot runs this)."""
-        from spillwatch.kafka import create_topics
-        from spillwatch.settings import get_settings
+        """Run the whole pipeline on the embedded stack and the bundled clips; stop when they end."""
+        from devstack.demo import run_demo
 
-        settings = get_settings()
-        try:
-            result = create_topics(settings, partitions=partitions, timeout_s=wait)
-        except TimeoutError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(1) from exc
-        for name, what in result.items():
-            typer.echo(f"{what:8s} {name}")
+        rep = run_demo(report, workers=workers, speed=speed)
+        spill = rep["cameras"].get("demo-spill", {})
+        clean = rep["cameras"].get("demo-clean", {})
+        ok = bool(spill.get("pages")) and not clean.get("pages")
+        if not ok:
+            typer.echo("demo: unexpected outcome (the spill clip should page, the clean clip should not)", err=True)
+            raise typer.Exit(1)

