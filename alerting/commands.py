@@ -134,44 +134,40 @@ def tail(
     limit: int = typer.Option(0, "--limit", help="exit after N alerts (0 = run until Ctrl-C)"),
     timeout: float = typer.Option(0.0, "--timeout", help="exit after S seconds (0 = no limit)"),
 ) -> None:
-    from kafka import TopicPartition
-
     from alerting.formatting import one_line
     from spillwatch.events import EventError, SpillAlert
-    from spillwatch.kafka import make_consumer, wait_for_broker
+    from spillwatch.kafka import wait_for_broker
     from spillwatch.settings import get_settings
+    from spillwatch.topic_reader import TopicNotFound, TopicReader
 
     s = get_settings()
     topic = s.topics.spill_alerts
     wait_for_broker(s.kafka.bootstrap, 30)
-    # No group: a tail never moves the alerting service's offsets and sees every partition.
-    consumer = make_consumer(s, [], None, client_id="spillwatch-alerts-tail")
     stopping = {"v": False}
     _stop_on_signals(lambda: stopping.__setitem__("v", True))
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            typer.echo(f"topic {topic} does not exist", err=True)
-            raise typer.Exit(1)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*tps)
+        # No group: a tail never moves the alerting service's offsets and sees every partition.
+        reader = TopicReader(s, [topic], wait_topics_s=5, keep=False, from_beginning=from_beginning,
+                             client_id="spillwatch-alerts-tail")
+    except TopicNotFound as exc:
+        typer.echo(f"topic {topic} does not exist (run `spillwatch init-topics`)", err=True)
+        raise typer.Exit(1) from exc
+    try:
         if not as_json:
             typer.echo(f"# tailing {topic} ({'from the beginning' if from_beginning else 'new alerts'}); Ctrl-C to stop", err=True)
         seen = 0
         deadline = time.monotonic() + timeout if timeout > 0 else None
         while not stopping["v"] and (deadline is None or time.monotonic() < deadline):
-            for records in consumer.poll(timeout_ms=300).values():
-                for rec in records:
-                    try:
-                        alert = SpillAlert.from_bytes(rec.value or b"")
-                    except EventError as exc:
-                        print(f"# skipped malformed record at {rec.topic}[{rec.partition}]@{rec.offset}: {exc}", file=sys.stderr)
-                        continue
-                    line = json.dumps(alert.model_dump(mode="json"), separators=(",", ":")) if as_json else one_line(alert)
-                    print(line, flush=True)
-                    seen += 1
-                    if limit and seen >= limit:
-                        return
+            for rec in reader.poll(timeout_ms=300):
+                try:
+                    alert = SpillAlert.from_bytes(rec.value or b"")
+                except EventError as exc:
+                    print(f"# skipped malformed record at {rec.topic}[{rec.partition}]@{rec.offset}: {exc}", file=sys.stderr)
+                    continue
+                line = json.dumps(alert.model_dump(mode="json"), separators=(",", ":")) if as_json else one_line(alert)
+                print(line, flush=True)
+                seen += 1
+                if limit and seen >= limit:
+                    return
     finally:
-        consumer.close()
+        reader.close()

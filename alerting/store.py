@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from spillwatch.events import AlertState, SpillAlert
+from spillwatch.events import SpillAlert
 from spillwatch.redis_keys import RedisKeys
 
 PAGES_LOG_MAX = 10_000

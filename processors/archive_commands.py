@@ -1,4 +1,5 @@
-"""CLI: ``spillwatch archiver``, ``spillwatch label``, ``spillwatch archive export|retention|stats|label-frames``."""
+"""CLI: ``spillwatch archiver``, ``spillwatch label``, ``spillwatch archive retention|stats|label-frames``
+(``archive export`` is training's: training/commands.py)."""
 
 from __future__ import annotations
 
@@ -54,25 +55,6 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         typer.echo(json.dumps({"labelled": label_frames(_root(archive_root), files, verdict, by=by)}))
 
-    @archive.command("export")
-    def export(
-        manifest: Path = typer.Option(..., "--manifest", help="manifest.jsonl to write"),
-        archive_root: Path = typer.Option(None, "--archive", help="archive root (default: archive.root)"),
-        block_hours: float = typer.Option(1.0, help="time block of the train/val split (per camera)"),
-        val_fraction: float = typer.Option(0.2, min=0.0, max=1.0, help="share of blocks that go to val"),
-        guard_s: float = typer.Option(60.0, help="leave out val frames this close to a train frame"),
-        val_camera: list[str] = typer.Option([], help="put every frame of this camera in val (repeatable)"),
-        seed: str = typer.Option("spillwatch-archive", help="split hash seed"),
-    ) -> None:
-        """Write the labelled archive as a manifest.jsonl (the format of shared/data/spills-real)."""
-        from spillwatch.archive_format import SplitConfig, export_manifest
-
-        cfg = SplitConfig(
-            block_s=block_hours * 3600, val_fraction=val_fraction, guard_s=guard_s, seed=seed, val_cameras=frozenset(val_camera)
-        )
-        summary = export_manifest(_root(archive_root), manifest, cfg)
-        typer.echo(json.dumps(summary.as_dict()))
-
     @archive.command("retention")
     def retention(
         archive_root: Path = typer.Option(None, "--archive"),
@@ -91,7 +73,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @archive.command("stats")
     def stats(archive_root: Path = typer.Option(None, "--archive")) -> None:
         """Frames by camera, reason and label; incidents and bytes."""
-        from spillwatch.archive_format import load_archive, read_incidents
+        from spillwatch.archive import load_archive, read_incidents
 
         root = _root(archive_root)
         frames = load_archive(root)

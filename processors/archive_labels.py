@@ -7,7 +7,7 @@ Two ways in, one record format (``LabelRecord`` lines in ``ROOT/index/labels.jso
   hash ``RedisKeys.ack`` (spillwatch/redis_keys.py); the archiver copies those into
   the archive every ``archive.label_sync_s`` (``sync_ack_labels``), so labels survive the ack TTL.
 
-Frames inherit at read time (spillwatch/archive_format.py: ``resolve_labels``).
+Frames inherit at read time (spillwatch/archive.py: ``resolve_labels``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from spillwatch.archive_format import (
+from spillwatch.archive import (
     LabelRecord,
     append_label,
     load_archive,

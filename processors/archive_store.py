@@ -1,6 +1,6 @@
 """The archive's file edge: write JPEGs and index lines, apply retention. Local folder store.
 
-Layout and index format: spillwatch/archive_format.py (the contract training and replay read).
+Layout and index format: spillwatch/archive.py (the contract training and replay read).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from processors.archive_policy import Decision, RetentionEntry, RetentionPlan, plan_retention
-from spillwatch.archive_format import (
+from spillwatch.archive import (
     FRAMES_PREFIX,
     IndexRecord,
     append_records,
@@ -26,7 +26,7 @@ log = get_logger("processors.archive_store")
 
 
 class ArchiveStore:
-    """Writes archived frames under ``root`` (see archive_format for the layout)."""
+    """Writes archived frames under ``root`` (see spillwatch/archive.py for the layout)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)

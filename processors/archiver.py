@@ -30,7 +30,7 @@ from typing import Any
 from processors.archive_labels import sync_ack_labels
 from processors.archive_policy import ArchivePolicy, Item, JoinBuffer, PolicyConfig
 from processors.archive_store import ArchiveStore, apply_retention
-from spillwatch.archive_format import IncidentRecord, append_incident
+from spillwatch.archive import IncidentRecord, append_incident
 from spillwatch.events import Classification, EventError, Frame, SpillAlert, decode_frame
 from spillwatch.logs import get_logger
 from spillwatch.metrics import FRAMES_ARCHIVED

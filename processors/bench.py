@@ -23,14 +23,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +35,8 @@ import numpy as np
 from spillwatch.events import Classification, FrameHeader, SpillAlert, encode_frame
 from spillwatch.logs import get_logger
 from spillwatch.settings import REPO_ROOT, Settings, get_settings
+from spillwatch.supervisor import ServiceGroup
+from spillwatch.topic_reader import TopicReader
 
 log = get_logger("processors.bench")
 CLIPS = REPO_ROOT / "samples" / "clips"
@@ -90,97 +88,34 @@ def dist(values: list[float]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- processes
 
 
-def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
-    """SIGTERM every live process, wait up to ``grace_s`` for each, then SIGKILL the stragglers."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
+def bench_settings(base: Settings, model: Path, logdir: Path) -> Settings:
+    """What every bench service runs with: the model under test, synthetic cameras (no allow-list,
+    no per-camera zones), evidence and Faust data under the log folder, JSON logs."""
+    return base.model_copy(update={
+        "cameras": [],
+        "log_format": "json",
+        "data_dir": logdir / "data",
+        "worker": base.worker.model_copy(update={"model_path": model}),
+        "alerting": base.alerting.model_copy(update={"evidence_dir": logdir / "evidence"}),
+    })
 
 
-class Services:
-    def __init__(self, settings: Settings, model: Path, logdir: Path) -> None:
-        self.settings = settings
-        self.model = model
-        self.logdir = logdir
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def env(self, **extra: str) -> dict[str, str]:
-        s = self.settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
-        if os.environ.get("SPILLWATCH_CONFIG"):
-            env["SPILLWATCH_CONFIG"] = os.environ["SPILLWATCH_CONFIG"]
-        env.update(
-            SPILLWATCH_KAFKA__BOOTSTRAP=s.kafka.bootstrap,
-            SPILLWATCH_KAFKA__PROFILE=s.kafka.profile,
-            SPILLWATCH_KAFKA__TOPIC_PREFIX=s.kafka.topic_prefix,
-            SPILLWATCH_KAFKA__PARTITIONS=str(s.kafka.partitions),
-            SPILLWATCH_REDIS__URL=s.redis.url,
-            SPILLWATCH_REDIS__KEY_PREFIX=s.redis.key_prefix,
-            SPILLWATCH_WORKER__MODEL_PATH=str(self.model),
-            SPILLWATCH_WORKER__BATCH_SIZE=str(s.worker.batch_size),
-            SPILLWATCH_WORKER__BATCH_TIMEOUT_S=str(s.worker.batch_timeout_s),
-            SPILLWATCH_ALERTING__EVIDENCE_DIR=str(self.logdir / "evidence"),
-            SPILLWATCH_LOG_FORMAT="json",
-            SPILLWATCH_CAMERAS="[]",  # bench cameras are synthetic: no allow-list, no per-camera zones
-        )
-        env.update(extra)
-        return env
-
-    def start(self, role: str, **extra: str) -> subprocess.Popen[bytes]:
-        out = open(self.logdir / f"{role}-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        p = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", role], env=self.env(**extra),
-                             cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
-        self.procs.append(p)
-        return p
-
-    def stop(self) -> None:
-        stop_processes(self.procs, grace_s=20)
-        self.procs.clear()
+def start_workers(group: ServiceGroup, settings: Settings, n: int) -> int:
+    """``n`` classifier workers sharing the cores; returns the inference threads each one gets."""
+    threads = max(1, (os.cpu_count() or 2) // n)
+    per_worker = settings.model_copy(update={"worker": settings.worker.model_copy(update={"intra_op_threads": threads})})
+    for _ in range(n):
+        group.start("worker", settings=per_worker)
+    return threads
 
 
-class Reader:
-    """Background reader of one topic (all partitions from the start), stamping receive times."""
-
-    def __init__(self, settings: Settings, topic: str) -> None:
-        from kafka import TopicPartition
-
-        from spillwatch.kafka import make_consumer
-
-        self.c = make_consumer(settings, [], group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20)  # the local broker answers a waiting fetch only at its deadline
-        deadline = time.monotonic() + 20
-        parts = None
-        while not parts and time.monotonic() < deadline:
-            parts = self.c.partitions_for_topic(topic)
-            time.sleep(0.05)
-        if not parts:
-            raise RuntimeError(f"topic {topic} not found")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self.c.assign(tps)
-        self.c.seek_to_beginning(*tps)
-        self.items: list[tuple[float, bytes]] = []
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for recs in self.c.poll(timeout_ms=50, max_records=2000).values():
-                now = time.time()
-                self.items.extend((now, r.value) for r in recs)
-
-    def count(self) -> int:
-        return len(self.items)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(5)
-        self.c.close()
+def classifications(reader: TopicReader, prefix: str = "") -> list[tuple[float, Classification]]:
+    """(received at, event) of the classifications read so far whose camera id starts with ``prefix``."""
+    out = []
+    for r in reader.snapshot():
+        if r.value is not None and r.value.find(b'"camera_id":"' + prefix.encode()) >= 0:
+            out.append((r.received_at, Classification.from_bytes(r.value)))
+    return out
 
 
 # --------------------------------------------------------------------------- measurements
@@ -229,8 +164,9 @@ def _fresh(base: Settings, tag: str) -> Settings:
     return s
 
 
-def _wait_workers(reader: Reader, settings: Settings, n: int, timeout_s: float = 90) -> float:
-    """Publish warm-up frames (seq < 0 impossible, so cameras 'warm-*') until n workers answered."""
+def _wait_workers(reader: TopicReader, settings: Settings, n: int, timeout_s: float = 90) -> float:
+    """Publish warm-up frames (cameras 'warm-*') until n workers answered: each worker has its
+    partitions and a loaded model."""
     t0 = time.monotonic()
     seen: set[str] = set()
     i = 0
@@ -243,18 +179,16 @@ def _wait_workers(reader: Reader, settings: Settings, n: int, timeout_s: float =
                                                        height=240), clean) for k in range(16)])
         i += 1
         time.sleep(0.5)
-        seen = {Classification.from_bytes(v).worker for _, v in list(reader.items)}
+        seen = {e.worker for _, e in classifications(reader, "warm-")}
     return time.monotonic() - t0
 
 
 def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: int, frames: int) -> dict[str, Any]:
-    s = _fresh(base, f"tp{workers}")
-    threads = max(1, (os.cpu_count() or 2) // workers)
-    svc = Services(s, model, logdir)
-    reader = Reader(s, s.topics.classifications)
-    try:
-        for _ in range(workers):
-            svc.start("worker", SPILLWATCH_WORKER__INTRA_OP_THREADS=str(threads))
+    s = _fresh(bench_settings(base, model, logdir), f"tp{workers}")
+    with ServiceGroup(s, logdir / f"throughput-{workers}w", cwd=REPO_ROOT) as group, \
+            TopicReader(s, [s.topics.classifications]) as reader:
+        reader.start()
+        threads = start_workers(group, s, workers)
         ready_s = _wait_workers(reader, s, workers)
         cams = 32
         now = datetime.now(UTC)
@@ -265,14 +199,10 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
         t_pub = time.time() - t0
         deadline = time.time() + max(120.0, frames / 5)
 
-        def burst_done() -> list[tuple[float, Classification]]:
-            evs = [(t, Classification.from_bytes(v)) for t, v in list(reader.items)]
-            return [(t, e) for t, e in evs if e.camera_id.startswith("cam-")]
-
-        got = burst_done()
+        got = classifications(reader, "cam-")
         while len({(e.camera_id, e.seq) for _, e in got}) < frames and time.time() < deadline:
             time.sleep(0.2)
-            got = burst_done()
+            got = classifications(reader, "cam-")
         done = len({(e.camera_id, e.seq) for _, e in got})
         t_last = max((t for t, _ in got), default=time.time())
         per_worker: dict[str, int] = {}
@@ -283,36 +213,31 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
                 "publish_s": round(t_pub, 2), "elapsed_s": round(elapsed, 2),
                 "frames_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
                 "worker_ready_s": round(ready_s, 1), "per_worker": sorted(per_worker.values(), reverse=True)}
-    finally:
-        reader.close()
-        svc.stop()
 
 
-def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip, *, cameras: int, fps: float,
-            seconds: float, workers: int) -> dict[str, Any]:
-    s = _fresh(base, "lat")
-    threads = max(1, (os.cpu_count() or 2) // workers)
-    svc = Services(s, model, logdir)
-    cls_reader = Reader(s, s.topics.classifications)
-    alert_reader = Reader(s, s.topics.spill_alerts)
+@dataclass
+class Paced:
+    """What the paced publisher did."""
+
+    t_start: float
+    t_end: float
+    published: int
+    behind_max_s: float
+
+
+def _pace_cameras(s: Settings, spill: Clip, clean: Clip, spill_cams: set[str], *, cameras: int, fps: float,
+                  seconds: float) -> Paced:
+    """Publish ``cameras`` x ``fps`` frames in real time for ``seconds`` (capture time = publish time)."""
+    from spillwatch.kafka import make_producer
+
+    prod = make_producer(s, "bench-latency")
+    period = 1.0 / fps
+    t_start = time.time()
+    published = 0
+    behind_max = 0.0
     try:
-        for _ in range(workers):
-            svc.start("worker", SPILLWATCH_WORKER__INTRA_OP_THREADS=str(threads))
-        svc.start("aggregator")
-        _wait_workers(cls_reader, s, workers)
-        base_n = cls_reader.count()
-        n_spill = max(1, cameras // 10)
-        spill_cams = {f"cam-{i:03d}" for i in range(n_spill)}
-        from spillwatch.kafka import make_producer
-
-        prod = make_producer(s, "bench-latency")
-        period = 1.0 / fps
-        t_start = time.time()
-        published = 0
-        behind_max = 0.0
         for tick in range(int(round(seconds * fps))):
-            target = t_start + tick * period
-            delay = target - time.time()
+            delay = t_start + tick * period - time.time()
             if delay > 0:
                 time.sleep(delay)
             behind_max = max(behind_max, -delay)
@@ -321,62 +246,73 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
                 cam = f"cam-{c:03d}"
                 clip = spill if cam in spill_cams else clean
                 jpeg = clip.jpegs[int(video_t * clip.fps) % len(clip.jpegs)]
-                now = datetime.now(UTC)
-                h = FrameHeader(camera_id=cam, seq=tick, capture_time=now, width=480, height=360)
+                h = FrameHeader(camera_id=cam, seq=tick, capture_time=datetime.now(UTC), width=480, height=360)
                 prod.send(s.topics.frames, key=cam.encode(), value=encode_frame(h, jpeg))
                 published += 1
         prod.flush(30)
-        prod.close()
-        t_end = time.time()
-        def n_bench() -> int:
-            return sum(1 for _, v in list(cls_reader.items[base_n:]) if b'"camera_id":"cam-' in v)
-
-        backlog_at_end = published - n_bench()
-        drain_deadline = time.time() + 120
-        while n_bench() < published and time.time() < drain_deadline:
-            time.sleep(0.1)
-        drain_s = time.time() - t_end
-        time.sleep(2.0 + 2 * s.aggregator.tick_interval_s)
-        c2c, c2made, made2recv, infer = [], [], [], []
-        for t_recv, v in cls_reader.items[base_n:]:
-            e = Classification.from_bytes(v)
-            if e.camera_id.startswith("warm-"):
-                continue
-            cap = e.capture_time.timestamp()
-            c2c.append((t_recv - cap) * 1000)
-            c2made.append((e.classified_at.timestamp() - cap) * 1000)
-            made2recv.append((t_recv - e.classified_at.timestamp()) * 1000)
-            infer.append(e.inference_ms)
-        alerts = [(t, SpillAlert.from_bytes(v)) for t, v in alert_reader.items]
-        confirmed = [(t, a) for t, a in alerts if a.state.value == "confirmed"]
-        c2a = [(t - a.confirmed_at.timestamp()) * 1000 for t, a in confirmed]
-        emit2recv = [(t - a.event_time.timestamp()) * 1000 for t, a in confirmed]
-        onset = spill.onset_s or 0.0
-        onset2a = [(t - (t_start + onset)) for t, a in confirmed]
-        first_seen2confirm = [(a.confirmed_at - a.first_seen).total_seconds() for _, a in confirmed]
-        return {
-            "cameras": cameras, "fps": fps, "seconds": seconds, "workers": workers, "threads_per_worker": threads,
-            "offered_fps": round(cameras * fps, 1), "published": published,
-            "classified": len(c2c), "classified_fps_during_run": round((published - backlog_at_end) / (t_end - t_start), 1),
-            "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
-            "publisher_behind_max_ms": round(behind_max * 1000, 1),
-            "capture_to_classification_ms": dist(c2c),
-            "capture_to_classification_created_ms": dist(c2made),
-            "classification_created_to_received_ms": dist(made2recv),
-            "inference_ms_per_frame_amortised": dist(infer),
-            "spill_cameras": len(spill_cams),
-            "confirmed_alerts": len(confirmed),
-            "alerted_cameras": sorted({a.camera_id for _, a in confirmed}),
-            "false_alert_cameras": sorted({a.camera_id for _, a in confirmed} - spill_cams),
-            "capture_to_alert_ms": dist(c2a),
-            "alert_emitted_to_received_ms": dist(emit2recv),
-            "first_suspicious_to_confirming_capture_s": dist(first_seen2confirm),
-            "clip_onset_to_alert_s": dist(onset2a),
-        }
     finally:
-        cls_reader.close()
-        alert_reader.close()
-        svc.stop()
+        prod.close()
+    return Paced(t_start, time.time(), published, behind_max)
+
+
+def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip, *, cameras: int, fps: float,
+            seconds: float, workers: int) -> dict[str, Any]:
+    s = _fresh(bench_settings(base, model, logdir), "lat")
+    t = s.topics
+    with ServiceGroup(s, logdir / "latency", cwd=REPO_ROOT) as group, \
+            TopicReader(s, [t.classifications]) as cls_reader, TopicReader(s, [t.spill_alerts]) as alert_reader:
+        cls_reader.start()
+        alert_reader.start()
+        threads = start_workers(group, s, workers)
+        group.start("aggregator")
+        _wait_workers(cls_reader, s, workers)
+        spill_cams = {f"cam-{i:03d}" for i in range(max(1, cameras // 10))}
+        run = _pace_cameras(s, spill, clean, spill_cams, cameras=cameras, fps=fps, seconds=seconds)
+        backlog_at_end = run.published - len(classifications(cls_reader, "cam-"))
+        drain_deadline = time.time() + 120
+        while len(classifications(cls_reader, "cam-")) < run.published and time.time() < drain_deadline:
+            time.sleep(0.1)
+        drain_s = time.time() - run.t_end
+        time.sleep(2.0 + 2 * s.aggregator.tick_interval_s)  # the last confirmations reach the alert topic
+        classified = classifications(cls_reader, "cam-")
+        alerts = [(r.received_at, SpillAlert.from_bytes(r.value)) for r in alert_reader.snapshot() if r.value]
+    out = {
+        "cameras": cameras, "fps": fps, "seconds": seconds, "workers": workers, "threads_per_worker": threads,
+        "offered_fps": round(cameras * fps, 1), "published": run.published,
+        "classified": len(classified),
+        "classified_fps_during_run": round((run.published - backlog_at_end) / (run.t_end - run.t_start), 1),
+        "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
+        "publisher_behind_max_ms": round(run.behind_max_s * 1000, 1),
+    }
+    out.update(_latency_figures(classified, alerts, spill_cams, run.t_start + (spill.onset_s or 0.0)))
+    return out
+
+
+def _latency_figures(classified: list[tuple[float, Classification]], alerts: list[tuple[float, SpillAlert]],
+                     spill_cams: set[str], onset_at: float) -> dict[str, Any]:
+    """Distributions of the latency run (ms unless named _s)."""
+    c2c, c2made, made2recv, infer = [], [], [], []
+    for t_recv, e in classified:
+        cap = e.capture_time.timestamp()
+        c2c.append((t_recv - cap) * 1000)
+        c2made.append((e.classified_at.timestamp() - cap) * 1000)
+        made2recv.append((t_recv - e.classified_at.timestamp()) * 1000)
+        infer.append(e.inference_ms)
+    confirmed = [(t, a) for t, a in alerts if a.state.value == "confirmed"]
+    return {
+        "capture_to_classification_ms": dist(c2c),
+        "capture_to_classification_created_ms": dist(c2made),
+        "classification_created_to_received_ms": dist(made2recv),
+        "inference_ms_per_frame_amortised": dist(infer),
+        "spill_cameras": len(spill_cams),
+        "confirmed_alerts": len(confirmed),
+        "alerted_cameras": sorted({a.camera_id for _, a in confirmed}),
+        "false_alert_cameras": sorted({a.camera_id for _, a in confirmed} - spill_cams),
+        "capture_to_alert_ms": dist([(t - a.confirmed_at.timestamp()) * 1000 for t, a in confirmed]),
+        "alert_emitted_to_received_ms": dist([(t - a.event_time.timestamp()) * 1000 for t, a in confirmed]),
+        "first_suspicious_to_confirming_capture_s": dist([(a.confirmed_at - a.first_seen).total_seconds() for _, a in confirmed]),
+        "clip_onset_to_alert_s": dist([t - onset_at for t, _ in confirmed]),
+    }
 
 
 # --------------------------------------------------------------------------- entry point

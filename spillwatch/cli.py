@@ -42,6 +42,7 @@ _STAGES = (
     "processors.archive_commands",
     "alerting.commands",
     "training.commands",
+    "training.archive_commands",
     "training.replay_commands",
 )
 

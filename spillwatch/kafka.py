@@ -292,6 +292,31 @@ def groups_ready(settings: "Settings", members: dict[str, int]) -> bool:
     return True
 
 
+def group_lag(settings: "Settings", group: str, topic: str) -> int:
+    """Records of ``topic`` the consumer group has not committed yet (end offset - committed offset,
+    summed over partitions; a partition never committed counts in full). The positive signal that a
+    group has processed everything published before the call; also the autoscaling metric."""
+    from kafka import TopicPartition
+
+    admin = make_admin(settings, "spillwatch-admin-lag")
+    try:
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    probe = make_consumer(settings, [], group_id=None, enable_auto_commit=False, client_id="spillwatch-lag-probe")
+    try:
+        parts = probe.partitions_for_topic(topic) or set()
+        ends = probe.end_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        probe.close()
+    lag = 0
+    for tp, end in ends.items():
+        c = committed.get(tp)
+        done = c.offset if c is not None and c.offset is not None and c.offset >= 0 else 0
+        lag += max(0, end - done)
+    return lag
+
+
 def delete_topics_with_prefix(settings: "Settings", prefix: str) -> int:
     """Delete every topic whose name starts with ``prefix`` (a private namespace); returns how many."""
     if not prefix:

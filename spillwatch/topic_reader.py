@@ -1,4 +1,4 @@
-"""Read topics from the beginning without a consumer group: a pure observer of the pipeline.
+"""Read topics without a consumer group (from the beginning by default): a pure observer of the pipeline.
 
 One reader serves every observer (the demo's progress, the benchmarks, the replay's collector,
 ``alerts tail --from-beginning`` and the tests): it assigns every partition of the given topics,
@@ -51,7 +51,7 @@ class TopicReader:
     ``wait_topics_s``: how long to wait for the topics' metadata (topics created just before).
     ``missing_ok``: a topic that never appears is skipped instead of raising TopicNotFound.
     ``handler``: called with each record (in the background thread, under ``lock``) instead of, or as
-    well as, keeping it (``keep``).
+    well as, keeping it (``keep``). ``from_beginning=False`` reads only what is published from now on.
     """
 
     def __init__(
@@ -63,6 +63,7 @@ class TopicReader:
         missing_ok: bool = False,
         handler: Callable[[Received], None] | None = None,
         keep: bool = True,
+        from_beginning: bool = True,
         client_id: str = "spillwatch-reader",
         **consumer_overrides: Any,
     ) -> None:
@@ -71,6 +72,7 @@ class TopicReader:
         from spillwatch.kafka import make_consumer
 
         self.topics = list(topics)
+        self.settings = settings
         self.handler = handler
         self.keep = keep
         self.records: list[Received] = []
@@ -78,6 +80,7 @@ class TopicReader:
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next: dict[tuple[str, int], int] = {}  # next offset to read, per partition
         overrides: dict[str, Any] = {"enable_auto_commit": False, "client_id": client_id}
         overrides.update(consumer_overrides)
         self._c = make_consumer(settings, [], group_id=None, **overrides)
@@ -92,7 +95,8 @@ class TopicReader:
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             self._c.assign(tps)
             if tps:
-                self._c.seek_to_beginning(*tps)
+                (self._c.seek_to_beginning if from_beginning else self._c.seek_to_end)(*tps)
+            self._partitions_read = [(tp.topic, tp.partition) for tp in tps]
         except BaseException:
             self._c.close()
             raise
@@ -117,6 +121,8 @@ class TopicReader:
         ]
         if got:
             with self.lock:
+                for rec in got:
+                    self._next[(rec.topic, rec.partition)] = max(self._next.get((rec.topic, rec.partition), 0), rec.offset + 1)
                 if self.keep:
                     self.records.extend(got)
                 if self.handler is not None:
@@ -152,6 +158,32 @@ class TopicReader:
                 raise RuntimeError(f"reader of {self.topics} failed: {self.error}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition on {self.topics} not met within {timeout_s} s")
+            if self._thread is not None:
+                time.sleep(0.05)
+
+    def caught_up(self) -> bool:
+        """True when this reader has handled every record the broker held when asked (the end
+        offset of each partition): a positive signal that nothing published before is still unread."""
+        from kafka import TopicPartition
+
+        from spillwatch.kafka import make_consumer
+
+        probe = make_consumer(self.settings, [], group_id=None, enable_auto_commit=False, client_id="spillwatch-reader-probe")
+        try:
+            ends = probe.end_offsets([TopicPartition(t, p) for t, p in self._partitions_read])
+        finally:
+            probe.close()
+        with self.lock:
+            return all(self._next.get((tp.topic, tp.partition), 0) >= end for tp, end in ends.items() if end > 0)
+
+    def wait_caught_up(self, timeout_s: float = 15.0) -> None:
+        """Wait until ``caught_up``; TimeoutError naming the topics otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while not self.caught_up():
+            if self._thread is None:
+                self.poll()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reader of {self.topics} not caught up within {timeout_s} s")
             if self._thread is not None:
                 time.sleep(0.05)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from processors.archive_policy import ArchivePolicy, Item, PolicyConfig
 from processors.archive_store import ArchiveStore
-from spillwatch.archive_format import IncidentRecord, append_incident
+from spillwatch.archive import IncidentRecord, append_incident
 from tests.tiny_model import clean_jpeg, spill_jpeg
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

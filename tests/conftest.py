@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,7 @@ def _unique(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture()
-def stack_settings(local_stack: LocalStack, request: pytest.FixtureRequest) -> Settings:
+def stack_settings(local_stack: LocalStack, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     from spillwatch.kafka import create_topics
 
     ns = _unique(request)
@@ -49,6 +50,7 @@ def stack_settings(local_stack: LocalStack, request: pytest.FixtureRequest) -> S
         },
         redis={"url": local_stack.redis_url, "key_prefix": f"t:{ns}"},
         worker={"model_path": DEFAULT_MODEL},
+        data_dir=tmp_path / "data",
     )
     create_topics(settings, partitions=TEST_PARTITIONS)
     return settings

@@ -7,48 +7,22 @@ from collections.abc import Callable
 from typing import Any
 
 from spillwatch.settings import Settings
+from spillwatch.topic_reader import Received, TopicNotFound, TopicReader
 
 
-def consume_all(settings: Settings, topic: str, timeout_s: float = 10.0, min_count: int = 1) -> list[Any]:
-    """Read ``topic`` from the beginning (all partitions, no consumer group) with kafka-python.
+def consume_all(settings: Settings, topic: str, timeout_s: float = 10.0, min_count: int = 1) -> list[Received]:
+    """Read ``topic`` from the beginning (all partitions, no consumer group).
 
-    Returns the records (``ConsumerRecord``: .key, .value bytes, .headers, .partition, .offset)
-    once at least ``min_count`` were read, or whatever arrived when ``timeout_s`` ran out.
+    Returns the records (``Received``: .key, .value bytes, .headers, .partition, .offset) once at
+    least ``min_count`` were read, or whatever arrived when ``timeout_s`` ran out.
     ``min_count=0`` reads until the topic is drained (no new record for 1 s) or the timeout.
     """
-    from kafka import TopicPartition
-
-    from spillwatch.kafka import make_consumer
-
-    consumer = make_consumer(settings, [], group_id=None, enable_auto_commit=False)
-    out: list[Any] = []
     try:
-        deadline = time.monotonic() + timeout_s
-        parts = None
-        while time.monotonic() < deadline:
-            parts = consumer.partitions_for_topic(topic)
-            if parts:
-                break
-            time.sleep(0.1)
-        if not parts:
-            return out
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            batch = consumer.poll(timeout_ms=200, max_records=500)
-            got = [r for recs in batch.values() for r in recs]
-            if got:
-                out.extend(got)
-                last_new = time.monotonic()
-            if min_count and len(out) >= min_count:
-                break
-            if not min_count and time.monotonic() - last_new > 1.0:
-                break
-        return out
-    finally:
-        consumer.close()
+        reader = TopicReader(settings, [topic], wait_topics_s=timeout_s)
+    except TopicNotFound:
+        return []
+    with reader:
+        return reader.read(min_count=min_count, timeout_s=timeout_s)
 
 
 def wait_until(pred: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.1) -> Any:
@@ -61,6 +35,46 @@ def wait_until(pred: Callable[[], Any], timeout_s: float = 10.0, interval_s: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         time.sleep(interval_s)
+
+
+def run_cli(settings: Settings, args: list[str], work_dir: Any, timeout_s: float = 60.0) -> Any:
+    """``spillwatch <args>`` once, in a subprocess that receives ``settings`` the one way every
+    child does (a private config file, no other SPILLWATCH_* variable); returns CompletedProcess."""
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from spillwatch.settings import REPO_ROOT, write_settings_file
+    from spillwatch.supervisor import child_env
+
+    cfg = write_settings_file(settings, Path(work_dir) / f"cli-{uuid.uuid4().hex[:8]}.settings.yaml")
+    return subprocess.run([sys.executable, "-m", "spillwatch.cli", *args], env=child_env(cfg), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def settled_alerts(settings: Settings, timeout_s: float = 30.0) -> list[Any]:
+    """The spill alerts once the pipeline has settled: the aggregator's consumer group has
+    committed every classification published so far, its outbox is empty, and the alerts topic is
+    read to its end. A positive signal that nothing more (a duplicate, a late page) can arrive from
+    what was sent: no "sleep and hope"."""
+    import redis
+
+    from spillwatch.events import SpillAlert
+    from spillwatch.kafka import group_lag
+    from spillwatch.redis_keys import RedisKeys
+
+    t = settings.topics
+    group = f"{settings.kafka.topic_prefix}spillwatch-aggregator"
+    r = redis.Redis.from_url(settings.redis.url)
+    try:
+        wait_until(lambda: group_lag(settings, group, t.classifications) == 0, timeout_s, 0.3)
+        wait_until(lambda: r.hlen(RedisKeys(settings.redis.key_prefix).agg_outbox) == 0, timeout_s, 0.1)
+    finally:
+        r.close()
+    with TopicReader(settings, [t.spill_alerts]) as reader:
+        reader.wait_caught_up(timeout_s)
+        return [SpillAlert.from_bytes(rec.value) for rec in reader.snapshot() if rec.value]
 
 
 def make_video(path: Any, n_frames: int = 30, fps: float = 10.0, size: tuple[int, int] = (640, 360), noise: bool = False) -> Any:
@@ -83,38 +97,18 @@ def make_video(path: Any, n_frames: int = 30, fps: float = 10.0, size: tuple[int
     return path
 
 
-class TopicTail:
-    """Reads a topic from the beginning and keeps everything read (no group: no join delay)."""
+class TopicTail(TopicReader):
+    """A topic read from the beginning in the foreground: ``poll`` and ``wait_for`` (AssertionError
+    on timeout, as a test expects)."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        from kafka import TopicPartition
-
-        from spillwatch.kafka import make_consumer
-
-        self.records: list[Any] = []
-        self._c = make_consumer(settings, [], group_id=None, enable_auto_commit=False)
-        parts = wait_until(lambda: self._c.partitions_for_topic(topic), timeout_s=10)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self._c.assign(tps)
-        self._c.seek_to_beginning(*tps)
-
-    def poll(self, timeout_ms: int = 200) -> list[Any]:
-        batch = self._c.poll(timeout_ms=timeout_ms, max_records=1000)
-        got = [r for recs in batch.values() for r in recs]
-        self.records.extend(got)
-        return got
+        super().__init__(settings, [topic])
 
     def wait_for(self, pred: Callable[[list[Any]], Any], timeout_s: float = 15.0) -> Any:
-        """Poll until ``pred(all records so far)`` is truthy; returns its value."""
-
-        def step() -> Any:
-            self.poll()
-            return pred(self.records)
-
-        return wait_until(step, timeout_s=timeout_s, interval_s=0)
-
-    def close(self) -> None:
-        self._c.close()
+        try:
+            return super().wait_for(pred, timeout_s)
+        except TimeoutError as exc:
+            raise AssertionError(str(exc)) from exc
 
 
 class MjpegServer:

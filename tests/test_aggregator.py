@@ -11,7 +11,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pytest
 
 from processors.aggregator import Aggregator, Rejected
 from spillwatch.redis_keys import RedisKeys

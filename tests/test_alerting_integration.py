@@ -4,10 +4,7 @@ escalation and acknowledgement, SMTP with the evidence JPEG."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +19,8 @@ from alerting.service import AlertingService
 from spillwatch.events import AlertState, DeadLetter, SpillAlert
 from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
 from devstack.stack import free_port
-from tests.helpers import consume_all, wait_until
+from spillwatch.supervisor import ServiceGroup
+from tests.helpers import consume_all, run_cli, wait_until
 from tests.test_notifiers import make_alert
 
 pytestmark = pytest.mark.integration
@@ -167,17 +165,12 @@ def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings
 
 
 @pytest.mark.timeout(90)
-def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Settings) -> None:
+def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Settings, tmp_path: Path) -> None:
     with WebhookReceiver(secret=SECRET) as recv:
         s = configure(
             stack_settings, channels=["console"], escalation_channels=["webhook"], escalate_after_s=3.0,
             webhook_url=recv.url, webhook_secret=SECRET,
         )
-        env = os.environ | {
-            "SPILLWATCH_REDIS__URL": s.redis.url, "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
-            "SPILLWATCH_CONFIG": "",
-        }
-        env.pop("SPILLWATCH_CONFIG")
         with running(s) as svc:
             wait_until(svc.assigned.is_set, 20)
             publish(s, *(make_alert(incident=i).to_bytes() for i in ("inc-E", "inc-H", "inc-C")))
@@ -186,10 +179,7 @@ def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Se
             api = svc.api.url
             r = httpx.post(f"{api}/incidents/inc-H/ack", json={"by": "maria", "note": "on it", "label": "true"}, timeout=5)
             assert r.status_code == 200 and r.json()["by"] == "maria"
-            cli = subprocess.run(
-                [sys.executable, "-m", "spillwatch.cli", "ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"],
-                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-            )
+            cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"], tmp_path)
             assert cli.returncode == 0, cli.stderr
             assert httpx.post(f"{api}/incidents/nope/ack", json={"by": "x"}, timeout=5).status_code == 404
             assert httpx.post(f"{api}/incidents/inc-H/ack", json={"label": "maybe"}, timeout=5).status_code == 400
@@ -249,33 +239,16 @@ def test_email_page_carries_the_evidence_jpeg(stack_settings: Settings, tmp_path
 
 
 @pytest.mark.timeout(120)
-def test_cli_service_dry_run_sigterm_and_alerts_tail(stack_settings: Settings) -> None:
-    with WebhookReceiver(secret=SECRET) as recv:
-        s = stack_settings
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")} | {
-            "SPILLWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-            "SPILLWATCH_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
-            "SPILLWATCH_REDIS__URL": s.redis.url,
-            "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
-            "SPILLWATCH_ALERTING__CHANNELS": '["webhook"]',
-            "SPILLWATCH_ALERTING__WEBHOOK_URL": recv.url,
-            "SPILLWATCH_ALERTING__WEBHOOK_SECRET": SECRET,
-            "SPILLWATCH_ALERTING__ACK_PORT": str(free_port()),
-        }
+def test_cli_service_dry_run_sigterm_and_alerts_tail(stack_settings: Settings, tmp_path: Path) -> None:
+    with WebhookReceiver(secret=SECRET) as recv, ServiceGroup(None, tmp_path / "logs", cwd=REPO_ROOT) as group:
+        s = configure(stack_settings, channels=["webhook"], webhook_url=recv.url, webhook_secret=SECRET)
         publish(s, make_alert(incident="inc-T").to_bytes())
-        svc = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", "alerting", "--dry-run"], env=env, cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        svc = group.start(["alerting", "--dry-run"], settings=s)
         try:
-            tail = subprocess.run(
-                [sys.executable, "-m", "spillwatch.cli", "alerts", "tail", "--json", "--from-beginning", "--limit", "1", "--timeout", "30"],
-                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-            )
+            tail = run_cli(s, ["alerts", "tail", "--json", "--from-beginning", "--limit", "1", "--timeout", "30"], tmp_path)
             assert tail.returncode == 0, tail.stderr
             assert json.loads(tail.stdout.splitlines()[0])["incident_id"] == "inc-T"
-            human = subprocess.run(
-                [sys.executable, "-m", "spillwatch.cli", "alerts", "tail", "--from-beginning", "--limit", "1", "--timeout", "30"],
-                env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-            )
+            human = run_cli(s, ["alerts", "tail", "--from-beginning", "--limit", "1", "--timeout", "30"], tmp_path)
             assert "SPILL CONFIRMED" in human.stdout and "incident=inc-T" in human.stdout
 
             from alerting.service import make_redis
@@ -287,20 +260,16 @@ def test_cli_service_dry_run_sigterm_and_alerts_tail(stack_settings: Settings) -
             pages = store.recent_pages()
             r.close()
         finally:
-            svc.send_signal(signal.SIGTERM)
-            try:
-                out, _ = svc.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                svc.kill()
-                out, _ = svc.communicate()
-        assert svc.returncode == 0, out[-2000:]
+            code = svc.stop(grace_s=30)
+        out = svc.log_text()
+        assert code == 0, out[-2000:]
         assert "alerting stopped" in out
         assert [(p["incident_id"], p["channel"], p["dry_run"]) for p in pages] == [("inc-T", "webhook", True)]
         assert recv.pages == [] and recv.rejected == []  # dry run: the channel was never called
 
 
 @pytest.mark.timeout(120)
-def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: Settings) -> None:
+def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: Settings, tmp_path: Path) -> None:
     import socket
 
     s = stack_settings
@@ -310,21 +279,11 @@ def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: S
     hole.bind(("127.0.0.1", port))
     hole.listen(8)
     url = f"http://127.0.0.1:{port}/hook"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")} | {
-        "SPILLWATCH_KAFKA__BOOTSTRAP": s.kafka.bootstrap,
-        "SPILLWATCH_KAFKA__TOPIC_PREFIX": s.kafka.topic_prefix,
-        "SPILLWATCH_REDIS__URL": s.redis.url,
-        "SPILLWATCH_REDIS__KEY_PREFIX": s.redis.key_prefix,
-        "SPILLWATCH_ALERTING__CHANNELS": '["webhook"]',
-        "SPILLWATCH_ALERTING__WEBHOOK_URL": url,
-        "SPILLWATCH_ALERTING__WEBHOOK_SECRET": SECRET,
-        "SPILLWATCH_ALERTING__REQUEST_TIMEOUT_S": "60",
-        "SPILLWATCH_ALERTING__INFLIGHT_LEASE_S": "3",
-        "SPILLWATCH_ALERTING__ACK_PORT": str(free_port()),
-    }
+    killed = configure(s, channels=["webhook"], webhook_url=url, webhook_secret=SECRET, request_timeout_s=60.0,
+                       inflight_lease_s=3.0)
     publish(s, make_alert(incident="inc-K").to_bytes())
-    proc = subprocess.Popen([sys.executable, "-m", "spillwatch.cli", "alerting"], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    group = ServiceGroup(killed, tmp_path / "logs", cwd=REPO_ROOT)
+    proc = group.start("alerting")
     from alerting.routing import job_id
     from alerting.service import make_redis
     from alerting.store import AlertStore
@@ -335,7 +294,7 @@ def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: S
     try:
         wait_until(lambda: (store.page_state(jid) or "").startswith("inflight:"), 45)
     finally:
-        proc.kill()
+        proc.signal(signal.SIGKILL)
         proc.wait(10)
         hole.close()
     with WebhookReceiver(port=port, secret=SECRET) as recv:

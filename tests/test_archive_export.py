@@ -7,16 +7,15 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import typer
 from typer.testing import CliRunner
 
 from processors.archive_labels import label_frames, label_incident
 from processors.archive_store import apply_retention
-from spillwatch.archive_format import (
+from spillwatch.archive import load_archive
+from training.archive_export import (
     SplitConfig,
     archive_to_manifest_records,
     export_manifest,
-    load_archive,
     resolve_archive_manifest,
 )
 from tests.archive_builder import T0, Incident, build_camera
@@ -135,12 +134,8 @@ def test_training_loader_reads_the_export(tmp_path: Path) -> None:
 
 
 def test_export_cli(tmp_path: Path) -> None:
-    from processors.archive_commands import register
+    from spillwatch.cli import app
 
-    app = typer.Typer()
-    groups = {"archive": typer.Typer()}
-    app.add_typer(groups["archive"], name="archive")
-    register(app, groups)
     root = tmp_path / "archive"
     _archive(root)
     out = tmp_path / "m" / "manifest.jsonl"

@@ -10,7 +10,8 @@ import pytest
 
 from processors.archive_labels import label_incident
 from processors.archiver import Archiver
-from spillwatch.archive_format import export_manifest, load_archive
+from spillwatch.archive import load_archive
+from training.archive_export import export_manifest
 from spillwatch.settings import Settings
 from tests.helpers import wait_until
 from tests.test_replay_pipeline import SPILL, write_sequence

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from processors.archiver import Archiver
-from spillwatch.archive_format import load_archive, read_incidents
+from spillwatch.archive import load_archive, read_incidents
 from spillwatch.events import AlertState, Classification, FrameHeader, SpillAlert, encode_frame
 from spillwatch.settings import Settings
 from tests.archive_builder import T0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.archive_labels import label_incident
-from spillwatch.archive_format import SplitConfig, resolve_archive_manifest
+from training.archive_export import SplitConfig, resolve_archive_manifest
 from tests.archive_builder import Incident, build_camera
 
 

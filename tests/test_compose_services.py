@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
+from spillwatch.supervisor import ChildProcess, stop_all
 from tests.test_deploy import DEPLOY, REPO, composefile
 
 pytestmark = pytest.mark.integration
@@ -109,14 +109,19 @@ def make_red_clip(path: Path, seconds_clean: float = 3.0, seconds_spill: float =
 
 @dataclass
 class Running:
-    name: str
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-    log: Path
+    child: ChildProcess
     metrics_port: int | None
 
+    @property
+    def name(self) -> str:
+        return self.child.name
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.child.env
+
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        return self.child.log_text()[-3000:]
 
 
 class ComposeRun:
@@ -155,16 +160,11 @@ class ComposeRun:
         svc = self.services[name]
         assert svc.command[0] == "spillwatch", svc.command
         env, port = self.env_for(name)
-        log = self.workdir / f"{name}-{replica}.log"
-        with open(log, "wb") as fh:
-            proc = subprocess.Popen(
-                spillwatch_executable() + svc.command[1:],
-                env=env,
-                cwd=self.workdir,  # the image's WORKDIR (Faust keeps its <app>-data folder there)
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        r = Running(f"{name}-{replica}", proc, env, log, port)
+        # the compose environment exactly as deployed (not a settings hand-off): ChildProcess with env
+        child = ChildProcess(f"{name}-{replica}", spillwatch_executable() + svc.command[1:], env,
+                             self.workdir / f"{name}-{replica}.log")
+        child.start(cwd=self.workdir)  # the image's WORKDIR
+        r = Running(child, port)
         self.running.append(r)
         return r
 
@@ -177,15 +177,7 @@ class ComposeRun:
         return subprocess.run(cmd, env=r.env, capture_output=True, text=True, timeout=20)
 
     def stop(self) -> None:
-        for r in self.running:
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
-        for r in self.running:
-            try:
-                r.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                r.proc.kill()
-                r.proc.wait(5)
+        stop_all([r.child for r in self.running], grace_s=20)
 
 
 def _overrides(local_stack: Any, tmp_path: Path, config: Path) -> dict[str, str]:
@@ -264,7 +256,7 @@ def _wait(pred: Any, timeout_s: float, what: str, logs: list[Running]) -> Any:
         if last is True or (last and not isinstance(last, Exception)):
             return last
         time.sleep(0.5)
-    detail = "\n".join(f"--- {r.name} (rc={r.proc.poll()}):\n{r.tail()}" for r in logs)
+    detail = "\n".join(f"--- {r.name} (rc={r.child.returncode}):\n{r.tail()}" for r in logs)
     raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})\n{detail}")
 
 
@@ -279,7 +271,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
 
     # 1. the one-shot: topics with the partitions of the env file (sized for the workers)
     init = run.start("topic-init")
-    assert init.proc.wait(90) == 0, init.tail()
+    assert init.child.wait(90) == 0, init.tail()
     partitions = int(run.env_file["SPILLWATCH_KAFKA__PARTITIONS"])
     prefix = run.overrides["SPILLWATCH_KAFKA__TOPIC_PREFIX"]
     consumer = KafkaConsumer(bootstrap_servers=run.overrides["SPILLWATCH_KAFKA__BOOTSTRAP"])
@@ -290,7 +282,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         consumer.close()
     # running it again (every `docker compose up` does) keeps the topics
     again = run.start("topic-init", replica=2)
-    assert again.proc.wait(90) == 0, again.tail()
+    assert again.child.wait(90) == 0, again.tail()
 
     # 2. the long-running services, the worker scaled to two replicas (`--scale worker=2`)
     long_running = [n for n in sorted(pipeline) if run.services[n].long_running and n != "producer"]
@@ -300,7 +292,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
 
     # every healthcheck (the compose command) turns healthy
     for r in started:
-        _wait(lambda r=r: r.proc.poll() is None and run.healthcheck(r).returncode == 0, 60, f"{r.name} healthy", [r])
+        _wait(lambda r=r: r.child.running() and run.healthcheck(r).returncode == 0, 60, f"{r.name} healthy", [r])
 
     # nothing has flowed yet: the counters start at zero
     before = {r.name: metric_samples(r.metrics_port) for r in started if r.metrics_port}
@@ -309,7 +301,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
 
     # 3. the producer, on the clips; it exits when the (finite) clips end
     producer = run.start("producer")
-    _wait(lambda: producer.proc.poll() is None and run.healthcheck(producer).returncode == 0, 30, "producer healthy", [producer])
+    _wait(lambda: producer.child.running() and run.healthcheck(producer).returncode == 0, 30, "producer healthy", [producer])
     _wait(
         lambda: metric(metric_samples(producer.metrics_port), "spillwatch_frames_published_total", camera=RED_CAMERA) > 0,
         30,
@@ -319,7 +311,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
     published: dict[str, float] = {}
 
     def producer_done() -> bool:
-        if producer.proc.poll() is None:
+        if producer.child.running():
             published.update(
                 {
                     cam: metric(metric_samples(producer.metrics_port), "spillwatch_frames_published_total", camera=cam)
@@ -330,7 +322,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         return True
 
     _wait(producer_done, 90, "producer finished the clips", [producer])
-    assert producer.proc.returncode == 0, producer.tail()
+    assert producer.child.returncode == 0, producer.tail()
     assert published[RED_CAMERA] >= 12 and published[SAMPLE_CAMERA] >= 30, published
 
     everything = started + [producer]
@@ -388,7 +380,7 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
 
     # every service is still up and healthy after the clip went through
     for r in started:
-        assert r.proc.poll() is None, f"{r.name} exited:\n{r.tail()}"
+        assert r.child.running(), f"{r.name} exited:\n{r.tail()}"
         hc = run.healthcheck(r)
         assert hc.returncode == 0, hc.stderr
 
@@ -406,18 +398,18 @@ def test_worker_classifies_with_the_model_the_image_ships(shipped_model_run: Com
 
     run = shipped_model_run
     init = run.start("topic-init")
-    assert init.proc.wait(90) == 0, init.tail()
+    assert init.child.wait(90) == 0, init.tail()
     worker = run.start("worker")
     model_path = Path(worker.env["SPILLWATCH_WORKER__MODEL_PATH"])
     assert model_path.parent == REPO / "models" and model_path.exists(), model_path
     card = json.loads(model_path.with_suffix(".card.json").read_text())
-    _wait(lambda: worker.proc.poll() is None and run.healthcheck(worker).returncode == 0, 90, "worker healthy", [worker])
+    _wait(lambda: worker.child.running() and run.healthcheck(worker).returncode == 0, 90, "worker healthy", [worker])
 
     producer = run.start("producer")
-    _wait(lambda: producer.proc.poll() is not None, 90, "producer finished the clip", [producer, worker])
-    assert producer.proc.returncode == 0, producer.tail()
+    _wait(lambda: not producer.child.running(), 90, "producer finished the clip", [producer, worker])
+    assert producer.child.returncode == 0, producer.tail()
     published = 0
-    for line in producer.log.read_text(errors="replace").splitlines():
+    for line in producer.child.log_text().splitlines():
         if line.startswith(f"{SAMPLE_CAMERA}:"):
             published = int(line.split("published")[1].split(",")[0])
     assert published >= 30, producer.tail()

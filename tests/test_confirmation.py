@@ -19,7 +19,7 @@ from processors.confirmation import (
     tick,
     zone_mask,
 )
-from spillwatch.events import AlertState, Classification, Region, SpillAlert
+from spillwatch.events import Classification, Region, SpillAlert
 from spillwatch.settings import Settings
 
 T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)

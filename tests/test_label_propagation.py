@@ -10,7 +10,7 @@ import typer
 from typer.testing import CliRunner
 
 from processors.archive_labels import label_frames, label_incident, sync_ack_labels
-from spillwatch.archive_format import load_archive
+from spillwatch.archive import load_archive
 from tests.archive_builder import Incident, build_camera
 
 
@@ -65,13 +65,9 @@ def test_frame_labels_win_and_newest_label_wins(tmp_path: Path) -> None:
 
 
 def _cli() -> typer.Typer:
-    """The archive commands on a fresh app (spillwatch.cli registers the same module)."""
-    from processors.archive_commands import register
+    """The real ``spillwatch`` command line."""
+    from spillwatch.cli import app
 
-    app = typer.Typer()
-    groups = {"archive": typer.Typer()}
-    app.add_typer(groups["archive"], name="archive")
-    register(app, groups)
     return app
 
 
@@ -113,7 +109,7 @@ def test_ground_truth_stored_with_frames_beats_the_incident_verdict(tmp_path: Pa
     """Frames that carried a label (replay / synthetic clips) keep it; operator frame labels still win."""
     from processors.archive_policy import ArchivePolicy, Item, PolicyConfig
     from processors.archive_store import ArchiveStore
-    from spillwatch.archive_format import IncidentRecord, append_incident
+    from spillwatch.archive import IncidentRecord, append_incident
     from tests.archive_builder import t_of
 
     policy = ArchivePolicy(PolicyConfig(low_score=0.5, sample_every=1000, before_s=2.0, after_s=2.0))

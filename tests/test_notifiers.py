@@ -24,7 +24,6 @@ from alerting.notifiers.snapshots import resolve_snapshot
 from alerting.notifiers.webhook import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
     WebhookNotifier,
     build_headers,
     build_payload,

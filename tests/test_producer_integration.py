@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -236,38 +235,19 @@ def test_http_camera_that_stops_goes_offline_and_reconnects(stack_settings: Sett
 @pytest.mark.timeout(60)
 def test_produce_cli_exits_cleanly_on_sigterm(stack_settings: Settings, tmp_path: Path) -> None:
     import json
-    import os
-    import signal
-    import subprocess
-    import sys
 
-    import yaml
+    from spillwatch.settings import CameraConfig
+    from spillwatch.supervisor import ServiceGroup
 
     video = make_video(tmp_path / "loop.mp4", n_frames=20, fps=10)
-    cfg = tmp_path / "cams.yaml"
-    cfg.write_text(yaml.safe_dump({"cameras": [{"id": "cli-1", "source": str(video), "fps": 5, "loop": True}]}))
-    env = {
-        **os.environ,
-        "SPILLWATCH_KAFKA__BOOTSTRAP": stack_settings.kafka.bootstrap,
-        "SPILLWATCH_KAFKA__TOPIC_PREFIX": stack_settings.kafka.topic_prefix,
-    }
-    env.pop("SPILLWATCH_CONFIG", None)
+    settings = stack_settings.model_copy(update={"cameras": [CameraConfig(id="cli-1", source=str(video), fps=5, loop=True)]})
     out = tmp_path / "stats.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spillwatch.cli", "produce", "--config", str(cfg), "--stats-json", str(out)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with ServiceGroup(settings, tmp_path / "logs") as group:
+        proc = group.start(["produce", "--stats-json", str(out)])
         wait_until(lambda: len(consume_all(stack_settings, stack_settings.topics.frames, timeout_s=2, min_count=5)) >= 5, 30)
-        proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, output.decode()[-2000:]
+        code = proc.stop(grace_s=20)
+    output = proc.log_text()
+    assert code == 0, output[-2000:]
     stats = json.loads(out.read_text())["cli-1"]
     assert stats["ended"] == "producer stopped" and stats["published"] >= 5
     assert stats["published"] == stats["sampled"]  # flushed: nothing lost at shutdown

@@ -52,7 +52,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         threads: int = typer.Option(2),
     ) -> None:
         """Fine-tune, calibrate, pick the threshold, export ONNX fp32 + int8 with model cards."""
-        from spillwatch.archive_format import resolve_archive_manifest
+        from training.archive_export import resolve_archive_manifest
         from training.train import TrainConfig, train
 
         out_dir = out or Path("runs") / f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"

@@ -2,9 +2,8 @@
 
 producer (producers.publisher.FramePublisher) -> broker -> classifier workers -> aggregator ->
 alerting (dry run), each service a subprocess of the ``spillwatch`` CLI (``worker``, ``aggregator``,
-``alerting --dry-run``) started with a generated config (``SPILLWATCH_CONFIG``; every other
-``SPILLWATCH_*`` variable is removed from their environment so nothing of the live namespace leaks
-in). The namespace: topic prefix ``<live prefix>replay-<id>.``, Redis key prefix
+``alerting --dry-run``) in a :class:`~spillwatch.supervisor.ServiceGroup`, which hands them the
+replay's settings as their only configuration (nothing of the live namespace leaks in). The namespace: topic prefix ``<live prefix>replay-<id>.``, Redis key prefix
 ``<live key prefix>:replay-<id>``, alerting in dry-run with no acknowledgement port and escalation
 off, evidence under the replay's work folder. A live system on the same broker and Redis is not
 touched: other topics, other keys, no notifier is even built.
@@ -20,13 +19,9 @@ Redis keys (unless ``keep``), and returns the report (training/replay_metrics.py
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +31,10 @@ from typing import Any
 
 from spillwatch.events import Classification, DeadLetter, EventError, FrameHeader, SpillAlert, decode_frame
 from spillwatch.logs import get_logger
+from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import CameraConfig, Settings
+from spillwatch.supervisor import ServiceError, ServiceGroup
+from spillwatch.topic_reader import Received, TopicReader
 from training.replay_metrics import ObservedIncident, ReplayedFrame, frame_level, incident_metrics
 from training.replay_sources import SourceFrame
 
@@ -104,42 +102,6 @@ def replay_settings(base: Settings, replay_id: str, cameras: list[str], opts: Re
     return base.model_copy(update=upd)
 
 
-def _plain(v: Any) -> Any:
-    from pydantic import SecretStr
-
-    if isinstance(v, SecretStr):
-        return v.get_secret_value()
-    if isinstance(v, Path):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if hasattr(v, "value") and type(v).__module__ != "builtins":  # enums
-        return v.value
-    return v
-
-
-def write_config(settings: Settings, path: Path) -> Path:
-    import yaml
-
-    data = _plain(settings.model_dump(mode="python", exclude={"config"}))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold broker credentials
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    return path
-
-
-def service_env(config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
-    env["SPILLWATCH_CONFIG"] = str(config)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
-
-
 # --------------------------------------------------------------------------- collecting results
 
 
@@ -153,122 +115,63 @@ class Collected:
     alert_seen_at: dict[str, float] = field(default_factory=dict)
 
 
-class Collector(threading.Thread):
+class Collector:
     """Reads the namespace's classifications, frame dead letters and alerts from the beginning."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(name="replay-collector", daemon=True)
         self.settings = settings
         self.out = Collected()
-        self.lock = threading.Lock()
-        self._stop_ev = threading.Event()
-        self.ready = threading.Event()
-        self.error: str | None = None
+        t = settings.topics
+        self._reader = TopicReader(settings, [t.classifications, t.dead_letter(t.frames), t.spill_alerts], wait_topics_s=30,
+                                   handler=self._one, keep=False, client_id="replay-collector")
+        self.lock = self._reader.lock
 
-    def stop(self) -> None:
-        self._stop_ev.set()
+    @property
+    def error(self) -> str | None:
+        return self._reader.error
 
-    def run(self) -> None:
-        from kafka import TopicPartition
+    def start(self) -> "Collector":
+        self._reader.start()
+        return self
 
-        from spillwatch.kafka import make_consumer
+    def close(self) -> None:
+        self._reader.close()
 
+    def _one(self, rec: Received) -> None:
         t = self.settings.topics
-        names = [t.classifications, t.dead_letter(t.frames), t.spill_alerts]
-        consumer = make_consumer(self.settings, [], group_id=None, enable_auto_commit=False, client_id="replay-collector")
-        try:
-            tps = []
-            for n in names:
-                deadline = time.monotonic() + 30
-                parts = None
-                while not parts and time.monotonic() < deadline:
-                    parts = consumer.partitions_for_topic(n)
-                    if not parts:
-                        time.sleep(0.2)
-                tps += [TopicPartition(n, p) for p in sorted(parts or [])]
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            self.ready.set()
-            while not self._stop_ev.is_set():
-                batch = consumer.poll(timeout_ms=200, max_records=1000)
-                now = time.time()
-                with self.lock:
-                    for tp, recs in batch.items():
-                        for r in recs:
-                            self._one(tp.topic, r.value, now)
-        except Exception as exc:  # noqa: BLE001 - surfaced by the replay as an error
-            self.error = repr(exc)
-            log.error("collector failed", error=self.error)
-        finally:
-            consumer.close()
-
-    def _one(self, topic: str, value: bytes | None, now: float) -> None:
-        t = self.settings.topics
-        if value is None:
+        if rec.value is None:
             return
         try:
-            if topic == t.classifications:
-                c = Classification.from_bytes(value)
+            if rec.topic == t.classifications:
+                c = Classification.from_bytes(rec.value)
                 key = (c.camera_id, c.seq)
                 if key not in self.out.scores:
                     self.out.scores[key] = c.spill_prob
-                    self.out.classified_at[key] = now
-            elif topic == t.spill_alerts:
-                a = SpillAlert.from_bytes(value)
+                    self.out.classified_at[key] = rec.received_at
+            elif rec.topic == t.spill_alerts:
+                a = SpillAlert.from_bytes(rec.value)
                 self.out.alerts.append(a)
-                self.out.alert_seen_at.setdefault(f"{a.incident_id}:{a.state.value}", now)
+                self.out.alert_seen_at.setdefault(f"{a.incident_id}:{a.state.value}", rec.received_at)
             else:
-                dl = DeadLetter.from_bytes(value)
+                dl = DeadLetter.from_bytes(rec.value)
                 try:
                     h = decode_frame(dl.payload()).header
                     self.out.dead[(h.camera_id, h.seq)] = dl.reason
                 except EventError:
                     self.out.dead_unknown += 1
         except EventError as exc:
-            log.warning("replay collector skipped a record", topic=topic, reason=str(exc))
+            log.warning("replay collector skipped a record", topic=rec.topic, reason=str(exc))
 
-
-# --------------------------------------------------------------------------- services
-
-
-@dataclass
-class Service:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
+    def wait_caught_up(self, timeout_s: float) -> None:
         try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            self._reader.wait_caught_up(timeout_s)
+        except TimeoutError as exc:
+            raise ReplayError(str(exc)) from exc
 
-    def tail(self, n: int = 15) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def start_service(name: str, args: list[str], config: Path, work_dir: Path) -> Service:
-    log_path = work_dir / f"{name}.log"
-    fh = open(log_path, "wb")  # noqa: SIM115 - lives as long as the child
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spillwatch.cli", *args],
-        env=service_env(config),
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # a Ctrl-C of the replay is handled by the replay, which stops them
-    )
-    fh.close()
-    return Service(name, proc, log_path)
+    def done(self) -> int:
+        """Frames accounted for: classified or dead-lettered."""
+        with self.lock:
+            return len(self.out.scores) + len(self.out.dead) + self.out.dead_unknown
 
 
 # --------------------------------------------------------------------------- the replay
@@ -299,11 +202,11 @@ def _threshold(settings: Settings, opts: ReplayOptions) -> tuple[float, str]:
     return (float(thr) if thr is not None else float(card["threshold"])), str(card.get("version", ""))
 
 
-def _agg_caught_up(redis: Any, prefix: str, last_seq: dict[str, int]) -> bool:
-    """The aggregator's Redis state (processors/state_store.py key contract) has seen each camera's
-    last classified frame and holds no unpublished alert."""
+def _agg_caught_up(redis: Any, keys: RedisKeys, last_seq: dict[str, int]) -> bool:
+    """The aggregator's Redis state has seen each camera's last classified frame and holds no
+    unpublished alert."""
     for cam, seq in last_seq.items():
-        raw = redis.get(f"{prefix}:agg:cam:{cam}")
+        raw = redis.get(keys.agg_state(cam))
         if raw is None:
             return False
         try:
@@ -312,25 +215,24 @@ def _agg_caught_up(redis: Any, prefix: str, last_seq: dict[str, int]) -> bool:
             return False
         if got is None or int(got) < seq:
             return False
-    return int(redis.hlen(f"{prefix}:agg:outbox")) == 0
+    return int(redis.hlen(keys.agg_outbox)) == 0
 
 
-def _pages(redis: Any, prefix: str) -> list[dict[str, Any]]:
-    """Page records of alerting (alerting/store.py: ``<prefix>:alerting:pages``)."""
-    return [json.loads(x) for x in redis.lrange(f"{prefix}:alerting:pages", 0, -1)]
+def _pages(redis: Any, keys: RedisKeys) -> list[dict[str, Any]]:
+    """Page records of alerting (sent or dry-run)."""
+    return [json.loads(x) for x in redis.lrange(keys.alerting_pages, 0, -1)]
 
 
 def cleanup_namespace(settings: Settings, redis: Any) -> dict[str, int]:
     """Delete the replay namespace's topics and Redis keys (only those: the prefix is unique)."""
-    from kafka import KafkaAdminClient
+    from spillwatch.kafka import delete_topics_with_prefix
 
-    from spillwatch.kafka import common_config
-
-    prefix = settings.redis.key_prefix
-    assert ":replay-" in prefix and "replay-" in settings.kafka.topic_prefix, "refusing to clean a non-replay namespace"
+    keys = RedisKeys(settings.redis.key_prefix)
+    if ":replay-" not in keys.prefix or "replay-" not in settings.kafka.topic_prefix:
+        raise ReplayError("refusing to clean a namespace that is not a replay's")
     n_keys = 0
     batch: list[Any] = []
-    for k in redis.scan_iter(match=f"{prefix}:*", count=1000):
+    for k in redis.scan_iter(match=keys.everything, count=1000):
         batch.append(k)
         if len(batch) >= 500:
             n_keys += int(redis.delete(*batch))
@@ -338,17 +240,10 @@ def cleanup_namespace(settings: Settings, redis: Any) -> dict[str, int]:
     if batch:
         n_keys += int(redis.delete(*batch))
     n_topics = 0
-    admin = KafkaAdminClient(**common_config(settings, "spillwatch-replay-admin"))
     try:
-        existing = set(admin.list_topics())
-        mine = [t for t in existing if t.startswith(settings.kafka.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine)
-            n_topics = len(mine)
+        n_topics = delete_topics_with_prefix(settings, settings.kafka.topic_prefix)
     except Exception as exc:  # noqa: BLE001 - leftover topics are harmless, say so
         log.warning("could not delete the replay topics", error=repr(exc))
-    finally:
-        admin.close()
     return {"redis_keys": n_keys, "topics": n_topics}
 
 
@@ -356,39 +251,34 @@ def run_replay(frames: list[SourceFrame], base: Settings, opts: ReplayOptions) -
     """Replay ``frames`` through the pipeline; returns the report (see the module docstring)."""
     if not frames:
         raise ReplayError("nothing to replay: no frames")
-    stack = None
-    if opts.local:
-        from devstack.stack import LocalStack
+    with contextlib.ExitStack() as stack:
+        if opts.local:
+            from devstack.stack import LocalStack
 
-        stack = LocalStack()
-        stack.start()
-        base = base.model_copy(
-            update={
-                "kafka": base.kafka.model_copy(update={"bootstrap": stack.bootstrap}),
-                "redis": base.redis.model_copy(update={"url": stack.redis_url}),
-            }
-        )
-    tmp = None
-    if opts.work_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="spillwatch-replay-")
-        work_dir = Path(tmp.name)
-    else:
-        work_dir = Path(opts.work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
-    try:
+            local = stack.enter_context(LocalStack())
+            base = base.model_copy(update={
+                "kafka": base.kafka.model_copy(update={"bootstrap": local.bootstrap}),
+                "redis": base.redis.model_copy(update={"url": local.redis_url}),
+            })
+        if opts.work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="spillwatch-replay-")))
+        else:
+            work_dir = Path(opts.work_dir)
+            work_dir.mkdir(parents=True, exist_ok=True)
         return _run(frames, base, opts, work_dir)
-    finally:
-        if stack is not None:
-            stack.stop()
-        if tmp is not None:
-            tmp.cleanup()
+
+
+@dataclass
+class _Published:
+    """What the replay published: when each frame was acknowledged for sending, per-camera stats."""
+
+    at: dict[tuple[str, int], float]
+    stats: dict[str, Any]
 
 
 def _run(frames: list[SourceFrame], base: Settings, opts: ReplayOptions, work_dir: Path) -> dict[str, Any]:
     import redis as redis_lib
-    from tqdm import tqdm
 
-    from producers.publisher import CameraStats, FramePublisher
     from spillwatch.kafka import create_topics
 
     rid = opts.replay_id or uuid.uuid4().hex[:8]
@@ -396,124 +286,129 @@ def _run(frames: list[SourceFrame], base: Settings, opts: ReplayOptions, work_di
     cameras = list(dict.fromkeys(f.camera for f in frames))
     rs = replay_settings(base, rid, cameras, opts, work_dir, len(frames))
     threshold, model_version = _threshold(rs, opts)
-    cfg_path = write_config(rs, work_dir / "replay-config.yaml")
+    keys = RedisKeys(rs.redis.key_prefix)
     rds = redis_lib.Redis.from_url(rs.redis.url, decode_responses=True, socket_timeout=10)
     rds.ping()
     create_topics(rs, timeout_s=60)
     log.info("replay namespace ready", id=rid, topic_prefix=rs.kafka.topic_prefix, redis_prefix=rs.redis.key_prefix,
              frames=len(frames), cameras=len(cameras))
-    services: list[Service] = []
-    collector = Collector(rs)
     t_start = time.time()
-    published_at: dict[tuple[str, int], float] = {}
-    stats: dict[str, CameraStats] = {c: CameraStats(c) for c in cameras}
+    deadline = time.monotonic() + opts.timeout_s
+    published = _Published({}, {})
+    collector: Collector | None = None
     error: str | None = None
+    group = ServiceGroup(rs, work_dir)
     try:
-        for i in range(max(1, opts.workers)):
-            services.append(start_service(f"worker-{i}", ["worker"], cfg_path, work_dir))
-        services.append(start_service("aggregator", ["aggregator"], cfg_path, work_dir))
+        for _ in range(max(1, opts.workers)):
+            group.start("worker")
+        group.start("aggregator")
         if opts.alerting:
-            services.append(start_service("alerting", ["alerting", "--dry-run"], cfg_path, work_dir))
-        collector.start()
-        if not collector.ready.wait(60):
-            raise ReplayError("could not read the replay topics")
-        pub = FramePublisher(rs, f"replay-{rid}", stats)
-        pub.start()
-        deadline = time.monotonic() + opts.timeout_s
-        try:
-            wall0 = time.monotonic()
-            virt = 0.0
-            prev = frames[0].capture_time
-            bar = tqdm(total=len(frames), desc="replay: publish", unit="frame", disable=not opts.progress)
-            for f in frames:
-                if opts.speed > 0:
-                    gap = max(0.0, (f.capture_time - prev).total_seconds())
-                    virt += min(gap / opts.speed, opts.max_pause_s)
-                    delay = wall0 + virt - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                prev = f.capture_time
-                data = f.load()
-                w, h = _jpeg_wh(data)
-                header = FrameHeader(
-                    camera_id=f.camera, seq=f.seq, capture_time=f.capture_time, width=w, height=h,
-                    producer=f"replay-{rid}", source_uri=f.ref[:500], label=f.label,  # type: ignore[arg-type]
-                )
-                # never more than MAX_IN_FLIGHT unacknowledged frames: a replay must not drop any
-                while len(published_at) - sum(s.published + sum(s.dropped.values()) for s in stats.values()) >= MAX_IN_FLIGHT:
-                    if time.monotonic() > deadline:
-                        raise ReplayError("timeout while publishing (broker not acknowledging)")
-                    time.sleep(0.005)
-                if pub.publish_frame(header, data):
-                    published_at[(f.camera, f.seq)] = time.time()
-                bar.update(1)
-                if time.monotonic() > deadline:
-                    raise ReplayError("timeout while publishing")
-            bar.close()
-        finally:
-            pub.close(timeout_s=60)
-        n_pub = sum(s.published for s in stats.values())
-        dropped = {c: s.dropped for c, s in stats.items() if s.dropped}
-        if dropped:
-            log.warning("frames not published", dropped=dropped)
-        # ---- wait for every classification (or dead letter)
-        bar = tqdm(total=n_pub, desc="replay: classify", unit="frame", disable=not opts.progress)
-        done = 0
-        while True:
-            with collector.lock:
-                done = len(collector.out.scores) + len(collector.out.dead) + collector.out.dead_unknown
-            bar.n = min(done, n_pub)
-            bar.refresh()
-            if done >= n_pub:
-                break
-            dead_services = [s for s in services if not s.alive()]
-            if dead_services:
-                raise ReplayError(f"{dead_services[0].name} exited ({dead_services[0].proc.returncode}):\n{dead_services[0].tail()}")
-            if collector.error:
-                raise ReplayError(f"collector: {collector.error}")
-            if time.monotonic() > deadline:
-                raise ReplayError(f"timeout: {done}/{n_pub} frames classified")
-            time.sleep(0.2)
-        bar.close()
-        # ---- wait for the aggregator to have seen each camera's last frame, outbox empty
-        with collector.lock:
-            last_seq: dict[str, int] = {}
-            for cam, seq in collector.out.scores:
-                last_seq[cam] = max(seq, last_seq.get(cam, seq))
-        while not _agg_caught_up(rds, rs.redis.key_prefix, last_seq):
-            if time.monotonic() > deadline:
-                raise ReplayError("timeout waiting for the aggregator")
-            if not all(s.alive() for s in services):
-                raise ReplayError("a pipeline service exited early")
-            time.sleep(0.3)
-        time.sleep(1.0)  # published alerts reach the collector
-        # ---- wait for the dry-run pages of every confirmed incident
-        if opts.alerting:
-            chans = set(rs.alerting.channels)
-            while True:
-                with collector.lock:
-                    confirmed = {a.incident_id for a in collector.out.alerts if a.state.value == "confirmed"}
-                paged = {(p["incident_id"], p["channel"]) for p in _pages(rds, rs.redis.key_prefix) if p.get("state") == "confirmed"}
-                if all((i, c) in paged for i in confirmed for c in chans):
-                    break
-                if time.monotonic() > deadline:
-                    raise ReplayError("timeout waiting for the dry-run pages")
-                time.sleep(0.3)
-    except ReplayError as exc:
+            group.start(["alerting", "--dry-run"], name="alerting")
+        collector = Collector(rs).start()
+        published = _publish_all(frames, rs, rid, opts, deadline)
+        _wait_settled(group, collector, rds, keys, rs, opts, published, deadline)
+    except (ReplayError, ServiceError) as exc:
         error = str(exc)
         log.error("replay failed", error=error)
     finally:
-        collector.stop()
-        for s in services:
-            s.stop()
-        collector.join(10)
-    pages = _pages(rds, rs.redis.key_prefix) if opts.alerting else []
+        if collector is not None:
+            collector.close()
+        group.stop_together(20)
+    pages = _pages(rds, keys) if opts.alerting else []
     cleaned = {} if opts.keep else cleanup_namespace(rs, rds)
     rds.close()
-    if error:
-        raise ReplayError(error)
-    return build_report(frames, collector.out, pages, published_at, rs, opts, rid, threshold, model_version,
-                        wall_s=time.time() - t_start, cleaned=cleaned, stats=stats)
+    if error or collector is None:
+        raise ReplayError(error or "replay did not run")
+    return build_report(frames, collector.out, pages, published.at, rs, opts, rid, threshold, model_version,
+                        wall_s=time.time() - t_start, cleaned=cleaned, stats=published.stats)
+
+
+def _publish_all(frames: list[SourceFrame], rs: Settings, rid: str, opts: ReplayOptions, deadline: float) -> _Published:
+    """Publish every frame with its original capture time, at ``opts.speed`` (0: as fast as the
+    publisher goes), never more than MAX_IN_FLIGHT unacknowledged (a replay must not drop any)."""
+    from tqdm import tqdm
+
+    from producers.publisher import CameraStats, FramePublisher
+
+    stats: dict[str, CameraStats] = {c: CameraStats(c) for c in dict.fromkeys(f.camera for f in frames)}
+    published_at: dict[tuple[str, int], float] = {}
+    pub = FramePublisher(rs, f"replay-{rid}", stats)
+    pub.start()
+    try:
+        wall0 = time.monotonic()
+        virt = 0.0
+        prev = frames[0].capture_time
+        for f in tqdm(frames, desc="replay: publish", unit="frame", disable=not opts.progress):
+            if opts.speed > 0:
+                virt += min(max(0.0, (f.capture_time - prev).total_seconds()) / opts.speed, opts.max_pause_s)
+                delay = wall0 + virt - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            prev = f.capture_time
+            data = f.load()
+            w, h = _jpeg_wh(data)
+            header = FrameHeader(
+                camera_id=f.camera, seq=f.seq, capture_time=f.capture_time, width=w, height=h,
+                producer=f"replay-{rid}", source_uri=f.ref[:500], label=f.label,  # type: ignore[arg-type]
+            )
+            while len(published_at) - sum(s.published + sum(s.dropped.values()) for s in stats.values()) >= MAX_IN_FLIGHT:
+                if time.monotonic() > deadline:
+                    raise ReplayError("timeout while publishing (broker not acknowledging)")
+                time.sleep(0.005)
+            if pub.publish_frame(header, data):
+                published_at[(f.camera, f.seq)] = time.time()
+            if time.monotonic() > deadline:
+                raise ReplayError("timeout while publishing")
+    finally:
+        pub.close(timeout_s=60)
+    dropped = {c: s.dropped for c, s in stats.items() if s.dropped}
+    if dropped:
+        log.warning("frames not published", dropped=dropped)
+    return _Published(published_at, stats)
+
+
+def _wait_settled(group: ServiceGroup, collector: Collector, rds: Any, keys: RedisKeys, rs: Settings, opts: ReplayOptions,
+                  published: _Published, deadline: float) -> None:
+    """Wait until every published frame is classified (or dead-lettered), the aggregator has seen
+    each camera's last frame with an empty outbox, and every confirmed incident has its dry-run pages."""
+    from tqdm import tqdm
+
+    n_pub = sum(s.published for s in published.stats.values())
+
+    def check() -> None:
+        group.check_alive()
+        if collector.error:
+            raise ReplayError(f"collector: {collector.error}")
+        if time.monotonic() > deadline:
+            raise ReplayError(f"timeout: {collector.done()}/{n_pub} frames classified or dead-lettered")
+
+    with tqdm(total=n_pub, desc="replay: classify", unit="frame", disable=not opts.progress) as bar:
+        while (done := collector.done()) < n_pub:
+            bar.n = min(done, n_pub)
+            bar.refresh()
+            check()
+            time.sleep(0.2)
+        bar.n = n_pub
+        bar.refresh()
+    with collector.lock:
+        last_seq: dict[str, int] = {}
+        for cam, seq in collector.out.scores:
+            last_seq[cam] = max(seq, last_seq.get(cam, seq))
+    while not _agg_caught_up(rds, keys, last_seq):
+        check()
+        time.sleep(0.3)
+    collector.wait_caught_up(max(1.0, deadline - time.monotonic()))  # every published alert is read
+    if not opts.alerting:
+        return
+    chans = set(rs.alerting.channels)
+    while True:
+        with collector.lock:
+            confirmed = {a.incident_id for a in collector.out.alerts if a.state.value == "confirmed"}
+        paged = {(p["incident_id"], p["channel"]) for p in _pages(rds, keys) if p.get("state") == "confirmed"}
+        if all((i, c) in paged for i in confirmed for c in chans):
+            return
+        check()
+        time.sleep(0.3)
 
 
 def build_report(

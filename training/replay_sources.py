@@ -1,7 +1,7 @@
 """What a replay republishes: frames from an archive, a manifest or a video, in capture order.
 
 * archive (``--archive ROOT``): every archived frame with its camera, seq, original capture time
-  and resolved label (spillwatch/archive_format.py);
+  and resolved label (spillwatch/archive.py);
 * manifest (``--manifest PATH``): one line = one camera frame; ``camera`` (default ``replay``),
   ``seq`` and ``capture_time`` are used when present, otherwise the frames of a camera are spaced
   by ``1/fps`` in line order from ``start``;
@@ -46,7 +46,7 @@ def _parse_time(v: Any) -> datetime | None:
 
 
 def from_archive(root: Path | str) -> list[SourceFrame]:
-    from spillwatch.archive_format import load_archive
+    from spillwatch.archive import load_archive
 
     root = Path(root)
     return [
