@@ -111,8 +111,7 @@ def params_for(
         if cam.threshold is not None:
             threshold = cam.threshold
         window = cam.window or window
-        k = cam.confirm_k or k
-        k = min(k, window)
+        k = cam.confirm_k or k  # k <= window: validated with the settings (never clamped silently)
         zone = tuple((float(x), float(y)) for x, y in cam.zone) if cam.zone else None
     return ConfirmParams(
         threshold=threshold,

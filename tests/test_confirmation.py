@@ -395,7 +395,14 @@ def test_params_for_uses_camera_overrides() -> None:
     assert unknown.threshold == 0.55
 
 
-def test_params_for_global_threshold_override_and_window_clamp() -> None:
-    s = Settings(cameras=[{"id": "a", "source": "x", "window": 2}], aggregator={"threshold": 0.7})
+def test_params_for_global_threshold_override() -> None:
+    s = Settings(cameras=[{"id": "a", "source": "x", "window": 2, "confirm_k": 2}], aggregator={"threshold": 0.7})
     pa = params_for(s, "a", model_threshold=0.5)
     assert pa.threshold == 0.7 and pa.window == 2 and pa.confirm_k == 2
+
+
+def test_a_camera_window_smaller_than_confirm_k_is_a_config_error_not_clamped() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="camera a: confirm_k 3 > window 2"):
+        Settings(cameras=[{"id": "a", "source": "x", "window": 2}])
