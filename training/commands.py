@@ -65,10 +65,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         )
         card = train(cfg)
-        m = card["metrics"]["onnx_fp32"]
-        typer.echo(f"model: {out_dir / 'spillwatch.onnx'} version {card['version']} threshold {card['threshold']:.4f}")
-        for name, r in m.items():
-            typer.echo(f"  {name}: recall {r['recall']} precision {r['precision']} fpr {r['fpr']} floor_fpr {r['floor_fpr']} auc {r['roc_auc']}")
+        typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")
+        for name, r in (card.metrics.onnx_fp32 or {}).items():
+            typer.echo(f"  {name}: recall {r.recall} precision {r.precision} fpr {r.fpr} floor_fpr {r.floor_fpr} auc {r.roc_auc}")
 
     @app.command("evaluate")
     def evaluate_cmd(
@@ -106,7 +105,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         cards = export_checkpoint(checkpoint, out, int8=not no_int8, manifest=manifest)
         for prec, c in cards.items():
-            typer.echo(f"{prec}: {out / c['file']} sha256 {c['sha256'][:12]} parity {c['parity']}")
+            typer.echo(f"{prec}: {out / c.file} sha256 {c.sha256[:12]} parity {c.parity.model_dump(exclude_none=True)}")
 
     bench_group = groups["bench"]
 

@@ -60,7 +60,7 @@ def score_records(model: SpillModel, records: Sequence[Record], batch: int = 16,
         if len(pending) >= batch:
             flush()
     flush()
-    g = int(model.card.get("map_size", 0) or 1)
+    g = model.card.map_size
     return Scored(kept, np.asarray(probs, np.float64),
                   np.stack(maps) if maps else np.zeros((0, g, g), np.float32), skipped)
 
