@@ -151,6 +151,24 @@ class GroupMetrics(_Section):
     fpr: float | None = None
 
 
+class SliceMetrics(_Section):
+    """One source (or data set) of an evaluation set at the card threshold
+    (``training.metrics.slice_metrics``): a one-class slice's ROC AUC ranks it against the other
+    class of the whole set."""
+
+    n: int
+    spill: int
+    clean: int
+    tp: int
+    fn: int
+    fp: int
+    tn: int
+    recall: float | None = None
+    fpr: float | None = None
+    precision: float | None = None
+    roc_auc: float | None = None
+
+
 class SetMetrics(_Section):
     """Metrics of one evaluation set at the card threshold (``training.metrics.summary`` + groups)."""
 
@@ -174,6 +192,8 @@ class SetMetrics(_Section):
     groups: dict[str, GroupMetrics] = Field(default_factory=dict)
     floor_fpr: float | None = None
     floor_n: int = 0
+    sources: dict[str, SliceMetrics] = Field(default_factory=dict)    # "<source>/<split>"
+    datasets: dict[str, SliceMetrics] = Field(default_factory=dict)   # manifest folder (e.g. "wet-floors")
 
 
 class Metrics(_Section):

@@ -71,7 +71,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
-        manifest: Path = typer.Option(..., help="manifest.jsonl in the shared format"),
+        manifest: list[Path] = typer.Option(..., help="manifest.jsonl in the shared format, or a list file of manifests "
+                                            "(one path a line); repeatable: the manifests are evaluated together"),
         json_out: Path = typer.Option(..., "--json", help="metrics JSON output"),
         model: Path = typer.Option(None, help="ONNX model (card beside it); default settings.worker.model_path"),
         threshold: float = typer.Option(None, help="decision threshold (default: the model card's)"),
@@ -80,7 +81,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         threads: int = typer.Option(2),
     ) -> None:
         """Metrics of a model on any manifest (+ optional report)."""
-        from training.evaluate import evaluate
+        from training.evaluate import evaluate, slice_table
 
         res = evaluate(manifest, model or _default_model(), threshold=threshold, split=split, report_dir=report, threads=threads)
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         for k in keys:
             v = res.get(k)
             typer.echo(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+        typer.echo("")
+        for line in slice_table(res["sources"]) + [""] + slice_table(res["datasets"], "data set"):
+            typer.echo(line)
         if res["n_skipped"]:
             typer.echo(f"skipped {res['n_skipped']} undecodable frame(s)", err=True)
 
