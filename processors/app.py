@@ -21,7 +21,6 @@ the local broker's offset bug cannot bite and ``producer_max_batch_size`` stays 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 from pathlib import Path
@@ -31,7 +30,7 @@ from spillwatch import metrics
 from spillwatch.events import DeadLetter
 from spillwatch.kafka import faust_broker_settings
 from spillwatch.logs import get_logger
-from spillwatch.model import ModelError, card_path_for
+from spillwatch.model_card import ModelError, card_path_for, read_card
 from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 
@@ -52,9 +51,9 @@ def model_thresholds(settings: Settings) -> tuple[float, float]:
     (the card alone, no ONNX Runtime), ``aggregator.threshold`` overriding the threshold."""
     card_path = card_path_for(Path(settings.worker.model_path))
     if card_path.is_file():
-        card = json.loads(card_path.read_text())
-        thr = settings.aggregator.threshold if settings.aggregator.threshold is not None else float(card["threshold"])
-        return thr, float(card.get("map_threshold", 0.5))
+        card = read_card(card_path)
+        thr = settings.aggregator.threshold if settings.aggregator.threshold is not None else card.threshold
+        return thr, card.map_threshold
     if settings.aggregator.threshold is not None:
         return settings.aggregator.threshold, 0.5
     raise ModelError(f"no model card at {card_path} and no aggregator.threshold set: cannot pick a threshold")

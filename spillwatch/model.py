@@ -4,19 +4,16 @@ Shared by the classifier workers, evaluation, benchmarks and replay. Needs onnxr
 OpenCV only (never torch).
 
 ONNX contract (what ``training`` exports and this module loads):
-  input  ``image``     uint8  [N, S, S, 3]  RGB, S = card["input_size"]; normalisation is inside the graph
+  input  ``image``     uint8  [N, S, S, 3]  RGB, S = card.input_size; normalisation is inside the graph
   output ``spill_prob`` float32 [N]          calibrated probability that the frame shows a spill
-  output ``spill_map``  float32 [N, G, G]    per-cell spill probability (coarse map, G = card["map_size"])
+  output ``spill_map``  float32 [N, G, G]    per-cell spill probability (coarse map, G = card.map_size)
 
-The model card sits beside the model as ``<stem>.card.json`` (version, sha256, input_size,
-threshold, map_threshold, ...). ``SpillModel.load`` checks the sha256 so a card never describes
-another file.
+The model card (``spillwatch.model_card.ModelCard``) sits beside the model as ``<stem>.card.json``.
+``SpillModel.load`` checks the sha256 so a card never describes another file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,14 +24,14 @@ import cv2
 import numpy as np
 
 from spillwatch.events import Region
+from spillwatch.model_card import ModelCard, ModelError, card_path_for, load_card, sha256_file
+
+__all__ = ["ImageDecodeError", "ModelCard", "ModelError", "Prediction", "SpillModel", "card_path_for", "decode_jpeg",
+           "map_region", "sha256_file"]
 
 
 class ImageDecodeError(ValueError):
     """The bytes are not a decodable image."""
-
-
-class ModelError(RuntimeError):
-    """The model file or its card is missing or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -63,18 +60,6 @@ def map_region(spill_map: np.ndarray, threshold: float) -> Region | None:
         y1=float(ys.max() + 1) / g_h,
         area=float(mask.mean()),
     )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def card_path_for(model_path: Path) -> Path:
-    return model_path.with_name(model_path.stem + ".card.json")
 
 
 def decode_jpeg(data: bytes, target: int | None = None) -> np.ndarray:
@@ -132,22 +117,22 @@ def _reduced_flag(data: bytes, target: int) -> int:
 class SpillModel:
     """An ONNX Runtime session plus its card. One per worker process."""
 
-    def __init__(self, path: Path, card: dict[str, Any], threads: int = 2, verify: bool = True) -> None:
+    def __init__(self, path: Path, card: ModelCard, threads: int = 2, verify: bool = True) -> None:
         import onnxruntime as ort  # local import: keep CLI start-up light
 
         self.path = Path(path)
         self.card = card
-        if verify and card.get("sha256") and card["sha256"] != sha256_file(self.path):
-            raise ModelError(f"{self.path}: sha256 does not match its model card")
+        if verify:
+            card.verify(self.path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.input_size = int(card["input_size"])
-        self.threshold = float(card["threshold"])
-        self.map_threshold = float(card.get("map_threshold", 0.5))
-        self.version = str(card["version"])
+        self.input_size = card.input_size
+        self.threshold = card.threshold
+        self.map_threshold = card.map_threshold
+        self.version = card.version
         self.threads = threads
         self._pool: Any = None
 
@@ -156,14 +141,7 @@ class SpillModel:
         p = Path(path)
         if not p.is_file():
             raise ModelError(f"model file not found: {p}")
-        cp = card_path_for(p)
-        if not cp.is_file():
-            raise ModelError(f"model card not found beside the model: {cp}")
-        card = json.loads(cp.read_text())
-        for key in ("version", "input_size", "threshold"):
-            if key not in card:
-                raise ModelError(f"{cp}: missing '{key}'")
-        return cls(p, card, threads=threads, verify=verify)
+        return cls(p, load_card(p), threads=threads, verify=verify)
 
     # -------------------------------------------------------------- preprocessing
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from processors.archive_labels import label_incident
+from spillwatch.model_card import portable_path
 from training.archive_export import SplitConfig, resolve_archive_manifest
 from tests.archive_builder import Incident, build_camera
 
@@ -31,9 +32,9 @@ def test_tiny_training_run_with_an_archive(tmp_path: Path) -> None:
                       synthetic_val=4, synth_size=96, input_size=64, batch_size=4, max_steps=2, calib_frames=8,
                       cache_dir=None, gen_workers=1, progress=False, seed=3, export_int8=False)
     card = train(cfg)
-    data = card["data"]
+    assert card.data is not None and card.data.real_train is not None and card.data.real_val is not None
     # the archive's camera-a spill frames trained, its camera-b false alarm is validation hard negatives
-    assert data["real_train"]["n"] == 53 and data["real_train"]["by_split_source_label"] == {"train/archive/spill": 53}
-    assert data["real_val"]["by_split_source_label"]["val/archive/clean"] == 28
-    assert str(archive_manifest) in data["real_train"]["manifests"]
+    assert card.data.real_train.n == 53 and card.data.real_train.by_split_source_label == {"train/archive/spill": 53}
+    assert card.data.real_val.by_split_source_label["val/archive/clean"] == 28
+    assert portable_path(archive_manifest) in card.data.real_train.manifests
     assert SpillModel.load(tmp_path / "out" / "spillwatch.onnx").input_size == 64

@@ -61,3 +61,55 @@ def test_one_class_manifest_gives_null_auc(tmp_path: Path) -> None:
     res = evaluate(mp, DEFAULT_MODEL, progress=False)
     assert res["roc_auc"] is None and res["recall"] is None and res["pr_auc"] is None
     assert res["n"] == 4 and res["tp"] == 0 and res["fn"] == 0
+
+
+def _with_source(manifest: Path, source: str) -> Path:
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    manifest.write_text("".join(json.dumps({**x, "source": source}) + "\n" for x in lines))
+    return manifest
+
+
+@pytest.mark.timeout(120)
+def test_evaluate_several_manifests_reports_each_source(tmp_path: Path) -> None:
+    from spillwatch.cli import app
+    from training.evaluate import evaluate
+
+    a = _with_source(write_synthetic_manifest(tmp_path / "a", 6, seed=31, p_spill=0.5), "place-a")
+    b = _with_source(write_synthetic_manifest(tmp_path / "b", 5, seed=32, p_spill=0.0, split="train"), "rooms")
+    one_a, one_b = evaluate(a, DEFAULT_MODEL, progress=False), evaluate(b, DEFAULT_MODEL, progress=False)
+    both = evaluate([a, b], DEFAULT_MODEL, progress=False)
+    assert both["n"] == 11 and both["tp"] + both["fp"] == one_a["tp"] + one_a["fp"] + one_b["tp"] + one_b["fp"]
+    assert set(both["sources"]) == {"place-a/val", "rooms/train"} and set(both["datasets"]) == {"a", "b"}
+    rooms = both["sources"]["rooms/train"]
+    assert (rooms["n"], rooms["clean"], rooms["spill"], rooms["recall"]) == (5, 5, 0, None)
+    assert rooms["fpr"] == one_b["fpr"]
+    # a clean-only source is ranked against the spill frames of the other source
+    assert (rooms["roc_auc"] is None) == (one_a["tp"] + one_a["fn"] == 0)
+    assert both["sources"]["place-a/val"]["recall"] == one_a["recall"]
+
+    # the CLI takes the manifests repeated, or a list file (paths relative to it), and prints the table
+    listing = tmp_path / "dev.txt"
+    listing.write_text("# DEV sets\na/manifest.jsonl\n\nb/manifest.jsonl\n")
+    out = tmp_path / "m.json"
+    try:
+        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(listing), "--model", str(DEFAULT_MODEL), "--json", str(out)])
+        r2 = CliRunner().invoke(app, ["evaluate", "--manifest", str(a), "--manifest", str(b), "--model", str(DEFAULT_MODEL),
+                                      "--json", str(tmp_path / "m2.json"), "--split", "val"])
+    finally:
+        from spillwatch.logs import configure_logging
+
+        configure_logging()
+    assert r.exit_code == 0, r.output
+    assert "| rooms/train | 5 | 0 | 5 |" in r.output
+    assert json.loads(out.read_text())["sources"] == both["sources"]
+    assert r2.exit_code == 0, r2.output
+    assert set(json.loads((tmp_path / "m2.json").read_text())["sources"]) == {"place-a/val"}
+
+
+def test_missing_manifest_in_a_list_is_an_error(tmp_path: Path) -> None:
+    from training.evaluate import expand_manifests
+
+    listing = tmp_path / "dev.txt"
+    listing.write_text("nowhere/manifest.jsonl\n")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        expand_manifests([listing])

@@ -107,3 +107,18 @@ def test_fit_temperature_recovers_the_scale() -> None:
     t = calibration.fit_temperature(3.0 * z, y)
     assert t == pytest.approx(3.0, rel=0.08)
     assert calibration.fit_temperature(np.array([1.0, 2.0]), np.array([1.0, 1.0])) == 1.0
+
+
+def test_slice_metrics_per_source_with_one_class_sources() -> None:
+    # sources: "a" = spills 0.9, 0.8, 0.3 + clean 0.6; "b" = clean 0.2, 0.1, 0.5; "c" = spill 0.55
+    keys = ["a", "a", "a", "a", "b", "b", "c", "b"]
+    rows = metrics.slice_metrics(Y, S, keys, 0.5)
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a["n"], a["spill"], a["clean"], a["tp"], a["fn"], a["fp"]) == (4, 3, 1, 2, 1, 1)
+    assert a["recall"] == pytest.approx(2 / 3) and a["fpr"] == 1.0 and a["precision"] == pytest.approx(2 / 3)
+    assert a["roc_auc"] == pytest.approx(2 / 3)          # within the source: 0.9, 0.8 > 0.6 > 0.3
+    assert b["recall"] is None and b["fpr"] == pytest.approx(1 / 3)
+    # clean-only: its 3 frames against all 4 spills: every spill outranks 0.2 and 0.1; 0.5 loses to 0.3 only
+    assert b["roc_auc"] == pytest.approx((4 + 4 + 3) / 12)
+    # spill-only: 0.55 against all 4 clean frames (0.6 outranks it)
+    assert c["recall"] == 1.0 and c["fpr"] is None and c["roc_auc"] == pytest.approx(3 / 4)

@@ -90,21 +90,23 @@ def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
                       synth_size=96, input_size=64, batch_size=4, max_steps=3, calib_frames=8, cache_dir=None,
                       gen_workers=1, progress=False, seed=3)
     card = train(cfg)
-    assert card["training"]["steps"] == 3
-    assert card["data"]["real_train"]["n"] == 12 and card["data"]["real_val"]["n"] == 8
+    assert card.training is not None and card.data is not None
+    assert card.training.steps == 3
+    assert card.data.real_train is not None and card.data.real_val is not None
+    assert card.data.real_train.n == 12 and card.data.real_val.n == 8
     for name in ("spillwatch.onnx", "spillwatch-int8.onnx"):
         path = tmp_path / "out" / name
         m = SpillModel.load(path)
-        assert m.card["sha256"] == sha256_file(path)
-        assert m.input_size == 64 and m.card["map_size"] == 4
+        assert m.card.sha256 == sha256_file(path) and m.card.file == name
+        assert m.input_size == 64 and m.card.map_size == 4
         preds = m.infer(np.zeros((3, 64, 64, 3), np.uint8))
         assert len(preds) == 3 and preds[0].spill_map.shape == (4, 4)
         assert 0.0 <= preds[0].spill_prob <= 1.0
-    assert card["parity"]["onnx_fp32_vs_torch"]["max_abs_prob_diff"] < 1e-4
-    for key in ("version", "sha256", "input_size", "map_size", "threshold", "map_threshold", "normalisation",
-                "data", "metrics", "created", "training"):
-        assert key in card
-    assert card["training"]["seed"] == 3 and card["training"]["settings"]["input_size"] == 64
+    assert card.parity.onnx_fp32_vs_torch is not None and card.parity.onnx_fp32_vs_torch.max_abs_prob_diff < 1e-4
+    assert card.normalisation is not None and card.created is not None and card.metrics.onnx_fp32
+    assert card.training.seed == 3 and card.training.settings["input_size"] == 64
+    # recorded paths are portable: no machine path of the temporary folders
+    assert str(tmp_path) not in card.to_json()
     assert (tmp_path / "out" / "MODEL_CARD.md").read_text().startswith("# SpillWatch model card")
 
 

@@ -13,12 +13,12 @@ scores ~1.0. ``spill_jpeg`` / ``clean_jpeg`` make such frames. Test-only: produc
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from spillwatch.model_card import ModelCard, TrainedModel, card_path_for
 
 
 def build_tiny_model(
@@ -72,16 +72,9 @@ def build_tiny_model(
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.onnx"
     path.write_bytes(model.SerializeToString())
-    card = {
-        "version": version,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "input_size": s,
-        "map_size": g,
-        "threshold": threshold,
-        "map_threshold": map_threshold,
-        "architecture": "test-only redness graph (tests/tiny_model.py)",
-    }
-    (directory / f"{name}.card.json").write_text(json.dumps(card, indent=2))
+    trained = TrainedModel(input_size=s, map_size=g, threshold=threshold, map_threshold=map_threshold,
+                           note="test-only redness graph (tests/tiny_model.py)")
+    ModelCard.for_file(path, trained, version=version, precision="fp32").write(card_path_for(path))
     return path
 
 

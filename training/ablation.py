@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
+from spillwatch.model_card import Ablation, AblationArm, ModelCard, card_path_for, load_card
 from training.train import TrainConfig, train
 
 ARMS = {
@@ -21,55 +20,52 @@ ARMS = {
 }
 
 
-def arm_row(card: dict[str, Any]) -> dict[str, Any]:
-    m = card["metrics"]["onnx_fp32"]
-    rv = m.get("real-val", {})
-    sv = m.get("synthetic-val", {})
-    rg = rv.get("groups", {})
-    return {
-        "steps": card["training"]["steps"],
-        "train_seconds": card["training"]["train_seconds"],
-        "threshold": card["threshold"],
-        "val_recall": rv.get("recall"),
-        "val_precision": rv.get("precision"),
-        "val_roc_auc": rv.get("roc_auc"),
-        "val_pr_auc": rv.get("pr_auc"),
-        "floor_fpr": rv.get("floor_fpr"),
-        "scene_clean_fpr": rg.get("clean:scene", {}).get("fpr"),
-        "synth_recall": sv.get("recall"),
-        "synth_fpr": sv.get("fpr"),
-        "synth_roc_auc": sv.get("roc_auc"),
-        "synth_groups": sv.get("groups"),
-        "version": card.get("version"),
-    }
+def arm_row(card: ModelCard) -> AblationArm:
+    m = card.metrics.onnx_fp32 or {}
+    rv, sv = m.get("real-val"), m.get("synthetic-val")
+    scene = rv.groups.get("clean:scene") if rv is not None else None
+    assert card.training is not None
+    return AblationArm(
+        steps=card.training.steps,
+        train_seconds=card.training.train_seconds,
+        threshold=card.threshold,
+        val_recall=rv.recall if rv else None,
+        val_precision=rv.precision if rv else None,
+        val_roc_auc=rv.roc_auc if rv else None,
+        val_pr_auc=rv.pr_auc if rv else None,
+        floor_fpr=rv.floor_fpr if rv else None,
+        scene_clean_fpr=scene.fpr if scene else None,
+        synth_recall=sv.recall if sv else None,
+        synth_fpr=sv.fpr if sv else None,
+        synth_roc_auc=sv.roc_auc if sv else None,
+        synth_groups=sv.groups if sv else {},
+        version=card.version,
+    )
 
 
-def run_ablation(base: TrainConfig, out: Path, steps: int, arms: list[str] | None = None) -> dict[str, Any]:
+def run_ablation(base: TrainConfig, out: Path, steps: int, arms: list[str] | None = None) -> Ablation:
     out.mkdir(parents=True, exist_ok=True)
-    res: dict[str, Any] = {"steps": steps, "threshold_rule": "real val groups (target recall) + floor FPR cap", "arms": {}}
+    res = Ablation(steps=steps, threshold_rule="real val groups (target recall) + floor FPR cap")
     for name in arms or list(ARMS):
         flags = ARMS[name]
         cfg = replace(base, out=out / name.replace(" ", "").replace("+", "-"), max_steps=steps, epochs=1000.0,
                       threshold_groups="real", export_int8=False, preliminary=True,
                       note=f"ablation arm '{name}' ({steps} steps)", **flags)
-        card = train(cfg)
-        res["arms"][name] = arm_row(card)
-        (out / "ablation.json").write_text(json.dumps(res, indent=2))
+        res.arms[name] = arm_row(train(cfg))
+        (out / "ablation.json").write_text(res.model_dump_json(indent=2))
     return res
 
 
-def attach_ablation(models_dir: Path, ablation: dict[str, Any], stem: str = "spillwatch") -> None:
+def attach_ablation(models_dir: Path, ablation: Ablation, stem: str = "spillwatch") -> None:
     """Record the ablation in the shipped cards (JSON + Markdown); the model files are untouched."""
     from training.card import write_markdown
 
-    cards = {}
-    for prec, name in (("fp32", f"{stem}.card.json"), ("int8", f"{stem}-int8.card.json")):
-        p = models_dir / name
-        if p.is_file():
-            c = json.loads(p.read_text())
-            c["ablation"] = ablation
-            p.write_text(json.dumps(c, indent=2) + "\n")
-            cards[prec] = c
+    cards: dict[str, ModelCard] = {}
+    for prec, name in (("fp32", f"{stem}.onnx"), ("int8", f"{stem}-int8.onnx")):
+        model = models_dir / name
+        if card_path_for(model).is_file():
+            cards[prec] = load_card(model).model_copy(update={"ablation": ablation})
+            cards[prec].write(card_path_for(model))
     if "fp32" in cards:
         write_markdown(models_dir / "MODEL_CARD.md", cards["fp32"], cards.get("int8"))
 
@@ -89,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     res = run_ablation(TrainConfig(real_manifest=a.manifest or default_real_manifest()), a.out, a.steps)
     if a.attach:
         attach_ablation(a.attach, res)
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "synth_groups"} for k, v in res["arms"].items()}, indent=1))
+    print(json.dumps({k: v.model_dump(exclude={"synth_groups"}) for k, v in res.arms.items()}, indent=1))
 
 
 if __name__ == "__main__":

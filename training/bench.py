@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from spillwatch.model import SpillModel
+from spillwatch.model_card import portable_path
 
 
 def val_jpegs(manifest: Path | None, limit: int = 256, split: str = "val") -> tuple[list[bytes], str]:
@@ -34,7 +35,7 @@ def val_jpegs(manifest: Path | None, limit: int = 256, split: str = "val") -> tu
         recs = [r for r in load_manifest(manifest) if r.split == split] or load_manifest(manifest)
         step = max(1, len(recs) // limit)
         chosen = recs[::step][:limit]
-        return [r.path.read_bytes() for r in chosen], f"{manifest} ({split}, {len(chosen)} frames)"
+        return [r.path.read_bytes() for r in chosen], f"{portable_path(manifest)} ({split}, {len(chosen)} frames)"
     from training.synth import generate_sample
 
     out = []
@@ -136,7 +137,7 @@ def bench(models: dict[str, Path], manifest: Path | None, batches: Sequence[int]
                     "frames_per_s": round(n / best, 1), "frames_per_s_median": round(n / statistics.median(times), 1),
                     "ms_per_frame": round(1000 * best / n, 3),
                     "infer_only_frames_per_s": round(1 / inf, 1), "decode_preprocess_ms": round(1000 * dec, 3),
-                    "input_size": model.input_size, "model": str(model.path), "model_version": model.version,
+                    "input_size": model.input_size, "model": portable_path(model.path), "model_version": model.version,
                 })
     out: dict[str, Any] = {
         "rows": rows, "frames_source": source, "threads": threads, "repeats": repeats,

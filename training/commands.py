@@ -65,14 +65,14 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         )
         card = train(cfg)
-        m = card["metrics"]["onnx_fp32"]
-        typer.echo(f"model: {out_dir / 'spillwatch.onnx'} version {card['version']} threshold {card['threshold']:.4f}")
-        for name, r in m.items():
-            typer.echo(f"  {name}: recall {r['recall']} precision {r['precision']} fpr {r['fpr']} floor_fpr {r['floor_fpr']} auc {r['roc_auc']}")
+        typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")
+        for name, r in (card.metrics.onnx_fp32 or {}).items():
+            typer.echo(f"  {name}: recall {r.recall} precision {r.precision} fpr {r.fpr} floor_fpr {r.floor_fpr} auc {r.roc_auc}")
 
     @app.command("evaluate")
     def evaluate_cmd(
-        manifest: Path = typer.Option(..., help="manifest.jsonl in the shared format"),
+        manifest: list[Path] = typer.Option(..., help="manifest.jsonl in the shared format, or a list file of manifests "
+                                            "(one path a line); repeatable: the manifests are evaluated together"),
         json_out: Path = typer.Option(..., "--json", help="metrics JSON output"),
         model: Path = typer.Option(None, help="ONNX model (card beside it); default settings.worker.model_path"),
         threshold: float = typer.Option(None, help="decision threshold (default: the model card's)"),
@@ -81,7 +81,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         threads: int = typer.Option(2),
     ) -> None:
         """Metrics of a model on any manifest (+ optional report)."""
-        from training.evaluate import evaluate
+        from training.evaluate import evaluate, slice_table
 
         res = evaluate(manifest, model or _default_model(), threshold=threshold, split=split, report_dir=report, threads=threads)
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +91,9 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         for k in keys:
             v = res.get(k)
             typer.echo(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+        typer.echo("")
+        for line in slice_table(res["sources"]) + [""] + slice_table(res["datasets"], "data set"):
+            typer.echo(line)
         if res["n_skipped"]:
             typer.echo(f"skipped {res['n_skipped']} undecodable frame(s)", err=True)
 
@@ -106,7 +109,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         cards = export_checkpoint(checkpoint, out, int8=not no_int8, manifest=manifest)
         for prec, c in cards.items():
-            typer.echo(f"{prec}: {out / c['file']} sha256 {c['sha256'][:12]} parity {c['parity']}")
+            typer.echo(f"{prec}: {out / c.file} sha256 {c.sha256[:12]} parity {c.parity.model_dump(exclude_none=True)}")
 
     bench_group = groups["bench"]
 

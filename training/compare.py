@@ -160,11 +160,13 @@ def promote_model(candidate: Path, target: Path, v: dict[str, Any]) -> dict[str,
     """Copy the candidate (and its card) over ``target`` when the verdict says so; the replaced
     model is kept under ``<target folder>/previous/``. The copy is loaded (sha256 vs card) before
     the function returns."""
-    from spillwatch.model import SpillModel, card_path_for
+    from spillwatch.model import SpillModel
+    from spillwatch.model_card import card_path_for, load_card
 
     if not v.get("promote"):
         return {"promoted": False, "reason": v.get("reason")}
     candidate, target = Path(candidate), Path(target)
+    card = load_card(candidate).model_copy(update={"file": target.name})  # an invalid card stops here
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     backup = None
     if target.exists():
@@ -178,11 +180,10 @@ def promote_model(candidate: Path, target: Path, v: dict[str, Any]) -> dict[str,
     tmp = target.with_name(target.name + ".tmp")
     shutil.copy2(candidate, tmp)
     tmp.replace(target)
-    card = json.loads(card_path_for(candidate).read_text())
-    card_path_for(target).write_text(json.dumps(card, indent=2))
+    card.write(card_path_for(target))
     SpillModel.load(target)  # sha256 of the copy matches its card
-    log.info("model promoted", candidate=str(candidate), target=str(target), version=card.get("version"), backup=backup)
-    return {"promoted": True, "target": str(target), "version": card.get("version"), "previous": backup}
+    log.info("model promoted", candidate=str(candidate), target=str(target), version=card.version, backup=backup)
+    return {"promoted": True, "target": str(target), "version": card.version, "previous": backup}
 
 
 def write_markdown(res: dict[str, Any], path: Path) -> None:

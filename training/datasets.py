@@ -67,6 +67,16 @@ class Record:
         return self.source == FLOOR_SOURCE
 
     @property
+    def source_split(self) -> str:
+        """Per-source evaluation slice: ``<source>/<split>`` (e.g. ``wet-floor-stock/val``)."""
+        return f"{self.source or '-'}/{self.split}"
+
+    @property
+    def dataset(self) -> str:
+        """The name of the manifest's folder (``spills-real``, ``wet-floors``): one data set."""
+        return Path(self.manifest).parent.name if self.manifest else "-"
+
+    @property
     def group(self) -> str:
         """Evaluation group: liquid(s) for spills, floor photos / same-scene for clean frames."""
         if self.label == "spill":

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from spillwatch.model import ImageDecodeError, SpillModel
+from spillwatch.model_card import portable_path
 from training import metrics
 from training.datasets import Record, load_manifest
 
@@ -60,7 +61,7 @@ def score_records(model: SpillModel, records: Sequence[Record], batch: int = 16,
         if len(pending) >= batch:
             flush()
     flush()
-    g = int(model.card.get("map_size", 0) or 1)
+    g = model.card.map_size
     return Scored(kept, np.asarray(probs, np.float64),
                   np.stack(maps) if maps else np.zeros((0, g, g), np.float32), skipped)
 
@@ -76,10 +77,33 @@ def group_metrics(records: Sequence[Record], probs: np.ndarray, threshold: float
     return out
 
 
-def evaluate(manifest: Path, model_path: Path, threshold: float | None = None, split: str | None = None,
-             report_dir: Path | None = None, threads: int = 2, progress: bool = True, worst: int = 4) -> dict[str, Any]:
+def expand_manifests(paths: Path | str | Sequence[Path | str]) -> list[Path]:
+    """Manifests to evaluate: each path is a manifest (JSON lines) or a list file (one manifest path a
+    line, relative to the list file's folder; blank lines and ``#`` comments are skipped)."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        lines = [x.strip() for x in p.read_text(encoding="utf-8").splitlines()]
+        first = next((x for x in lines if x and not x.startswith("#")), "")
+        if first.startswith("{") or not first:
+            out.append(p)
+            continue
+        out += [(p.parent / x) for x in lines if x and not x.startswith("#")]
+    for m in out:
+        if not m.is_file():
+            raise FileNotFoundError(f"manifest not found: {m}")
+    return out
+
+
+def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, threshold: float | None = None,
+             split: str | None = None, report_dir: Path | None = None, threads: int = 2, progress: bool = True,
+             worst: int = 4) -> dict[str, Any]:
+    """Metrics of the model over one or several manifests (or list files) taken together, with a
+    per-source table (``sources``: each source and split) and a per-data-set table (``datasets``)."""
     model = SpillModel.load(model_path, threads=threads)
-    records = load_manifest(manifest)
+    manifests = expand_manifests(manifest)
+    records = [r for m in manifests for r in load_manifest(m)]
     if split:
         records = [r for r in records if r.split == split]
     thr = model.threshold if threshold is None else float(threshold)
@@ -88,16 +112,32 @@ def evaluate(manifest: Path, model_path: Path, threshold: float | None = None, s
     res: dict[str, Any] = metrics.summary(y, sc.probs, thr)
     floor = np.array([r.is_floor for r in sc.records], bool)
     res.update({
-        "model": str(model_path), "model_version": model.version, "manifest": str(manifest), "split": split,
+        "model": portable_path(model_path), "model_version": model.version,
+        "manifest": portable_path(manifests[0]) if len(manifests) == 1 else None,
+        "manifests": [portable_path(m) for m in manifests], "split": split,
         "threshold_source": "card" if threshold is None else "option",
         "skipped": sc.skipped, "n_skipped": len(sc.skipped),
         "floor_fpr": float(np.mean(sc.probs[floor] >= thr)) if floor.any() else None,
         "floor_n": int(floor.sum()),
         "groups": group_metrics(sc.records, sc.probs, thr),
+        "sources": metrics.slice_metrics(y, sc.probs, [r.source_split for r in sc.records], thr),
+        "datasets": metrics.slice_metrics(y, sc.probs, [r.dataset for r in sc.records], thr),
     })
     if report_dir is not None:
         write_report(Path(report_dir), res, sc, y, thr, model)
     return res
+
+
+def slice_table(rows: dict[str, dict[str, Any]], title: str = "source / split") -> list[str]:
+    """Markdown rows: n, spill/clean, recall or FPR, precision, ROC AUC per slice."""
+    def f(v: Any) -> str:
+        return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    out = [f"| {title} | n | spill | clean | recall | FPR | precision | ROC AUC |", "|---|---|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        out.append(f"| {k} | {r['n']} | {r['spill']} | {r['clean']} | {f(r['recall'])} | {f(r['fpr'])} | "
+                   f"{f(r['precision'])} | {f(r['roc_auc'])} |")
+    return out
 
 
 # ------------------------------------------------------------------ report
@@ -223,7 +263,8 @@ def write_report(report: Path, res: dict[str, Any], sc: Scored, y: np.ndarray, t
         return "n/a" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
     md = [f"# Evaluation — {res['model_version']}", "",
-          f"- manifest: `{res['manifest']}` (split: {res['split'] or 'all'}), n = {res['n']}, skipped (undecodable) = {res['n_skipped']}",
+          f"- manifests: {', '.join(f'`{m}`' for m in res['manifests'])} (split: {res['split'] or 'all'}), n = {res['n']}, "
+          f"skipped (undecodable) = {res['n_skipped']}",
           f"- threshold: {thr:.4f} ({res['threshold_source']})", "",
           "| metric | value |", "|---|---|"]
     for k in ("accuracy", "precision", "recall", "f1", "specificity", "npv", "fpr", "fnr", "log_loss", "roc_auc", "pr_auc", "floor_fpr"):
@@ -232,6 +273,8 @@ def write_report(report: Path, res: dict[str, Any], sc: Scored, y: np.ndarray, t
            "| group | n | recall / FPR |", "|---|---|---|"]
     for g, v in res["groups"].items():
         md.append(f"| {g} | {v['n']} | {f(v.get('recall', v.get('fpr')))} |")
+    md += ["", "Per source (a one-class source's ROC AUC ranks it against the other class of all frames):", ""]
+    md += slice_table(res["sources"]) + [""] + slice_table(res["datasets"], "data set")
     md += ["", "![ROC](roc.png) ![PR](pr.png)", "", "Curves as data: roc.csv/roc.json, pr.csv/pr.json; per-frame scores: predictions.csv.", ""]
     for title, kind, idxs in (("Worst false negatives", "fn", fn_idx), ("Worst false positives", "fp", fp_idx),
                               ("Hardest spills (no false negatives at this threshold)", "hardpos", hard_pos),

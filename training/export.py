@@ -3,7 +3,6 @@ QDQ per-channel quantisation with real calibration frames, parity checks and mod
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -13,23 +12,36 @@ from typing import Any
 
 import numpy as np
 
-from spillwatch.model import card_path_for, sha256_file
+from spillwatch.model_card import (
+    Metrics,
+    ModelCard,
+    Normalisation,
+    Parity,
+    ParityCheck,
+    Quantisation,
+    QuantSelection,
+    QuantTrial,
+    SetMetrics,
+    TrainedModel,
+    card_path_for,
+    sha256_file,
+)
 from training.net import NORMALISATIONS
 
 OPSET = 17
 
 
-def normalisation_card(name: str) -> dict[str, Any]:
+def normalisation_card(name: str) -> Normalisation:
     mean, std = NORMALISATIONS[name]
-    return {
-        "inside_graph": True,
-        "name": name,
-        "formula": "(x - mean) / std per RGB channel, x in 0..255",
-        "mean_rgb_0_255": list(mean),
-        "std_rgb_0_255": list(std),
-        "input": "uint8 RGB NHWC [N,S,S,3], 0..255",
-        "resize": "whole frame squashed to S x S with cv2.INTER_AREA after (reduced) JPEG decoding; no crop",
-    }
+    return Normalisation(
+        inside_graph=True,
+        name=name,
+        formula="(x - mean) / std per RGB channel, x in 0..255",
+        mean_rgb_0_255=list(mean),
+        std_rgb_0_255=list(std),
+        input="uint8 RGB NHWC [N,S,S,3], 0..255",
+        resize="whole frame squashed to S x S with cv2.INTER_AREA after (reduced) JPEG decoding; no crop",
+    )
 
 
 def export_fp32(net: Any, temperature: float, path: Path) -> None:
@@ -107,16 +119,15 @@ def _exclusion_candidates(model_path: Path) -> list[tuple[str, list[str]]]:
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray, check_images: np.ndarray | None = None,
-                  threshold: float = 0.5, min_agreement: float = 0.995) -> dict[str, Any]:
+                  threshold: float = 0.5, min_agreement: float = 0.995) -> Quantisation:
     """Static QDQ quantisation: uint8 activations, int8 per-channel weights (U8S8), MinMax calibration
     on real frames. With ``check_images`` (frames NOT used for calibration), the smallest fp32 island
     at the input end is chosen for which int8 decisions agree with fp32 on >= ``min_agreement`` of
     them (falls back to the best one tried)."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    info: dict[str, Any] = {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8 (7-bit range)",
-                            "calibration": "MinMax", "calibration_frames": int(len(calib_images)),
-                            "op_types": ["Conv", "Gemm", "Clip"]}
+    info = Quantisation(format="QDQ", per_channel=True, activations="uint8", weights="int8 (7-bit range)",
+                        calibration="MinMax", calibration_frames=int(len(calib_images)), op_types=["Conv", "Gemm", "Clip"])
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         try:
@@ -125,26 +136,26 @@ def quantize_int8(fp32_path: Path, int8_path: Path, calib_images: np.ndarray, ch
             shutil.copy(fp32_path, pre)
         if check_images is None or not len(check_images):
             _quantize(pre, int8_path, calib_images, [])
-            info["fp32_nodes"] = "none"
             return info
         ref, _ = ort_run(ort_session(fp32_path), check_images)
-        tried = []
+        tried: list[QuantTrial] = []
         best: tuple[float, str, Path] | None = None
         for name, excl in _exclusion_candidates(pre):
             cand = Path(td) / f"q-{len(tried)}.onnx"
             _quantize(pre, cand, calib_images, excl)
             p, _ = ort_run(ort_session(cand), check_images)
             agree = float(np.mean((p >= threshold) == (ref >= threshold)))
-            tried.append({"fp32_nodes": name, "n_fp32_nodes": len(excl), "agreement": agree,
-                          "mean_abs_prob_diff": float(np.mean(np.abs(p - ref)))})
+            tried.append(QuantTrial(fp32_nodes=name, n_fp32_nodes=len(excl), agreement=agree,
+                                    mean_abs_prob_diff=float(np.mean(np.abs(p - ref)))))
             if best is None or agree > best[0]:
                 best = (agree, name, cand)
             if agree >= min_agreement:
                 break
         assert best is not None
         shutil.copy(best[2], int8_path)
-        info.update({"fp32_nodes": best[1], "selection": {"check_frames": int(len(check_images)), "threshold": threshold,
-                     "min_agreement": min_agreement, "tried": tried}})
+        info.fp32_nodes = best[1]
+        info.selection = QuantSelection(check_frames=int(len(check_images)), threshold=threshold,
+                                        min_agreement=min_agreement, tried=tried)
     return info
 
 
@@ -182,24 +193,15 @@ def torch_probs(net: Any, temperature: float, images: np.ndarray) -> tuple[np.nd
 
 
 def parity(a_prob: np.ndarray, a_map: np.ndarray, b_prob: np.ndarray, b_map: np.ndarray, threshold: float,
-           map_threshold: float) -> dict[str, Any]:
+           map_threshold: float) -> ParityCheck:
     """How closely B reproduces A: max |dp|, decision agreement at the threshold, map-cell agreement."""
-    return {
-        "n": int(len(a_prob)),
-        "max_abs_prob_diff": float(np.max(np.abs(a_prob - b_prob))) if len(a_prob) else None,
-        "mean_abs_prob_diff": float(np.mean(np.abs(a_prob - b_prob))) if len(a_prob) else None,
-        "decision_agreement": float(np.mean((a_prob >= threshold) == (b_prob >= threshold))) if len(a_prob) else None,
-        "map_cell_agreement": float(np.mean((a_map >= map_threshold) == (b_map >= map_threshold))) if len(a_map) else None,
-    }
-
-
-def write_card(model_path: Path, card: dict[str, Any]) -> dict[str, Any]:
-    card = dict(card)
-    card["sha256"] = sha256_file(model_path)
-    card["file"] = model_path.name
-    card["size_bytes"] = model_path.stat().st_size
-    card_path_for(model_path).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
-    return card
+    return ParityCheck(
+        n=int(len(a_prob)),
+        max_abs_prob_diff=float(np.max(np.abs(a_prob - b_prob))) if len(a_prob) else None,
+        mean_abs_prob_diff=float(np.mean(np.abs(a_prob - b_prob))) if len(a_prob) else None,
+        decision_agreement=float(np.mean((a_prob >= threshold) == (b_prob >= threshold))) if len(a_prob) else None,
+        map_cell_agreement=float(np.mean((a_map >= map_threshold) == (b_map >= map_threshold))) if len(a_map) else None,
+    )
 
 
 def _json_default(o: Any) -> Any:
@@ -210,15 +212,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o))
 
 
-def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Path, *, calib_images: np.ndarray,
+def export_all(net: Any, temperature: float, trained: TrainedModel, out: Path, *, calib_images: np.ndarray,
                parity_images: np.ndarray | None, check_images: np.ndarray | None = None, int8: bool = True, eval_sets: Sequence[Any] = (),
-               finalise: Callable[[dict[str, Any]], None] | None = None, stem: str = "spillwatch") -> dict[str, dict[str, Any]]:
-    """Write ``<stem>.onnx`` (+ ``<stem>-int8.onnx``) with cards into ``out``; returns the cards."""
+               finalise: Callable[[TrainedModel], TrainedModel] | None = None, stem: str = "spillwatch") -> dict[str, ModelCard]:
+    """Write ``<stem>.onnx`` (+ ``<stem>-int8.onnx``) with cards and MODEL_CARD.md into ``out``; returns
+    the cards. ``finalise`` may update what training recorded (e.g. its total time) just before the
+    cards are written."""
     from training.train import group_report
 
     out.mkdir(parents=True, exist_ok=True)
-    thr = float(card_base["threshold"])
-    mthr = float(card_base.get("map_threshold", 0.5))
+    thr, mthr = trained.threshold, trained.map_threshold
     fp32_path = out / f"{stem}.onnx"
     export_fp32(net, temperature, fp32_path)
     sess32 = ort_session(fp32_path)
@@ -227,66 +230,63 @@ def export_all(net: Any, temperature: float, card_base: dict[str, Any], out: Pat
     t_p, t_m = torch_probs(net, temperature, par_imgs)
     o_p, o_m = ort_run(sess32, par_imgs)
     par32 = parity(t_p, t_m, o_p, o_m, thr, mthr)
-    if par32["max_abs_prob_diff"] is not None and par32["max_abs_prob_diff"] > 1e-3:
+    if par32.max_abs_prob_diff is not None and par32.max_abs_prob_diff > 1e-3:
         raise RuntimeError(f"ONNX fp32 does not match torch: {par32}")
-    created = datetime.now(UTC)
-    date = created.strftime("%Y%m%d-%H%M")
-    s = int(card_base["input_size"])
+    s = trained.input_size
 
-    def eval_metrics(sess: Any) -> dict[str, Any]:
+    def eval_metrics(sess: Any) -> dict[str, SetMetrics]:
         res = {}
         for e in eval_sets:
             p, _ = ort_run(sess, e.images)
-            res[e.name] = group_report(p, e, thr)
+            res[e.name] = SetMetrics.model_validate(group_report(p, e, thr))
         return res
 
-    cards: dict[str, dict[str, Any]] = {}
-    fp32_card = json.loads(json.dumps(card_base, default=_json_default))
-    fp32_card.update({"precision": "fp32", "opset": OPSET, "normalisation": normalisation_card(net.normalisation),
-                      "inputs": {"image": f"uint8 [N,{s},{s},3] RGB"},
-                      "outputs": {"spill_prob": "float32 [N] calibrated", "spill_map": f"float32 [N,{s // 16},{s // 16}]"}})
-    fp32_card["parity"] = {"onnx_fp32_vs_torch": par32}
-    fp32_card["metrics"] = dict(fp32_card.get("metrics", {}))
-    fp32_card["metrics"]["onnx_fp32"] = eval_metrics(sess32)
+    m32 = eval_metrics(sess32)
+    int8_path = out / f"{stem}-int8.onnx"
+    qinfo: Quantisation | None = None
+    par8: ParityCheck | None = None
+    m8: dict[str, SetMetrics] = {}
     if int8:
-        int8_path = out / f"{stem}-int8.onnx"
         qinfo = quantize_int8(fp32_path, int8_path, calib_images, check_images, thr)
         sess8 = ort_session(int8_path)
         q_p, q_m = ort_run(sess8, par_imgs)
         par8 = parity(o_p, o_m, q_p, q_m, thr, mthr)
-        int8_card = json.loads(json.dumps(fp32_card, default=_json_default))
-        int8_card["precision"] = "int8"
-        int8_card["quantisation"] = qinfo
-        int8_card["parity"] = {"int8_vs_onnx_fp32": par8, "onnx_fp32_vs_torch": par32}
-        int8_card["metrics"] = {"onnx_int8": eval_metrics(sess8), "onnx_fp32": fp32_card["metrics"]["onnx_fp32"]}
-        fp32_card["parity"]["int8_vs_onnx_fp32"] = par8
-        cards["int8"] = int8_card
-    cards["fp32"] = fp32_card
-    for c in cards.values():
-        c["created"] = created.isoformat(timespec="seconds")
-        if finalise:
-            finalise(c)
-    fp32_card = write_card(fp32_path, _versioned(fp32_card, fp32_path, date))
-    cards["fp32"] = fp32_card
+        m8 = eval_metrics(sess8)
+    if finalise is not None:
+        trained = finalise(trained)
+    created = datetime.now(UTC)
+    date = created.strftime("%Y%m%d-%H%M")
+    graph = {"opset": OPSET, "normalisation": normalisation_card(net.normalisation),
+             "inputs": {"image": f"uint8 [N,{s},{s},3] RGB"},
+             "outputs": {"spill_prob": "float32 [N] calibrated", "spill_map": f"float32 [N,{s // 16},{s // 16}]"}}
+    fp32_trained = trained.model_copy(update={"metrics": trained.metrics.model_copy(update={"onnx_fp32": m32})})
+    cards: dict[str, ModelCard] = {}
+    cards["fp32"] = ModelCard.for_file(
+        fp32_path, fp32_trained, version=model_version(trained, fp32_path, date, "fp32"), precision="fp32", created=created,
+        parity=Parity(onnx_fp32_vs_torch=par32, int8_vs_onnx_fp32=par8), **graph)
+    cards["fp32"].write(card_path_for(fp32_path))
     if int8:
-        int8_card = cards["int8"]
-        int8_card["fp32_sha256"] = fp32_card["sha256"]
-        cards["int8"] = write_card(int8_path, _versioned(int8_card, int8_path, date))
+        int8_trained = trained.model_copy(update={"metrics": Metrics(onnx_int8=m8, onnx_fp32=m32)})
+        cards["int8"] = ModelCard.for_file(
+            int8_path, int8_trained, version=model_version(trained, int8_path, date, "int8"), precision="int8",
+            created=created, parity=Parity(onnx_fp32_vs_torch=par32, int8_vs_onnx_fp32=par8), quantisation=qinfo,
+            fp32_sha256=cards["fp32"].sha256, **graph)
+        cards["int8"].write(card_path_for(int8_path))
     from training.card import write_markdown
 
     write_markdown(out / "MODEL_CARD.md", cards["fp32"], cards.get("int8"))
     return cards
 
 
-def _versioned(card: dict[str, Any], path: Path, date: str) -> dict[str, Any]:
+def model_version(trained: TrainedModel, path: Path, date: str, precision: str) -> str:
+    """``effl0-<size>-<UTC date>[-pre]-<sha256[:8]>[-int8]``: unique per file, sortable by date."""
     sha = sha256_file(path)[:8]
-    suffix = "-int8" if card.get("precision") == "int8" else ""
-    pre = "-pre" if card.get("preliminary") else ""
-    card["version"] = f"effl0-{card['input_size']}-{date}{pre}-{sha}{suffix}"
-    return card
+    suffix = "-int8" if precision == "int8" else ""
+    pre = "-pre" if trained.preliminary else ""
+    return f"effl0-{trained.input_size}-{date}{pre}-{sha}{suffix}"
 
 
-def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: Path | None = None) -> dict[str, dict[str, Any]]:
+def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: Path | None = None) -> dict[str, ModelCard]:
     """Re-export a training checkpoint (``model.pt`` from ``spillwatch train``) with its stored card;
     calibration frames come from the real manifest's train split, parity/metrics from its val split."""
     import torch
@@ -297,8 +297,8 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = ck["config"]
-    base = ck["card_base"]
-    s = int(base["input_size"])
+    base = TrainedModel.model_validate(ck["card_base"])
+    s = base.input_size
     net = SpillNet(s, pretrained=False, freeze_blocks=int(cfg.get("freeze_blocks", 3)),
                    normalisation=str(cfg.get("normalisation", "imagenet")))  # older checkpoints: imagenet
     net.load_state_dict(ck["state_dict"])

@@ -191,15 +191,18 @@ def _jpeg_wh(data: bytes) -> tuple[int, int]:
 
 
 def _threshold(settings: Settings, opts: ReplayOptions) -> tuple[float, str]:
-    from spillwatch.model import card_path_for
+    from spillwatch.model_card import ModelError, card_path_for, read_card
 
     model = Path(settings.worker.model_path)
     cp = card_path_for(model)
     if not model.is_file() or not cp.is_file():
         raise ReplayError(f"model {model} or its card {cp.name} not found (give --model)")
-    card = json.loads(cp.read_text())
+    try:
+        card = read_card(cp)
+    except ModelError as exc:
+        raise ReplayError(str(exc)) from None
     thr = opts.threshold if opts.threshold is not None else settings.aggregator.threshold
-    return (float(thr) if thr is not None else float(card["threshold"])), str(card.get("version", ""))
+    return (float(thr) if thr is not None else card.threshold), card.version
 
 
 def _agg_caught_up(redis: Any, keys: RedisKeys, last_seq: dict[str, int]) -> bool:

