@@ -19,10 +19,16 @@ Writes JSON (``--out``, e.g. docs/bench/redis-ops.json) and prints a table.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import platform
+import shutil
+import statistics
+import subprocess
 import time
+from urllib.parse import urlparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,6 +127,28 @@ def _settle(counters: Counters, quiet_s: float = 1.5, timeout_s: float = 60) -> 
     return last
 
 
+def server_capacity(url: str, requests: int = 100_000, clients: int = 50, repeats: int = 3) -> dict[str, Any]:
+    """Commands/s the Redis at ``url`` answers, unpipelined (as the aggregator's transactions are):
+    ``redis-benchmark``/``valkey-benchmark`` SET and GET, 256-byte values, on this machine (the
+    benchmark client shares the CPU, so this is a floor); the median of ``repeats`` runs."""
+    exe = shutil.which("valkey-benchmark") or shutil.which("redis-benchmark")
+    if not exe:
+        return {"measured": False, "reason": "no redis-benchmark/valkey-benchmark on this machine"}
+    u = urlparse(url)
+    cmd = [exe, "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 6379), "-t", "set,get", "-n", str(requests),
+           "-c", str(clients), "-P", "1", "-d", "256", "--csv"]
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+        for row in csv.reader(io.StringIO(out)):
+            if row and row[0] != "test":
+                runs.setdefault(row[0].lower(), []).append(float(row[1]))
+    rps = {k: statistics.median(v) for k, v in runs.items()}
+    return {"measured": True, "tool": Path(exe).name, "clients": clients, "pipeline": 1, "value_bytes": 256,
+            "repeats": repeats, "commands_per_s": {k: round(v) for k, v in sorted(rps.items())},
+            "commands_per_s_min": round(min(rps.values()))}
+
+
 def scene_ops(base: Settings, model: Path, logdir: Path, clip: Clip, scene: str, cameras: int,
               per_camera: int, idle_s: float) -> dict[str, Any]:
     """Worker + aggregator on one scene: Redis commands per frame."""
@@ -148,8 +176,10 @@ def scene_ops(base: Settings, model: Path, logdir: Path, clip: Clip, scene: str,
         delta = diff(after, before)
         ops = per_frame(delta, idle, seconds, len(frames))
         rss = {"worker": peak_rss_mb(worker.pid), "aggregator": peak_rss_mb(aggregator.pid)}
+        mine = [v for _, v in list(reader.items) if f'"camera_id":"{scene}-'.encode() in v]
         return {"scene": scene, "cameras": cameras, "frames": len(frames), "seconds": round(seconds, 1),
-                "peak_rss_mib": rss,
+                "peak_rss_mib": rss, "frame_bytes_mean": round(sum(len(j) for _, _, j in frames) / len(frames)),
+                "classification_bytes_mean": round(sum(len(v) for v in mine) / max(1, len(mine))),
                 "idle_commands_per_s": {k: round(v, 2) for k, v in sorted(idle.items())},
                 "commands": delta, "commands_per_frame": ops,
                 "total_per_frame": round(sum(ops.values()), 2)}
@@ -230,7 +260,11 @@ def run(*, cameras: int, per_camera: int, out: Path, idle_s: float = 6.0, settin
             result["scenes"][scene] = r
             print(f"redis ops   scene {scene}: {r['frames']} frames -> {r['total_per_frame']} commands/frame "
                   f"{r['commands_per_frame']}", flush=True)
-        result["aggregator"] = aggregator_rate(base, model, logdir, clips["clean"], cameras, per_camera)
+        result["redis_server"] = server_capacity(base.redis.url)
+        print(f"redis       server answers {result['redis_server'].get('commands_per_s')} commands/s (unpipelined)",
+              flush=True)
+        # a backlog 3x a scene's, so the drain lasts long enough to time
+        result["aggregator"] = aggregator_rate(base, model, logdir, clips["clean"], cameras, 3 * per_camera)
         a = result["aggregator"]
         print(f"aggregator  {a['classifications']} classifications drained at {a['decisions_per_s']} decisions/s "
               f"(one process)", flush=True)
