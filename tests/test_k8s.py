@@ -387,6 +387,8 @@ def test_worker_autoscaling_stays_within_the_partitions(overlay: str, component:
             params = {p["parameter"] for p in auth["spec"].get("secretTargetRef", []) + auth["spec"].get("env", [])}
             assert {"username", "password"} <= params
     assert 1 <= lo <= hi <= partitions, f"{overlay}: worker replicas {lo}..{hi} with {partitions} partitions"
+    # the aggregator's group on `classifications` (same partitions): replicas beyond them would idle
+    assert one(objs, "Deployment", "aggregator")["spec"]["replicas"] <= partitions
     for t in find(objs, "KafkaTopic"):
         if t["spec"]["topicName"] in ("frames", "classifications"):
             assert t["spec"]["partitions"] == partitions

@@ -17,7 +17,6 @@ ConfigMap's RTSP examples are replaced by the bundled clip so that nothing leave
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 import urllib.error
@@ -143,11 +142,9 @@ def test_local_overlay_pods_run_and_answer_their_probes(local_stack: Any, tmp_pa
         print(f"k8s local overlay: {len(pods)} pods, {len(answered)} probes answered 200")
     finally:
         for p in pods:
-            if p.proc.poll() is None:
-                p.proc.send_signal(signal.SIGTERM)
+            p.proc.terminate()  # SIGTERM, as the kubelet
         for p in pods:
             try:
                 p.proc.wait(20)
             except subprocess.TimeoutExpired:
                 p.proc.kill()
-                p.proc.wait(5)
