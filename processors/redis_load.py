@@ -28,12 +28,20 @@ import shutil
 import statistics
 import subprocess
 import time
-from urllib.parse import urlparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from processors.bench import Clip, Reader, Services, _fresh, _publish, _wait_workers, load_clip
+from processors.bench import (
+    Clip,
+    Reader,
+    Services,
+    _fresh,
+    _publish,
+    _wait_workers,
+    load_clip,
+)
 from spillwatch.events import FrameHeader
 from spillwatch.model import card_path_for
 from spillwatch.settings import Settings, get_settings

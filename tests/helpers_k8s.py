@@ -34,13 +34,13 @@ def kubectl() -> str:
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
-    r = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([kubectl(), "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed:\n{r.stderr}")
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render_cached(key: str) -> tuple[dict[str, Any], ...]:
     if key.startswith("overlay:"):
         return tuple(kustomize(K8S / "overlays" / key.split(":", 1)[1]))

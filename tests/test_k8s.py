@@ -193,7 +193,7 @@ def _strimzi_validator() -> Path:
 
 def _node_validate(script: Path, objs: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
     r = subprocess.run(["node", str(script)], input=json.dumps(objs), capture_output=True, text=True,
-                       cwd=script.parent, timeout=60)
+                       cwd=script.parent, timeout=60, check=False)
     lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == len(objs), r.stderr[-2000:]
     return r.returncode, lines
@@ -518,7 +518,7 @@ def test_kafka_in_the_local_overlay_matches_compose() -> None:
 
 def test_capacity_plan_is_current() -> None:
     r = subprocess.run([sys.executable, str(K8S / "capacity.py"), "--check"], capture_output=True, text=True,
-                       cwd=REPO, timeout=60)
+                       cwd=REPO, timeout=60, check=False)
     assert r.returncode == 0, r.stderr
 
 

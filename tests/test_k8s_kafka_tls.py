@@ -4,6 +4,7 @@ the Kubernetes overlays set for managed Kafka and Strimzi)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import certifi
@@ -50,7 +51,7 @@ def test_faust_gets_scram_credentials_with_the_private_ca() -> None:
     creds = faust_broker_settings(s)["broker_credentials"]
     assert creds.mechanism.value == "SCRAM-SHA-512" and creds.username == "spillwatch" and creds.password == "pw"
     loaded = creds.ssl_context.get_ca_certs()
-    assert loaded and len(loaded) == open(CA).read().count("BEGIN CERTIFICATE")  # exactly the given bundle
+    assert loaded and len(loaded) == Path(CA).read_text().count("BEGIN CERTIFICATE")  # exactly the given bundle
 
 
 def test_faust_ssl_without_sasl_uses_the_ca() -> None:

@@ -40,7 +40,13 @@ from tests.helpers_k8s import (
     settings_env,
     spillwatch_workloads,
 )
-from tests.test_compose_services import CONTAINER_MODEL_DIR, SAMPLE_CLIP, _base_env, free_port, spillwatch_executable
+from tests.test_compose_services import (
+    CONTAINER_MODEL_DIR,
+    SAMPLE_CLIP,
+    _base_env,
+    free_port,
+    spillwatch_executable,
+)
 from tests.test_deploy import REPO
 
 pytestmark = pytest.mark.integration

@@ -143,7 +143,7 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
 
     a = ASSUMPTIONS
     total_cameras = sites * cameras
-    F = total_cameras * fps  # noqa: N806 - frames/s, as in the docs
+    F = total_cameras * fps
     u = a["worker_target_utilisation"]
     per_pod = u * inputs.rate_1core
     workers = math.ceil(F / per_pod)
@@ -234,7 +234,7 @@ def _mb(x: float) -> str:
 def render(p: dict[str, Any]) -> str:
     """The generated section of docs/scaling.md: every figure with its source and the arithmetic."""
     i, a, w, c, k, r = p["inputs"], p["assumptions"], p["workers"], p["cells"], p["kafka"], p["redis"]
-    F, u, R = i["frames_per_s"], a["worker_target_utilisation"], i["rate_1core"]  # noqa: N806
+    F, u, R = i["frames_per_s"], a["worker_target_utilisation"], i["rate_1core"]
     rows = ", ".join(f"{x['frames_per_s']} frames/s with {x['workers']} workers = {x['per_worker']}/worker" for x in i["rate_rows"])
     ops = i["redis_ops_per_frame"]
     lines = [
@@ -304,7 +304,7 @@ def render(p: dict[str, Any]) -> str:
         f"(frames + classifications, all cells), {_n(k['partition_replicas_per_broker'])} partition replicas per broker.",
         "",
         "**Redis.** " + ", ".join(f"{k2} scene: {_n(v)} commands/s" for k2, v in r["commands_per_s"].items())
-        + f" in all; per cell " + ", ".join(f"{_n(v)}" for v in r["per_cell_commands_per_s"].values())
+        + " in all; per cell " + ", ".join(f"{_n(v)}" for v in r["per_cell_commands_per_s"].values())
         + ". Redis Cluster does not help: one decision is a transaction over the camera's state key, the "
         "outbox and the open-incidents set (several hash slots), so each cell keeps one primary (with a replica "
         f"for failover). Evidence JPEGs (kept {r['evidence_ttl_s']} s) cost memory only while cameras see spills: "
