@@ -15,8 +15,11 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	touch $@
 
 # Everything the tests need: + training (torch CPU build) + test tools.
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
+# + the Strimzi schema validators (npm registry, pinned by deploy/k8s/schemas/strimzi/package-lock.json)
+# when npm is installed; tests/test_k8s.py skips that one check without them.
+$(VENV)/.dev: pyproject.toml deploy/k8s/schemas/strimzi/package-lock.json | $(BIN)/python
 	$(BIN)/pip install -q -e '.[local,train,dev]'
+	if command -v npm >/dev/null 2>&1; then npm ci --prefix deploy/k8s/schemas/strimzi --no-audit --no-fund --loglevel=error; fi
 	touch $(VENV)/.runtime $@
 
 setup: $(VENV)/.runtime

@@ -98,3 +98,15 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             throughput_frames=throughput_frames, out=out, embedded=embedded, model=model,
         )
         typer.echo(f"wrote {out}" if result else "no result")
+
+    @groups["bench"].command("redis")
+    def bench_redis(
+        cameras: int = typer.Option(20, help="simulated cameras"),
+        frames_per_camera: int = typer.Option(30, help="frames per camera and scene (2 fps capture spacing)"),
+        out: Path = typer.Option(Path("var/bench/redis-ops.json"), help="JSON results"),
+    ) -> None:
+        """Redis commands per frame (clean and spill scenes) and one aggregator's decisions/s, measured."""
+        from processors.redis_load import run
+
+        run(cameras=cameras, per_camera=frames_per_camera, out=out)
+        typer.echo(f"wrote {out}")

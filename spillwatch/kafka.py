@@ -96,21 +96,32 @@ def bootstrap_list(bootstrap: str) -> list[str]:
     return [b.strip() for b in bootstrap.replace(";", ",").split(",") if b.strip()]
 
 
+def security_config(settings: "Settings") -> dict[str, Any]:
+    """TLS and SASL settings of every client (kafka-python names): ``kafka.security_protocol``
+    (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ``sasl_*`` (PLAIN, SCRAM-SHA-256/512) and
+    ``ssl_cafile`` (a private CA, e.g. a Strimzi cluster CA; None trusts the system CAs)."""
+    k = settings.kafka
+    cfg: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        cfg["sasl_mechanism"] = k.sasl_mechanism
+        cfg["sasl_plain_username"] = k.sasl_username
+        cfg["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
+    if k.ssl_cafile is not None:
+        cfg["ssl_cafile"] = str(k.ssl_cafile)
+    return cfg
+
+
 def common_config(settings: "Settings", client_id: str | None = None) -> dict[str, Any]:
     """Connection settings shared by producers, consumers and admin clients (kafka-python names)."""
     k = settings.kafka
     cfg: dict[str, Any] = {
         "bootstrap_servers": bootstrap_list(k.bootstrap),
-        "security_protocol": k.security_protocol,
         "reconnect_backoff_ms": 100,
         "reconnect_backoff_max_ms": 2_000,
+        **security_config(settings),
     }
     if client_id:
         cfg["client_id"] = client_id
-    if k.sasl_mechanism:
-        cfg["sasl_mechanism"] = k.sasl_mechanism
-        cfg["sasl_plain_username"] = k.sasl_username
-        cfg["sasl_plain_password"] = k.sasl_password.get_secret_value() if k.sasl_password else None
     return cfg
 
 
@@ -217,17 +228,17 @@ def faust_broker_settings(settings: "Settings", *, safe_offsets: bool | None = N
                 username=k.sasl_username or "",
                 password=k.sasl_password.get_secret_value() if k.sasl_password else "",
                 mechanism=k.sasl_mechanism,
-                ssl_context=_ssl_context() if ssl else None,
+                ssl_context=_ssl_context(k.ssl_cafile) if ssl else None,
             )
         elif k.security_protocol.upper() == "SSL":
-            out["broker_credentials"] = _ssl_context()
+            out["broker_credentials"] = _ssl_context(k.ssl_cafile)
     return out
 
 
-def _ssl_context() -> Any:
+def _ssl_context(cafile: Any = None) -> Any:
     import ssl
 
-    return ssl.create_default_context()
+    return ssl.create_default_context(cafile=str(cafile) if cafile else None)
 
 
 # --------------------------------------------------------------------------- topics
@@ -336,7 +347,7 @@ def create_topics(settings: "Settings", partitions: int | None = None, timeout_s
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    wait_for_broker(settings.kafka.bootstrap, timeout_s)
+    wait_for_broker(settings.kafka.bootstrap, timeout_s, security_config(settings))
     admin = make_admin(settings)
     try:
         existing = set(admin.list_topics())
@@ -405,8 +416,9 @@ def _tcp_ok(hostport: str, timeout: float) -> bool:
         return False
 
 
-def broker_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
-    """True when a broker answers a metadata request (not just accepts TCP)."""
+def broker_ready(bootstrap: str, timeout_s: float = 3.0, security: dict[str, Any] | None = None) -> bool:
+    """True when a broker answers a metadata request (not just accepts TCP); ``security``: TLS/SASL
+    client settings (:func:`security_config`) for a broker that requires them."""
     from kafka import KafkaAdminClient
 
     hosts = bootstrap_list(bootstrap)
@@ -418,6 +430,7 @@ def broker_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
             reconnect_backoff_max_ms=500,
+            **(security or {}),
         )
     except Exception:  # noqa: BLE001 - NoBrokersAvailable and friends
         return False
@@ -430,11 +443,11 @@ def broker_ready(bootstrap: str, timeout_s: float = 3.0) -> bool:
         admin.close()
 
 
-def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+def wait_for_broker(bootstrap: str, timeout: float = 30.0, security: dict[str, Any] | None = None) -> None:
     """Block until the broker answers metadata requests; BrokerUnavailable after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        if broker_ready(bootstrap, timeout_s=min(3.0, max(0.5, deadline - time.monotonic()))):
+        if broker_ready(bootstrap, timeout_s=min(3.0, max(0.5, deadline - time.monotonic())), security=security):
             return
         if time.monotonic() > deadline:
             raise BrokerUnavailable(f"Kafka broker at {bootstrap} not ready after {timeout:.0f}s")

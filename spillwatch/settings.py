@@ -56,6 +56,9 @@ class KafkaSettings(_Section):
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle that signs the brokers' certificates (SSL/SASL_SSL); None = system CAs"
+    )
 
     @property
     def topics(self) -> Topics:

