@@ -15,7 +15,7 @@ from spillwatch.events import CameraHealth, CameraState, decode_frame
 from spillwatch.kafka import create_topics
 from spillwatch.settings import CameraConfig, Settings
 from devstack.stack import LocalStack
-from tests.helpers import TopicTail, consume_all, make_video, wait_until
+from tests.helpers import TopicTail, consume_all, make_video, read_to_end, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -174,7 +174,7 @@ def test_oversized_frames_are_dropped_and_counted(stack_settings: Settings, tmp_
     st = stats["noisy"]
     assert st.sampled == 10 and st.published == 0 and st.dropped == {"oversized": 10}
     assert metrics.FRAMES_DROPPED.labels("noisy", "oversized")._value.get() - before == 10
-    assert consume_all(settings, settings.topics.frames, timeout_s=2, min_count=1) == []
+    assert read_to_end(settings, settings.topics.frames) == []  # every record the topic holds: none
 
 
 @pytest.mark.timeout(60)
@@ -283,19 +283,22 @@ def test_produce_cli_max_frames_ends_by_itself(stack_settings: Settings, tmp_pat
 
 
 @pytest.mark.timeout(90)
-def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(stack_settings: Settings, tmp_path: Path) -> None:
-    import resource
+def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(
+    stack_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producers.sources import VideoFileSource
 
     video = make_video(tmp_path / "clip.mp4", n_frames=40, fps=20, size=(1280, 720))  # 2 s
     normal = run_cameras(stack_settings, [CameraConfig(id="ref", source=str(video), fps=2)], speed=None)["ref"]
     cams = [CameraConfig(id=f"p{i:02d}", source=str(video), fps=2, loop=True) for i in range(40)]
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.monotonic()
+    # cheap = the clip is decoded once for all cameras and loops: count file opens and decodes
+    opened, decoded = [], []
+    real_open, real_decode = VideoFileSource.open, VideoFileSource.decode_last
+    monkeypatch.setattr(VideoFileSource, "open", lambda self: (opened.append(1), real_open(self))[1])
+    monkeypatch.setattr(VideoFileSource, "decode_last", lambda self: (decoded.append(1), real_decode(self))[1])
     stats = run_cameras(stack_settings, cams, speed=4.0, max_frames=12, preload=True)  # 3 loops, 1.5 s
-    wall = time.monotonic() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     assert all(s.published == 12 and s.ended == "max frames reached" for s in stats.values())
+    assert (len(opened), len(decoded)) == (1, normal.published)  # 40 cameras x 12 frames: one pass over the clip
     recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=4 + 40 * 12)
     by_cam: dict[str, list] = {}
     for r in recs:
@@ -307,9 +310,6 @@ def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(stack_setting
     assert [f.jpeg for f in p00[4:8]] == [f.jpeg for f in ref]  # looping
     caps = [f.header.capture_time.timestamp() for f in p00]
     assert all(b > a for a, b in zip(caps, caps[1:]))  # capture time keeps increasing across loops
-    # 40 cameras x 12 frames of a 720p clip: decoding once keeps this far below one core-second
-    # per camera (measured ~1 s CPU in total on the 2-core dev machine)
-    assert cpu < wall * 2 and cpu < 8, (cpu, wall)
 
 
 @pytest.mark.timeout(60)
