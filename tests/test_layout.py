@@ -51,7 +51,7 @@ def test_markers_are_registered_and_make_test_selects_everything(pytestconfig: p
     assert "--strict-markers" in addopts  # a misspelt marker is an error, not a silent no-op
     assert not {"-m", "-k"} & set(addopts), "addopts must not deselect: `make test` runs every test"
     makefile = (REPO / "Makefile").read_text()
-    test_cmd = re.search(r"^test:.*\n\t(.+)$", makefile, re.M)
+    test_cmd = re.search(r"^test:.*\n\t(.+)$", makefile, re.MULTILINE)
     assert test_cmd and "pytest" in test_cmd.group(1)
     pytest_args = shlex.split(test_cmd.group(1).split("pytest", 1)[1])
     assert not {"-m", "-k"} & set(pytest_args), test_cmd.group(1)
@@ -129,9 +129,8 @@ def _outcomes(tmp_path: Path, *args: str) -> tuple[dict[str, str], str]:
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "-q", "--rootdir", str(tmp_path), *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
-    found = dict(
-        (m.group(2), m.group(1)) for m in re.finditer(r"^(PASSED|FAILED|ERROR) test_probe\.py::(\w+)", res.stdout, re.M)
-    )
+    pattern = r"^(PASSED|FAILED|ERROR) test_probe\.py::(\w+)"
+    found = {m.group(2): m.group(1) for m in re.finditer(pattern, res.stdout, re.MULTILINE)}
     return found, res.stdout + res.stderr
 
 
