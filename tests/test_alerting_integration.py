@@ -20,7 +20,7 @@ from spillwatch.events import AlertState, DeadLetter, SpillAlert
 from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
 from devstack.stack import free_port
 from spillwatch.supervisor import ServiceGroup
-from tests.helpers import consume_all, run_cli, wait_until
+from tests.helpers import read_to_end, run_cli, wait_until
 from tests.helpers.alerts import make_alert
 
 pytestmark = pytest.mark.integration
@@ -168,13 +168,13 @@ def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings
             alive = svc.health()
         assert len(recv.rejected) == 3 and recv.pages == []
         assert alive["threads_alive"] and alive["redis"]
-    dead_pages = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.pages_dead_letter, 10, 1)]
+    dead_pages = [DeadLetter.from_bytes(r.value) for r in read_to_end(s, s.topics.pages_dead_letter)]
     assert len(dead_pages) == 1
     dp = dead_pages[0]
     assert "HTTP 500" in dp.reason and "after 3 tries" in dp.reason
     assert dp.extra["incident_id"] == "inc-D" and dp.extra["channel"] == "webhook"
     assert SpillAlert.from_bytes(dp.payload()).incident_id == "inc-D"
-    bad = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.dead_letter(s.topics.spill_alerts), 10, 2)]
+    bad = [DeadLetter.from_bytes(r.value) for r in read_to_end(s, s.topics.dead_letter(s.topics.spill_alerts))]
     assert len(bad) == 2
     assert bad[0].payload() == b"\xff\x00not json" and bad[0].service == "alerting"
     assert "v" in bad[1].reason  # unknown schema version named in the reason
