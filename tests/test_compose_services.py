@@ -271,6 +271,7 @@ def _wait(pred: Any, timeout_s: float, what: str, logs: list[Running]) -> Any:
     raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})\n{detail}")
 
 
+@pytest.mark.slow  # the producer plays the 24 s sample clip in real time, after every service is healthy
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not SAMPLE_CLIP.exists(), reason="samples/clips/spill.mp4 is missing")
 def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: ComposeRun) -> None:

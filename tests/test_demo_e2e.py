@@ -13,7 +13,7 @@ from spillwatch.settings import DEFAULT_MODEL, AggregatorSettings
 
 
 @pytest.mark.integration  # run_demo starts its own broker and Redis
-@pytest.mark.slow
+@pytest.mark.slow  # two 24 s clips played in real time
 @pytest.mark.timeout(240)
 def test_demo_spill_pages_once_per_channel_and_clean_never(tmp_path: Path) -> None:
     assert DEFAULT_MODEL.is_file(), "the shipped model is missing"
