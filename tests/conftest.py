@@ -4,7 +4,9 @@
 - ``stack_settings`` (function): Settings pointed at it with a unique topic prefix and Redis key
   prefix per test (tests share one broker), the pipeline topics created with 4 partitions.
 - ``redis_client`` (function): ``redis.Redis`` on the stack's Redis.
-Helpers (``consume_all``, ``wait_until``) live in ``tests/helpers.py``.
+
+Every test that uses them is marked ``integration``; a test without that marker that touches the
+broker or Redis fails (tests/helpers/markers.py). Helpers live in ``tests/helpers/``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from spillwatch.settings import DEFAULT_MODEL, Settings
 from devstack.stack import LocalStack
+from spillwatch.settings import DEFAULT_MODEL, Settings
+from tests.helpers.markers import (  # noqa: F401 - the marker plugin (tests/helpers/markers.py)
+    _stack_guard,
+    pytest_collection_modifyitems,
+    pytest_runtest_call,
+)
 
 TEST_PARTITIONS = 4
 
@@ -57,7 +64,7 @@ def stack_settings(local_stack: LocalStack, request: pytest.FixtureRequest, tmp_
 
 
 @pytest.fixture()
-def redis_client(local_stack: LocalStack) -> Iterator["object"]:
+def redis_client(local_stack: LocalStack) -> Iterator[object]:
     import redis
 
     client = redis.Redis.from_url(local_stack.redis_url)

@@ -1,4 +1,5 @@
-"""Aggregator core + Redis state store against a real Redis (the session's local stack)."""
+"""Aggregator core + Redis state store against a real Redis (the session's local stack; every test using
+it is marked integration by tests/helpers/markers.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from spillwatch.redis_keys import RedisKeys
 from processors.state_store import StateStore, event_key
 from spillwatch.events import Classification, Region, SpillAlert
 from spillwatch.settings import Settings
-from tests.tiny_model import spill_jpeg
+from tests.helpers.tiny_model import spill_jpeg
 
 T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 REGION = Region(x0=0.1, y0=0.5, x1=0.5, y1=1.0, area=0.2)

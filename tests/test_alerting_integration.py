@@ -20,8 +20,8 @@ from spillwatch.events import AlertState, DeadLetter, SpillAlert
 from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
 from devstack.stack import free_port
 from spillwatch.supervisor import ServiceGroup
-from tests.helpers import consume_all, run_cli, wait_until
-from tests.test_notifiers import make_alert
+from tests.helpers import read_to_end, run_cli, wait_until
+from tests.helpers.alerts import make_alert
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,21 @@ def webhook_keys(recv: WebhookReceiver) -> list[str]:
     return [p["idempotency_key"] for p in recv.snapshot()]
 
 
+def queue_empty(svc: AlertingService) -> bool:
+    """No page pending or in flight: a page being tried stays queued until it is sent or dead."""
+    return svc.store.r.zcard(svc.store.queue_key) == 0
+
+
+def paged_and_settled(svc: AlertingService, incident: str, channels: tuple[str, ...], timeout_s: float = 20) -> None:
+    """The positive signal that nothing more will be paged from what was published before
+    ``incident`` (a sentinel, on the one partition of the alerts topic, read in order): its pages
+    are sent and the page queue is empty."""
+    wait_until(
+        lambda: all(page_status(svc, incident, f"confirmed:{ch}") == "sent" for ch in channels) and queue_empty(svc),
+        timeout_s,
+    )
+
+
 @pytest.mark.timeout(90)
 def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Settings, capsys: Any) -> None:
     with WebhookReceiver(secret=SECRET) as recv:
@@ -87,25 +102,25 @@ def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Set
             # a marker behind the duplicate proves the duplicate was consumed (one partition, in order)
             publish(s, alert, make_alert(incident="inc-B").to_bytes())
             wait_until(lambda: "inc-B:confirmed" in webhook_keys(recv), 15)
-        # restart in the same group, then a fresh group that re-reads everything (offsets lost)
-        publish(s, alert)
+        # restart in the same group, then a fresh group that re-reads everything (offsets lost);
+        # each time a sentinel incident behind the duplicates is paged: the duplicates were handled
+        publish(s, alert, make_alert(incident="inc-S1").to_bytes())
         with running(s) as svc:
-            wait_until(lambda: svc.store.r.zcard(svc.store.queue_key) == 0 and svc.assigned.is_set(), 20)
-            time.sleep(1.0)
+            paged_and_settled(svc, "inc-S1", ("webhook", "console"))
         s2 = s.model_copy(update={"alerting": s.alerting.model_copy(update={"group_id": "another-group", "ack_port": free_port()})})
+        publish(s, make_alert(incident="inc-S2").to_bytes())
         with running(s2) as svc:
-            wait_until(svc.assigned.is_set, 20)
-            time.sleep(2.0)
-        assert sorted(webhook_keys(recv)) == ["inc-A:confirmed", "inc-B:confirmed"]
-        assert sent() - sent_before == 2
-        assert _hist_count(PAGE_LATENCY) - latency_before == 4  # 2 incidents x 2 channels
+            paged_and_settled(svc, "inc-S2", ("webhook", "console"))
+        assert sorted(webhook_keys(recv)) == ["inc-A:confirmed", "inc-B:confirmed", "inc-S1:confirmed", "inc-S2:confirmed"]
+        assert sent() - sent_before == 4
+        assert _hist_count(PAGE_LATENCY) - latency_before == 8  # 4 incidents x 2 channels
         assert all(p["verified"] for p in recv.snapshot())
         body = recv.snapshot()[0]["payload"]
         assert body["camera_id"] == "dock-1" and body["alert"]["evidence"]["peak_prob"] == 0.95
     out = capsys.readouterr().out
     lines = [ln for ln in out.splitlines() if ln.startswith("PAGE ")]
-    assert sum("incident=inc-A" in ln for ln in lines) == 1
-    assert sum("incident=inc-B" in ln for ln in lines) == 1
+    for inc in ("inc-A", "inc-B", "inc-S1", "inc-S2"):
+        assert sum(f"incident={inc} " in f"{ln} " for ln in lines) == 1, (inc, lines)
 
 
 @pytest.mark.timeout(90)
@@ -125,7 +140,8 @@ def test_webhook_down_for_10s_page_arrives_once_and_does_not_delay_other_channel
             wait_until(lambda: recv.pages, 30)
             webhook_s = time.monotonic() - t0
             wait_until(lambda: len(recv.pages) >= 2, 10)
-            time.sleep(2.5)  # no late duplicate
+            # both pages final (a sent page is never queued again) and nothing left to try: no late duplicate
+            wait_until(lambda: page_status(svc, "inc-R", "cleared:webhook") == "sent" and queue_empty(svc), 10)
             rec = svc.store.incident_pages("inc-R")["confirmed:webhook"]
         assert console_s < 3.0, f"console page waited for the failing webhook ({console_s:.1f}s)"
         assert len(recv.rejected) >= 3 and all(r["status"] == 500 for r in recv.rejected)
@@ -152,13 +168,13 @@ def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings
             alive = svc.health()
         assert len(recv.rejected) == 3 and recv.pages == []
         assert alive["threads_alive"] and alive["redis"]
-    dead_pages = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.pages_dead_letter, 10, 1)]
+    dead_pages = [DeadLetter.from_bytes(r.value) for r in read_to_end(s, s.topics.pages_dead_letter)]
     assert len(dead_pages) == 1
     dp = dead_pages[0]
     assert "HTTP 500" in dp.reason and "after 3 tries" in dp.reason
     assert dp.extra["incident_id"] == "inc-D" and dp.extra["channel"] == "webhook"
     assert SpillAlert.from_bytes(dp.payload()).incident_id == "inc-D"
-    bad = [DeadLetter.from_bytes(r.value) for r in consume_all(s, s.topics.dead_letter(s.topics.spill_alerts), 10, 2)]
+    bad = [DeadLetter.from_bytes(r.value) for r in read_to_end(s, s.topics.dead_letter(s.topics.spill_alerts))]
     assert len(bad) == 2
     assert bad[0].payload() == b"\xff\x00not json" and bad[0].service == "alerting"
     assert "v" in bad[1].reason  # unknown schema version named in the reason
@@ -184,12 +200,17 @@ def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Se
             assert httpx.post(f"{api}/incidents/nope/ack", json={"by": "x"}, timeout=5).status_code == 404
             assert httpx.post(f"{api}/incidents/inc-H/ack", json={"label": "maybe"}, timeout=5).status_code == 400
             wait_until(lambda: "inc-E:escalated" in webhook_keys(recv), 15)
-            # the aggregator escalates the same incident too: same page, not a second one
-            publish(s, make_alert(AlertState.ESCALATED, incident="inc-E").to_bytes())
-            time.sleep(4.0)  # past every escalation deadline
+            # the aggregator escalates the same incident too: same page, not a second one; then a
+            # sentinel incident, confirmed after the acks: its escalation comes after every deadline
+            # of inc-H and inc-C (the schedule is taken in due order), and after the aggregator's
+            # escalation of inc-E was read (one partition, in order)
+            publish(s, make_alert(AlertState.ESCALATED, incident="inc-E").to_bytes(), make_alert(incident="inc-Z").to_bytes())
+            wait_until(lambda: "inc-Z:escalated" in webhook_keys(recv), 20)
+            wait_until(lambda: queue_empty(svc), 10)
+            assert [svc.store.escalation_due_at(i) for i in ("inc-E", "inc-H", "inc-C", "inc-Z")] == [None] * 4
             view = httpx.get(f"{api}/incidents/inc-C", timeout=5).json()
             health = httpx.get(f"{api}/healthz", timeout=5)
-        assert webhook_keys(recv) == ["inc-E:escalated"]
+        assert webhook_keys(recv) == ["inc-E:escalated", "inc-Z:escalated"]
         assert recv.snapshot()[0]["payload"]["state"] == "escalated"
         assert view["ack"]["by"] == "jo" and view["ack"]["label"] == "false" and view["ack"]["note"] == "false alarm"
         assert view["pages"]["confirmed:console"]["status"] == "sent"
@@ -226,8 +247,8 @@ def test_email_page_carries_the_evidence_jpeg(stack_settings: Settings, tmp_path
         with running(s) as svc:
             publish(s, make_alert(incident="inc-M", snapshot="inc-M.jpg").to_bytes())
             wait_until(lambda: received, 30)
-            time.sleep(1.0)
-            assert page_status(svc, "inc-M", "confirmed:email") == "sent"
+            # the page is final (never queued again) and nothing is left to try: no second e-mail
+            wait_until(lambda: page_status(svc, "inc-M", "confirmed:email") == "sent" and queue_empty(svc), 10)
     finally:
         smtp.stop()
     assert len(received) == 1
@@ -301,7 +322,7 @@ def test_sigkill_during_delivery_page_is_retried_after_restart(stack_settings: S
         cfg = configure(s, channels=["webhook"], webhook_url=url, webhook_secret=SECRET, inflight_lease_s=3)
         with running(cfg) as svc:
             wait_until(lambda: recv.pages, 30)
-            time.sleep(1.5)
-            assert page_status(svc, "inc-K", "confirmed:webhook") == "sent"
+            # the page is final and nothing is left to try: the killed run's try cannot come back
+            wait_until(lambda: page_status(svc, "inc-K", "confirmed:webhook") == "sent" and queue_empty(svc), 10)
         assert webhook_keys(recv) == ["inc-K:confirmed"]
     r.close()

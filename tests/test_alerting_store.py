@@ -15,7 +15,8 @@ from alerting.routing import job_id
 from alerting.service import make_redis
 from alerting.store import AlertStore, Job
 from spillwatch.events import AlertState
-from tests.test_notifiers import make_alert
+from tests.helpers import wait_until
+from tests.helpers.alerts import make_alert
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]  # real Redis (the session's local stack)
 
@@ -57,8 +58,8 @@ def test_crash_in_flight_is_retried_after_the_lease(store: AlertStore) -> None:
     assert store.claim(job.job_id, "crashed-run", now) == "claimed"
     # the run dies without recording anything; nothing is due until the lease ends
     assert store.due_jobs(time.time(), 10) == []
-    time.sleep(0.6)
-    later = time.time()
+    wait_until(lambda: store.page_state(job.job_id) is None, 10, 0.05)  # Redis let the lease expire
+    later = max(time.time(), now + 0.5)
     assert store.due_jobs(later, 10) == [job.job_id]
     assert store.claim(job.job_id, "restarted-run", later) == "claimed"
     assert store.page_state(job.job_id) == "inflight:restarted-run"

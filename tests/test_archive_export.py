@@ -18,7 +18,7 @@ from training.archive_export import (
     export_manifest,
     resolve_archive_manifest,
 )
-from tests.archive_builder import T0, Incident, build_camera
+from tests.helpers.archive_builder import T0, Incident, build_camera
 
 MANIFEST_KEYS = {"file", "label", "source", "sequence", "liquids", "polygons", "split"}
 

@@ -9,8 +9,8 @@ import pytest
 
 from processors.archive_labels import label_incident
 from training.archive_export import export_manifest
-from tests.archive_builder import Incident, build_camera
-from tests.tiny_model import build_tiny_model
+from tests.helpers.archive_builder import Incident, build_camera
+from tests.helpers.tiny_model import build_tiny_model
 
 
 @pytest.mark.timeout(120)

@@ -10,10 +10,9 @@ import pytest
 from processors.archive_labels import label_incident
 from spillwatch.model_card import portable_path
 from training.archive_export import SplitConfig, resolve_archive_manifest
-from tests.archive_builder import Incident, build_camera
+from tests.helpers.archive_builder import Incident, build_camera
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_tiny_training_run_with_an_archive(tmp_path: Path) -> None:
     from spillwatch.model import SpillModel

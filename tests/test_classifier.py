@@ -15,7 +15,7 @@ from processors.evidence import render_snapshot, write_snapshot
 from spillwatch.events import FRAME_MAGIC, FrameHeader, Region, encode_frame
 from spillwatch.model import SpillModel
 from spillwatch.settings import Settings
-from tests.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
+from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
 
 T0 = datetime(2026, 11, 29, 1, 0, tzinfo=UTC)
 

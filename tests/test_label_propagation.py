@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from processors.archive_labels import label_frames, label_incident, sync_ack_labels
 from spillwatch.archive import load_archive
-from tests.archive_builder import Incident, build_camera
+from tests.helpers.archive_builder import Incident, build_camera
 
 
 def _archive(root: Path) -> None:
@@ -110,7 +110,7 @@ def test_ground_truth_stored_with_frames_beats_the_incident_verdict(tmp_path: Pa
     from processors.archive_policy import ArchivePolicy, Item, PolicyConfig
     from processors.archive_store import ArchiveStore
     from spillwatch.archive import IncidentRecord, append_incident
-    from tests.archive_builder import t_of
+    from tests.helpers.archive_builder import t_of
 
     policy = ArchivePolicy(PolicyConfig(low_score=0.5, sample_every=1000, before_s=2.0, after_s=2.0))
     store = ArchiveStore(tmp_path)

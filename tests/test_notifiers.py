@@ -6,7 +6,7 @@ import io
 import json
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 
@@ -32,28 +32,12 @@ from alerting.notifiers.webhook import (
     verify,
 )
 from alerting.receiver import WebhookReceiver
-from spillwatch.events import AlertState, Evidence, Region, SpillAlert
+from spillwatch.events import AlertState
 from spillwatch.settings import AlertingSettings
+from tests.helpers.alerts import ALERT_T0 as T0
+from tests.helpers.alerts import make_alert
 
-T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)
 SECRET = b"s3cret"
-
-
-def make_alert(state: AlertState = AlertState.CONFIRMED, snapshot: str | None = None, incident: str = "inc-42") -> SpillAlert:
-    return SpillAlert(
-        incident_id=incident,
-        camera_id="dock-1",
-        state=state,
-        first_seen=T0,
-        confirmed_at=T0 + timedelta(seconds=2),
-        cleared_at=T0 + timedelta(minutes=5) if state == AlertState.CLEARED else None,
-        evidence=Evidence(
-            scores=[0.7, 0.9, 0.95], frame_seqs=[10, 11, 12], peak_prob=0.95, confirming_seq=12,
-            region=Region(x0=0.1, y0=0.5, x1=0.4, y1=0.9, area=0.08), snapshot_ref=snapshot,
-        ),
-        model_version="effl0-v3",
-        zone="aisle-3",
-    )
 
 
 def test_webhook_payload_and_signature_verify() -> None:

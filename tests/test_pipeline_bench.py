@@ -9,9 +9,7 @@ import pytest
 
 from processors.bench import dist, run_bench
 from spillwatch.settings import Settings
-from tests.tiny_model import build_tiny_model
-
-pytestmark = pytest.mark.integration
+from tests.helpers.tiny_model import build_tiny_model
 
 
 def test_dist_percentiles() -> None:
@@ -20,6 +18,7 @@ def test_dist_percentiles() -> None:
     assert dist([])["p50"] is None
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(240)
 def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_path: Path) -> None:
     model = build_tiny_model(tmp_path / "model", input_size=64, map_size=8)

@@ -2,7 +2,7 @@
 
 Workers run as ``spillwatch worker|aggregator`` subprocesses of a ServiceGroup (the one service
 harness), configured by the settings it hands them; the model is the tiny real ONNX graph of
-``tests/tiny_model.py``. "Nothing more arrived" is proven by a positive signal: the aggregator's
+``tests/helpers/tiny_model.py``. "Nothing more arrived" is proven by a positive signal: the aggregator's
 consumer group has committed every classification and its outbox is empty, then the alerts are read
 to their end (``settled``).
 """
@@ -30,7 +30,7 @@ from spillwatch.events import (
 from spillwatch.settings import REPO_ROOT, CameraConfig, Settings
 from spillwatch.supervisor import ServiceGroup
 from tests.helpers import TopicTail, consume_all, settled_alerts, wait_until
-from tests.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
+from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
 
 pytestmark = pytest.mark.integration
 

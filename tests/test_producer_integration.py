@@ -15,7 +15,7 @@ from spillwatch.events import CameraHealth, CameraState, decode_frame
 from spillwatch.kafka import create_topics
 from spillwatch.settings import CameraConfig, Settings
 from devstack.stack import LocalStack
-from tests.helpers import TopicTail, consume_all, make_video, wait_until
+from tests.helpers import TopicTail, consume_all, make_video, read_to_end, wait_until
 
 pytestmark = [pytest.mark.integration]
 
@@ -36,7 +36,7 @@ def test_video_file_frames_on_topic_fast(stack_settings: Settings, tmp_path: Pat
     st = stats["dock-1"]
     assert st.sampled == 6 and st.published == 6 and not st.dropped and st.ended == "source ended"
 
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=6)
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     assert len(recs) == 6 and {r.key for r in recs} == {b"dock-1"}
     assert len({r.partition for r in recs}) == 1  # keyed by camera: one partition, in order
     frames = [decode_frame(r.value) for r in sorted(recs, key=lambda r: r.offset)]
@@ -55,7 +55,7 @@ def test_video_file_frames_on_topic_fast(stack_settings: Settings, tmp_path: Pat
     a, b = (cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_GRAYSCALE) for f in (frames[0], frames[-1]))
     assert (np.abs(a.astype(int) - b.astype(int)) > 50).sum() > 300  # two 15x15 squares at 1/4 scale
 
-    health = _health(consume_all(stack_settings, stack_settings.topics.camera_health, timeout_s=10, min_count=2))
+    health = _health(read_to_end(stack_settings, stack_settings.topics.camera_health))
     states = [(h.state, h.error) for h in health if h.camera_id == "dock-1"]
     assert states[0][0] == CameraState.ONLINE
     assert states[-1] == (CameraState.OFFLINE, "source ended")
@@ -70,7 +70,7 @@ def test_video_file_real_time_pace_and_wall_clock_capture(stack_settings: Settin
     elapsed = time.time() - t0
     assert stats["rt"].published == 8
     assert 1.6 <= elapsed <= 6, elapsed  # 8 samples 0.25 s apart: ~1.75 s of pacing
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=8)
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     caps = sorted(decode_frame(r.value).header.capture_time.timestamp() for r in recs)
     assert caps[0] >= t0 - 0.01 and caps[-1] <= time.time()
     gaps = np.diff(caps)
@@ -123,7 +123,7 @@ def test_folder_that_disappears_goes_offline_after_grace_and_comes_back(stack_se
     assert not th.is_alive()
     st = result["lobby"]
     assert st.reconnects >= 1 and st.ended == "producer stopped"
-    frames = [decode_frame(r.value) for r in consume_all(settings, settings.topics.frames, timeout_s=10, min_count=st.published)]
+    frames = [decode_frame(r.value) for r in read_to_end(settings, settings.topics.frames)]
     seqs = sorted(f.header.seq for f in frames)
     assert len(frames) == st.published and seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # seq continues
 
@@ -174,7 +174,7 @@ def test_oversized_frames_are_dropped_and_counted(stack_settings: Settings, tmp_
     st = stats["noisy"]
     assert st.sampled == 10 and st.published == 0 and st.dropped == {"oversized": 10}
     assert metrics.FRAMES_DROPPED.labels("noisy", "oversized")._value.get() - before == 10
-    assert consume_all(settings, settings.topics.frames, timeout_s=2, min_count=1) == []
+    assert read_to_end(settings, settings.topics.frames) == []  # every record the topic holds: none
 
 
 @pytest.mark.timeout(60)
@@ -189,7 +189,7 @@ def test_many_cameras_one_process_and_a_bad_one(stack_settings: Settings, tmp_pa
     for i in range(4):
         assert stats[f"cam-{i}"].published == 5 and stats[f"cam-{i}"].ended == "source ended"
     assert stats["broken"].published == 0 and stats["broken"].reconnects >= 2
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=20)
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     assert sorted({r.key for r in recs}) == [f"cam-{i}".encode() for i in range(4)]
 
 
@@ -224,7 +224,7 @@ def test_http_camera_that_stops_goes_offline_and_reconnects(stack_settings: Sett
         server.stop()
     st = result["http-cam"]
     assert st.reconnects >= 1 and st.published >= 4
-    frames = [decode_frame(r.value) for r in consume_all(settings, settings.topics.frames, timeout_s=10, min_count=st.published)]
+    frames = [decode_frame(r.value) for r in read_to_end(settings, settings.topics.frames)]
     caps = sorted(f.header.capture_time.timestamp() for f in frames)
     # live: sampled at ~2 fps by wall clock (the camera sends 10), never faster than the set rate
     before_gap = [c for c in caps if c < t_gone]
@@ -251,7 +251,7 @@ def test_produce_cli_exits_cleanly_on_sigterm(stack_settings: Settings, tmp_path
     stats = json.loads(out.read_text())["cli-1"]
     assert stats["ended"] == "producer stopped" and stats["published"] >= 5
     assert stats["published"] == stats["sampled"]  # flushed: nothing lost at shutdown
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=stats["published"])
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     assert len(recs) == stats["published"]
 
 
@@ -278,25 +278,28 @@ def test_produce_cli_max_frames_ends_by_itself(stack_settings: Settings, tmp_pat
     )
     assert res.returncode == 0, res.stderr.decode()[-2000:]
     assert "m1: sampled 7, published 7" in res.stdout.decode()
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=10, min_count=7)
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     assert len(recs) == 7 and {r.key for r in recs} == {b"m1"}
 
 
 @pytest.mark.timeout(90)
-def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(stack_settings: Settings, tmp_path: Path) -> None:
-    import resource
+def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(
+    stack_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from producers.sources import VideoFileSource
 
     video = make_video(tmp_path / "clip.mp4", n_frames=40, fps=20, size=(1280, 720))  # 2 s
     normal = run_cameras(stack_settings, [CameraConfig(id="ref", source=str(video), fps=2)], speed=None)["ref"]
     cams = [CameraConfig(id=f"p{i:02d}", source=str(video), fps=2, loop=True) for i in range(40)]
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.monotonic()
+    # cheap = the clip is decoded once for all cameras and loops: count file opens and decodes
+    opened, decoded = [], []
+    real_open, real_decode = VideoFileSource.open, VideoFileSource.decode_last
+    monkeypatch.setattr(VideoFileSource, "open", lambda self: (opened.append(1), real_open(self))[1])
+    monkeypatch.setattr(VideoFileSource, "decode_last", lambda self: (decoded.append(1), real_decode(self))[1])
     stats = run_cameras(stack_settings, cams, speed=4.0, max_frames=12, preload=True)  # 3 loops, 1.5 s
-    wall = time.monotonic() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     assert all(s.published == 12 and s.ended == "max frames reached" for s in stats.values())
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=4 + 40 * 12)
+    assert (len(opened), len(decoded)) == (1, normal.published)  # 40 cameras x 12 frames: one pass over the clip
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     by_cam: dict[str, list] = {}
     for r in recs:
         f = decode_frame(r.value)
@@ -307,9 +310,6 @@ def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(stack_setting
     assert [f.jpeg for f in p00[4:8]] == [f.jpeg for f in ref]  # looping
     caps = [f.header.capture_time.timestamp() for f in p00]
     assert all(b > a for a, b in zip(caps, caps[1:]))  # capture time keeps increasing across loops
-    # 40 cameras x 12 frames of a 720p clip: decoding once keeps this far below one core-second
-    # per camera (measured ~1 s CPU in total on the 2-core dev machine)
-    assert cpu < wall * 2 and cpu < 8, (cpu, wall)
 
 
 @pytest.mark.timeout(60)
@@ -319,7 +319,7 @@ def test_bundled_demo_clips_carry_their_ground_truth(stack_settings: Settings, p
     cams = [CameraConfig(id=name, source=str(clips / f"{name}.mp4"), fps=2) for name in ("spill", "clean")]
     stats = run_cameras(stack_settings, cams, speed=None, preload=preload)
     assert {k: v.published for k, v in stats.items()} == {"spill": 48, "clean": 48}  # 24 s at 2 fps
-    recs = consume_all(stack_settings, stack_settings.topics.frames, timeout_s=15, min_count=96)
+    recs = read_to_end(stack_settings, stack_settings.topics.frames)
     frames = sorted((decode_frame(r.value) for r in recs), key=lambda f: (f.header.camera_id, f.header.seq))
     assert len(frames) == 96
     for cam in ("spill", "clean"):

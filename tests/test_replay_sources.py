@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import typer
 
-from tests.tiny_model import clean_jpeg
+from tests.helpers.tiny_model import clean_jpeg
 from training.replay_commands import load_frames
 from training.replay_sources import from_manifest, from_video
 

@@ -441,6 +441,11 @@ def build_report(
             except (KeyError, ValueError):
                 continue
             page_at[p["incident_id"]] = min(t, page_at.get(p["incident_id"], t))
+    cleared_at: dict[str, datetime] = {}
+    for a in got.alerts:
+        if a.state.value == "cleared":  # capture time of the clearing frame (else: closed at once)
+            t_clear = a.cleared_at or a.confirmed_at
+            cleared_at[a.incident_id] = min(t_clear, cleared_at.get(a.incident_id, t_clear))
     observed: list[ObservedIncident] = []
     seen: set[str] = set()
     for a in got.alerts:
@@ -451,7 +456,8 @@ def build_report(
         cseq = a.evidence.confirming_seq
         if cseq is not None and (a.camera_id, cseq) in published_at and a.incident_id in page_at:
             lat = page_at[a.incident_id] - published_at[(a.camera_id, cseq)]
-        observed.append(ObservedIncident(a.incident_id, a.camera_id, a.first_seen, a.confirmed_at, lat))
+        observed.append(ObservedIncident(a.incident_id, a.camera_id, a.first_seen, a.confirmed_at, lat,
+                                         cleared_at.get(a.incident_id)))
     inc = incident_metrics(replayed, observed, max_gap_s=rs.aggregator.max_gap_s, tolerance_s=opts.tolerance_s)
     per_camera: dict[str, dict[str, Any]] = {}
     for f in replayed:

@@ -7,11 +7,18 @@ Incident level, per camera in capture time:
 
 * a *spill segment* is a run of frames labelled ``spill`` (a frame labelled ``clean`` or a capture
   gap longer than ``max_gap_s`` ends it; unlabelled frames neither end nor extend it);
-* an incident (a ``confirmed`` alert) *detects* a segment of its camera when its confirming frame's
-  capture time lies in [segment start, segment end + ``tolerance_s``]; the segment's time to page is
-  the earliest such confirmation minus the capture time of the segment's first spill frame;
-* an incident that detects no segment is a *false incident*; their rate is per camera-hour of
-  replayed footage (per camera: last - first capture time, plus one frame interval).
+* an incident is *open* from its confirmation until its clearing (``cleared_at``; an incident not
+  cleared during the replay stays open to the end);
+* an incident *detects* a segment of its camera when its confirming frame's capture time lies in
+  [segment start, segment end + ``tolerance_s``] (the segment's time to page is the earliest such
+  confirmation minus the capture time of the segment's first spill frame), or when it is already
+  open at the segment's start (confirmed earlier, not yet cleared: nobody needs a second page for a
+  spill that comes back after one or two clean frames). A segment that starts after the incident
+  cleared needs an incident of its own;
+* incident recall = detected segments / spill segments;
+* an incident that detects no segment is a *false incident*; their rate is per camera-hour of the
+  labelled cameras' footage. Camera-hours (per camera: last - first capture time, plus one frame
+  interval) are reported for every replay, labelled or not.
 
 Times are capture times, so a replay at any ``--speed`` gives the same numbers; wall-clock page
 latency (publish of the confirming frame -> dry-run page) is reported apart.
@@ -44,6 +51,11 @@ class ObservedIncident:
     first_seen: datetime
     confirmed_at: datetime
     page_latency_s: float | None = None  # wall clock: confirming frame published -> page
+    cleared_at: datetime | None = None  # capture time of the clearing frame; None: open to the end
+
+    def open_at(self, t: datetime) -> bool:
+        """Confirmed before ``t`` and not cleared by then."""
+        return self.confirmed_at < t and (self.cleared_at is None or self.cleared_at > t)
 
 
 @dataclass
@@ -54,8 +66,13 @@ class Segment:
     first_seq: int
     last_seq: int
     frames: int
-    incidents: list[str] = field(default_factory=list)
+    incidents: list[str] = field(default_factory=list)  # confirmed in the segment (or within tolerance after)
+    open_incidents: list[str] = field(default_factory=list)  # already open when the segment started
     time_to_page_s: float | None = None
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.incidents or self.open_incidents)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,8 +82,9 @@ class Segment:
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "frames": self.frames,
-            "detected": bool(self.incidents),
+            "detected": self.detected,
             "incidents": self.incidents,
+            "open_incidents": self.open_incidents,
             "time_to_page_s": self.time_to_page_s,
         }
 
@@ -128,33 +146,37 @@ def incident_metrics(
 ) -> dict[str, Any]:
     labelled_cams = {f.camera for f in frames if f.label is not None}
     segs = spill_segments(frames, max_gap_s)
-    false: list[ObservedIncident] = []
+    detecting: set[str] = set()
     for inc in sorted(incidents, key=lambda i: i.confirmed_at):
-        hit = False
         for s in segs:
             if s.camera != inc.camera:
                 continue
             if s.start <= inc.confirmed_at and (inc.confirmed_at - s.end).total_seconds() <= tolerance_s:
-                hit = True
+                detecting.add(inc.incident_id)
                 s.incidents.append(inc.incident_id)
                 ttp = (inc.confirmed_at - s.start).total_seconds()
                 s.time_to_page_s = ttp if s.time_to_page_s is None else min(s.time_to_page_s, ttp)
-        if not hit and inc.camera in labelled_cams:
-            false.append(inc)
-    hours = camera_hours([f for f in frames if f.camera in labelled_cams])
-    detected = [s for s in segs if s.incidents]
-    ttp = [s.time_to_page_s for s in detected if s.time_to_page_s is not None]
+            elif inc.open_at(s.start):
+                detecting.add(inc.incident_id)
+                s.open_incidents.append(inc.incident_id)
+    false = [i for i in incidents if i.incident_id not in detecting and i.camera in labelled_cams]
+    hours = camera_hours(frames)
+    labelled_hours = camera_hours([f for f in frames if f.camera in labelled_cams])
+    detected = [s for s in segs if s.detected]
+    ttp = [s.time_to_page_s for s in segs if s.time_to_page_s is not None]
     lat = [i.page_latency_s for i in incidents if i.page_latency_s is not None]
     return {
         "labelled": bool(labelled_cams),
         "spill_segments": len(segs),
         "detected_segments": len(detected),
+        "segments_under_open_incident": sum(1 for s in segs if s.open_incidents and not s.incidents),
         "recall": (len(detected) / len(segs)) if segs else None,
         "incidents": len(incidents),
         "false_incidents": len(false),
         "false_incident_ids": [i.incident_id for i in false],
         "camera_hours": hours,
-        "false_incidents_per_camera_hour": (len(false) / hours) if hours > 0 and labelled_cams else None,
+        "labelled_camera_hours": labelled_hours,
+        "false_incidents_per_camera_hour": (len(false) / labelled_hours) if labelled_hours > 0 else None,
         "time_to_page_s": _stats(ttp),
         "page_latency_wall_s": _stats(lat),
         "segments": [s.as_dict() for s in segs],

@@ -73,7 +73,7 @@ def build_tiny_model(
     path = directory / f"{name}.onnx"
     path.write_bytes(model.SerializeToString())
     trained = TrainedModel(input_size=s, map_size=g, threshold=threshold, map_threshold=map_threshold,
-                           note="test-only redness graph (tests/tiny_model.py)")
+                           note="test-only redness graph (tests/helpers/tiny_model.py)")
     ModelCard.for_file(path, trained, version=version, precision="fp32").write(card_path_for(path))
     return path
 

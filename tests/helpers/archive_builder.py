@@ -1,6 +1,6 @@
 """Builds tiny archives for tests through the real archiver decisions and store (no Kafka).
 
-Frames are synthetic JPEGs from tests/tiny_model.py (red patch = spill), written to tmp_path.
+Frames are synthetic JPEGs from tests/helpers/tiny_model.py (red patch = spill), written to tmp_path.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from processors.archive_policy import ArchivePolicy, Item, PolicyConfig
 from processors.archive_store import ArchiveStore
 from spillwatch.archive import IncidentRecord, append_incident
-from tests.tiny_model import clean_jpeg, spill_jpeg
+from tests.helpers.tiny_model import clean_jpeg, spill_jpeg
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
