@@ -24,9 +24,6 @@ scores as a spill. A second test runs the worker with the model the image ships,
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -42,31 +39,22 @@ import yaml
 
 from spillwatch.supervisor import ChildProcess, stop_all
 from tests.helpers import consume_all, settled_alerts, settled_pages
-from tests.helpers.deploy import DEPLOY, REPO, composefile
+from tests.helpers.deploy import (
+    CONTAINER_MODEL_DIR,
+    DEPLOY,
+    REPO,
+    SAMPLE_CLIP,
+    base_env,
+    composefile,
+    free_port,
+    spillwatch_executable,
+)
 
 pytestmark = pytest.mark.integration
 
 CONTAINER_HEALTHCHECK = "/opt/spillwatch/healthcheck.py"
-CONTAINER_MODEL_DIR = "/opt/spillwatch/models"  # deploy/Dockerfile: COPY models/ /opt/spillwatch/models/
-SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
 RED_CAMERA = "deploy-red"
 SAMPLE_CAMERA = "deploy-sample"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def spillwatch_executable() -> list[str]:
-    """The `spillwatch` console script of this venv (the same entrypoint the image's venv has)."""
-    script = Path(sys.executable).parent / "spillwatch"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("spillwatch")
-    assert found, "the spillwatch console script is not installed (pip install -e .)"
-    return [found]
 
 
 def dockerfile_env() -> dict[str, str]:
@@ -210,10 +198,6 @@ def _overrides(local_stack: Any, tmp_path: Path, config: Path) -> dict[str, str]
     }
 
 
-def _base_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
-
-
 @pytest.fixture()
 def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
     """All services; the tiny test model, and a clip it pages on."""
@@ -235,7 +219,7 @@ def compose_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
     overrides = _overrides(local_stack, tmp_path, config)
     # the page must not depend on the shipped model's quality: the tiny model pages on the red clip
     overrides["SPILLWATCH_WORKER__MODEL_PATH"] = str(model)
-    run = ComposeRun(workdir, _base_env(), overrides)
+    run = ComposeRun(workdir, base_env(), overrides)
     try:
         yield run
     finally:
@@ -249,7 +233,7 @@ def shipped_model_run(local_stack: Any, tmp_path: Path) -> Iterator[ComposeRun]:
     config.write_text(yaml.safe_dump({"cameras": [{"id": SAMPLE_CAMERA, "source": str(SAMPLE_CLIP), "fps": 2}]}))
     workdir = tmp_path / "work"
     workdir.mkdir()
-    run = ComposeRun(workdir, _base_env(), _overrides(local_stack, tmp_path, config))
+    run = ComposeRun(workdir, base_env(), _overrides(local_stack, tmp_path, config))
     try:
         yield run
     finally:

@@ -23,10 +23,9 @@ from typing import Any
 import click
 import jsonschema
 import pytest
-import typer
 import yaml
 
-from tests.helpers.deploy import DEPLOY, REPO, composefile, gen_env, healthcheck
+from tests.helpers.deploy import DEPLOY, REPO, composefile, gen_env, healthcheck, resolve_command, spillwatch_command
 
 # Services that `docker compose up --scale NAME=N` may scale.
 SCALED = {"worker"}
@@ -264,27 +263,12 @@ def test_service_environment_loads_into_settings(services: dict[str, Any], monke
                 assert str(value) == v, f"{name}: {k}={v} read back as {value!r}"
 
 
-def _cli() -> click.Command:
-    import spillwatch.cli
-
-    return typer.main.get_command(spillwatch.cli.app)
-
-
-def _resolve(root: click.Command, args: list[str]) -> tuple[click.Command, list[str]]:
-    cmd, rest = root, list(args)
-    while isinstance(cmd, click.Group) and rest and not rest[0].startswith("-"):
-        sub = cmd.get_command(click.Context(cmd), rest[0])
-        assert sub is not None, f"`spillwatch {' '.join(args)}`: no command {rest[0]!r}"
-        cmd, rest = sub, rest[1:]
-    return cmd, rest
-
-
 def test_every_service_command_is_a_real_subcommand(services: dict[str, Any]) -> None:
-    root = _cli()
+    root = spillwatch_command()
     pipeline = _spillwatch_services(services)
     assert {"topic-init", "producer", "worker", "aggregator", "alerting", "archiver"} <= set(pipeline)
     for name, svc in pipeline.items():
-        cmd, rest = _resolve(root, svc.command[1:])
+        cmd, rest = resolve_command(root, svc.command[1:])
         assert not isinstance(cmd, click.Group), f"{name}: `{' '.join(svc.command)}` is a group, not a command"
         # the arguments parse (unknown options would fail here, as they would in the container)
         cmd.make_context(svc.command[-1], rest, resilient_parsing=False)

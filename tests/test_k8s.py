@@ -34,7 +34,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.helpers_k8s import (
+from tests.helpers.k8s import (
     K8S,
     OVERLAYS,
     PART_OF,
@@ -54,7 +54,7 @@ from tests.helpers_k8s import (
     settings_env,
     spillwatch_workloads,
 )
-from tests.test_deploy import _cli, _resolve, composefile, gen_env
+from tests.helpers.deploy import composefile, gen_env, resolve_command, spillwatch_command
 
 SCHEMAS = K8S / "schemas"
 # oldest Kubernetes the manifests support (the StatefulSet pod-index label), and the newest known
@@ -287,14 +287,14 @@ def test_pod_environment_loads_into_settings(overlay: str, tmp_path: Path, monke
 
 
 def test_commands_are_real_subcommands() -> None:
-    root = _cli()
+    root = spillwatch_command()
     seen = set()
     for overlay in OVERLAYS:
         for w in spillwatch_workloads(render(overlay)):
             for c in containers(w):
                 assert c["command"] == ["spillwatch"], c["name"]
                 args = expand(c["args"], {**container_env(c), "POD_INDEX": "0"})
-                cmd, rest = _resolve(root, args)
+                cmd, rest = resolve_command(root, args)
                 assert not isinstance(cmd, click.Group), args
                 cmd.make_context(args[0], rest, resilient_parsing=False)
                 seen.add(args[0])

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers_k8s import (
+from tests.helpers.k8s import (
     container_env,
     containers,
     expand,
@@ -40,14 +40,14 @@ from tests.helpers_k8s import (
     settings_env,
     spillwatch_workloads,
 )
-from tests.test_compose_services import (
+from tests.helpers.deploy import (
     CONTAINER_MODEL_DIR,
+    REPO,
     SAMPLE_CLIP,
-    _base_env,
+    base_env,
     free_port,
     spillwatch_executable,
 )
-from tests.test_deploy import REPO
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ class Pod:
 def _start(w: dict[str, Any], objs: list[dict[str, Any]], tmp: Path, overrides: dict[str, str]) -> Pod:
     c = containers(w)[0]
     name = w["metadata"]["name"]
-    env = {**_base_env(), **settings_env(objs), **secret_env(objs), **container_env(c)}
+    env = {**base_env(), **settings_env(objs), **secret_env(objs), **container_env(c)}
     for k, v in list(env.items()):
         if v.startswith(CONTAINER_MODEL_DIR + "/"):
             env[k] = str(REPO / "models" / v[len(CONTAINER_MODEL_DIR) + 1 :])

@@ -18,7 +18,7 @@ import yaml
 
 from producers.sharding import Shard, cameras_for, parse_shard, shard_of
 from spillwatch.settings import CameraConfig
-from tests.test_compose_services import free_port
+from tests.helpers.deploy import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 

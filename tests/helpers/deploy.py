@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import click
+import typer
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
+CONTAINER_MODEL_DIR = "/opt/spillwatch/models"  # deploy/Dockerfile: COPY models/ /opt/spillwatch/models/
+SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
 
 
 def load_deploy_module(name: str) -> ModuleType:
@@ -27,3 +35,38 @@ def load_deploy_module(name: str) -> ModuleType:
 composefile = load_deploy_module("composefile")
 gen_env = load_deploy_module("gen_env_example")
 healthcheck = load_deploy_module("healthcheck")
+
+
+def spillwatch_command() -> click.Command:
+    import spillwatch.cli
+
+    return typer.main.get_command(spillwatch.cli.app)
+
+
+def resolve_command(root: click.Command, args: list[str]) -> tuple[click.Command, list[str]]:
+    cmd, rest = root, list(args)
+    while isinstance(cmd, click.Group) and rest and not rest[0].startswith("-"):
+        sub = cmd.get_command(click.Context(cmd), rest[0])
+        assert sub is not None, f"`spillwatch {' '.join(args)}`: no command {rest[0]!r}"
+        cmd, rest = sub, rest[1:]
+    return cmd, rest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spillwatch_executable() -> list[str]:
+    """The `spillwatch` console script of this venv (the same entrypoint the image's venv has)."""
+    script = Path(sys.executable).parent / "spillwatch"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("spillwatch")
+    assert found, "the spillwatch console script is not installed (pip install -e .)"
+    return [found]
+
+
+def base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}

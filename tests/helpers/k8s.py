@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("local", "production", "strimzi")
 PART_OF = "app.kubernetes.io/part-of"
