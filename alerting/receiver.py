@@ -9,8 +9,8 @@ as JSON lines to ``out``; the keys of an existing ``out`` file are loaded at sta
 de-duplication survives a restart of the receiver.
 
 Test knobs: answer 500 for the first ``fail_for_s`` seconds after start (to exercise retries);
-``answer_delay_s`` holds every answer back after the page is recorded (to make the sender time
-out and retry an accepted page). ``GET /pages`` lists what it received; ``GET /healthz``.
+``answer_delay_s`` holds the answer to a newly accepted page back (to make the sender time out
+and retry a page that was in fact accepted). ``GET /pages`` lists what it received; ``GET /healthz``.
 A receiver without a secret accepts unsigned pages only when ``allow_unsigned`` is set.
 """
 
@@ -154,7 +154,10 @@ class WebhookReceiver:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sender gave up waiting (its timeout): it will retry
 
             def do_POST(self) -> None:  # noqa: N802
                 try:
@@ -169,8 +172,8 @@ class WebhookReceiver:
                     return
                 body = self.rfile.read(n)
                 status, answer = recv._decide(self.headers, body)
-                if status == 200 and recv.answer_delay_s > 0:
-                    time.sleep(recv.answer_delay_s)
+                if status == 200 and not answer.get("duplicate") and recv.answer_delay_s > 0:
+                    time.sleep(recv.answer_delay_s)  # the first answer of a page is "lost" (late)
                 if status != 200:
                     with recv._lock:
                         recv.rejected.append({"status": status, "at": utcnow().isoformat(), "idempotency_key": self.headers.get(IDEMPOTENCY_HEADER)})
