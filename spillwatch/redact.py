@@ -6,9 +6,10 @@ What is hidden:
 - the userinfo of a URL (``rtsp://user:pass@host`` -> ``rtsp://***@host``), also when the password
   holds characters a URL parser splits on (``/``, ``@``, ``?``, ``#``, ``:``). Such URLs are
   ambiguous by definition, so the rule errs on the side of hiding too much: everything between
-  ``scheme://`` and the **last** ``@`` is userinfo when that part has no ``/``, or has a ``:``
-  before its first ``/`` (``user:pa/ss@host``). A path containing ``@`` after a ``host:port``
-  (``http://h:80/a@b``) is hidden too (over-redaction, never a leak);
+  ``scheme://`` and the **last** ``@`` (not counting one inside a credential value of the query)
+  is userinfo when that part has no ``/``, or has a ``:`` before its first ``/``
+  (``user:pa/ss@host``). A path containing ``@`` after a ``host:port`` (``http://h:80/a@b``) is
+  hidden too (over-redaction, never a leak);
 - the value of credential-like query, fragment or ``;`` parameters (``password``, ``token``,
   ``key``, ``sig``, ... see ``SECRET_PARAMS``), up to the next ``&``/``;``/``#`` or the end,
   whatever characters the value holds (``?password=p@ss/w0rd`` -> ``?password=***``);
@@ -43,11 +44,13 @@ _SCHEME = re.compile(r"(?i)^([a-z][a-z0-9+.\-]*://)(.*)$", re.S)
 _SECRET_KEY = re.compile(r"(?i)(^|_)(password|passwd|secret|token|authorization|api_key|apikey|routing_key|credentials?)$")
 
 
-def _userinfo_end(rest: str) -> int:
-    """Index of the ``@`` that ends the userinfo in ``rest`` (the URL after ``scheme://``), or -1."""
-    at = rest.rfind("@")
-    if at < 0:
+def _userinfo_end(rest: str, query_spans: list[tuple[int, int]] = ()) -> int:  # type: ignore[assignment]
+    """Index of the ``@`` that ends the userinfo in ``rest`` (the URL after ``scheme://``), or -1.
+    An ``@`` inside the value of a credential parameter of the query (``query_spans``) is not one."""
+    ats = [i for i, ch in enumerate(rest) if ch == "@" and not any(a <= i < b for a, b in query_spans)]
+    if not ats:
         return -1
+    at = ats[-1]
     head = rest[:at]
     slash = head.find("/")
     if slash < 0 or ":" in head[:slash]:
@@ -78,7 +81,8 @@ def _redact_url_rest(scheme: str, rest: str) -> str:
     # Both rules on the original text, masked as a union: a password holding "?x=" cannot hide
     # the userinfo from the first rule, nor a query value holding "@" hide itself from the second.
     spans = _param_spans(rest)
-    at = _userinfo_end(rest)
+    q = rest.find("?")
+    at = _userinfo_end(rest, [sp for sp in spans if q >= 0 and sp[0] > q])
     if at >= 0:
         spans.append((0, at))
     return scheme + _mask(rest, spans)

@@ -33,6 +33,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from spillwatch.redact import redact_url
 from spillwatch.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,11 @@ class CameraConfig(_Section):
         default=None, description="normalised polygon; only spill inside it counts"
     )
     enabled: bool = True
+
+    def __repr_args__(self) -> Any:
+        # a settings dump or an error that shows a camera never shows its credentials
+        for key, value in super().__repr_args__():
+            yield key, (redact_url(value) if key == "source" and isinstance(value, str) else value)
 
     @field_validator("zone")
     @classmethod
