@@ -114,9 +114,16 @@ def webhook_receiver(
     from alerting.receiver import WebhookReceiver
     from spillwatch.settings import get_settings
 
-    configured = get_settings().alerting.webhook_secret
-    secret = configured.get_secret_value() if configured is not None else None
-    recv = WebhookReceiver(host, port, secret=secret, out=out, fail_for_s=fail_for).start()
+    cfg = get_settings().alerting
+    secret = cfg.webhook_secret.get_secret_value() if cfg.webhook_secret is not None else None
+    if not secret and not cfg.webhook_allow_unsigned:
+        typer.echo(
+            "configuration error: the receiver needs alerting.webhook_secret to verify pages "
+            "(or alerting.webhook_allow_unsigned=true to accept unsigned ones)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    recv = WebhookReceiver(host, port, secret=secret, out=out, fail_for_s=fail_for, allow_unsigned=not secret).start()
     typer.echo(f"webhook receiver on {recv.url} (signature {'required' if secret else 'not checked'}), pages -> {out}")
     stopping = threading.Event()
     _stop_on_signals(lambda: stopping.set())
@@ -125,7 +132,7 @@ def webhook_receiver(
             pass
     finally:
         recv.stop()
-        typer.echo(f"received {len(recv.pages)} page(s), rejected {len(recv.rejected)}")
+        typer.echo(f"received {len(recv.pages)} page(s), {len(recv.duplicates)} duplicate(s), rejected {len(recv.rejected)}")
 
 
 def tail(

@@ -45,10 +45,25 @@ def escalation_due(
     return has_escalation_channels and not acknowledged and not cleared and now >= due_at
 
 
+def fallback_targets(
+    channel: str, *, now: float, down_since: float | None, fallback_after_s: float, fallback_channels: Sequence[str]
+) -> list[str]:
+    """Channels that should carry a page that is failing on ``channel``: the fallback channels
+    (other than ``channel`` itself) once ``channel`` has been failing for ``fallback_after_s``
+    (since ``down_since``, the first failed try of its current outage). A page on a fallback
+    channel never falls back further."""
+    if down_since is None or channel in fallback_channels or now - down_since < fallback_after_s:
+        return []
+    return [c for c in dict.fromkeys(fallback_channels) if c != channel]
+
+
 def parse_job_id(jid: str) -> tuple[str, str, str]:
-    """(incident id, state, channel) of a job id (incident ids may contain '|')."""
-    incident, state, channel = jid.rsplit("|", 2)
-    return incident, state, channel
+    """(incident id, state, channel) of a job id. A string that is not a job id gives
+    ``(jid, "?", "?")`` (a corrupt queue entry must still be accountable, never crash the caller)."""
+    parts = jid.rsplit("|", 2)
+    if len(parts) != 3:
+        return jid, "?", "?"
+    return parts[0], parts[1], parts[2]
 
 
 def must_wait_for(jid: str) -> list[str]:

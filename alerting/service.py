@@ -4,14 +4,20 @@ queue, and a dispatcher that delivers pages on a thread pool.
 Flow and guarantees:
 
 1. The consumer thread validates each record (malformed -> dead letter ``spill-alerts.dlq``),
-   records the incident and queues one job per (incident, state, channel) in Redis. Offsets are
+   checks that the transition makes sense for the incident it knows (``transitions``: an alert
+   that does not -> dead letter with the reason; a transition already seen is a duplicate and
+   pages nothing new), records the incident and queues one job per (incident, state, channel)
+   in Redis. Offsets are
    committed only after every record of the batch is handled or durably queued; if Redis fails,
    the partition is rewound to the failed record and retried, so a crash never drops an alert.
 2. The dispatcher claims due jobs (an in-flight lease in Redis: a crash mid-delivery retries the
    page after the lease instead of skipping it), delivers them on a pool, and records ``sent``
    only after a success. Failed tries are re-queued with backoff (``delivery.RetryPolicy``) instead
-   of sleeping, so a down channel never holds up another channel or incident. After the last try
-   the page goes to ``pages.dlq`` with the reason.
+   of sleeping, so a down channel never holds up another channel or incident, until the page is
+   ``max_age_s`` old; then it goes to ``pages.dlq`` with the reason. A channel that has been
+   failing for ``fallback_after_s`` also sends its pages to ``fallback_channels``; the primary
+   keeps retrying and delivers late, once. A job that cannot be handled at all (its stored alert
+   unreadable, a bug) is dead-lettered with the reason at once: one bad job never blocks another.
 3. Escalation: once an incident's confirmed page is delivered, an escalation check is scheduled
    ``escalate_after_s`` later (immediately if a primary page was dead-lettered); if nobody has
    acknowledged by then, the escalation channels are paged once. An ``escalated`` alert from the
@@ -35,8 +41,9 @@ from alerting.delivery import Decision, RetryPolicy
 from alerting.notifiers import Notifier, build_notifiers
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.snapshots import resolve_snapshot
-from alerting.routing import channels_for, escalation_due, job_id, must_wait_for
+from alerting.routing import channels_for, escalation_due, fallback_targets, job_id, must_wait_for, parse_job_id
 from alerting.store import AlertStore, Job
+from alerting.transitions import IncidentFacts, Verdict, check_transition
 from spillwatch.events import AlertState, DeadLetter, EventError, SpillAlert, utcnow
 from spillwatch.logs import get_logger
 from spillwatch.metrics import DEAD_LETTERS, PAGE_LATENCY, PAGES, start_metrics_server
@@ -76,7 +83,14 @@ class AlertingService:
         if notifiers is None:
             notifiers = {} if self.cfg.dry_run else build_notifiers(self.cfg)
         self.notifiers = notifiers
-        self.policy = RetryPolicy(self.cfg.max_tries, self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        self.policy = RetryPolicy(
+            max_tries=self.cfg.max_tries,
+            initial_s=self.cfg.backoff_initial_s,
+            max_s=self.cfg.backoff_max_s,
+            max_age_s=self.cfg.max_age_s,
+        )
+        # like the aggregator: when cameras are configured, an alert must name one of them
+        self.known_cameras = frozenset(c.id for c in settings.cameras if c.enabled)
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.group_id = settings.kafka.topic_prefix + self.cfg.group_id
         self._clock = clock
@@ -115,6 +129,8 @@ class AlertingService:
             topic=self.topics.spill_alerts,
             channels=self.cfg.channels,
             escalation=self.cfg.escalation_channels,
+            fallback=self.cfg.fallback_channels,
+            max_age_s=self.cfg.max_age_s,
             dry_run=self.cfg.dry_run,
             ack_api=self.api.url if self.api else None,
         )
@@ -236,7 +252,8 @@ class AlertingService:
                 pass
 
     def handle_record(self, topic: str, key: bytes | None, value: bytes | None) -> str:
-        """Validate and queue one record; malformed ones are dead-lettered. Raises on Redis/Kafka errors."""
+        """Validate and queue one record; malformed ones and transitions that make no sense for
+        the incident are dead-lettered with the reason. Raises on Redis/Kafka errors."""
         try:
             if value is None:
                 raise EventError("empty record (tombstone)")
@@ -244,14 +261,27 @@ class AlertingService:
         except (EventError, UnicodeDecodeError, ValueError) as exc:
             self._dead_letter_record(topic, key, value, str(exc))
             return "dead-lettered"
-        self.ingest(alert)
-        return "queued"
+        check = check_transition(
+            alert.state, alert.camera_id, IncidentFacts.from_record(self.store.incident(alert.incident_id)),
+            cameras=self.known_cameras,
+        )
+        if check.verdict == Verdict.REJECT:
+            self._dead_letter_record(topic, key, value, f"rejected {alert.state.value} alert for incident "
+                                     f"{alert.incident_id}: {check.reason}", kind="rejected")
+            return "dead-lettered"
+        self.ingest(alert, duplicate=check.verdict == Verdict.DUPLICATE)
+        return "duplicate" if check.verdict == Verdict.DUPLICATE else "queued"
 
-    def ingest(self, alert: SpillAlert) -> list[str]:
-        """Record the alert and durably queue its pages. Returns the job ids queued now."""
+    def ingest(self, alert: SpillAlert, *, duplicate: bool = False) -> list[str]:
+        """Record the alert and durably queue its pages. Returns the job ids queued now.
+
+        ``duplicate``: the incident went through this transition already (``transitions``); its
+        pages are queued again, idempotently (nothing is paged twice; a crash between recording
+        the alert and queueing its pages loses nothing), and the record is left as it is."""
         now = self._clock()
         inc = alert.incident_id
-        self.store.record_alert(alert)
+        if not duplicate:
+            self.store.record_alert(alert)
         incident = self.store.incident(inc)
         if alert.state in (AlertState.CLEARED, AlertState.ESCALATED):
             self.store.cancel_escalation(inc)
@@ -266,7 +296,8 @@ class AlertingService:
             escalated=incident.get("escalated") == "1",
         )
         queued = self._enqueue(alert, chans, now)
-        log.info("alert received", incident=inc, camera=alert.camera_id, state=alert.state.value, queued=queued)
+        log.info("alert received", incident=inc, camera=alert.camera_id, state=alert.state.value, queued=queued,
+                 duplicate=duplicate)
         return queued
 
     def _enqueue(self, alert: SpillAlert, chans: list[str], now: float) -> list[str]:
@@ -284,12 +315,14 @@ class AlertingService:
         fut = self._producer.send(topic, key=key.encode() if key else None, value=dl.to_bytes())
         fut.get(timeout=15)
 
-    def _dead_letter_record(self, topic: str, key: bytes | None, value: bytes | None, reason: str) -> None:
+    def _dead_letter_record(
+        self, topic: str, key: bytes | None, value: bytes | None, reason: str, kind: str = "malformed"
+    ) -> None:
         dlq = self.topics.dead_letter(topic)
         dl = DeadLetter.wrap(source_topic=topic, key=key, payload=value, reason=reason, service=SERVICE_NAME)
         self._send_dead_letter(dlq, dl, dl.key)
-        DEAD_LETTERS.labels(topic=dlq, reason="malformed").inc()
-        log.warning("malformed alert dead-lettered", topic=dlq, reason=reason)
+        DEAD_LETTERS.labels(topic=dlq, reason=kind).inc()
+        log.warning(f"{kind} alert dead-lettered", topic=dlq, reason=reason)
 
     # ------------------------------------------------------------------ dispatching
     def _dispatch_loop(self) -> None:
@@ -306,18 +339,8 @@ class AlertingService:
                         break
                     if jid in active:
                         continue
-                    if self.store.any_pending(must_wait_for(jid)):
-                        self.store.postpone(jid, now + 0.5)  # "cleared" waits for its first page
-                        continue
-                    if self.store.claim(jid, self.owner, now) != "claimed":
-                        continue
-                    job = self.store.load_job(jid)
-                    if job is None:
-                        continue
-                    with self._active_lock:
-                        self._active.add(jid)
-                    free -= 1
-                    self._pool.submit(self._deliver, job)
+                    if self._dispatch(jid, now):
+                        free -= 1
                 nxt = self.store.next_due()
                 wait = 0.5 if nxt is None else min(0.5, max(0.02, nxt - self._clock()))
             except Exception as exc:  # noqa: BLE001 - Redis away: keep trying
@@ -326,19 +349,70 @@ class AlertingService:
             if self._wake.wait(wait):
                 self._wake.clear()
 
+    def _dispatch(self, jid: str, now: float) -> bool:
+        """Claim one due job and hand it to the pool (True when it was). A job that cannot even be
+        read is dead-lettered here, so it cannot hold the queue; Redis errors propagate."""
+        try:
+            if self.store.any_pending(must_wait_for(jid)):
+                self.store.postpone(jid, now + 0.5)  # "cleared" waits for its first page
+                return False
+            if self.store.claim(jid, self.owner, now) != "claimed":
+                return False
+            job = self.store.load_job(jid)
+        except Exception as exc:  # noqa: BLE001
+            if _transient(exc):
+                raise
+            self._poison(Job(jid, parse_job_id(jid)[2], self.store.raw_job(jid) or ""), f"unreadable page job: {exc}")
+            return False
+        if job is None:
+            return False
+        with self._active_lock:
+            self._active.add(jid)
+        self._pool.submit(self._deliver, job)
+        return True
+
     def _deliver(self, job: Job) -> None:
         try:
             self._deliver_once(job)
-        except Exception as exc:  # noqa: BLE001 - the in-flight lease expires and another try follows
-            log.exception("delivery bookkeeping failed", job=job.job_id, error=str(exc))
-            try:
-                self.store.release(job, self.owner, self._clock() + 5.0)
-            except Exception:  # noqa: BLE001
-                pass
+        except Exception as exc:  # noqa: BLE001 - see below
+            if _transient(exc):
+                # Redis/Kafka trouble: give the job back, a later pass retries it
+                log.warning("delivery bookkeeping failed; retrying", job=job.job_id, error=f"{type(exc).__name__}: {exc}")
+                try:
+                    self.store.release(job, self.owner, self._clock() + 5.0)
+                except Exception:  # noqa: BLE001 - the in-flight lease expires and another try follows
+                    pass
+            else:
+                # the job itself is bad (unreadable alert, a bug it triggers): retrying cannot help
+                log.exception("page job cannot be handled; dead-lettering it", job=job.job_id)
+                self._poison(job, f"page job cannot be handled: {type(exc).__name__}: {exc}")
         finally:
             with self._active_lock:
                 self._active.discard(job.job_id)
             self._wake.set()
+
+    def _poison(self, job: Job, reason: str, *, requeue: bool = True) -> None:
+        """Dead-letter a job that cannot be delivered or even read (``pages.dlq``, with the reason)."""
+        incident, state, channel = parse_job_id(job.job_id)
+        now = self._clock()
+        dl = DeadLetter.wrap(
+            source_topic=self.topics.spill_alerts, key=incident, payload=job.alert_json.encode(), reason=reason,
+            service=SERVICE_NAME, channel=channel, incident_id=incident, state=state, tries=job.tries, retryable=False,
+        )
+        try:
+            self._send_dead_letter(self.topics.pages_dead_letter, dl, incident)
+            self.store.complete_dead(job, now, tries=job.tries, reason=reason)
+        except Exception as exc:  # noqa: BLE001 - keep it queued (leased): a later pass dead-letters it
+            log.warning("poison job not dead-lettered yet", job=job.job_id, error=f"{type(exc).__name__}: {exc}")
+            if requeue:
+                try:
+                    self.store.release(job, self.owner, now + 5.0)
+                except Exception:  # noqa: BLE001
+                    pass
+            return
+        PAGES.labels(channel=channel, outcome="dead").inc()
+        DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="poison_job").inc()
+        log.error("page job dead-lettered", job=job.job_id, reason=reason)
 
     def _attempt(self, job: Job, alert: SpillAlert, tries: int) -> DeliveryResult:
         if self.cfg.dry_run:
@@ -356,67 +430,116 @@ class AlertingService:
         alert = job.alert
         tries = job.tries + 1
         result = self._attempt(job, alert, tries)
-        decision = self.policy.decide(result, tries)
         now = self._clock()
+        age = max(0.0, now - job.enqueued_at)
+        decision = self.policy.decide(result, tries, age)
         ch, inc = job.channel, alert.incident_id
         if decision == Decision.SENT:
             self.store.complete_sent(job, self.owner, now, tries=tries, reason=result.reason, dry_run=self.cfg.dry_run)
+            if not self.cfg.dry_run:
+                self.store.channel_ok(ch)
             PAGES.labels(channel=ch, outcome="sent").inc()
             if alert.state == AlertState.CONFIRMED:
                 PAGE_LATENCY.observe(max(0.0, now - alert.confirmed_at.timestamp()))
                 if self.cfg.escalation_channels and not self.acks.is_acked(inc):
                     self.store.schedule_escalation(inc, now + self.cfg.escalate_after_s)
-            log.info("page sent", incident=inc, state=alert.state.value, channel=ch, tries=tries, dry_run=self.cfg.dry_run)
-        elif decision == Decision.RETRY:
-            delay = self.policy.delay(tries, self._rng())
+            log.info("page sent", incident=inc, state=alert.state.value, channel=ch, tries=tries, late_s=round(age, 1),
+                     dry_run=self.cfg.dry_run)
+            return
+        if result.retryable:
+            self._maybe_fall_back(job, alert, now)
+        if decision == Decision.RETRY:
+            delay = self.policy.delay(tries, self._rng(), age)
             self.store.schedule_retry(job, self.owner, now + delay, tries=tries, reason=result.reason)
             PAGES.labels(channel=ch, outcome="retried").inc()
-            log.warning("page failed; retrying", incident=inc, channel=ch, tries=tries, reason=result.reason, retry_in_s=round(delay, 2))
-        else:
-            reason = f"{ch}: {result.reason} (after {tries} tries)"
-            dl = DeadLetter.wrap(
-                source_topic=self.topics.spill_alerts,
-                key=alert.camera_id,
-                payload=job.alert_json.encode(),
-                reason=reason,
-                service=SERVICE_NAME,
-                channel=ch,
-                incident_id=inc,
-                state=alert.state.value,
-                tries=tries,
-                retryable=result.retryable,
-            )
-            try:
-                self._send_dead_letter(self.topics.pages_dead_letter, dl, alert.camera_id)
-            except Exception as exc:  # noqa: BLE001 - keep the job; dead-letter it on a later pass
-                log.warning("dead letter not written; keeping the page queued", error=str(exc))
-                self.store.release(job, self.owner, now + 5.0)
-                return
-            self.store.complete_dead(job, now, tries=tries, reason=reason)
-            PAGES.labels(channel=ch, outcome="dead").inc()
-            DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="page_failed").inc()
-            log.error("page dead-lettered", incident=inc, channel=ch, tries=tries, reason=result.reason)
-            if alert.state == AlertState.CONFIRMED and self.cfg.escalation_channels and ch not in self.cfg.escalation_channels:
-                # A primary channel is gone for good: do not wait for the ack timer.
-                self.store.schedule_escalation(inc, now)
-                self._wake.set()
+            log.warning("page failed; retrying", incident=inc, channel=ch, tries=tries, reason=result.reason,
+                        retry_in_s=round(delay, 2), age_s=round(age, 1))
+            return
+        why = f"after {tries} tries" + (f", {age:.0f} s" if result.retryable else "")
+        reason = f"{ch}: {result.reason} ({why})"
+        dl = DeadLetter.wrap(
+            source_topic=self.topics.spill_alerts,
+            key=alert.camera_id,
+            payload=job.alert_json.encode(),
+            reason=reason,
+            service=SERVICE_NAME,
+            channel=ch,
+            incident_id=inc,
+            state=alert.state.value,
+            tries=tries,
+            retryable=result.retryable,
+        )
+        try:
+            self._send_dead_letter(self.topics.pages_dead_letter, dl, alert.camera_id)
+        except Exception as exc:  # noqa: BLE001 - keep the job; dead-letter it on a later pass
+            log.warning("dead letter not written; keeping the page queued", error=str(exc))
+            self.store.release(job, self.owner, now + 5.0)
+            return
+        self.store.complete_dead(job, now, tries=tries, reason=reason)
+        PAGES.labels(channel=ch, outcome="dead").inc()
+        DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="page_failed").inc()
+        log.error("page dead-lettered", incident=inc, channel=ch, tries=tries, reason=result.reason)
+        if alert.state == AlertState.CONFIRMED and self.cfg.escalation_channels and ch not in self.cfg.escalation_channels:
+            # A primary channel is gone for good: do not wait for the ack timer.
+            self.store.schedule_escalation(inc, now)
+            self._wake.set()
+
+    def _maybe_fall_back(self, job: Job, alert: SpillAlert, now: float) -> None:
+        """The try failed on ``job.channel``: note the channel's outage, and once it has lasted
+        ``fallback_after_s`` queue the same page on the fallback channels (idempotent job ids)."""
+        if not self.cfg.fallback_channels or job.channel in self.cfg.fallback_channels:
+            return
+        down_since = self.store.channel_failed(job.channel, now)
+        targets = fallback_targets(
+            job.channel, now=now, down_since=down_since, fallback_after_s=self.cfg.fallback_after_s,
+            fallback_channels=self.cfg.fallback_channels,
+        )
+        if targets:
+            queued = self._enqueue(alert, targets, now)
+            if queued:
+                log.warning("channel failing: page sent to the fallback channels too", incident=alert.incident_id,
+                            channel=job.channel, down_s=round(now - down_since, 1), queued=queued)
 
     # ------------------------------------------------------------------ escalation
     def _run_escalations(self, now: float) -> None:
         for inc in self.store.take_due_escalations(now):
-            incident = self.store.incident(inc)
-            raw = incident.get(f"alert:{AlertState.CONFIRMED.value}")
-            due = raw is not None and escalation_due(
-                now=now,
-                due_at=now,
-                acknowledged=self.acks.is_acked(inc),
-                cleared=incident.get("state") == AlertState.CLEARED.value,
-                has_escalation_channels=bool(self.cfg.escalation_channels),
-            )
-            if due and raw is not None:
-                base = SpillAlert.from_bytes(raw)
-                esc = base.model_copy(update={"state": AlertState.ESCALATED, "event_time": utcnow()})
-                self.store.record_alert(esc)
-                queued = self._enqueue(esc, list(self.cfg.escalation_channels), now)
-                log.warning("incident not acknowledged: escalating", incident=inc, queued=queued)
+            try:
+                self._escalate(inc, now)
+            except Exception as exc:  # noqa: BLE001
+                if _transient(exc):
+                    raise  # the escalation stays leased and is taken again after the lease
+                log.exception("escalation cannot be handled; dead-lettering it", incident=inc)
+                raw = self.store.incident(inc).get(f"alert:{AlertState.CONFIRMED.value}") or ""
+                self._poison(Job(job_id(inc, AlertState.ESCALATED, "*"), "*", raw),
+                             f"escalation cannot be handled: {type(exc).__name__}: {exc}", requeue=False)
             self.store.finish_escalation(inc)
+
+    def _escalate(self, inc: str, now: float) -> None:
+        incident = self.store.incident(inc)
+        raw = incident.get(f"alert:{AlertState.CONFIRMED.value}")
+        due = raw is not None and escalation_due(
+            now=now,
+            due_at=now,
+            acknowledged=self.acks.is_acked(inc),
+            cleared=incident.get("state") == AlertState.CLEARED.value,
+            has_escalation_channels=bool(self.cfg.escalation_channels),
+        )
+        if due and raw is not None:
+            base = SpillAlert.from_bytes(raw)
+            esc = base.model_copy(update={"state": AlertState.ESCALATED, "event_time": utcnow()})
+            self.store.record_alert(esc)
+            queued = self._enqueue(esc, list(self.cfg.escalation_channels), now)
+            log.warning("incident not acknowledged: escalating", incident=inc, queued=queued)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Trouble with Redis or Kafka (retry later), as opposed to a job that can never be handled."""
+    import redis
+
+    try:
+        from kafka.errors import KafkaError
+    except ImportError:  # pragma: no cover
+        KafkaError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    return isinstance(exc, (redis.RedisError, KafkaError, ConnectionError, TimeoutError))
+
+

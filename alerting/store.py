@@ -6,7 +6,7 @@ Keys: ``P:alerting:*`` of spillwatch/redis_keys.py (the shared contract): the pa
 due times, one idempotency key per page (``inflight:<owner>`` with a TTL of ``inflight_lease_s``
 while a try runs — it expires if the process dies, so a restart retries instead of skipping —,
 ``sent:<time>`` after a success, ``dead:<reason>`` after the last try), incidents with their page
-records, the escalation schedule and the page log.
+records, the escalation schedule, the page log and, per channel, when its current outage began.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from spillwatch.events import SpillAlert
+from alerting.routing import parse_job_id
+from spillwatch.events import EventError, SpillAlert
 from spillwatch.redis_keys import RedisKeys
 
 PAGES_LOG_MAX = 10_000
@@ -105,13 +106,18 @@ def _iso(ts: float) -> str:
 
 
 def _outcome_record(job: Job, status: str, now: float, *, tries: int, reason: str) -> dict[str, Any]:
-    """The audit record of a page's final outcome (kept per incident and in the pages log)."""
-    alert = job.alert
+    """The audit record of a page's final outcome (kept per incident and in the pages log).
+    Built from the job id, so that a job whose alert cannot be read is still accounted for."""
+    incident, state, channel = parse_job_id(job.job_id)
+    try:
+        camera: str | None = job.alert.camera_id
+    except (EventError, ValueError):
+        camera = None
     return {
-        "incident_id": alert.incident_id,
-        "camera_id": alert.camera_id,
-        "state": alert.state.value,
-        "channel": job.channel,
+        "incident_id": incident,
+        "camera_id": camera,
+        "state": state,
+        "channel": channel,
         "status": status,
         "at": _iso(now),
         "tries": tries,
@@ -206,16 +212,24 @@ class AlertStore:
         self.r.zadd(self.queue_key, {job_id: due}, xx=True)
 
     def load_job(self, job_id: str) -> Job | None:
+        """The queued job; raises ValueError when its stored JSON is unreadable (a poison job)."""
         raw = self.r.hget(self.jobs_key, job_id)
-        return Job.from_json(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return Job.from_json(raw)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"unreadable page job {job_id!r}: {type(exc).__name__}: {exc}") from exc
+
+    def raw_job(self, job_id: str) -> str | None:
+        return self.r.hget(self.jobs_key, job_id)
 
     def page_state(self, job_id: str) -> str | None:
         return self.r.get(self.page_key(job_id))
 
     def _page_record(self, pipe: Any, job: Job, record: dict[str, Any]) -> None:
-        alert = job.alert
-        key = self.keys.alerting_incident_pages(alert.incident_id)
-        pipe.hset(key, f"{alert.state.value}:{job.channel}", json.dumps(record, separators=(",", ":")))
+        key = self.keys.alerting_incident_pages(record["incident_id"])
+        pipe.hset(key, f"{record['state']}:{record['channel']}", json.dumps(record, separators=(",", ":")))
         pipe.expire(key, self.ttl)
 
     def _finish(self, job: Job, page_state: str, record: dict[str, Any]) -> Any:
@@ -245,6 +259,7 @@ class AlertStore:
         self._release(keys=[self.page_key(job.job_id)], args=[f"inflight:{owner}"])
 
     def complete_dead(self, job: Job, now: float, *, tries: int, reason: str) -> None:
+        """Final: the page was given up (dead-lettered by the caller)."""
         record = _outcome_record(job, "dead", now, tries=tries, reason=reason)
         pipe = self._finish(job, f"dead:{reason[:200]}", record)
         pipe.execute()
@@ -256,6 +271,22 @@ class AlertStore:
 
     def recent_pages(self, limit: int = 1000) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.pages_key, -limit, -1)]
+
+    # ------------------------------------------------------------------ channel outages
+    def channel_failed(self, channel: str, now: float) -> float:
+        """Record a failed try on ``channel``; returns when its current outage began."""
+        key = self.keys.alerting_channel_down(channel)
+        self.r.set(key, repr(now), nx=True, ex=self.ttl)
+        raw = self.r.get(key)
+        return float(raw) if raw is not None else now
+
+    def channel_ok(self, channel: str) -> None:
+        """A page went through on ``channel``: its outage (if any) is over."""
+        self.r.delete(self.keys.alerting_channel_down(channel))
+
+    def channel_down_since(self, channel: str) -> float | None:
+        raw = self.r.get(self.keys.alerting_channel_down(channel))
+        return float(raw) if raw is not None else None
 
     # ------------------------------------------------------------------ escalation
     def schedule_escalation(self, incident_id: str, due: float) -> None:

@@ -136,6 +136,16 @@ class BindMount:
     read_only: bool
 
 
+@dataclass(frozen=True)
+class SecretMount:
+    name: str  # the top-level secret
+    source: Path  # its file on the host, resolved against the compose file's folder
+    target: str  # in the container: /run/secrets/<target>
+
+
+SECRETS_DIR = "/run/secrets"
+
+
 @dataclass
 class Service:
     name: str
@@ -144,6 +154,15 @@ class Service:
     environment: dict[str, str] = field(default_factory=dict)
     binds: list[BindMount] = field(default_factory=list)
     named_volumes: dict[str, str] = field(default_factory=dict)  # volume -> container path
+    secrets: list[SecretMount] = field(default_factory=list)
+
+    def materialize_secrets(self, dest: Path) -> Path:
+        """What the container sees at /run/secrets, as a folder on this host: a copy of each of the
+        service's secret files under its target name (tests run the services outside containers)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for sec in self.secrets:
+            (dest / sec.target).write_bytes(sec.source.read_bytes())
+        return dest
 
     @property
     def long_running(self) -> bool:
@@ -176,14 +195,28 @@ def _volumes(spec: Mapping[str, Any], base: Path) -> tuple[list[BindMount], dict
     return binds, named
 
 
+def _secrets(spec: Mapping[str, Any], top: Mapping[str, Any], base: Path) -> list[SecretMount]:
+    """A service's secrets (short or long syntax) with their files (top-level ``secrets:``)."""
+    out: list[SecretMount] = []
+    for item in spec.get("secrets") or []:
+        name, target = (item, item) if isinstance(item, str) else (item["source"], item.get("target") or item["source"])
+        definition = top.get(name) or {}
+        if "file" not in definition:
+            raise ValueError(f"secret {name!r}: only file secrets are supported here")
+        out.append(SecretMount(name, (base / str(definition["file"])).resolve(), str(target)))
+    return out
+
+
 def services(doc: Mapping[str, Any] | None = None, base: Path = DEPLOY_DIR) -> dict[str, Service]:
     doc = load() if doc is None else doc
+    top_secrets = doc.get("secrets") or {}
     out: dict[str, Service] = {}
     for name, spec in (doc.get("services") or {}).items():
         cmd = spec.get("command") or []
         command = cmd.split() if isinstance(cmd, str) else [str(c) for c in cmd]
         binds, named = _volumes(spec, base)
-        out[name] = Service(name, dict(spec), command, env_dict(spec.get("environment")), binds, named)
+        out[name] = Service(name, dict(spec), command, env_dict(spec.get("environment")), binds, named,
+                            _secrets(spec, top_secrets, base))
     return out
 
 

@@ -68,6 +68,7 @@ DEPLOY_DOCS: dict[str, str] = {
     "DEPLOY_PROMETHEUS_BIND": "host address of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_PORT": "host port of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_RETENTION": "how long Prometheus keeps samples",
+    "DEPLOY_SECRETS_DIR": "folder of the Docker secrets (one file each: camera_sources.json, webhook_secret, slack_webhook_url, pagerduty_routing_key, smtp_password); keep it outside the repository, mode 700. Secrets never go in this file: every service reads all of it",
 }
 
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -169,6 +170,18 @@ def compose_set_settings(text: str | None = None) -> dict[str, set[str]]:
     return out
 
 
+def compose_secret_settings(text: str | None = None) -> dict[str, set[str]]:
+    """SPILLWATCH_* settings the compose file gives as Docker secrets (by target name) -> services."""
+    doc = yaml.safe_load(COMPOSE_FILE.read_text() if text is None else text)
+    out: dict[str, set[str]] = {}
+    for svc_name, svc in (doc.get("services") or {}).items():
+        for item in svc.get("secrets") or []:
+            target = item if isinstance(item, str) else item.get("target") or item["source"]
+            if str(target).upper().startswith(ENV_PREFIX):
+                out.setdefault(str(target).upper(), set()).add(svc_name)
+    return out
+
+
 def _wrap_comment(text: str, width: int = 100) -> list[str]:
     words, lines, cur = text.split(), [], "#"
     for w in words:
@@ -201,6 +214,7 @@ def generate(compose_text: str | None = None) -> str:
             lines.extend(_wrap_comment(doc))
         lines.append(f"# {name}={default}")
     set_by_compose = compose_set_settings(compose_text)
+    secret_targets = compose_secret_settings(compose_text)
     section: str | None = None
     all_vars = setting_vars()
     # top-level settings first, then each section in the order of the Settings model
@@ -212,6 +226,9 @@ def generate(compose_text: str | None = None) -> str:
             lines += ["", f"# ---------------------------------------------------------------- {sec}"]
         if var.description:
             lines.extend(_wrap_comment(var.description))
+        if "SecretStr" in repr(var.annotation) and var.env in secret_targets:
+            lines.append(f"# a secret: a file under DEPLOY_SECRETS_DIR, given to {', '.join(sorted(secret_targets[var.env]))} only"
+                         " (docker-compose.yml `secrets:`), not this file")
         if var.env in set_by_compose:
             services = ", ".join(sorted(set_by_compose[var.env]))
             lines.append(f"# set by docker-compose.yml ({services}); the environment there wins over this file")

@@ -15,6 +15,7 @@ from producers.sampling import Pacer, RateSampler
 from producers.sources import EndOfStream, FrameDecodeError, Source, SourceError, open_source, redact
 from spillwatch.events import FrameHeader, utcnow
 from spillwatch.logs import get_logger
+from spillwatch.redact import redact_text
 from spillwatch.settings import CameraConfig, Settings
 
 log = get_logger("producers.camera")
@@ -90,13 +91,13 @@ class CameraWorker(threading.Thread):
                     break
             except SourceError as exc:
                 self.stats.reconnects += 1
-                self.tracker.on_error(time.monotonic(), str(exc))
+                self.tracker.on_error(time.monotonic(), redact_text(str(exc)))
                 delay = backoff.next_delay()
                 self.log.warning("source failed, reconnecting", error=str(exc), retry_in_s=round(delay, 2))
                 self.stop.wait(delay)
             except Exception as exc:  # noqa: BLE001 - never let one camera take the process down
                 self.stats.reconnects += 1
-                self.tracker.on_error(time.monotonic(), repr(exc))
+                self.tracker.on_error(time.monotonic(), redact_text(repr(exc)))
                 delay = backoff.next_delay()
                 self.log.exception("unexpected error, reconnecting", retry_in_s=round(delay, 2))
                 self.stop.wait(delay)
@@ -105,6 +106,7 @@ class CameraWorker(threading.Thread):
         self._end(reason)
 
     def _end(self, reason: str) -> None:
+        reason = redact_text(reason)  # it reaches the stats file, the CLI output and camera-health
         self.stats.ended = reason
         rep = self.tracker.on_end(time.monotonic(), reason)
         if rep is not None:

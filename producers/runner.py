@@ -15,6 +15,7 @@ from producers.sources import open_source
 from spillwatch import metrics
 from spillwatch.events import CameraHealth, CameraState
 from spillwatch.logs import get_logger
+from spillwatch.redact import redact_text
 from spillwatch.settings import CameraConfig, Settings
 
 log = get_logger("producers.runner")
@@ -66,12 +67,13 @@ def run_cameras(
     lock = threading.Lock()
 
     def emit(camera_id: str, rep: HealthReport) -> None:
+        error = redact_text(rep.error) if rep.error else rep.error  # events leave the process: no credentials
         with lock:
             stats[camera_id].state = rep.state.value
             for st in CameraState:
                 metrics.CAMERA_STATE.labels(camera_id, st.value).set(1 if st == rep.state else 0)
         if rep.changed:
-            log.info("camera state", camera=camera_id, state=rep.state.value, error=rep.error, fps=rep.fps)
+            log.info("camera state", camera=camera_id, state=rep.state.value, error=error, fps=rep.fps)
         publisher.publish_health(
             CameraHealth(
                 camera_id=camera_id,
@@ -79,7 +81,7 @@ def run_cameras(
                 fps=rep.fps,
                 last_frame_time=rep.last_frame_time,
                 frames_published=rep.frames,
-                error=rep.error,
+                error=error,
                 producer=pid,
             )
         )

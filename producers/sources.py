@@ -9,6 +9,7 @@ by their media time.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -18,6 +19,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+
+from spillwatch.redact import redact_url
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _STREAM_TIMEOUT_MS = 5000
@@ -79,9 +82,15 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def redact(uri: str) -> str:
-    """The URI without credentials (``rtsp://user:pass@host`` -> ``rtsp://***@host``)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri)
+# The URI without credentials (``rtsp://user:pass@host`` -> ``rtsp://***@host``, query tokens too):
+# the one redaction of spillwatch/redact.py, under the name this module's users know.
+redact = redact_url
+
+# FFmpeg's own log lines go to the process's stderr, out of reach of the log redaction; when a URL
+# holds an unencoded "/" or "@" in its password, FFmpeg names a piece of the password as the host
+# it cannot resolve. Keep FFmpeg quiet (our SourceError says, redacted, what failed) unless the
+# operator asked for its logs (OPENCV_FFMPEG_LOGLEVEL set in the environment).
+_FFMPEG_QUIET = ("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class VideoFileSource:
@@ -163,6 +172,7 @@ class StreamSource:
         if isinstance(target, int):
             cap = cv2.VideoCapture(target)
         else:
+            os.environ.setdefault(*_FFMPEG_QUIET)  # read by OpenCV when it first opens FFmpeg
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, _STREAM_TIMEOUT_MS]
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():

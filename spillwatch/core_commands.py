@@ -38,11 +38,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
 
 def redact_url(url: str) -> str:
-    """``scheme://user:***@host/...``: never print a password."""
-    from urllib.parse import urlsplit, urlunsplit
+    """``scheme://***@host/...``: never print a password (spillwatch/redact.py)."""
+    from spillwatch.redact import redact_url as redact
 
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(url)

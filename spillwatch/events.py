@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SCHEMA_VERSION = 1
 FRAME_MAGIC = b"SWF1"
@@ -153,28 +153,77 @@ class AlertState(StrEnum):
     CLEARED = "cleared"
 
 
-class Evidence(BaseModel):
-    model_config = ConfigDict(frozen=True)
+# Ids that travel into Redis keys, job ids, file names and URLs: a strict alphabet, no separators
+# of those ("/", "|", whitespace), no leading dot. Camera ids follow the camera settings' rule.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+MAX_ID_LENGTH = 200
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+# Alert times outside this range are garbage (year 0001, 9999), not incidents.
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+MAX_EVIDENCE_ITEMS = 1000
 
-    scores: list[float] = Field(default_factory=list, description="window of spill probabilities")
-    frame_seqs: list[int] = Field(default_factory=list)
-    peak_prob: float = 0.0
-    confirming_seq: int | None = None
+
+def _plausible_time(value: datetime) -> datetime:
+    value = _as_utc(value)
+    if not MIN_EVENT_TIME <= value < MAX_EVENT_TIME:
+        raise ValueError(f"time {value.isoformat()} is outside {MIN_EVENT_TIME.year}..{MAX_EVENT_TIME.year - 1}")
+    return value
+
+
+AlertTime = Annotated[datetime, AfterValidator(_plausible_time)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Evidence(BaseModel):
+    """Why an incident was confirmed. Finite numbers only (NaN/inf are rejected), probabilities in 0..1."""
+
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+
+    scores: list[Probability] = Field(
+        default_factory=list, max_length=MAX_EVIDENCE_ITEMS, description="window of spill probabilities"
+    )
+    frame_seqs: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list, max_length=MAX_EVIDENCE_ITEMS)
+    peak_prob: Probability = 0.0
+    confirming_seq: int | None = Field(default=None, ge=0)
     region: Region | None = None
-    snapshot_ref: str | None = Field(default=None, description="path/URL of the evidence snapshot")
+    snapshot_ref: str | None = Field(
+        default=None, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]*$", description="path/URL of the evidence snapshot"
+    )
 
 
 class SpillAlert(Event):
-    incident_id: str = Field(min_length=1)
-    camera_id: str = Field(min_length=1)
+    """One incident transition. Validation rejects anything a real aggregator cannot produce:
+    ids outside the strict alphabet, non-finite or out-of-range numbers, times outside
+    2000..2099, times out of order, ``cleared_at`` on a state other than ``cleared`` (and missing
+    on ``cleared``). Whether the transition makes sense for the incident is alerting's check
+    (``alerting.transitions``)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    incident_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+    camera_id: str = Field(min_length=1, max_length=128, pattern=CAMERA_ID_PATTERN)
     state: AlertState
-    first_seen: UtcDatetime = Field(description="capture time of the first suspicious frame")
-    confirmed_at: UtcDatetime = Field(description="capture time of the confirming frame")
-    cleared_at: UtcDatetime | None = None
-    event_time: UtcDatetime = Field(default_factory=utcnow, description="when this event was emitted")
+    first_seen: AlertTime = Field(description="capture time of the first suspicious frame")
+    confirmed_at: AlertTime = Field(description="capture time of the confirming frame")
+    cleared_at: AlertTime | None = None
+    event_time: AlertTime = Field(default_factory=utcnow, description="when this event was emitted")
     evidence: Evidence = Field(default_factory=Evidence)
-    model_version: str = ""
-    zone: str | None = None
+    model_version: str = Field(default="", max_length=200)
+    zone: str | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SpillAlert":
+        if self.confirmed_at < self.first_seen:
+            raise ValueError("confirmed_at is before first_seen")
+        if self.state == AlertState.CLEARED:
+            if self.cleared_at is None:
+                raise ValueError("a cleared alert needs cleared_at")
+            if self.cleared_at < self.confirmed_at:
+                raise ValueError("cleared_at is before confirmed_at")
+        elif self.cleared_at is not None:
+            raise ValueError(f"cleared_at is set on a {self.state.value} alert")
+        return self
 
 
 # --------------------------------------------------------------------------- health

@@ -1,4 +1,8 @@
-"""Structured logging (structlog): JSON lines in services, readable key=value on a terminal."""
+"""Structured logging (structlog): JSON lines in services, readable key=value on a terminal.
+
+Every line goes through ``spillwatch.redact`` on its way out (structlog events, formatted
+tracebacks and the standard-library loggers of third-party clients alike): camera URLs with
+credentials, tokens in query strings and secret-named fields never reach a log."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import logging
 import sys
 
 import structlog
+
+from spillwatch.redact import redact_text, structlog_processor
 
 
 class _CurrentStderr:
@@ -30,6 +36,7 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            structlog_processor,  # after the traceback is text: it is redacted too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
@@ -37,6 +44,25 @@ def configure_logging(level: str = "INFO", fmt: str = "console") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts standard-library log records (kafka-python, httpx, ...) before a handler writes them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string: leave the record to logging
+            return True
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg, record.args = redact_text(message), None
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        return True
 
 
 def get_logger(name: str, **bound: object) -> structlog.typing.FilteringBoundLogger:

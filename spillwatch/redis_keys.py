@@ -22,6 +22,7 @@ alerting (alerting/acks.py, alerting/store.py)
 ``P:alerting:incident:<id>:pages``     hash ``<state>:<channel>`` -> page record JSON
 ``P:alerting:escalations``             zset incident id -> when its escalation is due
 ``P:alerting:pages``                   list of page records (sent or dry-run), newest last
+``P:alerting:channel-down:<channel>``   unix time of the channel's first failed try of an outage
 =====================================  =========================================================
 """
 
@@ -98,6 +99,9 @@ class RedisKeys:
 
     def alerting_incident_pages(self, incident_id: str) -> str:
         return f"{self.alerting_incident(incident_id)}:pages"
+
+    def alerting_channel_down(self, channel: str) -> str:
+        return f"{self.alerting}:channel-down:{channel}"
 
     # ------------------------------------------------------------------ namespace
     @property

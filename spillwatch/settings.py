@@ -25,8 +25,15 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
+from spillwatch.redact import redact_url
 from spillwatch.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +92,11 @@ class CameraConfig(_Section):
     )
     enabled: bool = True
 
+    def __repr_args__(self) -> Any:
+        # a settings dump or an error that shows a camera never shows its credentials
+        for key, value in super().__repr_args__():
+            yield key, (redact_url(value) if key == "source" and isinstance(value, str) else value)
+
     @field_validator("zone")
     @classmethod
     def _zone_ok(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
@@ -113,6 +125,10 @@ class ProducerSettings(_Section):
         description="start each camera's frame seq at the wall clock in ms, so seq keeps increasing across producer restarts",
     )
     metrics_port: int | None = Field(default=None, description="Prometheus /metrics port; None disables")
+    camera_sources: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="camera id -> source URL with credentials; replaces that camera's source (give it to the producer only, e.g. as a secrets_dir file)",
+    )
 
 
 class WorkerSettings(_Section):
@@ -158,12 +174,26 @@ class AggregatorSettings(_Section):
 
 
 class AlertingSettings(_Section):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     channels: list[str] = Field(default_factory=lambda: ["console"])
     escalation_channels: list[str] = Field(default_factory=list)
     escalate_after_s: float = Field(default=300.0, gt=0, description="unacknowledged this long -> escalate")
+    fallback_channels: list[str] = Field(
+        default_factory=list,
+        description="channels that also get a page while a primary channel has been failing for fallback_after_s",
+    )
+    fallback_after_s: float = Field(
+        default=300.0, gt=0, description="a channel failing this long (first failed try of its outage) -> fallback_channels"
+    )
     webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
-    slack_webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key of the webhook signature (a secret: environment or secrets_dir, never argv)"
+    )
+    webhook_allow_unsigned: bool = Field(
+        default=False, description="send webhook pages unsigned when webhook_secret is unset (else a config error)"
+    )
+    slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming-webhook URL (a secret)")
     pagerduty_url: str | None = None
     pagerduty_routing_key: SecretStr | None = None
     smtp_host: str | None = None
@@ -173,9 +203,12 @@ class AlertingSettings(_Section):
     smtp_password: SecretStr | None = None
     smtp_from: str | None = None
     smtp_to: list[str] = Field(default_factory=list)
-    max_tries: int = Field(default=8, ge=1)
+    max_age_s: float = Field(
+        default=3600.0, gt=0, description="a failing page is retried until it is this old, then dead-lettered"
+    )
+    max_tries: int | None = Field(default=None, ge=1, description="optional cap on a page's tries (None: max_age_s only)")
     backoff_initial_s: float = Field(default=0.5, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0, description="longest wait between two tries of a page")
     request_timeout_s: float = Field(default=5.0, gt=0)
     evidence_dir: Path = Path("var/evidence")
     ack_host: str = "127.0.0.1"
@@ -194,6 +227,13 @@ class AlertingSettings(_Section):
     )
     delivery_workers: int = Field(default=8, ge=1, description="pages delivered concurrently")
     ack_ttl_s: int = Field(default=365 * 24 * 3600, gt=0, description="how long acknowledgements are kept")
+
+    @field_validator("webhook_secret", "slack_webhook_url", "pagerduty_routing_key", "smtp_password", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, v: Any) -> Any:
+        # An empty secrets file or variable means "not set", never "sign with the empty key".
+        raw = v.get_secret_value() if isinstance(v, SecretStr) else v
+        return None if isinstance(raw, str) and not raw.strip() else v
 
 
 class ArchiveSettings(_Section):
@@ -226,6 +266,10 @@ class Settings(BaseSettings):
     )
 
     config: Path | None = Field(default=None, description="YAML config file (cameras and any section)")
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="folder of secret files, one per setting, named like its variable (spillwatch_alerting__webhook_secret); Docker secrets: /run/secrets",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
     data_dir: Path = Field(default=Path("var"), description="working data of the services (Faust state, ...)")
@@ -255,9 +299,13 @@ class Settings(BaseSettings):
         init_kwargs = getattr(init_settings, "init_kwargs", {}) or {}
         path = config_path(init_kwargs.get("config"))
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets = secrets_dir_path(init_kwargs.get("secrets_dir"))
+        if secrets is not None:
+            # after the environment, before the shared config file: a service's own secret files
+            # win over what every service reads
+            sources.append(NestedSecretsSettingsSource(file_secret_settings, secrets_dir=secrets, secrets_dir_missing="error"))
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
-        sources.append(file_secret_settings)
         return tuple(sources)
 
     @model_validator(mode="after")
@@ -273,6 +321,21 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"camera {c.id}: confirm_k {k} > window {window} (a spill could never be confirmed)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _camera_sources(self) -> "Settings":
+        """``producer.camera_sources`` (a secret the producer alone receives) replaces the sources
+        of the cameras it names; naming a camera that is not configured is an error."""
+        sources = self.producer.camera_sources
+        if not sources:
+            return self
+        unknown = sorted(set(sources) - {c.id for c in self.cameras})
+        if unknown:
+            raise ValueError(f"producer.camera_sources names cameras that are not configured: {unknown}")
+        self.cameras = [
+            c.model_copy(update={"source": sources[c.id].get_secret_value()}) if c.id in sources else c for c in self.cameras
+        ]
         return self
 
     @property
@@ -309,6 +372,37 @@ def config_path(explicit: Path | str | None = None) -> Path | None:
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {p}: must be a mapping of sections (kafka:, cameras:, ...)")
     return p
+
+
+def secrets_dir_path(explicit: Path | str | None = None) -> Path | None:
+    """The secrets folder: ``explicit`` (an init ``secrets_dir=``), else ``SPILLWATCH_SECRETS_DIR``,
+    else none. A named folder that does not exist, or that holds a file no setting reads (a typo
+    would silently run without the secret), is a config error."""
+    raw = explicit if explicit is not None else os.environ.get("SPILLWATCH_SECRETS_DIR")
+    if raw is None or str(raw) == "":
+        return None
+    p = Path(raw)
+    if not p.is_dir():
+        raise ConfigError(f"secrets_dir {p} (SPILLWATCH_SECRETS_DIR): no such folder")
+    known = {n.lower() for n in setting_env_names()}
+    for f in sorted(p.iterdir()):
+        if f.name.startswith("."):
+            continue  # Kubernetes' ..data links, editor files
+        if f.name.lower() not in known:
+            raise ConfigError(f"secrets_dir {p}: file {f.name!r} is not a setting (expected names like spillwatch_alerting__webhook_secret)")
+    return p
+
+
+def setting_env_names(model: type[BaseModel] | None = None, prefix: str = "SPILLWATCH_") -> set[str]:
+    """Every variable name a setting is read from (nested sections joined with ``__``)."""
+    model = Settings if model is None else model
+    out: set[str] = set()
+    for name, f in model.model_fields.items():
+        sub = f.annotation if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) else None
+        if sub is not None:
+            out |= setting_env_names(sub, f"{prefix}{name.upper()}__")
+        out.add(f"{prefix}{name.upper()}")
+    return out
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -358,7 +452,7 @@ def get_settings() -> Settings:
 def settings_to_yaml(settings: Settings) -> str:
     """The whole effective configuration as YAML, secrets included (a child process reads it back
     as its only source: ``write_settings_file``)."""
-    return yaml.safe_dump(_plain(settings.model_dump(mode="python", exclude={"config"})), sort_keys=False)
+    return yaml.safe_dump(_plain(settings.model_dump(mode="python", exclude={"config", "secrets_dir"})), sort_keys=False)
 
 
 def write_settings_file(settings: Settings, path: Path) -> Path:

@@ -13,7 +13,7 @@ What is taken from deploy/ as is:
 What is overridden, and only this (``OVERRIDES`` below): hosts and ports (the local stack instead of
 kafka:9092/redis:6379; a free metrics port per process instead of 9100 in every container; the ack
 API on loopback), paths that are volumes or mounts in the containers (config file, evidence,
-archive, model), the Kafka client profile (``local``: the local broker needs short sessions and no
+archive, model, the Docker secrets' /run/secrets), the Kafka client profile (``local``: the local broker needs short sessions and no
 idempotent producer, see DESIGN.md; sites use ``apache``), and per-test namespaces (topic prefix,
 Redis key prefix, archiver group) because other tests share the broker. Files the image bakes in
 (models/) map to the repository's copy. In the full-pipeline test the model is the tiny real ONNX
@@ -143,6 +143,8 @@ class ComposeRun:
         if name == "alerting":
             env["SPILLWATCH_ALERTING__ACK_HOST"] = "127.0.0.1"
             env["SPILLWATCH_ALERTING__ACK_PORT"] = str(free_port())
+        if svc.secrets:  # the Docker secrets mounted at /run/secrets: the same files, under their targets
+            env["SPILLWATCH_SECRETS_DIR"] = str(svc.materialize_secrets(self.workdir / f"secrets-{name}"))
         return env, port
 
     def start(self, name: str, replica: int = 1) -> Running:

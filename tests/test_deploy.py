@@ -236,7 +236,9 @@ def test_every_spillwatch_variable_is_a_setting(services: dict[str, Any]) -> Non
         assert not unknown, f"{name} sets variables no setting reads: {unknown}"
 
 
-def test_service_environment_loads_into_settings(services: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_service_environment_loads_into_settings(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """pydantic-settings really reads each service's environment (not just: the names exist)."""
     from spillwatch.settings import Settings
 
@@ -248,13 +250,16 @@ def test_service_environment_loads_into_settings(services: dict[str, Any], monke
             for k, v in svc.environment.items():
                 m.setenv(k, v)
             m.setenv("SPILLWATCH_CONFIG", str(svc.host_path(svc.environment["SPILLWATCH_CONFIG"])))
+            if "SPILLWATCH_SECRETS_DIR" in svc.environment:  # /run/secrets: the service's Docker secrets
+                assert svc.environment["SPILLWATCH_SECRETS_DIR"] == composefile.SECRETS_DIR
+                m.setenv("SPILLWATCH_SECRETS_DIR", str(svc.materialize_secrets(tmp_path / name)))
             s = Settings()
             assert s.kafka.profile == "apache"
             assert s.kafka.bootstrap == "kafka:9092"
             assert s.redis.url == "redis://redis:6379/0"
             assert len(s.cameras) >= 2
             for k, v in svc.environment.items():
-                if k == "SPILLWATCH_CONFIG" or not k.startswith("SPILLWATCH_"):
+                if k in ("SPILLWATCH_CONFIG", "SPILLWATCH_SECRETS_DIR") or not k.startswith("SPILLWATCH_"):
                     continue
                 path = k[len("SPILLWATCH_") :].lower().split("__")
                 value: Any = s

@@ -7,7 +7,10 @@ Channel names used in ``alerting.channels`` / ``alerting.escalation_channels``:
 from __future__ import annotations
 
 from alerting.notifiers.base import ConfigError, DeliveryResult, Notifier, Page
+from spillwatch.logs import get_logger
 from spillwatch.settings import AlertingSettings
+
+log = get_logger("alerting.notifiers")
 
 CHANNELS = ("console", "webhook", "slack", "pagerduty", "email")
 
@@ -32,15 +35,27 @@ def build_notifier(name: str, cfg: AlertingSettings) -> Notifier:
         if not cfg.webhook_url:
             raise ConfigError("channel 'webhook' needs alerting.webhook_url")
         secret = _secret(cfg.webhook_secret)
+        if not secret:
+            if not cfg.webhook_allow_unsigned:
+                raise ConfigError(
+                    "channel 'webhook' needs alerting.webhook_secret (receivers verify the signature); "
+                    "set alerting.webhook_allow_unsigned=true to send unsigned pages on purpose"
+                )
+            log.warning(
+                "WEBHOOK PAGES ARE UNSIGNED: alerting.webhook_allow_unsigned is set and there is no webhook_secret; "
+                "anyone who can reach the receiver can forge or replay pages",
+                url=cfg.webhook_url,
+            )
         return WebhookNotifier(
             cfg.webhook_url, secret.encode() if secret else None, timeout_s=timeout, public_base_url=public
         )
     if name == "slack":
         from alerting.notifiers.slack import SlackNotifier
 
-        if not cfg.slack_webhook_url:
+        slack_url = _secret(cfg.slack_webhook_url)
+        if not slack_url:
             raise ConfigError("channel 'slack' needs alerting.slack_webhook_url")
-        return SlackNotifier(cfg.slack_webhook_url, timeout_s=timeout, public_base_url=public)
+        return SlackNotifier(slack_url, timeout_s=timeout, public_base_url=public)
     if name == "pagerduty":
         from alerting.notifiers.pagerduty import DEFAULT_EVENTS_URL, PagerDutyNotifier
 
@@ -70,6 +85,6 @@ def build_notifier(name: str, cfg: AlertingSettings) -> Notifier:
 
 
 def build_notifiers(cfg: AlertingSettings) -> dict[str, Notifier]:
-    """Every channel named in channels or escalation_channels, built once."""
-    names = list(dict.fromkeys([*cfg.channels, *cfg.escalation_channels]))
+    """Every channel named in channels, escalation_channels or fallback_channels, built once."""
+    names = list(dict.fromkeys([*cfg.channels, *cfg.escalation_channels, *cfg.fallback_channels]))
     return {n: build_notifier(n, cfg) for n in names}

@@ -2,12 +2,18 @@
 
 Headers on every request:
 
-- ``X-SpillWatch-Timestamp``: unix seconds when this try was sent;
-- ``X-SpillWatch-Signature``: ``sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`` — the
-  timestamp is inside the MAC so a captured request cannot be replayed later with a fresh
-  timestamp (receivers reject timestamps older than a tolerance, see :func:`verify`);
-- ``Idempotency-Key``: ``<incident id>:<state>``, the same on every retry: receivers dedupe on it;
-- ``X-SpillWatch-Attempt``: 1-based try number.
+- ``X-SpillWatch-Timestamp``: unix seconds (an integer) when this try was sent;
+- ``Idempotency-Key``: ``<incident id>:<state>``, the same on every retry and every channel:
+  receivers de-duplicate on it;
+- ``X-SpillWatch-Signature``: ``sha256=<hex HMAC-SHA256(secret, timestamp + "\\n" + idempotency key
+  + "\\n" + body)>`` — the timestamp and the key are inside the MAC, so a captured request can
+  neither be replayed later with a fresh timestamp nor under another key (a second page past the
+  receiver's de-duplication); receivers reject timestamps that are not plain integers or are more
+  than a tolerance away from their clock (:func:`verify`);
+- ``X-SpillWatch-Attempt``: 1-based try number (not signed: information only).
+
+A webhook without a secret is a configuration error unless ``alerting.webhook_allow_unsigned``
+is set (then every page goes out without the signature header, and the service says so loudly).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import time
 from typing import Any
 
@@ -54,41 +62,56 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # unix seconds: digits only (no "nan", "inf", "1e9", sign)
+_KEY = re.compile(r"[\x21-\x7e]{1,512}")  # printable ASCII, no spaces or line breaks
+
+
+def signed_message(timestamp: str, idempotency_key: str, body: bytes) -> bytes:
+    """The bytes the signature covers: ``timestamp \\n idempotency key \\n body``."""
+    return timestamp.encode() + b"\n" + idempotency_key.encode() + b"\n" + body
+
+
+def sign(secret: bytes, timestamp: str, idempotency_key: str, body: bytes) -> str:
+    if not secret:
+        raise ValueError("an empty secret signs nothing")
+    if not _TIMESTAMP.fullmatch(timestamp) or not _KEY.fullmatch(idempotency_key):
+        raise ValueError("timestamp must be integer unix seconds and the key printable ASCII")
+    mac = hmac.new(secret, signed_message(timestamp, idempotency_key, body), hashlib.sha256).hexdigest()
     return f"sha256={mac}"
 
 
 def verify(
     secret: bytes,
     timestamp: str | None,
+    idempotency_key: str | None,
     body: bytes,
     signature: str | None,
     *,
     now: float | None = None,
     tolerance_s: float = 300.0,
 ) -> bool:
-    """True when ``signature`` is the MAC of ``timestamp.body`` and the timestamp is fresh."""
-    if not timestamp or not signature:
+    """True when ``signature`` is the MAC of ``timestamp \\n key \\n body`` under ``secret`` and the
+    timestamp is an integer within ``tolerance_s`` of ``now`` (either side)."""
+    if not secret or not timestamp or not idempotency_key or not signature:
         return False
-    try:
-        ts = float(timestamp)
-    except ValueError:
+    if not _TIMESTAMP.fullmatch(timestamp) or not _KEY.fullmatch(idempotency_key):
         return False
-    if abs((time.time() if now is None else now) - ts) > tolerance_s:
+    clock = time.time() if now is None else now
+    if not (math.isfinite(clock) and math.isfinite(tolerance_s)) or abs(clock - int(timestamp)) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return hmac.compare_digest(sign(secret, timestamp, idempotency_key, body), signature)
 
 
 def build_headers(page: Page, body: bytes, secret: bytes | None, timestamp: str) -> dict[str, str]:
+    key = page.idempotency_key
     headers = {
         TIMESTAMP_HEADER: timestamp,
-        IDEMPOTENCY_HEADER: page.idempotency_key,
+        IDEMPOTENCY_HEADER: key,
         ATTEMPT_HEADER: str(page.attempt),
         "User-Agent": "spillwatch-alerting/1",
     }
     if secret:
-        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, key, body)
     return headers
 
 
