@@ -18,8 +18,8 @@ from alerting.transitions import Check, IncidentFacts, Verdict, check_transition
 from spillwatch.events import AlertState, DeadLetter, EventError, SpillAlert
 from spillwatch.settings import CameraConfig, Settings
 from tests.helpers import consume_all, wait_until
-from tests.test_alerting_integration import SECRET, configure, page_status, publish, running
-from tests.test_notifiers import T0, make_alert
+from tests.helpers.alerts import ALERT_T0 as T0
+from tests.helpers.alerts import SECRET, configure, make_alert, page_status, publish, running, settled_service
 
 C, E, X = AlertState.CONFIRMED, AlertState.ESCALATED, AlertState.CLEARED
 
@@ -142,16 +142,6 @@ def _with_cameras(s: Settings, *ids: str) -> Settings:
     return s.model_copy(update={"cameras": [CameraConfig(id=i, source=f"/clips/{i}.mp4") for i in ids]})
 
 
-def _settled(svc: Any, s: Settings, timeout_s: float = 30.0) -> None:
-    """Positive signal: the service committed every alert published so far (each one was queued or
-    dead-lettered before its offset was committed) and its page queue is empty."""
-    from spillwatch.kafka import group_lag
-
-    group = s.kafka.topic_prefix + s.alerting.group_id
-    wait_until(lambda: group_lag(s, group, s.topics.spill_alerts) == 0, timeout_s, 0.3)
-    wait_until(lambda: svc.store.r.zcard(svc.store.queue_key) == 0 and svc.store.r.hlen(svc.store.jobs_key) == 0, timeout_s)
-
-
 def _raw(alert: SpillAlert, **changes: Any) -> bytes:
     d = alert.model_dump(mode="json")
     d.update(changes)
@@ -198,7 +188,7 @@ def test_hostile_alerts_page_nothing_and_are_dead_lettered_with_their_reason(sta
                 make_alert(C, incident="inc-ok-1").to_bytes(),  # redelivered confirmation: nothing
                 key=b"dock-1",
             )
-            _settled(svc, s)
+            settled_service(svc, s)
         pages = sorted(p["idempotency_key"] for p in hook.snapshot())
         escalations = [p["payload"]["dedup_key"] if "dedup_key" in p["payload"] else p["payload"]["text"] for p in esc.snapshot()]
     assert pages == ["inc-ok-1:cleared", "inc-ok-1:confirmed", "inc-ok-2:confirmed"]
@@ -245,7 +235,7 @@ def test_a_poison_job_and_a_poison_escalation_are_dead_lettered_and_block_nothin
             wait_until(lambda: page_status(svc, "inc-real", "confirmed:webhook") == "sent", 30)
             wait_until(lambda: page_status(svc, "inc-real", "escalated:slack") == "sent", 30)
             wait_until(lambda: store.page_state(poison.job_id) and store.page_state("broken|confirmed|webhook"), 30)
-            _settled(svc, s)
+            settled_service(svc, s)
             health = svc.health()
         r.close()
     assert [p["idempotency_key"] for p in hook.snapshot()] == ["inc-real:confirmed"]

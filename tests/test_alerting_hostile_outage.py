@@ -21,9 +21,7 @@ from devstack.stack import free_port
 from spillwatch.events import DeadLetter
 from spillwatch.settings import Settings
 from tests.helpers import consume_all, wait_until
-from tests.test_alerting_hostile import _settled
-from tests.test_alerting_integration import SECRET, configure, page_status, publish, running
-from tests.test_notifiers import make_alert
+from tests.helpers.alerts import SECRET, configure, make_alert, page_status, publish, running, settled_service
 
 FAIL = DeliveryResult.retry("HTTP 503")
 
@@ -113,7 +111,7 @@ def test_failing_primary_pages_the_fallback_after_n_seconds_then_delivers_late_o
             assert all(page_status(svc, f"inc-F{i}", "confirmed:webhook") is None for i in range(3))  # still retrying
             with WebhookReceiver(port=port, secret=SECRET) as primary:
                 wait_until(lambda: len(primary.pages) >= 3, 20)
-                _settled(svc, s)
+                settled_service(svc, s)
                 late = sorted(p["idempotency_key"] for p in primary.pages)
                 attempts = [int(p["attempt"]) for p in primary.pages]
             assert svc.store.channel_down_since("webhook") is None  # the outage is over

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,46 +15,13 @@ import pytest
 from alerting.receiver import WebhookReceiver
 from alerting.service import AlertingService
 from spillwatch.events import AlertState, DeadLetter, SpillAlert
-from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
+from spillwatch.settings import REPO_ROOT, Settings
 from devstack.stack import free_port
 from spillwatch.supervisor import ServiceGroup
 from tests.helpers import read_to_end, run_cli, wait_until
-from tests.helpers.alerts import make_alert
+from tests.helpers.alerts import SECRET, configure, make_alert, page_status, publish, running
 
 pytestmark = pytest.mark.integration
-
-SECRET = "it-secret"
-
-
-def configure(settings: Settings, **alerting: Any) -> Settings:
-    base = {"ack_port": free_port(), "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "request_timeout_s": 2.0}
-    return settings.model_copy(update={"alerting": AlertingSettings(**(base | alerting))})
-
-
-def publish(settings: Settings, *values: bytes, key: bytes = b"dock-1") -> None:
-    from spillwatch.kafka import make_producer
-
-    p = make_producer(settings)
-    try:
-        for v in values:
-            p.send(settings.topics.spill_alerts, key=key, value=v)
-        p.flush(10)
-    finally:
-        p.close(5)
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[AlertingService]:
-    svc = AlertingService(settings).start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-
-
-def page_status(svc: AlertingService, incident: str, key: str) -> str | None:
-    return (svc.store.incident_pages(incident).get(key) or {}).get("status")
-
 
 def _hist_count(hist: Any) -> float:
     return next(s.value for m in hist.collect() for s in m.samples if s.name.endswith("_count"))

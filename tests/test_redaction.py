@@ -9,7 +9,6 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -169,8 +168,8 @@ def test_services_receive_the_webhook_secret_by_file_never_argv_or_environment(s
     from devstack.stack import free_port
     from spillwatch.supervisor import ServiceGroup
     from tests.helpers import wait_until
-    from tests.test_alerting_integration import publish
-    from tests.test_notifiers import make_alert
+    from tests.helpers.alerts import publish
+    from tests.helpers.alerts import make_alert
 
     secret = "Sup3rS3cretHookKey"
     hook_port = free_port()
@@ -249,7 +248,7 @@ def test_secrets_dir_gives_each_service_its_own_secrets(tmp_path: Path, monkeypa
 
 
 def test_compose_gives_each_service_only_the_secrets_it_needs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_deploy import DEPLOY, composefile
+    from tests.helpers.deploy import DEPLOY, composefile
 
     svcs = composefile.services(composefile.load())
     granted = {n: {sec.target for sec in svc.secrets} for n, svc in svcs.items() if svc.secrets}

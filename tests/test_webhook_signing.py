@@ -33,7 +33,7 @@ from alerting.notifiers.webhook import (
 from alerting.receiver import WebhookReceiver
 from spillwatch.settings import REPO_ROOT, AlertingSettings, Settings
 from tests.helpers import run_cli
-from tests.test_notifiers import make_alert
+from tests.helpers.alerts import make_alert
 
 SECRET = b"s3cret-key"
 README = REPO_ROOT / "alerting" / "README.md"

@@ -1,10 +1,17 @@
-"""Spill alerts for alerting tests."""
+"""Spill alerts and a running alerting service for alerting tests."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from alerting.service import AlertingService
+from devstack.stack import free_port
 from spillwatch.events import AlertState, Evidence, Region, SpillAlert
+from spillwatch.settings import AlertingSettings, Settings
+from tests.helpers.waiting import wait_until
 
 ALERT_T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)  # first_seen of every ``make_alert``
 
@@ -26,3 +33,46 @@ def make_alert(state: AlertState = AlertState.CONFIRMED, snapshot: str | None = 
         model_version="effl0-v3",
         zone="aisle-3",
     )
+
+
+SECRET = "it-secret"
+
+
+def configure(settings: Settings, **alerting: Any) -> Settings:
+    base = {"ack_port": free_port(), "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "request_timeout_s": 2.0}
+    return settings.model_copy(update={"alerting": AlertingSettings(**(base | alerting))})
+
+
+def publish(settings: Settings, *values: bytes, key: bytes = b"dock-1") -> None:
+    from spillwatch.kafka import make_producer
+
+    p = make_producer(settings)
+    try:
+        for v in values:
+            p.send(settings.topics.spill_alerts, key=key, value=v)
+        p.flush(10)
+    finally:
+        p.close(5)
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[AlertingService]:
+    svc = AlertingService(settings).start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def page_status(svc: AlertingService, incident: str, key: str) -> str | None:
+    return (svc.store.incident_pages(incident).get(key) or {}).get("status")
+
+
+def settled_service(svc: Any, s: Settings, timeout_s: float = 30.0) -> None:
+    """Positive signal: the service committed every alert published so far (each one was queued or
+    dead-lettered before its offset was committed) and its page queue is empty."""
+    from spillwatch.kafka import group_lag
+
+    group = s.kafka.topic_prefix + s.alerting.group_id
+    wait_until(lambda: group_lag(s, group, s.topics.spill_alerts) == 0, timeout_s, 0.3)
+    wait_until(lambda: svc.store.r.zcard(svc.store.queue_key) == 0 and svc.store.r.hlen(svc.store.jobs_key) == 0, timeout_s)
