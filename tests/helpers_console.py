@@ -65,15 +65,16 @@ def classification(camera: str, seq: int, at: datetime, p: float, spill_map: lis
 
 
 def sign_in(base_url: str, user: str, password: str = PASSWORD) -> httpx.Client:
-    """An httpx client signed in through the login form (login CSRF cookie + field), like a browser."""
-    c = httpx.Client(base_url=base_url, timeout=10)
-    r = c.get("/login")
-    assert r.status_code == 200, r.text
-    token = c.cookies["spillwatch_login"]
-    r = c.post("/login", data={"username": user, "password": password, "csrf_token": token, "next": "/incidents"})
+    """An httpx client signed in through the login form (login CSRF cookie + field), like a browser.
+    Cookies travel in an explicit header: httpx keeps ``Secure`` cookies from plain-http answers."""
+    anon = httpx.Client(base_url=base_url, timeout=10)
+    token = anon.get("/login").cookies["spillwatch_login"]
+    r = anon.post("/login", data={"username": user, "password": password, "csrf_token": token, "next": "/incidents"},
+                  headers={"Cookie": f"spillwatch_login={token}"})
     assert r.status_code == 303 and r.headers["location"] == "/incidents", (r.status_code, r.text[:300])
-    assert "spillwatch_session" in c.cookies
-    return c
+    sid = r.cookies["spillwatch_session"]
+    anon.close()
+    return httpx.Client(base_url=base_url, timeout=10, headers={"Cookie": f"spillwatch_session={sid}"})
 
 
 def csrf_of(client: httpx.Client) -> str:

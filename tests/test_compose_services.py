@@ -50,6 +50,7 @@ CONTAINER_MODEL_DIR = "/opt/spillwatch/models"  # deploy/Dockerfile: COPY models
 SAMPLE_CLIP = REPO / "samples" / "clips" / "spill.mp4"
 RED_CAMERA = "deploy-red"
 SAMPLE_CAMERA = "deploy-sample"
+CONSOLE_PASSWORD = "compose-console-admin"
 
 
 def free_port() -> int:
@@ -151,9 +152,10 @@ class ComposeRun:
             if k.endswith("__METRICS_PORT") and k in svc.environment:
                 port = free_port()  # 9100 in every container; one free port per process here
                 env[k] = str(port)
-        if name == "alerting":
-            env["SPILLWATCH_ALERTING__ACK_HOST"] = "127.0.0.1"
-            env["SPILLWATCH_ALERTING__ACK_PORT"] = str(free_port())
+        if name == "console":
+            env["SPILLWATCH_CONSOLE__HOST"] = "127.0.0.1"  # 0.0.0.0 inside its container
+            env["SPILLWATCH_CONSOLE__PORT"] = str(free_port())
+            env["SPILLWATCH_CONSOLE__ADMIN_PASSWORD"] = CONSOLE_PASSWORD  # a site sets it in .env (or adds users)
         return env, port
 
     def start(self, name: str, replica: int = 1) -> Running:
@@ -358,6 +360,15 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         return pages, metric(metric_samples(agg.metrics_port), "spillwatch_incidents_total", state="confirmed")
 
     _wait(lambda: pages_and_confirmed()[0] >= pages_and_confirmed()[1], 30, "every incident paged", everything)
+
+    # the console shows the incident (from spill-alerts) and the cameras' state (from camera-health)
+    console = by_name["console-1"]
+    from tests.helpers_console import sign_in
+
+    admin = sign_in(f"http://127.0.0.1:{console.env['SPILLWATCH_CONSOLE__PORT']}", "admin", CONSOLE_PASSWORD)
+    _wait(lambda: any(i["camera_id"] == RED_CAMERA for i in admin.get("/api/incidents").json()["items"]), 30,
+          "console lists the incident", [console])
+    assert metric(metric_samples(console.metrics_port), "spillwatch_last_frame_timestamp_seconds", camera=RED_CAMERA) > 0
     time.sleep(2)
     pages, confirmed = pages_and_confirmed()
     assert pages == confirmed, f"one page per confirmed incident on {channel}: {pages} pages, {confirmed} incidents"
