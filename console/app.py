@@ -31,11 +31,27 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from console.auth import LoginThrottle, Principal, Role, SessionStore, TokenStore, UserStore
+from console.auth import (
+    LoginThrottle,
+    Principal,
+    Role,
+    SessionStore,
+    TokenStore,
+    UserStore,
+)
 from console.data import STATUSES, ConsoleData, Filters, NotFound
 from console.feeds import ConsoleFeeds
 from console.live import EventBus
-from console.models import AckBody, AckView, CameraView, IncidentDetail, IncidentPage, LabelBody, Me, VerdictView
+from console.models import (
+    AckBody,
+    AckView,
+    CameraView,
+    IncidentDetail,
+    IncidentPage,
+    LabelBody,
+    Me,
+    VerdictView,
+)
 from console.security import GuardMiddleware
 from spillwatch.logs import get_logger
 from spillwatch.settings import Settings
@@ -270,8 +286,9 @@ def create_app(console: Console) -> FastAPI:
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
-        from fastapi.responses import RedirectResponse
         from urllib.parse import quote
+
+        from fastapi.responses import RedirectResponse
 
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)

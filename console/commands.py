@@ -44,7 +44,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         typer.echo(f"console on {service.url}", err=True)
         service.run()
 
-    def _stores() -> tuple["UserStore", "TokenStore"]:
+    def _stores() -> tuple[UserStore, TokenStore]:
         from console.service import make_redis, stores
         from spillwatch.settings import get_settings
 

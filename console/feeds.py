@@ -36,7 +36,16 @@ from typing import Any
 from console.cameras import CameraBoard, Sample, effective_state, stale_after_s
 from console.incidents import IncidentIndex
 from console.live import EventBus
-from spillwatch.events import AlertState, CameraHealth, CameraState, Classification, EventError, SpillAlert, decode_frame, utcnow
+from spillwatch.events import (
+    AlertState,
+    CameraHealth,
+    CameraState,
+    Classification,
+    EventError,
+    SpillAlert,
+    decode_frame,
+    utcnow,
+)
 from spillwatch.logs import get_logger
 from spillwatch.metrics import CAMERA_FPS, CAMERA_UP, LAST_FRAME_TIMESTAMP
 from spillwatch.redis_keys import RedisKeys
@@ -73,7 +82,7 @@ class ConsoleFeeds:
         self._dirty = False
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "ConsoleFeeds":
+    def start(self) -> ConsoleFeeds:
         self._load_cameras()
         loops: list[tuple[str, Callable[[], None]]] = [
             ("console-alerts", self._alerts_loop),

@@ -101,7 +101,7 @@ class IncidentRecord:
         return Evidence()
 
     @classmethod
-    def from_hash(cls, incident_id: str, raw: Mapping[str, str]) -> "IncidentRecord":
+    def from_hash(cls, incident_id: str, raw: Mapping[str, str]) -> IncidentRecord:
         alerts = {k.split(":", 1)[1]: SpillAlert.from_bytes(v) for k, v in raw.items() if k.startswith("alert:")}
         spill_map = json.loads(raw["spill_map"]) if raw.get("spill_map") else None
         return cls(

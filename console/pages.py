@@ -100,7 +100,7 @@ def home() -> RedirectResponse:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/cameras") -> HTMLResponse:  # noqa: A002
+def login_page(request: Request, next: str = "/cameras") -> HTMLResponse:
     token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     resp = render(request, "login.html", None, next=safe_next(next), login_csrf=token, error=None)
     _login_cookie(request, resp, token)
@@ -118,7 +118,7 @@ def login(
     username: Annotated[str, Form(max_length=64)] = "",
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
-    next: Annotated[str, Form(max_length=2000)] = "/cameras",  # noqa: A002
+    next: Annotated[str, Form(max_length=2000)] = "/cameras",
 ) -> Response:
     c = ctx(request)
     cookie = request.cookies.get(LOGIN_COOKIE, "")

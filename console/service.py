@@ -13,7 +13,13 @@ import time
 from typing import Any
 
 from console.app import Console, create_app
-from console.auth import LoginThrottle, SessionStore, TokenStore, UserStore, ensure_admin
+from console.auth import (
+    LoginThrottle,
+    SessionStore,
+    TokenStore,
+    UserStore,
+    ensure_admin,
+)
 from console.cameras import CameraBoard
 from console.data import ConsoleData
 from console.feeds import ConsoleFeeds
@@ -112,7 +118,7 @@ class ConsoleService:
             self.feeds.stop()
             log.info("console stopped")
 
-    def start(self, timeout_s: float = 30.0) -> "ConsoleService":
+    def start(self, timeout_s: float = 30.0) -> ConsoleService:
         """Serve in a background thread; returns once it accepts connections."""
         self._prepare()
         self._thread = threading.Thread(target=self.server.run, name="console-http", daemon=True)
@@ -133,7 +139,7 @@ class ConsoleService:
             self._thread.join(10)
         self.feeds.stop()
 
-    def __enter__(self) -> "ConsoleService":
+    def __enter__(self) -> ConsoleService:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

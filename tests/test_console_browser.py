@@ -25,7 +25,13 @@ import httpx
 import pytest
 
 from console.auth import Role, UserStore
-from devstack.demo import Clip, bundled_clips, console_url, demo_settings, start_services
+from devstack.demo import (
+    Clip,
+    bundled_clips,
+    console_url,
+    demo_settings,
+    start_services,
+)
 from devstack.stack import free_port
 from spillwatch.archive import read_labels
 from spillwatch.settings import Settings
@@ -289,7 +295,7 @@ class _serve:
         body = html.encode()
 
         class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
