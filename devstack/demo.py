@@ -224,9 +224,9 @@ def run_demo(
         create_topics(settings)
         with ServiceGroup(settings, run_dir / "logs") as group:
             start_services(group, settings, workers, hook_port, run_dir / "webhook-pages.jsonl")
-            assert settings.console.admin_password is not None
+            secret = settings.console.admin_password
             print(f"demo: console on {console_url(settings)} - user admin, password "
-                  f"{settings.console.admin_password.get_secret_value()}", flush=True)
+                  f"{secret.get_secret_value() if secret else '(none)'}", flush=True)
             watcher = TopicWatcher(settings).start()
             try:
                 stats_file = run_dir / "producer-stats.json"
