@@ -70,7 +70,6 @@ class AlertingService:
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
-        serve_api: bool = True,
     ) -> None:
         self.settings = settings
         self.cfg = settings.alerting
@@ -95,7 +94,6 @@ class AlertingService:
         self.group_id = settings.kafka.topic_prefix + self.cfg.group_id
         self._clock = clock
         self._rng = rng
-        self._serve_api = serve_api
         self._stop = threading.Event()
         self._wake = threading.Event()
         self.assigned = threading.Event()  # set once the consumer owns partitions
@@ -104,7 +102,6 @@ class AlertingService:
         self._pool = ThreadPoolExecutor(self.cfg.delivery_workers, thread_name_prefix="alerting-page")
         self._threads: list[threading.Thread] = []
         self._producer: Any = None
-        self.api: Any = None
         self.errors: list[str] = []  # fatal errors of the background threads (for health / CLI)
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,11 +115,6 @@ class AlertingService:
             t = threading.Thread(target=self._guard(target), name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        if self._serve_api and self.cfg.ack_port is not None:
-            from alerting.api import AckApi
-
-            self.api = AckApi(self.cfg.ack_host, self.cfg.ack_port, self.acks, self.store, self.cfg.evidence_dir, self.health)
-            self.api.start()
         log.info(
             "alerting started",
             group=self.group_id,
@@ -132,7 +124,6 @@ class AlertingService:
             fallback=self.cfg.fallback_channels,
             max_age_s=self.cfg.max_age_s,
             dry_run=self.cfg.dry_run,
-            ack_api=self.api.url if self.api else None,
         )
         return self
 
@@ -151,8 +142,6 @@ class AlertingService:
         if self._producer is not None:
             self._producer.flush(10)
             self._producer.close(5)
-        if self.api is not None:
-            self.api.stop()
         log.info("alerting stopped")
 
     def wait(self) -> None:

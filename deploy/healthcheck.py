@@ -7,8 +7,8 @@ Usage (inside the image, see deploy/docker-compose.yml)::
 
 Standard library only (the slim runtime image has no curl). Exit 0 when every probed endpoint answers
 200 with SpillWatch metrics in the body, 1 otherwise (the reason goes to stderr, which Docker keeps in
-`docker inspect`). For alerting it also asks the acknowledgement API's ``/healthz`` (200 only while
-Redis answers and the service threads run). The metrics endpoint alone proves the process is up and
+`docker inspect`). For the console it also asks its ``/healthz`` (200 only while Redis answers and
+its topic readers run). The metrics endpoint alone proves the process is up and
 its metrics thread serves; a stuck consumer loop shows in the metrics themselves (consumer lag,
 frames classified), which the Prometheus rules alert on.
 """
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 PREFIX = "SPILLWATCH_"
 SUFFIX = "__METRICS_PORT"
 # sections with a deeper health endpoint: section -> variable holding its port
-HEALTHZ_PORT_VARS = {"alerting": "SPILLWATCH_ALERTING__ACK_PORT"}
+HEALTHZ_PORT_VARS = {"console": "SPILLWATCH_CONSOLE__PORT"}
 
 
 def metrics_ports(env: Mapping[str, str], section: str | None) -> dict[str, int]:

@@ -102,11 +102,12 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         report: Path = typer.Option(Path("var/demo-report.json"), "--report", help="write the JSON report here"),
         workers: int = typer.Option(1, "--workers", min=1, max=8, help="classifier workers in the group"),
         speed: float = typer.Option(1.0, "--speed", min=0.1, max=10.0, help="play the clips at this multiple of real time"),
+        linger: float = typer.Option(0.0, "--linger", min=0.0, help="keep everything (the web console) up S seconds after the report"),
     ) -> None:
-        """Run the whole pipeline on the embedded stack and the bundled clips; stop when they end."""
+        """Run the whole pipeline and the web console on the embedded stack and the bundled clips; stop when they end."""
         from devstack.demo import run_demo
 
-        rep = run_demo(report, workers=workers, speed=speed)
+        rep = run_demo(report, workers=workers, speed=speed, linger_s=linger)
         spill = rep["cameras"].get("demo-spill", {})
         clean = rep["cameras"].get("demo-clean", {})
         ok = bool(spill.get("pages")) and not clean.get("pages")

@@ -2,10 +2,14 @@
 
 It is the composition root a site would run with docker-compose, on one machine: the embedded broker
 and Redis, the services as the same ``spillwatch`` subcommands the compose file runs (classifier
-worker(s), aggregator, alerting, a local webhook receiver), and a producer playing the two bundled
-clips in real time (``demo-spill``: a spill appears and grows; ``demo-clean``: people, shadows,
-glare, no liquid). The demo watches the topics like any subscriber, shows progress, stops what it
-started when the clips have been classified and the pages are in, and writes a JSON report.
+worker(s), aggregator, alerting, the console, a local webhook receiver), and a producer playing the
+two bundled clips in real time (``demo-spill``: a spill appears and grows; ``demo-clean``: people,
+shadows, glare, no liquid). The demo watches the topics like any subscriber, shows progress, stops
+what it started when the clips have been classified and the pages are in (or ``linger_s`` later,
+to look around the console), and writes a JSON report.
+
+The console's URL and a generated password for its user ``admin`` are printed by the demo itself;
+the console receives the password in its private settings file, never on a command line.
 """
 
 from __future__ import annotations
@@ -166,9 +170,11 @@ def build_report(
     return {"cameras": cams, **extra}
 
 
-def demo_settings(base: Settings, clips: list[Clip], stack: Any, run_dir: Path, hook_port: int, ack_port: int) -> Settings:
+def demo_settings(base: Settings, clips: list[Clip], stack: Any, run_dir: Path, hook_port: int, console_port: int,
+                  admin_password: str | None = None) -> Settings:
     """The demo's configuration: the bundled clips as cameras on the embedded stack, pages to the
-    console and a local HMAC-verifying webhook receiver with a fresh secret."""
+    console channel and a local HMAC-verifying webhook receiver with a fresh secret, the web console
+    on loopback with user ``admin`` (``admin_password``, generated when not given)."""
     return base.model_copy(update={
         "cameras": [CameraConfig(id=c.camera_id, source=str(c.video), fps=2.0) for c in clips],
         "log_format": "json",
@@ -180,7 +186,13 @@ def demo_settings(base: Settings, clips: list[Clip], stack: Any, run_dir: Path, 
             "webhook_url": f"http://127.0.0.1:{hook_port}/hook",
             "webhook_secret": SecretStr(secrets.token_hex(16)),
             "evidence_dir": run_dir / "evidence",
-            "ack_port": ack_port,
+            "public_base_url": f"http://127.0.0.1:{console_port}",
+        }),
+        "archive": base.archive.model_copy(update={"root": str(run_dir / "archive")}),
+        "console": base.console.model_copy(update={
+            "host": "127.0.0.1",
+            "port": console_port,
+            "admin_password": SecretStr(admin_password or secrets.token_urlsafe(12)),
         }),
     })
 
@@ -194,8 +206,10 @@ def run_demo(
     settle_timeout_s: float = 60.0,
     clips: list[Clip] | None = None,
     base: Settings | None = None,
+    linger_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Run the demo end to end and write its report; returns the report."""
+    """Run the demo end to end and write its report; returns the report. ``linger_s``: keep
+    everything (the console) running that long after the report (Ctrl-C ends it earlier)."""
     from devstack.stack import LocalStack, free_port
     from spillwatch.kafka import create_topics
 
@@ -209,7 +223,10 @@ def run_demo(
         settings = demo_settings(base or load_settings(), clips, stack, run_dir, hook_port, free_port())
         create_topics(settings)
         with ServiceGroup(settings, run_dir / "logs") as group:
-            _start_services(group, settings, workers, hook_port, run_dir / "webhook-pages.jsonl")
+            start_services(group, settings, workers, hook_port, run_dir / "webhook-pages.jsonl")
+            secret = settings.console.admin_password
+            print(f"demo: console on {console_url(settings)} - user admin, password "
+                  f"{secret.get_secret_value() if secret else '(none)'}", flush=True)
             watcher = TopicWatcher(settings).start()
             try:
                 stats_file = run_dir / "producer-stats.json"
@@ -226,23 +243,60 @@ def run_demo(
                 }, speed=speed)
             finally:
                 watcher.close()
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=2))
-    _print_summary(report, report_path)
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report, indent=2))
+            _print_summary(report, report_path)
+            _linger(group, settings, linger_s)
     return report
 
 
-def _start_services(group: ServiceGroup, settings: Settings, workers: int, hook_port: int, hook_out: Path) -> None:
-    """Webhook receiver, classifier worker(s), aggregator and alerting; returns once the consumer
-    groups own their partitions."""
+def console_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.console.port}"
+
+
+def start_services(group: ServiceGroup, settings: Settings, workers: int, hook_port: int, hook_out: Path) -> None:
+    """Webhook receiver, classifier worker(s), aggregator, alerting and the console; returns once the
+    consumer groups own their partitions and the console answers."""
     group.start(["webhook-receiver", "--port", str(hook_port), "--out", str(hook_out)], name="webhook-receiver")
     for _ in range(workers):
         group.start("worker")
     group.start("aggregator")
     group.start("alerting", show_output=True)
-    print(f"demo: {workers} classifier worker(s), aggregator, alerting (console + webhook) starting...", flush=True)
+    group.start(["console", "serve"], name="console")
+    print(f"demo: {workers} classifier worker(s), aggregator, alerting (console + webhook), web console starting...", flush=True)
     prefix = settings.kafka.topic_prefix
     group.wait_groups({f"{prefix}spillwatch-classifier": workers, f"{prefix}spillwatch-aggregator": 1}, timeout_s=90)
+    wait_console(group, settings)
+
+
+def wait_console(group: ServiceGroup, settings: Settings, timeout_s: float = 60.0) -> None:
+    """Until the console's /healthz answers 200 (Redis reachable, topic readers running)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        group.check_alive()
+        try:
+            if httpx.get(console_url(settings) + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"console not healthy on {console_url(settings)} after {timeout_s:.0f} s")
+        time.sleep(0.3)
+
+
+def _linger(group: ServiceGroup, settings: Settings, linger_s: float) -> None:
+    if linger_s <= 0:
+        return
+    print(f"demo: the console stays up on {console_url(settings)} for {linger_s:.0f} s (Ctrl-C to stop)", flush=True)
+    deadline = time.monotonic() + linger_s
+    try:
+        while time.monotonic() < deadline:
+            group.check_alive(exclude=[c for c in group.children if c.name.startswith("produce")])
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("demo: stopping", flush=True)
 
 
 def _follow(group: ServiceGroup, producer: ChildProcess, watcher: TopicWatcher, clips: list[Clip], stats_file: Path,

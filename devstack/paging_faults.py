@@ -70,7 +70,6 @@ def outage_settings(base: Settings, *, bootstrap: str, redis_url: str, hook_port
             "max_age_s": MAX_AGE_S / speed,
             "max_tries": None,
             "request_timeout_s": 2.0,
-            "ack_port": None,
             "metrics_port": None,
             "dry_run": False,
         }),

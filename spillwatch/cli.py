@@ -41,6 +41,7 @@ _STAGES = (
     "processors.commands",
     "processors.archive_commands",
     "alerting.commands",
+    "console.commands",
     "training.commands",
     "training.archive_commands",
     "training.replay_commands",

@@ -38,6 +38,13 @@ PAGE_LATENCY = Histogram(
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
+# console (camera state as the console reads it from `camera-health`)
+LAST_FRAME_TIMESTAMP = Gauge(
+    "spillwatch_last_frame_timestamp_seconds", "Capture time of the camera's last frame (unix s)", ["camera"]
+)
+CAMERA_FPS = Gauge("spillwatch_camera_fps", "Frames per second the camera actually delivers", ["camera"])
+CAMERA_UP = Gauge("spillwatch_camera_online", "1 while the camera is online (0: stalled or offline)", ["camera"])
+
 # archive
 FRAMES_ARCHIVED = Counter("spillwatch_frames_archived_total", "Frames written to the archive", ["camera", "reason"])
 

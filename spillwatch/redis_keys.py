@@ -23,6 +23,21 @@ alerting (alerting/acks.py, alerting/store.py)
 ``P:alerting:escalations``             zset incident id -> when its escalation is due
 ``P:alerting:pages``                   list of page records (sent or dry-run), newest last
 ``P:alerting:channel-down:<channel>``   unix time of the channel's first failed try of an outage
+console (console/)
+``P:console:user:<name>``              hash: role, argon2 password hash, created_at
+``P:console:users``                    set of user names
+``P:console:session:<sha256>``         hash of a sign-in (user, csrf token); TTL ``console.session_ttl_s``
+``P:console:token:<sha256>``           hash of an API token (name, role, created_at)
+``P:console:tokens``                   hash token name -> sha256 of the token
+``P:console:login-failures:<name>``    failed sign-ins (TTL ``console.login_lockout_s``)
+``P:console:incident:<id>``            hash: the incident as the console shows it (alerts by state,
+                                       verdict, spill map of the confirming frame)
+``P:console:incidents``                zset incident id -> confirmed_at (unix s)
+``P:console:open``                     zset of open (not cleared) incidents -> confirmed_at
+``P:console:cam-incidents:<camera>``   zset incident id -> confirmed_at, one camera
+``P:console:timeline:<id>``            zset of score samples around the confirmation (score = seq)
+``P:console:camera:<camera>``          latest CameraHealth JSON of a camera
+``P:console:cameras``                  set of camera ids seen on ``camera-health``
 =====================================  =========================================================
 """
 
@@ -102,6 +117,55 @@ class RedisKeys:
 
     def alerting_channel_down(self, channel: str) -> str:
         return f"{self.alerting}:channel-down:{channel}"
+
+    # ------------------------------------------------------------------ console
+    @property
+    def console(self) -> str:
+        return f"{self.prefix}:console"
+
+    def console_user(self, name: str) -> str:
+        return f"{self.console}:user:{name}"
+
+    @property
+    def console_users(self) -> str:
+        return f"{self.console}:users"
+
+    def console_session(self, digest: str) -> str:
+        return f"{self.console}:session:{digest}"
+
+    def console_token(self, digest: str) -> str:
+        return f"{self.console}:token:{digest}"
+
+    @property
+    def console_tokens(self) -> str:
+        return f"{self.console}:tokens"
+
+    def console_login_failures(self, name: str) -> str:
+        return f"{self.console}:login-failures:{name}"
+
+    def console_incident(self, incident_id: str) -> str:
+        return f"{self.console}:incident:{incident_id}"
+
+    @property
+    def console_incidents(self) -> str:
+        return f"{self.console}:incidents"
+
+    @property
+    def console_open(self) -> str:
+        return f"{self.console}:open"
+
+    def console_camera_incidents(self, camera: str) -> str:
+        return f"{self.console}:cam-incidents:{camera}"
+
+    def console_timeline(self, incident_id: str) -> str:
+        return f"{self.console}:timeline:{incident_id}"
+
+    def console_camera(self, camera: str) -> str:
+        return f"{self.console}:camera:{camera}"
+
+    @property
+    def console_cameras(self) -> str:
+        return f"{self.console}:cameras"
 
     # ------------------------------------------------------------------ namespace
     @property

@@ -211,15 +211,14 @@ class AlertingSettings(_Section):
     backoff_max_s: float = Field(default=30.0, gt=0, description="longest wait between two tries of a page")
     request_timeout_s: float = Field(default=5.0, gt=0)
     evidence_dir: Path = Path("var/evidence")
-    ack_host: str = "127.0.0.1"
-    ack_port: int | None = Field(default=8088, description="acknowledgement HTTP endpoint; None disables")
     dry_run: bool = Field(default=False, description="record pages without calling any channel (replay)")
     metrics_port: int | None = None
     group_id: str = Field(
         default="spillwatch-alerting", description="consumer group on spill-alerts (kafka.topic_prefix is prepended)"
     )
     public_base_url: str | None = Field(
-        default=None, description="URL where responders reach the ack API; pages then carry ack/snapshot links"
+        default=None,
+        description="URL where responders reach the console (https://spillwatch.example); pages then link to its incident page",
     )
     idempotency_ttl_s: int = Field(default=30 * 24 * 3600, gt=0, description="how long 'page sent' keys are kept")
     inflight_lease_s: float = Field(
@@ -234,6 +233,39 @@ class AlertingSettings(_Section):
         # An empty secrets file or variable means "not set", never "sign with the empty key".
         raw = v.get_secret_value() if isinstance(v, SecretStr) else v
         return None if isinstance(raw, str) and not raw.strip() else v
+
+
+class ConsoleSettings(_Section):
+    """The operator console (console/): web pages + JSON API, sign-in, live updates."""
+
+    host: str = Field(default="127.0.0.1", description="listen address (loopback by default; TLS belongs to a reverse proxy)")
+    port: int = Field(default=8088, ge=1, le=65535, description="HTTP port of the console")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Host header names the console answers (DNS-rebinding guard); the host of alerting.public_base_url is added",
+    )
+    cookie_secure: bool = Field(
+        default=True, description="session cookie only over HTTPS (browsers treat http://localhost/127.0.0.1 as secure)"
+    )
+    session_ttl_s: int = Field(default=12 * 3600, gt=0, description="a sign-in lasts this long")
+    admin_password: SecretStr | None = Field(
+        default=None, description="when no user exists yet, the console creates user 'admin' with this password at start"
+    )
+    request_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request's head and body must arrive within this (slow or idle clients are cut off)"
+    )
+    keep_alive_s: int = Field(default=5, ge=1, description="idle keep-alive connections are closed after this")
+    max_body_bytes: int = Field(default=64 * 1024, gt=0, description="larger request bodies are refused (413)")
+    max_connections: int = Field(default=256, ge=8, description="concurrent connections + requests; above this: 503")
+    login_max_failures: int = Field(default=10, ge=1, description="failed sign-ins of one user before a lockout")
+    login_lockout_s: int = Field(default=300, gt=0, description="lockout after login_max_failures")
+    thumbnail_interval_s: float = Field(
+        default=10.0, ge=0, description="how often the newest frame of each camera is read from `frames` (0: no thumbnails)"
+    )
+    timeline_before_s: float = Field(default=60.0, ge=0, description="incident score timeline: seconds before first_seen")
+    timeline_after_s: float = Field(default=60.0, ge=0, description="incident score timeline: seconds after confirmation")
+    incident_retention_days: float = Field(default=90.0, gt=0, description="the console's incident index keeps this long")
+    metrics_port: int | None = None
 
 
 class ArchiveSettings(_Section):
@@ -281,6 +313,7 @@ class Settings(BaseSettings):
     aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -51,7 +51,9 @@ class TopicReader:
     ``wait_topics_s``: how long to wait for the topics' metadata (topics created just before).
     ``missing_ok``: a topic that never appears is skipped instead of raising TopicNotFound.
     ``handler``: called with each record (in the background thread, under ``lock``) instead of, or as
-    well as, keeping it (``keep``). ``from_beginning=False`` reads only what is published from now on.
+    well as, keeping it (``keep``). ``from_beginning=False`` reads only what is published from now on;
+    ``lookback=N`` starts N records before the end of each partition (the recent past of a busy topic,
+    e.g. the newest heartbeat of every camera); ``seek_back`` + ``read_to`` repeat that later.
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class TopicReader:
         handler: Callable[[Received], None] | None = None,
         keep: bool = True,
         from_beginning: bool = True,
+        lookback: int | None = None,
         client_id: str = "spillwatch-reader",
         **consumer_overrides: Any,
     ) -> None:
@@ -94,9 +97,11 @@ class TopicReader:
                     raise TopicNotFound(f"topic {topic} not found on {settings.kafka.bootstrap}")
                 tps += [TopicPartition(topic, p) for p in sorted(parts)]
             self._c.assign(tps)
-            if tps:
-                (self._c.seek_to_beginning if from_beginning else self._c.seek_to_end)(*tps)
             self._partitions_read = [(tp.topic, tp.partition) for tp in tps]
+            if tps and lookback is not None:
+                self.seek_back(lookback)
+            elif tps:
+                (self._c.seek_to_beginning if from_beginning else self._c.seek_to_end)(*tps)
         except BaseException:
             self._c.close()
             raise
@@ -186,6 +191,35 @@ class TopicReader:
                 raise TimeoutError(f"reader of {self.topics} not caught up within {timeout_s} s")
             if self._thread is not None:
                 time.sleep(0.05)
+
+    def seek_back(self, n: int) -> dict[tuple[str, int], int]:
+        """Move every partition to ``n`` records before its end (not before its beginning); returns
+        the end offsets, to read up to with ``read_to``."""
+        from kafka import TopicPartition
+
+        tps = [TopicPartition(t, p) for t, p in self._partitions_read]
+        if not tps:
+            return {}
+        ends = self._c.end_offsets(tps)
+        begins = self._c.beginning_offsets(tps)
+        with self.lock:
+            for tp in tps:
+                start = max(int(begins[tp] or 0), int(ends[tp] or 0) - max(0, n))
+                self._c.seek(tp, start)
+                self._next[(tp.topic, tp.partition)] = start
+        return {(tp.topic, tp.partition): int(ends[tp] or 0) for tp in tps}
+
+    def read_to(self, ends: dict[tuple[str, int], int], timeout_s: float = 10.0) -> bool:
+        """Poll (foreground) until every partition is read up to ``ends``; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                done = all(self._next.get(tp, 0) >= end for tp, end in ends.items())
+            if done:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            self.poll(timeout_ms=200)
 
     def snapshot(self) -> list[Received]:
         with self.lock:

@@ -1,5 +1,5 @@
 """Alerting against the real local broker and Redis: pages, redelivery, retries, dead letters,
-escalation and acknowledgement, SMTP with the evidence JPEG."""
+escalation and acknowledgement (by the console's API and by the CLI), SMTP with the evidence JPEG."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Set
         publish(s, alert, make_alert(incident="inc-S1").to_bytes())
         with running(s) as svc:
             paged_and_settled(svc, "inc-S1", ("webhook", "console"))
-        s2 = s.model_copy(update={"alerting": s.alerting.model_copy(update={"group_id": "another-group", "ack_port": free_port()})})
+        s2 = s.model_copy(update={"alerting": s.alerting.model_copy(update={"group_id": "another-group"})})
         publish(s, make_alert(incident="inc-S2").to_bytes())
         with running(s2) as svc:
             paged_and_settled(svc, "inc-S2", ("webhook", "console"))
@@ -147,23 +147,31 @@ def test_last_try_dead_letters_the_page_and_malformed_records_too(stack_settings
 
 @pytest.mark.timeout(90)
 def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Settings, tmp_path: Path) -> None:
+    from console.auth import Role
+    from console.service import ConsoleService, stores
+
     with WebhookReceiver(secret=SECRET) as recv:
         s = configure(
             stack_settings, channels=["console"], escalation_channels=["webhook"], escalate_after_s=3.0,
             webhook_url=recv.url, webhook_secret=SECRET,
         )
-        with running(s) as svc:
+        s = s.model_copy(update={"console": s.console.model_copy(update={"port": free_port(), "thumbnail_interval_s": 0.0})})
+        with running(s) as svc, ConsoleService(s) as console:
+            _, tokens = stores(s, console.redis)
+            api = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {tokens.create('maria', Role.RESPONDER)}"},
+                               timeout=5)
             wait_until(svc.assigned.is_set, 20)
             publish(s, *(make_alert(incident=i).to_bytes() for i in ("inc-E", "inc-H", "inc-C")))
             for inc in ("inc-E", "inc-H", "inc-C"):
                 wait_until(lambda inc=inc: page_status(svc, inc, "confirmed:console") == "sent", 15)
-            api = svc.api.url
-            r = httpx.post(f"{api}/incidents/inc-H/ack", json={"by": "maria", "note": "on it", "label": "true"}, timeout=5)
-            assert r.status_code == 200 and r.json()["by"] == "maria"
+            wait_until(lambda: api.get("/api/incidents/inc-H").status_code == 200, 15)  # the console has read it
+            r = api.post("/api/incidents/inc-H/ack", json={"note": "on it"})
+            assert r.status_code == 200 and r.json()["by"] == "token:maria"
             cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"], tmp_path)
             assert cli.returncode == 0, cli.stderr
-            assert httpx.post(f"{api}/incidents/nope/ack", json={"by": "x"}, timeout=5).status_code == 404
-            assert httpx.post(f"{api}/incidents/inc-H/ack", json={"label": "maybe"}, timeout=5).status_code == 400
+            assert api.post("/api/incidents/nope/ack", json={}).status_code == 404
+            assert api.post("/api/incidents/inc-H/label", json={"label": "maybe"}).status_code == 422
+            assert httpx.post(f"{console.url}/api/incidents/inc-E/ack", json={}, timeout=5).status_code == 401
             wait_until(lambda: "inc-E:escalated" in webhook_keys(recv), 15)
             # the aggregator escalates the same incident too: same page, not a second one; then a
             # sentinel incident, confirmed after the acks: its escalation comes after every deadline
@@ -173,13 +181,17 @@ def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Se
             wait_until(lambda: "inc-Z:escalated" in webhook_keys(recv), 20)
             wait_until(lambda: queue_empty(svc), 10)
             assert [svc.store.escalation_due_at(i) for i in ("inc-E", "inc-H", "inc-C", "inc-Z")] == [None] * 4
-            view = httpx.get(f"{api}/incidents/inc-C", timeout=5).json()
-            health = httpx.get(f"{api}/healthz", timeout=5)
+            view = api.get("/api/incidents/inc-C").json()
+            escalated = api.get("/api/incidents/inc-E").json()
+            health = httpx.get(f"{console.url}/healthz", timeout=5)
+            alive = svc.health()
         assert webhook_keys(recv) == ["inc-E:escalated", "inc-Z:escalated"]
         assert recv.snapshot()[0]["payload"]["state"] == "escalated"
-        assert view["ack"]["by"] == "jo" and view["ack"]["label"] == "false" and view["ack"]["note"] == "false alarm"
-        assert view["pages"]["confirmed:console"]["status"] == "sent"
-        assert health.status_code == 200 and health.json()["consumer_assigned"] is True
+        assert view["ack"]["by"] == "jo" and view["ack"]["note"] == "false alarm"
+        assert [(p["state"], p["channel"], p["status"]) for p in view["pages"]] == [("confirmed", "console", "sent")]
+        assert [(p["channel"], p["status"]) for p in escalated["escalations"]] == [("webhook", "sent")]
+        assert escalated["escalated"] is True and escalated["paged_at"] is not None
+        assert health.status_code == 200 and alive["consumer_assigned"] is True
 
 
 @pytest.mark.timeout(90)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import yaml
 
 from spillwatch.supervisor import ChildProcess, stop_all
 from tests.helpers import consume_all, settled_alerts, settled_pages
+from tests.helpers.console import sign_in
 from tests.helpers.deploy import (
     CONTAINER_MODEL_DIR,
     DEPLOY,
@@ -47,6 +47,8 @@ from tests.helpers.deploy import (
     base_env,
     composefile,
     free_port,
+    metric,
+    metric_samples,
     spillwatch_executable,
 )
 
@@ -55,28 +57,12 @@ pytestmark = pytest.mark.integration
 CONTAINER_HEALTHCHECK = "/opt/spillwatch/healthcheck.py"
 RED_CAMERA = "deploy-red"
 SAMPLE_CAMERA = "deploy-sample"
+CONSOLE_PASSWORD = "compose-console-admin"
 
 
 def dockerfile_env() -> dict[str, str]:
     """SPILLWATCH_* variables the runtime stage of deploy/Dockerfile sets with ENV."""
     return {k: v for k, v in composefile.dockerfile_env().items() if k.startswith("SPILLWATCH_")}
-
-
-def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
-        text = r.read().decode()
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels``."""
-    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
 
 
 def make_red_clip(path: Path, seconds_clean: float = 3.0, seconds_spill: float = 6.0, fps: float = 10.0) -> None:
@@ -140,9 +126,10 @@ class ComposeRun:
             if k.endswith("__METRICS_PORT") and k in svc.environment:
                 port = free_port()  # 9100 in every container; one free port per process here
                 env[k] = str(port)
-        if name == "alerting":
-            env["SPILLWATCH_ALERTING__ACK_HOST"] = "127.0.0.1"
-            env["SPILLWATCH_ALERTING__ACK_PORT"] = str(free_port())
+        if name == "console":
+            env["SPILLWATCH_CONSOLE__HOST"] = "127.0.0.1"  # 0.0.0.0 inside its container
+            env["SPILLWATCH_CONSOLE__PORT"] = str(free_port())
+            env["SPILLWATCH_CONSOLE__ADMIN_PASSWORD"] = CONSOLE_PASSWORD  # a site sets it in .env (or adds users)
         if svc.secrets:  # the Docker secrets mounted at /run/secrets: the same files, under their targets
             env["SPILLWATCH_SECRETS_DIR"] = str(svc.materialize_secrets(self.workdir / f"secrets-{name}"))
         return env, port
@@ -356,6 +343,13 @@ def test_compose_services_run_as_configured_and_their_metrics_move(compose_run: 
         return pages, metric(metric_samples(agg.metrics_port), "spillwatch_incidents_total", state="confirmed")
 
     _wait(lambda: pages_and_confirmed()[0] >= pages_and_confirmed()[1], 30, "every incident paged", everything)
+
+    # the console shows the incident (from spill-alerts) and the cameras' state (from camera-health)
+    console = by_name["console-1"]
+    admin = sign_in(f"http://127.0.0.1:{console.env['SPILLWATCH_CONSOLE__PORT']}", "admin", CONSOLE_PASSWORD)
+    _wait(lambda: any(i["camera_id"] == RED_CAMERA for i in admin.get("/api/incidents").json()["items"]), 30,
+          "console lists the incident", [console])
+    assert metric(metric_samples(console.metrics_port), "spillwatch_last_frame_timestamp_seconds", camera=RED_CAMERA) > 0
     # settled (positive signal, no sleep): the aggregator has committed every classification with an
     # empty outbox, alerting has committed every alert with an empty page queue: no page can follow
     settled_alerts(run.settings(), timeout_s=60)

@@ -47,7 +47,8 @@ def test_webhook_payload_and_signature_verify() -> None:
     assert payload["event"] == "spill.confirmed"
     assert payload["alert"]["camera_id"] == "dock-1"
     assert payload["alert"]["evidence"]["region"]["x0"] == 0.1
-    assert payload["ack_url"] == "http://ops.example:8088/incidents/inc-42/ack"
+    assert payload["incident_url"] == "http://ops.example:8088/incidents/inc-42"  # the console's page
+    assert payload["ack_url"] == "http://ops.example:8088/api/incidents/inc-42/ack"  # its token-protected API
     assert payload["snapshot"] == {"path": None, "url": None}
     body = encode(payload)
     ts = str(int(time.time()))
@@ -83,12 +84,18 @@ def test_slack_payload_shape() -> None:
     assert "cleared" in cleared["text"].lower() and "spillwatch ack" not in json.dumps(cleared)
 
 
-def test_slack_payload_with_snapshot_link(tmp_path: Path) -> None:
+def test_slack_links_the_console_incident_page_not_the_snapshot(tmp_path: Path) -> None:
     snap = tmp_path / "s.jpg"
     snap.write_bytes(b"\xff\xd8\xff\xd9")
     p = slack_payload(Page(make_alert(), "slack", snapshot=snap), public_base_url="https://ops.example")
-    img = [b for b in p["blocks"] if b["type"] == "image"]
-    assert img and img[0]["image_url"] == "https://ops.example/incidents/inc-42/snapshot"
+    # the evidence is for signed-in users only: Slack gets a link to the page, no image it cannot fetch
+    assert not [b for b in p["blocks"] if b["type"] == "image"]
+    assert "<https://ops.example/incidents/inc-42|open the incident> to acknowledge" in json.dumps(p)
+    assert "/ack" not in json.dumps(p)  # no POST-only link that a click would GET
+    trig = build_event(Page(make_alert(), "pagerduty", snapshot=snap), "RKEY", public_base_url="https://ops.example")
+    assert trig["links"][0]["href"] == "https://ops.example/incidents/inc-42" and "images" not in trig
+    msg = build_message(Page(make_alert(), "email"), sender="sw@x", recipients=["a@x"], public_base_url="https://ops.example")
+    assert "Incident: https://ops.example/incidents/inc-42" in msg.get_content()
 
 
 def test_pagerduty_trigger_and_resolve() -> None:

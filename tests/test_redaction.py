@@ -176,7 +176,7 @@ def test_services_receive_the_webhook_secret_by_file_never_argv_or_environment(s
     out = tmp_path / "hook.jsonl"
     s = stack_settings.model_copy(update={"alerting": stack_settings.alerting.model_copy(update={
         "channels": ["webhook"], "webhook_url": f"http://127.0.0.1:{hook_port}/hook", "webhook_secret": secret,
-        "ack_port": None, "backoff_initial_s": 0.2, "backoff_max_s": 1.0,
+        "backoff_initial_s": 0.2, "backoff_max_s": 1.0,
     })})
     with ServiceGroup(s, tmp_path / "logs", cwd=REPO_ROOT) as group:
         recv = group.start(["webhook-receiver", "--port", str(hook_port), "--out", str(out)], name="webhook-receiver")

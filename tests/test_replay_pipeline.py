@@ -57,7 +57,7 @@ def test_replay_beside_a_live_namespace_pages_nothing_live_and_leaves_its_state(
     from alerting.service import AlertingService
 
     live = stack_settings.model_copy(
-        update={"alerting": stack_settings.alerting.model_copy(update={"dry_run": False, "channels": ["console"], "ack_port": None})}
+        update={"alerting": stack_settings.alerting.model_copy(update={"dry_run": False, "channels": ["console"]})}
     )
     lp = live.redis.key_prefix
     redis_client.set(RedisKeys(lp).agg_state("cam-r"), json.dumps({"camera_id": "cam-r", "phase": "idle", "last_seq": 7}))
@@ -68,7 +68,7 @@ def test_replay_beside_a_live_namespace_pages_nothing_live_and_leaves_its_state(
 
     model = build_tiny_model(tmp_path / "model")
     frames = from_manifest(write_sequence(tmp_path / "seq"), fps=2.0)
-    service = AlertingService(live, serve_api=False)
+    service = AlertingService(live)
     service.start()
     try:
         before = snapshot()

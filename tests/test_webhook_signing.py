@@ -121,7 +121,7 @@ def test_webhook_without_a_secret_is_a_config_error_unless_allowed_loudly() -> N
 
 
 def test_alerting_and_receiver_commands_refuse_to_run_unsigned(tmp_path: Path) -> None:
-    s = Settings(alerting={"channels": ["webhook"], "webhook_url": "http://127.0.0.1:1/hook", "ack_port": None})
+    s = Settings(alerting={"channels": ["webhook"], "webhook_url": "http://127.0.0.1:1/hook"})
     r = run_cli(s, ["alerting"], tmp_path)
     assert r.returncode == 2, r.stderr
     assert "webhook_secret" in r.stderr and "webhook_allow_unsigned" in r.stderr

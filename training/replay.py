@@ -87,7 +87,6 @@ def replay_settings(base: Settings, replay_id: str, cameras: list[str], opts: Re
         "alerting": base.alerting.model_copy(
             update={
                 "dry_run": True,
-                "ack_port": None,
                 "escalation_channels": [],
                 "escalate_after_s": 1e9,
                 "evidence_dir": work_dir / "evidence",

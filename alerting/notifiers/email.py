@@ -32,10 +32,10 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain="spillwatch")
     msg["X-SpillWatch-Idempotency-Key"] = page.idempotency_key
     lines = [summary(alert), "", one_line(alert), ""]
+    if links.incident_url:
+        lines.append(f"Incident: {links.incident_url}")
     if alert.state != AlertState.CLEARED:
-        lines.append(f"Acknowledge: spillwatch ack {alert.incident_id} --by NAME")
-        if links.ack_url:
-            lines.append(f"          or POST {links.ack_url}  {{\"by\": \"NAME\"}}")
+        lines.append(f"Acknowledge: on the incident page, or spillwatch ack {alert.incident_id} --by NAME")
     if page.snapshot is not None:
         lines.append(f"Evidence snapshot: {page.snapshot.name}" + (" (attached)" if snapshot_bytes else ""))
     msg.set_content("\n".join(lines) + "\n")

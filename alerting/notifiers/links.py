@@ -1,4 +1,12 @@
-"""Links a page carries (acknowledge, evidence snapshot) when the ack API has a public URL. Pure."""
+"""Links a page carries, when ``alerting.public_base_url`` (the console's public URL) is set. Pure.
+
+* ``incident_url``: the console's incident page (sign-in required; its buttons acknowledge and
+  label). This is the link people follow from Slack, e-mail, PagerDuty.
+* ``ack_url``: the console's machine endpoint ``POST /api/incidents/<id>/ack`` (an API token in
+  ``Authorization: Bearer``); in the webhook payload for scripts.
+* ``snapshot_url``: ``GET /api/incidents/<id>/snapshot`` (signed-in users and tokens only, so chat
+  tools that fetch images anonymously get nothing: Slack and PagerDuty link the page instead).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +18,18 @@ from alerting.notifiers.base import Page
 
 @dataclass(frozen=True)
 class Links:
-    ack_url: str | None = None
     incident_url: str | None = None
+    ack_url: str | None = None
     snapshot_url: str | None = None
 
 
 def page_links(page: Page, public_base_url: str | None) -> Links:
     if not public_base_url:
         return Links()
-    base = public_base_url.rstrip("/") + "/incidents/" + quote(page.alert.incident_id, safe="")
+    root = public_base_url.rstrip("/")
+    inc = quote(page.alert.incident_id, safe="")
     return Links(
-        ack_url=base + "/ack",
-        incident_url=base,
-        snapshot_url=base + "/snapshot" if page.snapshot is not None else None,
+        incident_url=f"{root}/incidents/{inc}",
+        ack_url=f"{root}/api/incidents/{inc}/ack",
+        snapshot_url=f"{root}/api/incidents/{inc}/snapshot" if page.snapshot is not None else None,
     )

@@ -48,10 +48,8 @@ def build_event(page: Page, routing_key: str, public_base_url: str | None = None
         },
         "client": "SpillWatch",
     }
-    if links.ack_url:
-        event["links"] = [{"href": links.incident_url, "text": "Incident / acknowledge"}]
-    if links.snapshot_url:
-        event["images"] = [{"src": links.snapshot_url, "alt": "evidence snapshot"}]
+    if links.incident_url:  # no "images": the evidence is served to signed-in users only
+        event["links"] = [{"href": links.incident_url, "text": "Incident in the SpillWatch console (acknowledge, label)"}]
     return event
 
 

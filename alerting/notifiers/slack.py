@@ -37,12 +37,11 @@ def build_payload(page: Page, public_base_url: str | None = None) -> dict[str, A
         {"type": "header", "text": {"type": "plain_text", "text": f"{title(alert)}: {alert.camera_id}"[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": text}, "fields": fields},
     ]
-    if links.snapshot_url:
-        blocks.append({"type": "image", "image_url": links.snapshot_url, "alt_text": "evidence snapshot"})
+    # no image block: the evidence is served to signed-in users only, Slack could not fetch it
     context = [f"model {alert.model_version or '-'}", f"key `{page.idempotency_key}`"]
-    if links.ack_url and alert.state != AlertState.CLEARED:
-        context.append(f"acknowledge: <{links.ack_url}|POST ack> or `spillwatch ack {alert.incident_id}`")
-    elif alert.state != AlertState.CLEARED:
+    if links.incident_url:
+        context.append(f"<{links.incident_url}|open the incident>" + (" to acknowledge" if alert.state != AlertState.CLEARED else ""))
+    if alert.state != AlertState.CLEARED:
         context.append(f"acknowledge: `spillwatch ack {alert.incident_id}`")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(context)}]})
     return {"text": text, "blocks": blocks}

@@ -1,32 +1,5 @@
-"""Resolving an alert's evidence snapshot to a local JPEG, safely.
+"""Evidence snapshots: the resolver lives in the core (spillwatch/snapshots.py), shared with the console."""
 
-Only files inside ``alerting.evidence_dir`` are ever read or attached: a snapshot reference is
-data from the wire, and a page must not mail out an arbitrary file of this machine.
-"""
+from spillwatch.snapshots import resolve_snapshot
 
-from __future__ import annotations
-
-from pathlib import Path
-
-_SUFFIXES = {".jpg", ".jpeg"}
-
-
-def resolve_snapshot(ref: str | None, evidence_dir: Path) -> Path | None:
-    """The snapshot's path when ``ref`` names an existing JPEG under ``evidence_dir``, else None.
-
-    ``ref`` may be absolute, relative to ``evidence_dir`` or relative to the working directory
-    (the aggregator may store ``var/evidence/x.jpg``). URLs are not files: None.
-    """
-    if not ref or "://" in ref:
-        return None
-    root = evidence_dir.resolve()
-    raw = Path(ref)
-    candidates = [raw] if raw.is_absolute() else [root / raw, raw]
-    for cand in candidates:
-        try:
-            path = cand.resolve()
-        except OSError:
-            continue
-        if path.suffix.lower() in _SUFFIXES and path.is_relative_to(root) and path.is_file():
-            return path
-    return None
+__all__ = ["resolve_snapshot"]

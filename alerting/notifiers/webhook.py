@@ -54,6 +54,7 @@ def build_payload(page: Page, public_base_url: str | None = None) -> dict[str, A
         "state": alert.state.value,
         "alert": alert.model_dump(mode="json"),
         "snapshot": {"path": str(page.snapshot) if page.snapshot else None, "url": links.snapshot_url},
+        "incident_url": links.incident_url,
         "ack_url": links.ack_url,
     }
 

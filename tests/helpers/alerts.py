@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerting.service import AlertingService
-from devstack.stack import free_port
 from spillwatch.events import AlertState, Evidence, Region, SpillAlert
 from spillwatch.settings import AlertingSettings, Settings
 from tests.helpers.waiting import wait_until
@@ -39,7 +38,7 @@ SECRET = "it-secret"
 
 
 def configure(settings: Settings, **alerting: Any) -> Settings:
-    base = {"ack_port": free_port(), "backoff_initial_s": 0.2, "backoff_max_s": 1.0, "request_timeout_s": 2.0}
+    base = {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "request_timeout_s": 2.0}
     return settings.model_copy(update={"alerting": AlertingSettings(**(base | alerting))})
 
 

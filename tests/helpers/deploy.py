@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import sys
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 
@@ -70,3 +71,20 @@ def spillwatch_executable() -> list[str]:
 
 def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
+
+
+def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as r:
+        text = r.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def metric(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(v for (n, ls), v in samples.items() if n == name and set(labels.items()) <= set(ls))
