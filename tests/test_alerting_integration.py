@@ -179,7 +179,7 @@ def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Se
             api = svc.api.url
             r = httpx.post(f"{api}/incidents/inc-H/ack", json={"by": "maria", "note": "on it", "label": "true"}, timeout=5)
             assert r.status_code == 200 and r.json()["by"] == "maria"
-            cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"], tmp_path)
+            cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--false"], tmp_path)
             assert cli.returncode == 0, cli.stderr
             assert httpx.post(f"{api}/incidents/nope/ack", json={"by": "x"}, timeout=5).status_code == 404
             assert httpx.post(f"{api}/incidents/inc-H/ack", json={"label": "maybe"}, timeout=5).status_code == 400
