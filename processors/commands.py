@@ -34,13 +34,13 @@ def run_role(role: str, *, loglevel: str = "WARNING", wait_s: float = 60.0) -> N
     settings = get_settings()
     log = get_logger(f"processors.{role}", worker=worker_id())
     port = settings.worker.metrics_port if role == "classifier" else settings.aggregator.metrics_port
+    require(settings, kafka=True, redis=True, wait_s=wait_s)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         app = create_app(settings, role)  # type: ignore[arg-type]
     except ModelError as exc:
         raise ConfigError(f"worker.model_path ({setting_source('worker.model_path', settings.config)}): {exc}") from None
-    require(settings, kafka=True, redis=True, wait_s=wait_s)
     create_topics(settings, timeout_s=wait_s)  # idempotent
     start_metrics_server(port)
     log.info("starting", role=role, group=app.conf.id, bootstrap=settings.kafka.bootstrap, metrics_port=port,
