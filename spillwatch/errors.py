@@ -61,6 +61,13 @@ def unreachable_service(exc: BaseException) -> Literal["kafka", "redis"] | None:
     return None
 
 
+def _redis_auth_error(exc: BaseException) -> bool:
+    """redis-py's AuthenticationError is a ConnectionError: the fix is the password, not the stack."""
+    from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError
+
+    return isinstance(exc, (AuthenticationError, AuthenticationWrongNumberOfArgsError))
+
+
 def unreachable_message(exc: BaseException, *, local_option: bool = False) -> str | None:
     """One line for a broker or Redis that ``exc`` says is not there, naming the fix; None for any
     other error. ``local_option``: the command has ``--local`` (it can bring its own stack)."""
@@ -68,6 +75,8 @@ def unreachable_message(exc: BaseException, *, local_option: bool = False) -> st
     if service is None:
         return None
     broker, redis_url = _addresses()
+    if service == "redis" and _redis_auth_error(exc):
+        return f"Redis at {redis_url} refused the credentials: check the password in SPILLWATCH_REDIS__URL"
     if isinstance(exc, (BrokerUnavailable, RedisUnavailable)):
         what = str(exc)  # names the address and how long the command waited
     elif service == "kafka":

@@ -17,9 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from spillwatch.settings import Settings
 
 
-def redis_ready(url: str, timeout_s: float = 1.0) -> bool:
-    """True when Redis at ``url`` answers PING."""
+def redis_ready(url: str, timeout_s: float = 1.0, *, raise_auth: bool = False) -> bool:
+    """True when Redis at ``url`` answers PING. ``raise_auth``: wrong credentials raise (waiting
+    would not help) instead of counting as "not ready"."""
     import redis
+    from redis.exceptions import AuthenticationError
 
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
@@ -27,7 +29,11 @@ def redis_ready(url: str, timeout_s: float = 1.0) -> bool:
             return bool(client.ping())
         finally:
             client.close()
-    except Exception:  # noqa: BLE001 - connection refused, loading, auth, ...
+    except AuthenticationError:
+        if raise_auth:
+            raise
+        return False
+    except Exception:  # noqa: BLE001 - connection refused, loading, ...
         return False
 
 
@@ -37,7 +43,7 @@ def wait_for_redis(url: str, timeout_s: float = 30.0) -> None:
 
     deadline = time.monotonic() + timeout_s
     while True:
-        if redis_ready(url, timeout_s=min(3.0, max(0.5, deadline - time.monotonic()))):
+        if redis_ready(url, timeout_s=min(3.0, max(0.5, deadline - time.monotonic())), raise_auth=True):
             return
         if time.monotonic() > deadline:
             raise RedisUnavailable(f"Redis at {redact_url(url)} not ready after {timeout_s:.0f}s")
