@@ -40,7 +40,7 @@ def spillwatch(args: list[str], tmp: Path, *, config: str | None = None, env: di
     full = child_env(cfg, extra)
     full["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return subprocess.run([sys.executable, "-m", "spillwatch.cli", *args], env=full, cwd=tmp, capture_output=True,
-                          text=True, timeout=timeout_s)
+                          text=True, timeout=timeout_s, check=False)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], code: int) -> str:
