@@ -26,7 +26,7 @@ setup: $(VENV)/.runtime
 setup-dev: $(VENV)/.dev
 
 demo: setup
-	$(BIN)/spillwatch demo --report var/demo-report.json
+	$(BIN)/spillwatch demo --out var/demo-report.json
 
 test: setup-dev
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -29,29 +29,30 @@ def _stop_on_signals(stop: Any) -> None:
 
 def run_alerting(
     dry_run: bool = typer.Option(None, "--dry-run/--no-dry-run", help="record pages without calling channels"),
+    wait: float = typer.Option(60.0, "--wait", help="seconds to wait for the broker and Redis at start-up"),
 ) -> None:
     import threading
 
-    from alerting.notifiers import ConfigError
+    from alerting.notifiers import ConfigError as ChannelConfigError
     from alerting.service import AlertingService
-    from spillwatch.kafka import wait_for_broker
-    from spillwatch.settings import get_settings
+    from spillwatch.errors import unreachable_message
+    from spillwatch.readiness import require
+    from spillwatch.settings import ConfigError, get_settings, setting_source
 
     settings = get_settings()
     if dry_run is not None:
         settings = settings.model_copy(update={"alerting": settings.alerting.model_copy(update={"dry_run": dry_run})})
     try:
         service = AlertingService(settings)
-    except ConfigError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except ChannelConfigError as exc:  # a channel without its address: a configuration error like any other
+        raise ConfigError(f"alerting.channels ({setting_source('alerting.channels')}): {exc}") from None
+    require(settings, kafka=True, redis=True, wait_s=wait)
     stopping = threading.Event()
     _stop_on_signals(lambda: stopping.set())
     try:
-        wait_for_broker(settings.kafka.bootstrap, 60)
         service.start()
-    except Exception as exc:  # noqa: BLE001 - a clear message instead of a traceback
-        typer.echo(f"cannot start alerting: {type(exc).__name__}: {exc}", err=True)
+    except Exception as exc:  # noqa: BLE001 - one line instead of a traceback (e.g. the ack port is taken)
+        typer.echo(f"spillwatch: {unreachable_message(exc) or f'cannot start alerting: {type(exc).__name__}: {exc}'}", err=True)
         raise typer.Exit(1) from exc
     try:
         while not stopping.wait(0.5):
@@ -62,10 +63,11 @@ def run_alerting(
 
 def ack(
     incident: str = typer.Argument(..., help="incident id"),
+    verdict: bool = typer.Option(None, "--true/--false", help="--true: a real spill; --false: a false alarm (optional)"),
     by: str = typer.Option(None, "--by", help="who acknowledges (default: $USER)"),
     note: str = typer.Option("", "--note"),
-    label: str = typer.Option(None, "--label", help="'true' (real spill) or 'false' (false alarm)"),
     force: bool = typer.Option(False, "--force", help="acknowledge even if the incident is not known yet"),
+    old_label: str = typer.Option(None, "--label", hidden=True, help="deprecated: --true/--false"),
 ) -> None:
     import getpass
 
@@ -74,30 +76,23 @@ def ack(
     from alerting.acks import AckRequest, AckStore
     from alerting.service import make_redis
     from alerting.store import AlertStore
+    from spillwatch.cli_options import renamed
     from spillwatch.settings import get_settings
 
-    s = get_settings()
-    r = make_redis(s.redis.url)
-    store = AlertStore(r, s.redis.key_prefix, idempotency_ttl_s=s.alerting.idempotency_ttl_s, lease_s=s.alerting.inflight_lease_s)
+    label = renamed(None if verdict is None else str(verdict).lower(), old_label, new="--true/--false", old="--label")
     try:
         req = AckRequest(by=by or getpass.getuser() or "unknown", note=note, label=label)
     except ValidationError as exc:
         typer.echo(f"invalid acknowledgement: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc
-    import redis as redis_lib
-
-    try:
-        if not force and not store.incident(incident):
-            typer.echo(f"unknown incident {incident!r} (use --force to acknowledge anyway)", err=True)
-            raise typer.Exit(1)
-        acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
-        a = acks.ack(incident, req)
-    except redis_lib.RedisError as exc:
-        from urllib.parse import urlsplit
-
-        where = urlsplit(s.redis.url)  # never print the password of the URL
-        typer.echo(f"cannot reach Redis at {where.hostname}:{where.port}: {type(exc).__name__}", err=True)
-        raise typer.Exit(1) from exc
+    s = get_settings()
+    r = make_redis(s.redis.url)  # an unreachable Redis: one line naming the fix (spillwatch.cli.main)
+    store = AlertStore(r, s.redis.key_prefix, idempotency_ttl_s=s.alerting.idempotency_ttl_s, lease_s=s.alerting.inflight_lease_s)
+    if not force and not store.incident(incident):
+        typer.echo(f"unknown incident {incident!r} (use --force to acknowledge anyway)", err=True)
+        raise typer.Exit(1)
+    acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
+    a = acks.ack(incident, req)
     typer.echo(f"acknowledged {incident} by {a.by} at {a.at.isoformat()}" + (f" label={a.label}" if a.label else ""))
 
 
@@ -140,16 +135,17 @@ def tail(
     from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest retained alert"),
     limit: int = typer.Option(0, "--limit", help="exit after N alerts (0 = run until Ctrl-C)"),
     timeout: float = typer.Option(0.0, "--timeout", help="exit after S seconds (0 = no limit)"),
+    wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the broker at start-up"),
 ) -> None:
     from alerting.formatting import one_line
     from spillwatch.events import EventError, SpillAlert
-    from spillwatch.kafka import wait_for_broker
+    from spillwatch.readiness import require
     from spillwatch.settings import get_settings
     from spillwatch.topic_reader import TopicNotFound, TopicReader
 
     s = get_settings()
     topic = s.topics.spill_alerts
-    wait_for_broker(s.kafka.bootstrap, 30)
+    require(s, kafka=True, wait_s=wait)
     stopping = {"v": False}
     _stop_on_signals(lambda: stopping.__setitem__("v", True))
     try:

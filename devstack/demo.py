@@ -230,7 +230,7 @@ def run_demo(
             watcher = TopicWatcher(settings).start()
             try:
                 stats_file = run_dir / "producer-stats.json"
-                producer = group.start(["produce", "--speed", str(speed), "--stats-json", str(stats_file)])
+                producer = group.start(["produce", "--speed", str(speed), "--out", str(stats_file)])
                 _follow(group, producer, watcher, clips, stats_file, settle_timeout_s, speed)
                 pages = _wait_pages(settings, watcher, timeout_s=15.0)  # the last pages (confirmation needs k frames)
                 report = build_report(clips, _published(stats_file), watcher, pages, {

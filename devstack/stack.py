@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from spillwatch.logs import get_logger
+from spillwatch.readiness import redis_ready
 from spillwatch.supervisor import ChildProcess
 
 log = get_logger("devstack.stack")
@@ -282,19 +283,6 @@ class LocalStack:
         if st.redis_pid:
             s.redis = ChildProcess("redis", st.redis_argv, {}, Path(st.work_dir) / "redis.log", pid=st.redis_pid)
         return s
-
-
-def redis_ready(url: str, timeout_s: float = 1.0) -> bool:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:  # noqa: BLE001 - connection refused, loading, ...
-        return False
 
 
 @dataclass

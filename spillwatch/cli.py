@@ -4,11 +4,19 @@ Every stage module ``<stage>/commands.py`` exposes ``register(app, groups)`` and
 dependencies (torch, faust, onnxruntime, cv2) inside the command functions, so ``spillwatch --help``
 stays fast and the runtime image never needs torch.
 
-Conventions shared by every command: ``--json`` prints JSON on stdout instead of text; ``--out
-FILE`` writes the command's JSON result to a file; ``--report-dir DIR`` writes a folder of report
-artefacts; ``--true/--false`` give an operator's verdict (a real spill / a false alarm); ``--speed X``
-plays at X times real time, 0 as fast as possible. A configuration error is one line and exit
-code 2; a broker or Redis that cannot be reached is one line naming the fix, exit code 1.
+Conventions shared by every command (one spelling per meaning):
+
+- ``--json``: a flag; print the result as JSON on stdout instead of text.
+- ``--out FILE``: write the command's JSON result to FILE.
+- ``--report-dir DIR``: write a folder of report artefacts (curves, plots, worst errors).
+- ``--true/--false``: an operator's verdict (a real spill / a false alarm).
+- ``--speed X``: play at X times real time; 0 = as fast as possible.
+- ``--wait S``: wait up to S seconds for the broker/Redis at start-up, then fail.
+- ``--local``: bring an embedded broker + Redis for this one run.
+
+Old spellings still work where that is cheap: hidden options that print one ``deprecated: use
+--X`` line on stderr (spillwatch/cli_options.py). A configuration error is one line and exit code
+2; a broker or Redis that cannot be reached is one line naming the fix, exit code 1.
 """
 
 from __future__ import annotations
@@ -88,11 +96,49 @@ def _register_all() -> None:
 _register_all()
 
 
+# Commands whose ``--json`` used to take the output file (``--json FILE``, now ``--out FILE``).
+_JSON_WAS_A_PATH = (("evaluate",), ("bench", "model"))
+_ROOT_VALUE_OPTIONS = ("--log-level", "--log-format")
+
+
+def legacy_argv(argv: list[str]) -> list[str]:
+    """``evaluate --json FILE`` / ``bench model --json FILE`` still work (``--json`` is now a flag):
+    rewritten to ``--out FILE`` with one ``deprecated`` line. These commands take no positional
+    argument, so a value after ``--json`` can only be the old output file."""
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _ROOT_VALUE_OPTIONS:
+            i += 2
+        elif argv[i].startswith(_ROOT_VALUE_OPTIONS):  # --log-level=DEBUG
+            i += 1
+        elif argv[i].startswith("-"):
+            break
+        else:
+            words.append(argv[i])
+            i += 1
+    if not any(tuple(words[: len(c)]) == c for c in _JSON_WAS_A_PATH):
+        return argv
+    out = list(argv)
+    for j in range(i, len(out)):
+        value = out[j].removeprefix("--json=") if out[j].startswith("--json=") else None
+        if value is None and out[j] == "--json" and j + 1 < len(out) and not out[j + 1].startswith("-"):
+            value = out[j + 1]
+            del out[j + 1]
+        if value is not None:
+            from spillwatch.cli_options import warn_deprecated
+
+            warn_deprecated("--out FILE", "--json FILE")
+            out[j : j + 1] = ["--out", value]
+            break
+    return out
+
+
 def main() -> None:
     from spillwatch.errors import explain_fatal
 
     try:
-        app()
+        app(args=legacy_argv(sys.argv[1:]), prog_name="spillwatch")
     except Exception as exc:  # noqa: BLE001 - known operator errors become one line; others propagate
         message, code = explain_fatal(exc)
         if message is None:

@@ -17,11 +17,13 @@ hard-coded beyond loopback defaults that match ``spillwatch stack up``.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -30,6 +32,7 @@ from pydantic_settings import (
     NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
@@ -43,6 +46,15 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "spillwatch.onnx"
 # Redis on this machine is never touched).
 LOCAL_BROKER_PORT = 19092
 LOCAL_REDIS_PORT = 16379
+
+
+class SettingError(ValueError):
+    """A validator's error about one setting (``loc`` relative to the model that raises it), so the
+    message names that setting rather than its whole section."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class _Section(BaseModel):
@@ -169,7 +181,9 @@ class AggregatorSettings(_Section):
     @model_validator(mode="after")
     def _k_le_n(self) -> "AggregatorSettings":
         if self.confirm_k > self.window:
-            raise ValueError("confirm_k must be <= window")
+            raise SettingError(
+                ("confirm_k",), f"{self.confirm_k} > aggregator.window {self.window} (a spill could never be confirmed)"
+            )
         return self
 
 
@@ -346,13 +360,16 @@ class Settings(BaseSettings):
         ids = [c.id for c in self.cameras]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
-            raise ValueError(f"duplicate camera ids: {sorted(dup)}")
-        for c in self.cameras:
+            raise SettingError(("cameras",), f"duplicate camera ids: {sorted(dup)}")
+        for i, c in enumerate(self.cameras):
             window = c.window or self.aggregator.window
             k = c.confirm_k or self.aggregator.confirm_k
             if k > window:
-                raise ValueError(
-                    f"camera {c.id}: confirm_k {k} > window {window} (a spill could never be confirmed)"
+                k_from = f"cameras.{i}.confirm_k" if c.confirm_k else "aggregator.confirm_k"
+                w_from = f"cameras.{i}.window" if c.window else "aggregator.window"
+                raise SettingError(
+                    ("cameras", i),
+                    f"camera {c.id}: confirm_k {k} ({k_from}) > window {window} ({w_from}); a spill could never be confirmed",
                 )
         return self
 
@@ -394,14 +411,17 @@ def config_path(explicit: Path | str | None = None) -> Path | None:
     if raw is None or str(raw) == "":
         return None
     p = Path(raw)
+    named_by = "--config" if explicit is not None else "SPILLWATCH_CONFIG"
     if not p.is_file():
-        raise ConfigError(f"config file {p} (SPILLWATCH_CONFIG): no such file")
+        raise ConfigError(f"config file {p} ({named_by}): no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+        raise ConfigError(f"config file {p}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} ({named_by}): cannot read it ({type(exc).__name__}: {exc})") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"config file {p}: must be a mapping of sections (kafka:, cameras:, ...)")
     return p
@@ -451,11 +471,20 @@ def _source_of(loc: tuple[Any, ...], path: Path | None) -> str:
     return f"config file {path}" if path is not None else "defaults"
 
 
+def setting_source(name: str, path: Path | None = None) -> str:
+    """Where the setting ``name`` (``section.key``) comes from: its environment variable when set,
+    else the config file (``path``, default: the one ``SPILLWATCH_CONFIG`` names), else the defaults."""
+    return _source_of(tuple(name.split(".")), path if path is not None else config_path())
+
+
 def explain(exc: ValidationError, path: Path | None) -> str:
     """A pydantic error as one short line per problem: ``aggregator.confrim_k (config file x): ...``."""
     lines = []
     for e in exc.errors()[:5]:
         loc = tuple(e["loc"])
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, SettingError):
+            loc += cause.loc
         name = ".".join(str(p) for p in loc) or "settings"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -467,14 +496,66 @@ def explain(exc: ValidationError, path: Path | None) -> str:
     return "; ".join(lines)
 
 
+def _check_env_sections() -> None:
+    """``SPILLWATCH_SECTION__KEY`` must name a known section: pydantic-settings would silently
+    ignore ``SPILLWATCH_AGREGATOR__WINDOW``. (Variables without ``__`` may be tools' own, e.g.
+    ``SPILLWATCH_REAL_MANIFEST``; an unknown key inside a known section is caught by the model.)"""
+    sections = {n for n, f in Settings.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+    for var in sorted(os.environ):
+        head, sep, _ = var.upper().partition("__")
+        if not sep or not head.startswith("SPILLWATCH_"):
+            continue
+        section = head.removeprefix("SPILLWATCH_").lower()
+        if section not in sections:
+            raise ConfigError(f"{section} (environment {var}): unknown section (misspelt? known: {', '.join(sorted(sections))})")
+
+
+def _takes_json(annotation: Any) -> bool:
+    """pydantic-settings reads a list, tuple, mapping or section from the environment as JSON."""
+    origin = get_origin(annotation)
+    if origin in (list, tuple, dict, set):
+        return True
+    if origin is not None:  # Optional[...] / unions
+        return any(_takes_json(a) for a in get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _env_parse_error(exc: SettingsError) -> ConfigError:
+    """pydantic-settings could not decode an environment value (lists and sections are JSON)."""
+    m = re.search(r'field "([^"]+)"', str(exc))
+    field = m.group(1) if m else "settings"
+    prefix = f"SPILLWATCH_{field.upper()}"
+    names = sorted(v for v in os.environ if v.upper() == prefix or v.upper().startswith(prefix + "__"))
+    model = Settings.model_fields[field].annotation if field in Settings.model_fields else None
+    suspects = []
+    for var in names:
+        key = var.upper().removeprefix(prefix).removeprefix("__").lower()
+        sub = model.model_fields.get(key) if key and isinstance(model, type) and issubclass(model, BaseModel) else None
+        annotation = sub.annotation if sub is not None else model
+        try:
+            json.loads(os.environ[var])
+        except ValueError:
+            if _takes_json(annotation):
+                suspects.append((var, f"{field}.{key}" if key else field))
+    if len(suspects) == 1:
+        (var, field), shown = suspects[0], [suspects[0][0]]
+    else:
+        shown = [v for v, _ in suspects] or names
+    src = f"environment {', '.join(shown)}" if shown else "environment"
+    return ConfigError(f"{field} ({src}): cannot parse the value (lists and sections are JSON, e.g. '[\"console\"]')")
+
+
 def load_settings(config: Path | str | None = None, **overrides: Any) -> Settings:
     """Settings from the environment over the YAML file (``config``, else ``SPILLWATCH_CONFIG``).
     Raises ConfigError with a short message for anything invalid."""
     path = config_path(config)
+    _check_env_sections()
     try:
         return Settings(config=path, **overrides)
     except ValidationError as exc:
         raise ConfigError(explain(exc, path)) from None
+    except SettingsError as exc:
+        raise _env_parse_error(exc) from None
 
 
 @lru_cache(maxsize=1)

@@ -167,7 +167,7 @@ def test_escalation_once_when_unacknowledged_and_ack_stops_it(stack_settings: Se
             wait_until(lambda: api.get("/api/incidents/inc-H").status_code == 200, 15)  # the console has read it
             r = api.post("/api/incidents/inc-H/ack", json={"note": "on it"})
             assert r.status_code == 200 and r.json()["by"] == "token:maria"
-            cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--label", "false"], tmp_path)
+            cli = run_cli(s, ["ack", "inc-C", "--by", "jo", "--note", "false alarm", "--false"], tmp_path)
             assert cli.returncode == 0, cli.stderr
             assert api.post("/api/incidents/nope/ack", json={}).status_code == 404
             assert api.post("/api/incidents/inc-H/label", json={"label": "maybe"}).status_code == 422

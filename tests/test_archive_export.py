@@ -139,7 +139,7 @@ def test_export_cli(tmp_path: Path) -> None:
     root = tmp_path / "archive"
     _archive(root)
     out = tmp_path / "m" / "manifest.jsonl"
-    r = CliRunner().invoke(app, ["archive", "export", "--archive", str(root), "--manifest", str(out), "--val-camera", "cam-b"])
+    r = CliRunner().invoke(app, ["archive", "export", "--archive", str(root), "--manifest", str(out), "--val-camera", "cam-b", "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["n"] == 81 and summary["by_split_label"] == {"train/spill": 53, "val/clean": 28}

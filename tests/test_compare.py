@@ -75,7 +75,7 @@ def test_compare_two_models_and_promote_only_the_winner(tmp_path: Path) -> None:
 
     # the worse candidate is not promoted: exit code 3, nothing copied
     out = tmp_path / "r1.json"
-    r = runner.invoke(_app(), ["models", "compare", str(good), str(bad), "--manifest", str(manifest), "--report", str(out), "--promote", "--target", str(target)])
+    r = runner.invoke(_app(), ["models", "compare", str(good), str(bad), "--manifest", str(manifest), "--out", str(out), "--promote", "--target", str(target)])
     assert r.exit_code == 3, r.output
     res = json.loads(out.read_text())
     assert res["verdict"]["promote"] is False and res["frames"]["recall"] == {"A": 1.0, "B": 0.0, "delta": -1.0, "better": "A"}
@@ -87,7 +87,7 @@ def test_compare_two_models_and_promote_only_the_winner(tmp_path: Path) -> None:
 
     # the better candidate is promoted and loads from the target (sha256 checked against its card)
     out = tmp_path / "r2.json"
-    r = runner.invoke(_app(), ["models", "compare", str(bad), str(good), "--manifest", str(manifest), "--report", str(out), "--promote", "--target", str(target)])
+    r = runner.invoke(_app(), ["models", "compare", str(bad), str(good), "--manifest", str(manifest), "--out", str(out), "--promote", "--target", str(target)])
     assert r.exit_code == 0, r.output
     res = json.loads(out.read_text())
     assert res["verdict"]["promote"] is True and res["promotion"]["promoted"] is True

@@ -64,7 +64,7 @@ class Demo:
 
     def start_producer(self) -> None:
         if self.producer is None:
-            self.producer = self.group.start(["produce", "--speed", "1", "--stats-json", str(self.run_dir / "producer-stats.json")])
+            self.producer = self.group.start(["produce", "--speed", "1", "--out", str(self.run_dir / "producer-stats.json")])
 
     def signed_in(self, user: str, password: str = PASSWORD) -> Any:
         """A browser context signed in as ``user`` through the login form (kept for the module)."""

@@ -28,8 +28,8 @@ def test_evaluate_cli_writes_metrics_and_report(tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     rep = tmp_path / "report"
     try:
-        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(mp), "--model", str(DEFAULT_MODEL), "--json", str(out),
-                                     "--report", str(rep), "--threshold", "0.5"])
+        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(mp), "--model", str(DEFAULT_MODEL), "--out", str(out),
+                                     "--report-dir", str(rep), "--threshold", "0.5"])
     finally:  # the CLI bound the log output to the runner's (now closed) stderr
         from spillwatch.logs import configure_logging
 
@@ -92,9 +92,9 @@ def test_evaluate_several_manifests_reports_each_source(tmp_path: Path) -> None:
     listing.write_text("# DEV sets\na/manifest.jsonl\n\nb/manifest.jsonl\n")
     out = tmp_path / "m.json"
     try:
-        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(listing), "--model", str(DEFAULT_MODEL), "--json", str(out)])
+        r = CliRunner().invoke(app, ["evaluate", "--manifest", str(listing), "--model", str(DEFAULT_MODEL), "--out", str(out)])
         r2 = CliRunner().invoke(app, ["evaluate", "--manifest", str(a), "--manifest", str(b), "--model", str(DEFAULT_MODEL),
-                                      "--json", str(tmp_path / "m2.json"), "--split", "val"])
+                                      "--out", str(tmp_path / "m2.json"), "--split", "val"])
     finally:
         from spillwatch.logs import configure_logging
 

@@ -42,7 +42,7 @@ def test_video_file_frames_on_topic_fast(stack_settings: Settings, tmp_path: Pat
     frames = [decode_frame(r.value) for r in sorted(recs, key=lambda r: r.offset)]
     seqs = [f.header.seq for f in frames]
     assert seqs == list(range(seqs[0], seqs[0] + 6))
-    # --fast keeps the clip's timeline: capture times 0.5 s apart
+    # --speed 0 keeps the clip's timeline: capture times 0.5 s apart
     caps = [f.header.capture_time.timestamp() for f in frames]
     assert np.allclose(np.diff(caps), 0.5, atol=1e-3)
     for f in frames:
@@ -243,7 +243,7 @@ def test_produce_cli_exits_cleanly_on_sigterm(stack_settings: Settings, tmp_path
     settings = stack_settings.model_copy(update={"cameras": [CameraConfig(id="cli-1", source=str(video), fps=5, loop=True)]})
     out = tmp_path / "stats.json"
     with ServiceGroup(settings, tmp_path / "logs") as group:
-        proc = group.start(["produce", "--stats-json", str(out)])
+        proc = group.start(["produce", "--out", str(out)])
         wait_until(lambda: len(consume_all(stack_settings, stack_settings.topics.frames, timeout_s=2, min_count=5)) >= 5, 30)
         code = proc.stop(grace_s=20)
     output = proc.log_text()
@@ -273,7 +273,7 @@ def test_produce_cli_max_frames_ends_by_itself(stack_settings: Settings, tmp_pat
         "SPILLWATCH_KAFKA__TOPIC_PREFIX": stack_settings.kafka.topic_prefix,
     }
     res = subprocess.run(
-        [sys.executable, "-m", "spillwatch.cli", "produce", "--config", str(cfg), "--camera", "m1", "--fast", "--max-frames", "7"],
+        [sys.executable, "-m", "spillwatch.cli", "produce", "--config", str(cfg), "--camera", "m1", "--speed", "0", "--max-frames", "7"],
         env=env, capture_output=True, timeout=45,
     )
     assert res.returncode == 0, res.stderr.decode()[-2000:]
@@ -327,7 +327,7 @@ def test_bundled_demo_clips_carry_their_ground_truth(stack_settings: Settings, p
         t0 = fs[0].header.capture_time
         for f in fs:
             assert (f.header.width, f.header.height) == (480, 360)
-            t = (f.header.capture_time - t0).total_seconds()  # --fast keeps the clip's timeline
+            t = (f.header.capture_time - t0).total_seconds()  # --speed 0 keeps the clip's timeline
             want = "spill" if cam == "spill" and t >= 6.0 - 1e-3 else "clean"
             assert f.header.label == want, (cam, t, f.header.label)
     assert sum(f.header.label == "spill" for f in frames) == 36  # 6.0 s .. 24 s at 2 fps

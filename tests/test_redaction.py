@@ -132,7 +132,7 @@ def test_producer_with_a_hostile_camera_url_leaks_nothing(stack_settings: Settin
     })
     stats = tmp_path / "stats.json"
     with ServiceGroup(s, tmp_path / "logs", cwd=REPO_ROOT) as group:
-        proc = group.start(["produce", "--stats-json", str(stats)])
+        proc = group.start(["produce", "--out", str(stats)])
 
         def offline_with_error() -> list[CameraHealth]:
             events = [CameraHealth.from_bytes(r.value) for r in consume_all(s, s.topics.camera_health, 2, 0)]

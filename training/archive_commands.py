@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -20,8 +19,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         guard_s: float = typer.Option(60.0, help="leave out val frames this close to a train frame"),
         val_camera: list[str] = typer.Option([], help="put every frame of this camera in val (repeatable)"),
         seed: str = typer.Option("spillwatch-archive", help="split hash seed"),
+        as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     ) -> None:
         """Write the labelled archive as a manifest.jsonl (the format of shared/data/spills-real)."""
+        from spillwatch.cli_options import emit
         from spillwatch.settings import get_settings
         from training.archive_export import SplitConfig, export_manifest
 
@@ -29,5 +30,10 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             block_s=block_hours * 3600, val_fraction=val_fraction, guard_s=guard_s, seed=seed, val_cameras=frozenset(val_camera)
         )
         summary = export_manifest(archive_root or Path(get_settings().archive.root), manifest, cfg)
-        typer.echo(json.dumps(summary.as_dict()))
+        splits = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_split_label.items())) or "none"
+        emit(
+            summary.as_dict(), as_json,
+            f"wrote {manifest}: {summary.n} labelled frame(s) ({splits}); {summary.unlabelled_skipped} unlabelled skipped, "
+            f"{summary.guard_dropped} dropped by the split guard",
+        )
 

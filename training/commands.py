@@ -73,27 +73,35 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     def evaluate_cmd(
         manifest: list[Path] = typer.Option(..., help="manifest.jsonl in the shared format, or a list file of manifests "
                                             "(one path a line); repeatable: the manifests are evaluated together"),
-        json_out: Path = typer.Option(..., "--json", help="metrics JSON output"),
+        out: Path = typer.Option(None, "--out", help="write the metrics JSON here"),
+        as_json: bool = typer.Option(False, "--json", help="print the metrics JSON on stdout instead of the tables"),
         model: Path = typer.Option(None, help="ONNX model (card beside it); default settings.worker.model_path"),
         threshold: float = typer.Option(None, help="decision threshold (default: the model card's)"),
-        report: Path = typer.Option(None, help="report folder (curves, plots, worst errors). Real data: keep it OUTSIDE the repo"),
+        report_dir: Path = typer.Option(None, "--report-dir", help="report folder (curves, plots, worst errors). Real data: keep it OUTSIDE the repo"),
         split: str = typer.Option(None, help="only records of this split (train/val)"),
         threads: int = typer.Option(2),
+        old_report: Path = typer.Option(None, "--report", hidden=True, help="deprecated: --report-dir"),
     ) -> None:
-        """Metrics of a model on any manifest (+ optional report)."""
+        """Metrics of a model on any manifest (+ optional report folder)."""
+        from spillwatch.cli_options import renamed
         from training.evaluate import evaluate, slice_table
 
-        res = evaluate(manifest, model or _default_model(), threshold=threshold, split=split, report_dir=report, threads=threads)
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2))
-        keys = ("n", "threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "specificity",
-                "npv", "fpr", "fnr", "log_loss", "roc_auc", "pr_auc", "floor_fpr")
-        for k in keys:
-            v = res.get(k)
-            typer.echo(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
-        typer.echo("")
-        for line in slice_table(res["sources"]) + [""] + slice_table(res["datasets"], "data set"):
-            typer.echo(line)
+        report_dir = renamed(report_dir, old_report, new="--report-dir", old="--report")
+        res = evaluate(manifest, model or _default_model(), threshold=threshold, split=split, report_dir=report_dir, threads=threads)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=2))
+        if as_json:
+            typer.echo(json.dumps(res, indent=2))
+        else:
+            keys = ("n", "threshold", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1", "specificity",
+                    "npv", "fpr", "fnr", "log_loss", "roc_auc", "pr_auc", "floor_fpr")
+            for k in keys:
+                v = res.get(k)
+                typer.echo(f"{k:>12}: {v:.4f}" if isinstance(v, float) else f"{k:>12}: {v}")
+            typer.echo("")
+            for line in slice_table(res["sources"]) + [""] + slice_table(res["datasets"], "data set"):
+                typer.echo(line)
         if res["n_skipped"]:
             typer.echo(f"skipped {res['n_skipped']} undecodable frame(s)", err=True)
 
@@ -118,7 +126,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         fp32: Path = typer.Option(None, help="fp32 model (default settings.worker.model_path)"),
         int8: Path = typer.Option(None, help="int8 model (default <fp32 stem>-int8.onnx beside it)"),
         manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP + "; its val frames are benchmarked"),
-        json_out: Path = typer.Option(Path("runs/bench-model.json"), "--json"),
+        out: Path = typer.Option(Path("runs/bench-model.json"), "--out", help="write the JSON results here"),
+        as_json: bool = typer.Option(False, "--json", help="print the JSON results on stdout instead of the table"),
         batch: list[int] = typer.Option([1, 8], help="batch sizes (repeatable)"),
         threads: int = typer.Option(2),
         frames: int = typer.Option(800, help="frames per timed run"),
@@ -136,10 +145,13 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             typer.echo(f"no int8 model at {p8}; benchmarking fp32 only", err=True)
         man = manifest or _default_manifest()
         res = bench(models, man if man.is_file() else None, batches=batch, threads=threads, frames=frames, repeats=repeats)
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(res, indent=2))
-        typer.echo(format_table(res))
-        typer.echo(f"written: {json_out}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+        if as_json:
+            typer.echo(json.dumps(res, indent=2))
+        else:
+            typer.echo(format_table(res))
+            typer.echo(f"written: {out}")
 
     try:
         from training.synth.commands import register as register_synth
