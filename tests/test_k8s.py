@@ -34,6 +34,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tests.helpers.deploy import (
+    composefile,
+    gen_env,
+    resolve_command,
+    spillwatch_command,
+)
 from tests.helpers.k8s import (
     K8S,
     OVERLAYS,
@@ -54,7 +60,6 @@ from tests.helpers.k8s import (
     settings_env,
     spillwatch_workloads,
 )
-from tests.helpers.deploy import composefile, gen_env, resolve_command, spillwatch_command
 
 SCHEMAS = K8S / "schemas"
 # oldest Kubernetes the manifests support (the StatefulSet pod-index label), and the newest known
@@ -88,14 +93,18 @@ def test_every_overlay_renders_the_expected_objects() -> None:
         objs = render(overlay, component)
         kinds = {(o["kind"], o["metadata"]["name"]) for o in objs}
         counts[f"{overlay}+{component}" if component else overlay] = len(objs)
-        for name in ("worker", "aggregator", "alerting"):
+        for name in ("worker", "aggregator", "alerting", "console"):
             assert ("Deployment", name) in kinds, (overlay, name)
         assert ("StatefulSet", "producer") in kinds and ("Job", "topic-init") in kinds
         assert ("ServiceAccount", "spillwatch") in kinds
+        assert ("Service", "console") in kinds and ("Service", "alerting") not in kinds  # alerting serves no API
+        assert {("PersistentVolumeClaim", "evidence"), ("PersistentVolumeClaim", "archive")} <= kinds
         assert not [k for k in kinds if k[0] in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")]
     local = {(o["kind"], o["metadata"]["name"]) for o in render("local")}
     assert {("StatefulSet", "kafka"), ("StatefulSet", "redis"), ("Deployment", "archiver")} <= local
     assert ("ScaledObject", "worker") in {(o["kind"], o["metadata"]["name"]) for o in render("production")}
+    for overlay in ("production", "strimzi"):
+        assert ("Ingress", "console") in {(o["kind"], o["metadata"]["name"]) for o in render(overlay)}
     strimzi = [o["kind"] for o in render("strimzi")]
     assert strimzi.count("KafkaTopic") == 8 and {"Kafka", "KafkaNodePool", "KafkaUser"} <= set(strimzi)
     assert [o["kind"] for o in render("local", "hpa")].count("HorizontalPodAutoscaler") == 1
@@ -298,7 +307,9 @@ def test_commands_are_real_subcommands() -> None:
                 assert not isinstance(cmd, click.Group), args
                 cmd.make_context(args[0], rest, resilient_parsing=False)
                 seen.add(args[0])
-    assert {"produce", "worker", "aggregator", "alerting", "archiver", "init-topics"} <= seen
+    assert {"produce", "worker", "aggregator", "alerting", "archiver", "init-topics", "console"} <= seen
+    console = containers(one(render("local"), "Deployment", "console"))[0]
+    assert console["args"] == ["console", "serve"]
 
 
 def test_one_image_tag_everywhere_and_the_compose_defaults() -> None:
@@ -320,11 +331,33 @@ def test_one_image_tag_everywhere_and_the_compose_defaults() -> None:
     assert "--appendonly yes" in cmd and "noeviction" in cmd
 
 
-def test_probes_hit_the_ports_the_settings_open() -> None:
+def _settings_of(objs: list[dict[str, Any]], c: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The Settings a container's environment loads (ConfigMap + Secret or its example + env)."""
+    from spillwatch.settings import Settings
+
+    secrets = secret_env(objs) or {
+        k: v for k, v in env_example_keys(K8S / "overlays" / "production" / "secrets.env.example").items() if v
+    }
+    env = {**settings_env(objs), **secrets, **container_env(c)}
+    env.pop("SPILLWATCH_CONFIG", None)
+    with monkeypatch.context() as m:
+        for k in list(os.environ):
+            if k.startswith("SPILLWATCH_"):
+                m.delenv(k)
+        for k, v in env.items():
+            m.setenv(k, v)
+        return Settings()
+
+
+def test_probes_hit_the_ports_the_settings_open(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every probe is an HTTP GET of /metrics on the port SPILLWATCH_<SECTION>__METRICS_PORT opens,
-    or of alerting's /healthz on SPILLWATCH_ALERTING__ACK_PORT (tests/test_k8s_services.py GETs them
-    from the running services)."""
+    or of the console's /healthz on SPILLWATCH_CONSOLE__PORT with a Host header the console answers
+    (tests/test_k8s_services.py GETs them from the running services). Exactly one metrics port per
+    container, the one Prometheus is told to scrape."""
+    from console.app import allowed_hosts
+
     checked = 0
+    healthz = set()
     for overlay in OVERLAYS:
         objs = render(overlay)
         for w in spillwatch_workloads(objs):
@@ -335,20 +368,79 @@ def test_probes_hit_the_ports_the_settings_open() -> None:
                 ports = port_numbers(c)
                 metrics = [int(v) for k, v in env.items() if k.endswith("__METRICS_PORT")]
                 assert len(metrics) == 1, c["name"]
+                assert ports["metrics"] == metrics[0], c["name"]
                 kinds = dict(probes(c))
                 assert {"livenessProbe", "readinessProbe", "startupProbe"} <= set(kinds), c["name"]
                 for kind, p in kinds.items():
                     get = p["httpGet"]
                     port = ports[get["port"]] if isinstance(get["port"], str) else int(get["port"])
+                    headers = {h["name"].lower(): h["value"] for h in get.get("httpHeaders", [])}
                     if get["path"] == "/metrics":
                         assert port == metrics[0], (c["name"], kind)
                     else:
-                        assert (c["name"], get["path"]) == ("alerting", "/healthz"), (c["name"], get["path"])
-                        assert port == int(env["SPILLWATCH_ALERTING__ACK_PORT"])
+                        assert (c["name"], get["path"]) == ("console", "/healthz"), (c["name"], get["path"])
+                        assert port == int(env["SPILLWATCH_CONSOLE__PORT"])
+                        # the kubelet sends the pod IP as Host unless told otherwise: the console refuses it
+                        hosts = allowed_hosts(_settings_of(objs, c, monkeypatch))
+                        assert headers.get("host") in hosts, (overlay, headers, hosts)
+                        healthz.add((overlay, kind))
                     checked += 1
                 annotations = w["spec"]["template"]["metadata"]["annotations"]
                 assert int(annotations["prometheus.io/port"]) == metrics[0]
-    assert checked >= 3 * 12
+                assert annotations["prometheus.io/path"] == "/metrics"
+    assert checked == 3 * (6 + 5 + 5)  # three probes of each service: local 6 (with the archiver), production 5, strimzi 5
+    assert healthz == {(o, "readinessProbe") for o in OVERLAYS}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_reach_named_container_ports(overlay: str) -> None:
+    """Every Service of SpillWatch pods selects pods that exist and targets ports they declare."""
+    objs = render(overlay)
+    pods = {w["metadata"]["name"]: w for w in spillwatch_workloads(objs)}
+    services = [s for s in find(objs, "Service") if s["spec"]["selector"].get("app.kubernetes.io/name") in pods]
+    assert {s["metadata"]["name"] for s in services} == {"producer", "console"}
+    for svc in services:
+        w = pods[svc["spec"]["selector"]["app.kubernetes.io/name"]]
+        assert svc["spec"]["selector"].items() <= w["spec"]["template"]["metadata"]["labels"].items()
+        declared = {n for c in containers(w) for n in port_numbers(c)}
+        for p in svc["spec"]["ports"]:
+            assert p["targetPort"] in declared, (svc["metadata"]["name"], p)
+    console = one(objs, "Service", "console")
+    assert {p["name"]: p["port"] for p in console["spec"]["ports"]} == {"http": 8088, "metrics": 9100}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_console_is_wired_to_its_public_address(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console listens on all interfaces in its pod, answers the host of the public URL that
+    alerting puts in pages, and (production) is reached there through an Ingress with TLS; the first
+    admin password is never a committed value."""
+    from urllib.parse import urlsplit
+
+    from console.app import allowed_hosts
+
+    objs = render(overlay)
+    c = containers(one(objs, "Deployment", "console"))[0]
+    s = _settings_of(objs, c, monkeypatch)
+    assert s.console.host == "0.0.0.0" and s.console.port == port_numbers(c)["http"]
+    assert s.console.cookie_secure, "the session cookie stays Secure (TLS in front; localhost counts as secure)"
+    public = s.alerting.public_base_url
+    assert public, f"{overlay}: SPILLWATCH_ALERTING__PUBLIC_BASE_URL unset: pages would carry no links"
+    url = urlsplit(public)
+    assert url.hostname in allowed_hosts(s)
+    names = {e["name"] for e in c.get("env") or []} | set(settings_env(objs)) | set(secret_env(objs))
+    assert "SPILLWATCH_CONSOLE__ADMIN_PASSWORD" not in names, "a committed admin password"
+    example = env_example_keys(K8S / "overlays" / "production" / "secrets.env.example")
+    assert example.get("SPILLWATCH_CONSOLE__ADMIN_PASSWORD") == "", "listed in secrets.env.example, commented out, no value"
+    if overlay == "local":
+        assert url.scheme == "http" and url.hostname == "localhost"  # kubectl port-forward
+        assert not find(objs, "Ingress")
+        return
+    assert url.scheme == "https" and url.path in ("", "/")
+    ingress = one(objs, "Ingress", "console")["spec"]
+    assert [r["host"] for r in ingress["rules"]] == [url.hostname]
+    assert any(url.hostname in t["hosts"] and t["secretName"] for t in ingress["tls"])
+    backend = ingress["rules"][0]["http"]["paths"][0]
+    assert backend["path"] == "/" and backend["backend"]["service"] == {"name": "console", "port": {"name": "http"}}
 
 
 @pytest.mark.parametrize(("overlay", "component"), RENDERS, ids=IDS)
@@ -454,21 +546,65 @@ def test_pods_are_locked_down(overlay: str) -> None:
             assert csc["readOnlyRootFilesystem"] and csc["allowPrivilegeEscalation"] is False, name
             assert csc["capabilities"]["drop"] == ["ALL"], name
             assert {"requests", "limits"} <= set(c["resources"]) and "memory" in c["resources"]["limits"], name
-            mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+            mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+
+            def rw(path: str, mounts: dict[str, Any] = mounts, writable: set[str] = writable) -> bool:
+                m = mounts.get(path)
+                return m is not None and m["name"] in writable and not m.get("readOnly", False)
+
             # the only writable places: the work directory, /tmp, the data volumes
-            assert mounts.get(c["workingDir"]) in writable and mounts.get("/tmp") in writable, name
+            assert rw(c["workingDir"]) and rw("/tmp"), name
             env = {**settings_env(objs), **container_env(c)}
-            for var in ("SPILLWATCH_ALERTING__EVIDENCE_DIR", "SPILLWATCH_ARCHIVE__ROOT"):
-                if var.split("__")[0].endswith("ALERTING") and name not in ("aggregator", "alerting"):
-                    continue
-                if var.endswith("ARCHIVE__ROOT") and name != "archiver":
-                    continue
-                assert mounts.get(env[var]) in writable, (name, var)
+            # evidence: the aggregator writes the snapshots, alerting and the console only read them
+            evidence = env["SPILLWATCH_ALERTING__EVIDENCE_DIR"]
+            if name == "aggregator":
+                assert rw(evidence), name
+            elif name in ("alerting", "console"):
+                assert mounts[evidence]["readOnly"] is True and not rw(evidence), name
+            else:
+                assert evidence not in mounts, name
+            # archive: the archiver writes frames, the console operator labels
+            if name in ("archiver", "console"):
+                assert rw(env["SPILLWATCH_ARCHIVE__ROOT"]), name
+            else:
+                assert env["SPILLWATCH_ARCHIVE__ROOT"] not in mounts, name
     sa = one(objs, "ServiceAccount", "spillwatch")
     assert sa["automountServiceAccountToken"] is False
     if overlay != "local":
         assert not [o for o in objs if o["kind"] == "Secret"], "production secrets are created outside the manifests"
         assert one(objs, "Namespace", "spillwatch")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize(("overlay", "component"), RENDERS, ids=IDS)
+def test_volumes_exist_and_shared_ones_can_be_mounted(overlay: str, component: str | None) -> None:
+    """Every claim a pod mounts is in the render. `evidence` (one writer, readers anywhere) is
+    ReadWriteMany but on one node (local); `archive` is ReadWriteOnce, so every pod that mounts it
+    requires, on its node, a pod carrying the co-location label, and carries that label itself (the
+    first one schedules freely; the others follow it)."""
+    objs = render(overlay, component)
+    pvcs = {p["metadata"]["name"]: p for p in find(objs, "PersistentVolumeClaim")}
+    users: dict[str, list[str]] = {}
+    for w in spillwatch_workloads(objs):
+        for v in pod_spec(w)["volumes"]:
+            if "persistentVolumeClaim" in v:
+                users.setdefault(v["persistentVolumeClaim"]["claimName"], []).append(w["metadata"]["name"])
+    assert set(users) <= set(pvcs), f"claims without a PersistentVolumeClaim: {set(users) - set(pvcs)}"
+    assert sorted(users["evidence"]) == ["aggregator", "alerting", "console"]
+    expected = ["archiver", "console"] if overlay == "local" else ["console"]
+    assert sorted(users["archive"]) == expected
+    assert pvcs["evidence"]["spec"]["accessModes"] == (["ReadWriteOnce"] if overlay == "local" else ["ReadWriteMany"])
+    assert pvcs["archive"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    labels = {n: one(objs, "Deployment", n)["spec"]["template"]["metadata"]["labels"] for n in users["archive"]}
+    for name in users["archive"]:
+        terms = pod_spec(one(objs, "Deployment", name))["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert len(terms) == 1 and terms[0]["topologyKey"] == "kubernetes.io/hostname", name
+        for other in users["archive"]:  # itself (so the first one can start) and every other one
+            assert terms[0]["labelSelector"]["matchLabels"].items() <= labels[other].items(), (name, other)
+    others = [w for w in spillwatch_workloads(objs) if w["metadata"]["name"] not in users["archive"]]
+    term = pod_spec(one(objs, "Deployment", "console"))["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    for w in others:  # nothing else attracts the archive's pods
+        labels = w["spec"]["template"]["metadata"]["labels"]
+        assert not term["labelSelector"]["matchLabels"].items() <= labels.items(), w["metadata"]["name"]
 
 
 def test_disruption_budgets_and_spread_cover_the_workers() -> None:
@@ -561,6 +697,7 @@ def test_docs_point_at_the_manifests() -> None:
     for path in ("overlays/local", "overlays/production", "overlays/strimzi", "components/keda", "components/hpa"):
         assert (K8S / path).is_dir() and path in scaling, path
     assert "docs/scaling.md" in (REPO / "docs" / "operations.md").read_text()
+    assert "deploy/k8s" in (REPO / "docs" / "console.md").read_text()
     assert "docs/scaling.md" in (REPO / "README.md").read_text()
     assert PART_OF  # the label every workload carries (tests select SpillWatch pods by it)
     assert yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["labels"][0]["pairs"] == {PART_OF: "spillwatch"}

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -84,12 +85,13 @@ def test_parse_shard() -> None:
     assert str(parse_shard("0/1")) == "0/1"
 
 
-def _produce(tmp_path: Path, shard: str, metrics_port: int | None = None) -> subprocess.Popen[str]:
+def _produce(tmp_path: Path, shard: str, metrics_port: int | None = None, bootstrap: str = "127.0.0.1:1") -> subprocess.Popen[str]:
     cams = {"cameras": [{"id": i, "source": str(tmp_path / "missing.mp4")} for i in _ids(6)]}
     cfg = tmp_path / "config.yml"
     cfg.write_text(yaml.safe_dump(cams))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPILLWATCH_")}
-    env.update(SPILLWATCH_CONFIG=str(cfg), SPILLWATCH_KAFKA__BOOTSTRAP="127.0.0.1:1", SPILLWATCH_LOG_FORMAT="json")
+    env.update(SPILLWATCH_CONFIG=str(cfg), SPILLWATCH_KAFKA__BOOTSTRAP=bootstrap, SPILLWATCH_KAFKA__PROFILE="local",
+               SPILLWATCH_LOG_FORMAT="json")
     if metrics_port:
         env["SPILLWATCH_PRODUCER__METRICS_PORT"] = str(metrics_port)
     return subprocess.Popen([sys.executable, "-m", "spillwatch.cli", "produce", "--shard", shard], cwd=REPO, env=env,
@@ -102,13 +104,15 @@ def test_cli_refuses_a_bad_shard(tmp_path: Path) -> None:
     assert p.returncode == 2 and "INDEX < COUNT" in out
 
 
-def test_an_empty_shard_stays_up_and_serves_metrics(tmp_path: Path) -> None:
+@pytest.mark.integration
+def test_an_empty_shard_stays_up_and_serves_metrics(local_stack: Any, tmp_path: Path) -> None:
     """Six cameras over 50 shards: some shard is empty; that replica idles (a StatefulSet would
-    restart an exiting one forever) with its metrics endpoint up, and stops on SIGTERM."""
+    restart an exiting one forever) with its metrics endpoint up, and stops on SIGTERM. Like every
+    producer it first waits for the broker (spillwatch/readiness.py), so a broker runs here."""
     ids = _ids(6)
     empty = next(i for i in range(50) if not any(shard_of(c, 50) == i for c in ids))
     port = free_port()
-    p = _produce(tmp_path, f"{empty}/50", port)
+    p = _produce(tmp_path, f"{empty}/50", port, bootstrap=local_stack.bootstrap)
     try:
         deadline = time.monotonic() + 60
         body = b""

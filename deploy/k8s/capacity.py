@@ -183,8 +183,13 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
     cls_bytes = inputs.classification_bytes or 0.0
     cls_rate = F * cls_bytes
     consumers = a["consumers_of_frames"]
+    # the console of each cell reads every classification once more, and every thumbnail_interval_s
+    # the newest ~2 frames of each camera (console/feeds.py); the cells split the cameras, so all the
+    # consoles together read this much
+    console_thumbs = total_cameras * 2 / Settings().console.thumbnail_interval_s * inputs.frame_bytes
+    console_out = cls_rate + console_thumbs
     cluster_in = (ingress + cls_rate) * rf  # produce + followers' copies
-    cluster_out = (ingress + cls_rate) * (rf - 1) + ingress * consumers + cls_rate  # replication + consumers
+    cluster_out = (ingress + cls_rate) * (rf - 1) + ingress * consumers + cls_rate + console_out  # replication + consumers
     nic = a["broker_nic_gbit_s"] * 1e9 / 8 * a["broker_network_target_utilisation"]
     brokers_net = math.ceil(max(cluster_in, cluster_out) / nic)
     storage = (ingress * frames_retention_s + cls_rate * cls_retention_s) * rf
@@ -211,6 +216,8 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
                   "workers": cell_workers, "max_workers": cell_max_workers, "partitions": cell_partitions,
                   "aggregators": cell_aggregators},
         "kafka": {"ingress_bytes_s": ingress, "classifications_bytes_s": cls_rate, "cluster_in_bytes_s": cluster_in,
+                  "console_bytes_s": console_out, "console_thumbnail_bytes_s": console_thumbs,
+                  "console_thumbnail_interval_s": Settings().console.thumbnail_interval_s,
                   "cluster_out_bytes_s": cluster_out, "storage_bytes": storage, "brokers_for_network": brokers_net,
                   "brokers_for_disk": brokers_disk, "brokers": brokers, "partitions_total": partitions_total,
                   "partition_replicas_per_broker": math.ceil(partitions_total * rf / brokers),
@@ -295,7 +302,8 @@ def render(p: dict[str, Any]) -> str:
         f"**Kafka.** Produced: F x S = {_mb(k['ingress_bytes_s'])} of frames + {_mb(k['classifications_bytes_s'])} of "
         f"classifications. With replication {a['replication_factor']}, the cluster takes in {_mb(k['cluster_in_bytes_s'])} "
         f"and sends out {_mb(k['cluster_out_bytes_s'])} (followers' copies + {a['consumers_of_frames']} consumer group of "
-        "frames + the aggregators). "
+        f"frames + the aggregators + the consoles: every classification and ~2 frames per camera every "
+        f"{k['console_thumbnail_interval_s']:g} s for thumbnails, {_mb(k['console_bytes_s'])}). "
         f"At {a['broker_nic_gbit_s']:g} Gbit/s per broker used to {a['broker_network_target_utilisation']:.0%}: "
         f"{k['brokers_for_network']} brokers for the network. Storage, with the retention in the code "
         f"(frames {k['frames_retention_s'] / 3600:g} h, classifications 24 h) x {a['replication_factor']} copies: "
