@@ -259,40 +259,50 @@ def test_every_spillwatch_variable_is_a_setting(overlay: str) -> None:
     assert names - spillwatch <= {"POD_INDEX", "PRODUCER_SHARDS"}, names - spillwatch
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_pod_environment_loads_into_settings(overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pydantic-settings reads each container's environment back (not just: the names exist)."""
-    from spillwatch.settings import Settings
-
-    objs = render(overlay)
-    cfg = configmap(objs, "spillwatch-config")["data"]["config.yml"]
-    (tmp_path / "config.yml").write_text(cfg)
+def _pod_env(objs: list[dict[str, Any]], c: dict[str, Any]) -> dict[str, str]:
+    """A container's environment: the settings ConfigMap, the Secret (production: the example's
+    filled-in keys), then its own ``env``."""
     secrets = secret_env(objs) or {
         k: v for k, v in env_example_keys(K8S / "overlays" / "production" / "secrets.env.example").items() if v
     }
+    return {**settings_env(objs), **secrets, **container_env(c)}
+
+
+def _settings_in(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Settings() with exactly ``env`` as the SPILLWATCH_* environment."""
+    from spillwatch.settings import Settings
+
+    with monkeypatch.context() as m:
+        for k in list(os.environ):
+            if k.startswith("SPILLWATCH_"):
+                m.delenv(k)
+        for k, v in env.items():
+            m.setenv(k, v)
+        return Settings()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_environment_loads_into_settings(overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic-settings reads each container's environment back (not just: the names exist)."""
+    objs = render(overlay)
+    cfg = configmap(objs, "spillwatch-config")["data"]["config.yml"]
+    (tmp_path / "config.yml").write_text(cfg)
     for w in spillwatch_workloads(objs):
         for c in containers(w):
-            env = {**settings_env(objs), **secrets, **container_env(c)}
-            with monkeypatch.context() as m:
-                for k in list(os.environ):
-                    if k.startswith("SPILLWATCH_"):
-                        m.delenv(k)
-                for k, v in env.items():
-                    m.setenv(k, v)
-                m.setenv("SPILLWATCH_CONFIG", str(tmp_path / "config.yml"))
-                s = Settings()
-                assert s.kafka.profile == "apache"
-                assert len(s.cameras) >= 2
-                for k, v in env.items():
-                    if k == "SPILLWATCH_CONFIG" or not k.startswith("SPILLWATCH_"):
-                        continue
-                    value: Any = s
-                    for p in k[len("SPILLWATCH_") :].lower().split("__"):
-                        value = getattr(value, p)
-                    if hasattr(value, "get_secret_value"):
-                        value = value.get_secret_value()
-                    shown = json.dumps(value) if isinstance(value, list) else str(value)
-                    assert shown == v, f"{overlay} {w['metadata']['name']}: {k}={v} read back as {value!r}"
+            env = _pod_env(objs, c)
+            s = _settings_in({**env, "SPILLWATCH_CONFIG": str(tmp_path / "config.yml")}, monkeypatch)
+            assert s.kafka.profile == "apache"
+            assert len(s.cameras) >= 2
+            for k, v in env.items():
+                if k == "SPILLWATCH_CONFIG" or not k.startswith("SPILLWATCH_"):
+                    continue
+                value: Any = s
+                for p in k[len("SPILLWATCH_") :].lower().split("__"):
+                    value = getattr(value, p)
+                if hasattr(value, "get_secret_value"):
+                    value = value.get_secret_value()
+                shown = json.dumps(value) if isinstance(value, list) else str(value)
+                assert shown == v, f"{overlay} {w['metadata']['name']}: {k}={v} read back as {value!r}"
 
 
 def test_commands_are_real_subcommands() -> None:
@@ -332,21 +342,10 @@ def test_one_image_tag_everywhere_and_the_compose_defaults() -> None:
 
 
 def _settings_of(objs: list[dict[str, Any]], c: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The Settings a container's environment loads (ConfigMap + Secret or its example + env)."""
-    from spillwatch.settings import Settings
-
-    secrets = secret_env(objs) or {
-        k: v for k, v in env_example_keys(K8S / "overlays" / "production" / "secrets.env.example").items() if v
-    }
-    env = {**settings_env(objs), **secrets, **container_env(c)}
+    """The Settings a container loads (without the cameras file)."""
+    env = _pod_env(objs, c)
     env.pop("SPILLWATCH_CONFIG", None)
-    with monkeypatch.context() as m:
-        for k in list(os.environ):
-            if k.startswith("SPILLWATCH_"):
-                m.delenv(k)
-        for k, v in env.items():
-            m.setenv(k, v)
-        return Settings()
+    return _settings_in(env, monkeypatch)
 
 
 def test_probes_hit_the_ports_the_settings_open(monkeypatch: pytest.MonkeyPatch) -> None:
