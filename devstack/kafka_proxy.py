@@ -6,7 +6,8 @@ direction): that is when a stage holds a batch, and when a stop must not mark it
 :class:`ProxiedBroker` starts the embedded broker advertising the proxy's address, so every client
 connection goes through :class:`KafkaProxy`; ``hold_produce(client_id)`` stalls the connection of
 any client whose next request is a Produce (API key 0) from a matching client id, until ``release``.
-Only the Kafka request framing is read (size, API key, client id); nothing is rewritten.
+``refuse_produce(client_id)`` instead cuts such a connection at once (the client sees a broken
+connection and retries: a flapping network). Only the Kafka request framing is read (size, API key, client id); nothing is rewritten.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class KafkaProxy:
         self._open = threading.Event()
         self._open.set()  # cleared while produce requests are held
         self._hold_match: str | None = None
+        self._refuse_match: str | None = None
+        self._drop = False
         self._stop = threading.Event()
         self._socks: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -71,8 +74,16 @@ class KafkaProxy:
         self._hold_match = client_id_contains
         self._open.clear()
 
-    def release(self) -> None:
+    def refuse_produce(self, client_id_contains: str = "") -> None:
+        """From now on, cut a connection when it sends a Produce request from a matching client."""
+        self._refuse_match = client_id_contains
+
+    def release(self, *, drop: bool = False) -> None:
+        """Let requests through again. ``drop``: the held requests are discarded and their
+        connections closed (lost in the network) instead of delivered late."""
+        self._drop = drop
         self._hold_match = None
+        self._refuse_match = None
         self._open.set()
 
     def stop(self) -> None:
@@ -119,12 +130,18 @@ class KafkaProxy:
                 if frame is None:
                     break
                 api, client_id = request_api_and_client(frame)
+                refuse = self._refuse_match
+                if api == PRODUCE_API_KEY and refuse is not None and refuse in client_id:
+                    self.held_requests += 1
+                    return
                 match = self._hold_match
                 if api == PRODUCE_API_KEY and match is not None and match in client_id:
                     self.held_requests += 1
                     while not self._open.wait(0.2):
                         if self._stop.is_set():
                             return
+                    if self._drop:
+                        return
                 up.sendall(head + frame)
         except OSError:
             pass

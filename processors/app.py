@@ -432,7 +432,7 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
                     raise
                 except Exception as exc:  # noqa: BLE001 - this record, not an outage: park it, go on
                     alog.exception("classification could not be processed", camera=c.camera_id, seq=c.seq)
-                    await dead_letter(msg, f"aggregator error after {tries} attempts: {exc!r}", "error")
+                    await dead_letter(msg, f"aggregator error after {tries} attempts: {type(exc).__name__}: {exc}", "error")
 
     @app.timer(interval=settings.aggregator.tick_interval_s)
     async def _tick() -> None:
