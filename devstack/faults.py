@@ -11,6 +11,8 @@ the run on, ``clean-*`` cameras the clean clip. A scenario injects its fault and
 * ``pages``: incidents with a delivered ``confirmed`` page at the receiver; ``lost``: real spills
   without one; ``duplicate``: deliveries the receiver saw twice (same idempotency key);
   ``phantom``: pages for incidents that never existed (a clean camera, a hostile record);
+  ``dead``: confirmed pages alerting gave up on (``pages.dlq``); ``fallback``: incidents paged on the
+  escalation channel (``console``) instead;
 * ``stalled_s``: the longest a published frame waited for its classification; ``page_s``: the
   longest from a spill's confirming frame to its page; ``bound_s``: what the fault allows.
 
@@ -53,7 +55,6 @@ from spillwatch.topic_reader import Received, TopicReader
 log = get_logger("devstack.faults")
 
 FPS = 2.0
-CLIPS = REPO_ROOT / "samples" / "clips"
 SPILL_FROM_FRAME = 40  # the spill clip's pool is clearly visible from here (8 s at 5 fps)
 
 
@@ -69,6 +70,8 @@ class Row:
     lost: int = 0
     duplicate: int = 0
     phantom: int = 0
+    dead: int = 0
+    fallback: int = 0
     stalled_s: float = 0.0
     page_s: float | None = None
     bound_s: float = 0.0
@@ -99,27 +102,10 @@ class Footage:
     spill: list[bytes]
 
     @classmethod
-    def load(cls, clips: Path = CLIPS) -> "Footage":
-        import cv2
+    def load(cls) -> "Footage":
+        from processors.bench import load_clip
 
-        def frames(name: str) -> list[bytes]:
-            cap = cv2.VideoCapture(str(clips / f"{name}.mp4"))
-            out: list[bytes] = []
-            try:
-                while True:
-                    ok, img = cap.read()
-                    if not ok:
-                        break
-                    h, w = img.shape[:2]
-                    img = cv2.resize(img, (480, int(h * 480 / w)), interpolation=cv2.INTER_AREA)
-                    out.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
-            finally:
-                cap.release()
-            if not out:
-                raise FileNotFoundError(f"no frames in {clips / name}.mp4")
-            return out
-
-        return cls(clean=frames("clean"), spill=frames("spill")[SPILL_FROM_FRAME:])
+        return cls(clean=load_clip("clean", 480).jpegs, spill=load_clip("spill", 480).jpegs[SPILL_FROM_FRAME:])
 
 
 @dataclass
@@ -269,6 +255,7 @@ class Namespace:
             "aggregator": base.aggregator.model_copy(update={"tick_interval_s": 0.5}),
             "alerting": base.alerting.model_copy(update={
                 "channels": ["webhook"],
+                "escalation_channels": ["console"],
                 "webhook_url": f"http://127.0.0.1:{self.hook_port}/hook",
                 "webhook_secret": SecretStr(secrets.token_hex(16)),
                 "evidence_dir": self.dir / "evidence",
@@ -376,9 +363,23 @@ class Namespace:
         deadline = time.monotonic() + pages_timeout_s
         while time.monotonic() < deadline:
             paged = {p["payload"]["incident_id"] for p in self.pages() if p["payload"].get("state") == "confirmed"}
-            if set(self.observer.confirmed()) <= paged:
+            todo = set(self.observer.confirmed()) - paged
+            if all(self.page_outcome(i, "confirmed", "webhook") == "dead" for i in todo):
                 break
             time.sleep(0.3)
+
+    def page_outcome(self, incident: str, state: str, channel: str) -> str | None:
+        """alerting's final outcome of one page (``sent``/``dead``), None while it is pending."""
+        import redis
+
+        r = redis.Redis.from_url(self.settings.redis.url)
+        try:
+            raw = r.hget(RedisKeys(self.settings.redis.key_prefix).alerting_incident_pages(incident), f"{state}:{channel}")
+        except Exception:  # noqa: BLE001 - Redis coming back
+            return None
+        finally:
+            r.close()
+        return json.loads(raw).get("status") if raw else None
 
     def row(self, scenario: str, bound_s: float, notes: str = "", **extra: Any) -> Row:
         assert self.player is not None and self.observer is not None
@@ -407,14 +408,16 @@ class Namespace:
             lost=len(spill_cams - paged_cams),
             duplicate=sum(1 for p in self.pages() if p.get("duplicate")),
             phantom=len([i for i in paged_incidents if i not in real]),
+            dead=sum(1 for i in real if self.page_outcome(i, "confirmed", "webhook") == "dead"),
+            fallback=sum(1 for i in real if self.page_outcome(i, "escalated", "console") == "sent"),
             stalled_s=round(max(waits, default=0.0), 2),
             page_s=None if page_s is None else round(page_s, 2),
             bound_s=bound_s,
             frames_published=self.player.published,
             frames_lost=len([k for k in self.player.sent if k not in classified]),
+            extra={"publisher_dropped": sum(sum(st.dropped.values()) for st in self.player.stats.values()), **extra},
             wall_s=round(time.monotonic() - self.t0, 1),
             notes=notes,
-            extra=extra,
         )
 
     def close(self) -> None:
@@ -489,17 +492,13 @@ def aggregator_kill(ns: Namespace) -> Row:
 @scenario("alerting SIGKILL")
 def alerting_kill(ns: Namespace) -> Row:
     ns.start()
-    _standard(ns)
-    obs = ns.observer
-    assert obs is not None
-    deadline = time.monotonic() + 60
-    while not obs.confirmed() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    ns.kill("alerting")  # as the confirmed alert arrives: before, during or just after its delivery
-    time.sleep(1.0)
+    player = _standard(ns)
+    player.at_frame(ONSET)
+    ns.kill("alerting")  # down when the spill is confirmed (3 frames = 1.5 s later)
+    time.sleep(4.0)
     ns.group.start("alerting")
     ns.settle()
-    return ns.row("alerting SIGKILL", TAKEOVER_S + 10, "killed when the confirmed alert was published, restarted 1 s later")
+    return ns.row("alerting SIGKILL", TAKEOVER_S + 10, "killed at the spill onset, restarted 4 s later (after the confirmation)")
 
 
 @scenario("Redis kill+restart")
@@ -527,7 +526,7 @@ def broker_restart(ns: Namespace) -> Row:
     down = time.monotonic() - t
     assert ns.observer is not None
     ns.observer.reopen()
-    ns.settle(frames_timeout_s=90)
+    ns.settle(frames_timeout_s=45)
     return ns.row("broker restart", TAKEOVER_S + 25, f"broker restarted before the spill (down {down:.1f} s), topics recreated",
                   broker_down_s=round(down, 1))
 
@@ -538,25 +537,35 @@ def hostile_corpus(ns: Namespace) -> Row:
     from spillwatch.kafka import make_producer
 
     ns.start()
+    t = ns.settings.topics
     worker = ns.workers[0]
-    base = _peak_rss_mb(worker.pid)
     records = corpus(full_bombs=True)
+    bombs = [r for r in records if "bomb" in r.name or "scans" in r.name]
     prod = make_producer(ns.settings, client_id="bench-faults-hostile", max_request_size=32 * 1024 * 1024)
+    base = _peak_rss_mb(worker.pid)
     try:
-        for r in records:
-            topic = ns.settings.topics.frames if r.topic == "frames" else ns.settings.topics.classifications
-            prod.send(topic, key=b"spill-1", value=r.build("spill-1", ns.footage.spill[0]))
-        prod.flush(30)
+        for batch in (bombs, [r for r in records if r not in bombs]):
+            for r in batch:
+                prod.send(t.frames if r.topic == "frames" else t.classifications, key=b"spill-1",
+                          value=r.build("spill-1", ns.footage.spill[0]))
+            prod.flush(30)
+            want = len(bombs) if batch is bombs else len(records)
+            deadline = time.monotonic() + 60
+            while _count(ns.settings, [t.dead_letter(t.frames), t.dead_letter(t.classifications)]) < want:
+                if time.monotonic() > deadline:
+                    break
+            if batch is bombs:
+                bomb_growth = _peak_rss_mb(worker.pid) - base
     finally:
         prod.close()
+    all_growth = _peak_rss_mb(worker.pid) - base
     _standard(ns)
     ns.settle()
-    dead = _count(ns.settings, [ns.settings.topics.dead_letter(ns.settings.topics.frames),
-                                ns.settings.topics.dead_letter(ns.settings.topics.classifications)])
-    growth = _peak_rss_mb(worker.pid) - base
+    dead = _count(ns.settings, [t.dead_letter(t.frames), t.dead_letter(t.classifications)])
     return ns.row("hostile corpus", TAKEOVER_S, f"{len(records)} hostile records ({dead} dead-lettered), then a real spill; "
-                  f"worker peak RSS {base:.0f} MiB +{growth:.0f}", hostile=len(records), dead_lettered=dead,
-                  worker_rss_base_mb=round(base), worker_rss_growth_mb=round(growth, 1))
+                  f"worker peak RSS {base:.0f} MiB, +{bomb_growth:.0f} after {len(bombs)} image bombs, +{all_growth:.0f} "
+                  "after all (the 20 MB record)", hostile=len(records), dead_lettered=dead, worker_rss_base_mb=round(base),
+                  worker_rss_bombs_mb=round(bomb_growth, 1), worker_rss_all_mb=round(all_growth, 1))
 
 
 def _webhook_down(ns: Namespace, outage_s: float, label: str) -> Row:
@@ -656,13 +665,14 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:24]
 
 
-HEADER = ("scenario", "expected", "confirmed", "pages", "lost", "dup", "phantom", "stalled s", "page s", "bound s", "ok")
+HEADER = ("scenario", "expected", "confirmed", "pages", "lost", "dup", "phantom", "dead", "fallback", "stalled s", "page s",
+          "bound s", "ok")
 
 
 def _cells(r: Row) -> tuple[str, ...]:
     page = "-" if r.page_s is None else f"{r.page_s:.1f}"
     return (r.scenario, str(r.expected), str(r.confirmed), str(r.pages), str(r.lost), str(r.duplicate), str(r.phantom),
-            f"{r.stalled_s:.1f}", page, f"{r.bound_s:.0f}", "yes" if r.ok else "NO")
+            str(r.dead), str(r.fallback), f"{r.stalled_s:.1f}", page, f"{r.bound_s:.0f}", "yes" if r.ok else "NO")
 
 
 def _line(r: Row) -> str:

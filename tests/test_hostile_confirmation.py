@@ -54,7 +54,7 @@ def feed_hostile(records: list[tuple], start: datetime = T0) -> tuple[CameraStat
     return state, now, forged
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(hostile_record, max_size=30), st.integers(1, 40), st.floats(0.0, STALE - AHEAD - 1))
 def test_a_new_epoch_is_always_taken_whatever_came_before(records: list[tuple], n: int, lag: float) -> None:
     state, now, _ = feed_hostile(records)
@@ -66,7 +66,7 @@ def test_a_new_epoch_is_always_taken_whatever_came_before(records: list[tuple], 
         state = r.state
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(hostile_record, max_size=30), st.integers(1, 400))
 def test_a_forgery_of_a_live_epoch_holds_it_back_at_most_until_its_capture_time(records: list[tuple], n: int) -> None:
     state, now, forged = feed_hostile(records)
@@ -104,7 +104,7 @@ def test_redelivered_records_are_always_dropped(probs: list[float], again: list[
     assert state.model_dump() == before
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(hostile_record, st.booleans())
 def test_a_real_spill_after_one_forged_frame_pages_once(forgery: tuple, same_epoch: bool) -> None:
     epoch, seq, ahead, prob, _ = forgery

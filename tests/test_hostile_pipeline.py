@@ -166,6 +166,7 @@ def test_aggregator_dead_letters_oversized_forged_and_poison_records_and_goes_on
     assert [(a.camera_id, a.state.value, a.evidence.confirming_seq) for a in alerts] == [("cam-s", "confirmed", 2)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_sigterm_while_the_broker_holds_the_batch_then_restart_every_frame_counted_once(
     local_stack: Any, tmp_path: Path, redis_client: Any
