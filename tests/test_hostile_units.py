@@ -172,3 +172,43 @@ def test_classifier_refuses_bombs_skew_and_formats_before_decoding(core: Classif
     assert got["forged future frame"] == "clock_skew" and got["clock-skewed producer"] == "clock_skew"
     assert got["oversized frame 20 MB"] == "too_large" and got["corrupt JPEG"] == "bad_image"
     assert got["malformed envelope"] == "bad_envelope"
+
+
+# --------------------------------------------------------------------------- the send policy
+
+
+class _Topic:
+    """An in-memory stand-in for a Faust topic: refuses values over ``limit`` the way the client
+    does (MessageSizeTooLargeError at send), and fails the first ``outages`` sends with a broken
+    connection."""
+
+    def __init__(self, limit: int, outages: int = 0) -> None:
+        self.limit, self.outages, self.got, self.calls = limit, outages, [], 0
+
+    async def send(self, *, key: bytes | None, value: bytes) -> object:
+        import asyncio
+
+        from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+
+        self.calls += 1
+        if self.outages:
+            self.outages -= 1
+            raise KafkaConnectionError("broker away")
+        if len(value) > self.limit:
+            raise MessageSizeTooLargeError()
+        self.got.append(value)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def test_send_policy_replaces_a_refused_record_and_holds_through_outages() -> None:
+    import asyncio
+
+    from processors.app import Outgoing, _send_all
+
+    topic = _Topic(limit=100, outages=2)
+    fallback = Outgoing(topic, b"k", b"small dead letter")
+    sends = [Outgoing(topic, b"k", b"ok"), Outgoing(topic, b"k", b"x" * 1000, fallback=lambda exc: fallback)]
+    asyncio.run(_send_all(sends, attempts=3))
+    assert b"ok" in topic.got and b"small dead letter" in topic.got and b"x" * 1000 not in topic.got
