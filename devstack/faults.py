@@ -477,28 +477,29 @@ def worker_kill(ns: Namespace) -> Row:
     return ns.row("worker SIGKILL", TAKEOVER_S, f"1 of 2 workers killed 1 s before the spills (pid {victim.pid})")
 
 
-@scenario("aggregator SIGKILL")
-def aggregator_kill(ns: Namespace) -> Row:
+def _kill_and_restart(ns: Namespace, role: str, at_frame: int, down_s: float, label: str, notes: str) -> Row:
     ns.start()
     player = _standard(ns)
-    player.at_frame(ONSET + 2)  # suspected, not yet confirmed
-    ns.kill("aggregator")
-    time.sleep(1.0)
-    ns.group.start("aggregator")
+    player.at_frame(at_frame)
+    ns.kill(role)
+    time.sleep(down_s)
+    ns.group.start(role)
     ns.settle()
-    return ns.row("aggregator SIGKILL", TAKEOVER_S + 10, "killed mid-window (suspected), restarted 1 s later")
+    return ns.row(label, TAKEOVER_S + 10, notes)
+
+
+@scenario("aggregator SIGKILL")
+def aggregator_kill(ns: Namespace) -> Row:
+    # at ONSET + 2 the camera is suspected, not yet confirmed
+    return _kill_and_restart(ns, "aggregator", ONSET + 2, 1.0, "aggregator SIGKILL",
+                             "killed mid-window (suspected), restarted 1 s later")
 
 
 @scenario("alerting SIGKILL")
 def alerting_kill(ns: Namespace) -> Row:
-    ns.start()
-    player = _standard(ns)
-    player.at_frame(ONSET)
-    ns.kill("alerting")  # down when the spill is confirmed (3 frames = 1.5 s later)
-    time.sleep(4.0)
-    ns.group.start("alerting")
-    ns.settle()
-    return ns.row("alerting SIGKILL", TAKEOVER_S + 10, "killed at the spill onset, restarted 4 s later (after the confirmation)")
+    # down when the spill is confirmed (3 frames = 1.5 s after the onset)
+    return _kill_and_restart(ns, "alerting", ONSET, 4.0, "alerting SIGKILL",
+                             "killed at the spill onset, restarted 4 s later (after the confirmation)")
 
 
 @scenario("Redis kill+restart")
