@@ -18,10 +18,10 @@ the run on, ``clean-*`` cameras the clean clip. A scenario injects its fault and
 
 Scenarios: worker SIGKILL, aggregator SIGKILL, alerting SIGKILL, Redis stop/start on the same port,
 broker restart, the hostile corpus (``devstack.hostile``) followed by a real spill, and the webhook
-down for 90 s and 10 min **at speed**: the outage and alerting's clock-like settings
-(``backoff_initial_s``, ``backoff_max_s``, ``request_timeout_s``, ``inflight_lease_s``,
-``escalate_after_s``) are divided by ``--speed`` (default 10: 9 s and 60 s outages); ``max_tries``
-is unchanged.
+down for 90 s and 10 min **at speed**: the outage and alerting's page-clock settings
+(``SPEED_SCALED``: backoff, request timeout, in-flight lease, escalation delay, and the page's
+maximum age and fallback delay where alerting has them) are divided by ``--speed`` (default 10:
+9 s and 60 s outages); a try count (``max_tries``) is unchanged.
 
 The broker keeps no data across a restart (in-memory storage): after the restart the harness
 recreates the pipeline's topics at once (what ``spillwatch init-topics`` or a starting service does)
@@ -227,6 +227,27 @@ class Observer:
 
 # --------------------------------------------------------------------------- a namespace
 
+# alerting's settings that are durations of the page clock: divided by ``--speed``
+SPEED_SCALED = ("backoff_initial_s", "backoff_max_s", "request_timeout_s", "inflight_lease_s", "escalate_after_s",
+                "max_age_s", "fallback_after_s")
+
+
+def alerting_at_speed(alerting: Any, speed: float, fixed: dict[str, Any]) -> dict[str, Any]:
+    """The bench's alerting settings: ``fixed`` values and the page-clock durations divided by
+    ``speed`` (request timeout and in-flight lease kept sensible), each only where this version of
+    the alerting settings has it."""
+    fields = type(alerting).model_fields
+    out = {k: v for k, v in fixed.items() if k in fields}
+    for name in SPEED_SCALED:
+        if name in fields:
+            out[name] = getattr(alerting, name) / speed
+    if "request_timeout_s" in out:
+        out["request_timeout_s"] = max(0.2, out["request_timeout_s"])
+    if "inflight_lease_s" in out:
+        out["inflight_lease_s"] = max(1.0, out["inflight_lease_s"])
+    return out
+
+
 
 class Namespace:
     """A scenario's private pipeline on the shared stack: settings, services, receiver, observer."""
@@ -249,23 +270,18 @@ class Namespace:
             data_dir=self.dir / "data",
             log_format="json",
         )
-        f = speed
         self.settings = base.model_copy(update={
             "worker": base.worker.model_copy(update={"model_path": model, "intra_op_threads": 1}),
             "aggregator": base.aggregator.model_copy(update={"tick_interval_s": 0.5}),
-            "alerting": base.alerting.model_copy(update={
+            "alerting": base.alerting.model_copy(update=alerting_at_speed(base.alerting, speed, {
                 "channels": ["webhook"],
                 "escalation_channels": ["console"],
+                "fallback_channels": ["console"],
                 "webhook_url": f"http://127.0.0.1:{self.hook_port}/hook",
                 "webhook_secret": SecretStr(secrets.token_hex(16)),
                 "evidence_dir": self.dir / "evidence",
                 "ack_port": None,
-                "backoff_initial_s": 0.5 / f,
-                "backoff_max_s": 30.0 / f,
-                "request_timeout_s": max(0.2, 5.0 / f),
-                "inflight_lease_s": max(1.0, 30.0 / f),
-                "escalate_after_s": 300.0 / f,
-            }),
+            })),
         })
         self.group = ServiceGroup(self.settings, self.dir / "logs", cwd=REPO_ROOT)
         self.receiver: ChildProcess | None = None
@@ -648,8 +664,7 @@ def run_faults(out: Path, *, only: list[str] | None = None, speed: float = 10.0,
         "machine": f"{os.cpu_count()} CPU cores",
         "load_avg_1m_5m": [round(load1, 2), round(load5, 2)],
         "speed": speed,
-        "speed_scales": ["webhook outage", "alerting.backoff_initial_s", "alerting.backoff_max_s",
-                         "alerting.request_timeout_s", "alerting.inflight_lease_s", "alerting.escalate_after_s"],
+        "speed_scales": ["webhook outage"] + [f"alerting.{n}" for n in SPEED_SCALED if n in type(Settings().alerting).model_fields],
         "model": str(model.relative_to(REPO_ROOT)) if model.is_relative_to(REPO_ROOT) else str(model),
         "wall_s": round(time.monotonic() - started, 1),
         "rows": [r.as_dict() for r in rows],
