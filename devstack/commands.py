@@ -118,9 +118,31 @@ def demo(
         raise typer.Exit(1)
 
 
+def bench_faults(
+    out: Path = typer.Option(Path("var/bench/faults.json"), "--out", help="write the JSON result here"),
+    only: list[str] = typer.Option(None, "--only", help="run only these scenarios (repeatable; see --list)"),
+    speed: float = typer.Option(10.0, "--speed", min=1.0, max=100.0,
+                                help="divide webhook outages and alerting's backoff/lease/escalation times by this"),
+    model: Path = typer.Option(None, "--model", help="ONNX model (default: worker.model_path's default)"),
+    list_: bool = typer.Option(False, "--list", help="list the scenarios and exit"),
+) -> None:
+    """Fault and hostile-input scenarios on the embedded stack: prints scenario, confirmed
+    incidents, pages, lost, duplicate, stalled seconds (a table) and writes JSON (--out)."""
+    from devstack.faults import SCENARIOS, run_faults
+
+    if list_:
+        for name in SCENARIOS:
+            typer.echo(name)
+        return
+    result = run_faults(out, only=only or None, speed=speed, model=model)
+    if not all(r["ok"] for r in result["rows"]):
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     stack = groups["stack"]
     stack.command("up")(up)
     stack.command("down")(down)
     stack.command("status")(status)
     app.command("demo")(demo)
+    groups["bench"].command("faults")(bench_faults)

@@ -1,7 +1,8 @@
 """Aggregator core: classifications in, spill alerts out, state in Redis (no Kafka here).
 
-For each classification: validate (malformed, unknown schema version, unknown camera when cameras
-are configured -> :class:`Rejected`), run the camera's state machine inside the Redis transaction
+For each classification: validate (larger than ``limits.event_bytes``, checked before parsing;
+malformed; unknown schema version; unknown camera when cameras are configured; capture time more
+than ``limits.capture_ahead_s`` ahead of this clock -> :class:`Rejected`), run the camera's state machine inside the Redis transaction
 of :class:`~processors.state_store.StateStore`, write the evidence snapshot for a confirmation,
 then publish the committed alerts (outbox). ``tick`` is the timer: escalation of open incidents
 (acknowledgements read from alerting's keys) and a flush of anything left in the outbox.
@@ -18,7 +19,7 @@ from processors.confirmation import ConfirmParams, StepResult, observe, params_f
 from processors.evidence import render_snapshot, write_snapshot
 from processors.state_store import Publish, StateStore
 from spillwatch import metrics
-from spillwatch.events import AlertState, Classification, EventError, SpillAlert, utcnow
+from spillwatch.events import AlertState, Classification, EventError, SpillAlert, capture_ahead, utcnow
 from spillwatch.logs import get_logger
 from spillwatch.settings import Settings
 
@@ -61,9 +62,12 @@ class Aggregator:
         return p
 
     # ------------------------------------------------------------------ validation
-    def validate(self, key: bytes | None, value: bytes | None) -> Classification | Rejected:
+    def validate(self, key: bytes | None, value: bytes | None, now: datetime | None = None) -> Classification | Rejected:
         if not value:
             return Rejected(key, value, "empty record", "empty")
+        limit = self.settings.limits.event_bytes
+        if len(value) > limit:
+            return Rejected(key, value, f"classification too large: {len(value)} bytes > limit {limit}", "too_large")
         try:
             c = Classification.from_bytes(value)
         except EventError as exc:
@@ -72,6 +76,9 @@ class Aggregator:
             return Rejected(key, value, reason, cat)
         if self.known_cameras and c.camera_id not in self.known_cameras:
             return Rejected(key, value, f"unknown camera {c.camera_id!r} (not in the configured cameras)", "unknown_camera")
+        ahead = capture_ahead(c.capture_time, now or utcnow(), self.settings.limits.capture_ahead_s)
+        if ahead is not None:
+            return Rejected(key, value, ahead, "clock_skew")
         return c
 
     # ------------------------------------------------------------------ processing
@@ -86,6 +93,8 @@ class Aggregator:
         result = await self.store.apply(c.camera_id, lambda st: observe(st, c, params, at), prepare)
         if result.duplicate:
             metrics.DUPLICATES_SKIPPED.labels("aggregator").inc()
+            if result.admission.value != "duplicate":
+                log.info("classification not taken", camera=c.camera_id, seq=c.seq, epoch=c.epoch, admission=result.admission.value)
             return result
         if result.alerts:
             self._count(result)

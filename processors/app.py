@@ -16,6 +16,17 @@ At-least-once throughout: a batch's records are acked only after everything it p
 acknowledged by the broker, so a killed worker's frames are redone by the member that takes over
 (duplicates are dropped downstream by sequence number). No Faust tables (state lives in Redis), so
 the local broker's offset bug cannot bite and ``producer_max_batch_size`` stays unlimited.
+
+A stop never acknowledges unfinished work. Faust acks a batch of ``take_events`` (and the current
+event of ``events()``) in a ``finally`` when the agent's loop is torn down, including when SIGTERM
+cancels the agent in the middle of a batch; the consumer then commits those offsets on its way out
+and the records are lost. Each agent therefore holds one extra reference on every message it works
+on (:class:`AckWhenDone`) and gives it back only when the work is done: a cancelled batch keeps its
+references, is never committed, and is redelivered to whoever owns the partition next.
+
+Failures (processors/retry.py): a broker or Redis outage holds the batch and retries without limit;
+a record that the broker refuses for good, or that fails the same way ``limits.record_attempts``
+times, is dead-lettered (bounded: ``events.DeadLetter``) and the stage moves on.
 """
 
 from __future__ import annotations
@@ -23,9 +34,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from processors.retry import Attempts, holding, redis_error_is_outage, send_error_is_permanent
 from spillwatch import metrics
 from spillwatch.events import DeadLetter
 from spillwatch.kafka import faust_broker_settings
@@ -82,30 +96,141 @@ def _raw_topic(app: Any, name: str) -> Any:
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-async def _send_all(sends: list[tuple[Any, bytes | None, bytes]]) -> None:
-    """Send and wait until the broker has every record (before the batch is acked). While the broker
-    is away, retry with backoff and hold the batch: its records stay un-acked, nothing is skipped
-    (a retry may duplicate some records; consumers drop duplicates by sequence number)."""
-    delay = 0.2
-    while True:
-        try:
-            futs = [await topic.send(key=key, value=value) for topic, key, value in sends]
-            if futs:
-                await asyncio.gather(*futs)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - KafkaError and friends
-            log.warning("send failed; retrying", records=len(sends), error=repr(exc), delay_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+class AckWhenDone:
+    """Hold a reference on each event's message while the ``with`` body runs; give it back (ack)
+    only when the body completes. A body that is cancelled (SIGTERM) or raises keeps the reference,
+    so Faust's own ack in its ``finally`` cannot mark the record done: it is never committed and
+    is redelivered."""
+
+    def __init__(self, events: Sequence[Any]) -> None:
+        self.events = list(events)
+
+    def __enter__(self) -> "AckWhenDone":
+        for e in self.events:
+            e.message.incref()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            for e in self.events:
+                e.ack()
 
 
-def _dead_letter(topic: str, key: bytes | None, payload: bytes | None, reason: str, category: str, service: str) -> bytes:
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce. ``fallback`` gives what to send instead when the broker refuses this
+    record for good (a smaller dead letter), or None to give it up (logged)."""
+
+    topic: Any
+    key: bytes | None
+    value: bytes
+    what: str = "record"
+    fallback: Callable[[BaseException], "Outgoing | None"] | None = None
+
+
+class SendIncomplete(RuntimeError):
+    """Some records of a batch are not acknowledged yet (raised to retry them)."""
+
+    def __init__(self, failed: int, error: BaseException) -> None:
+        super().__init__(f"{failed} record(s) not acknowledged: {error!r}")
+        self.error = error
+        self.__cause__ = error
+
+
+async def _send_all(sends: Sequence[Outgoing], *, attempts: int = 3) -> None:
+    """Send and wait until the broker has every record (before the batch is acked).
+
+    While the broker is away, retry with backoff and hold the batch: its records stay un-acked,
+    nothing is skipped (a retry may duplicate some records; consumers drop duplicates by sequence
+    number). A record the broker refuses for good (too large, invalid) ``attempts`` times is
+    replaced by its ``fallback`` (a bounded dead letter), so it can never hold a stage forever."""
+    pending = list(sends)
+    faults: dict[int, int] = {}
+
+    async def once() -> None:
+        nonlocal pending
+        futs: list[Any] = []
+        errors: list[BaseException | None] = []
+        for rec in pending:
+            try:
+                futs.append(await rec.topic.send(key=rec.key, value=rec.value))
+                errors.append(None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - sorted out below
+                futs.append(None)
+                errors.append(exc)
+        results = await asyncio.gather(*(f for f in futs if f is not None), return_exceptions=True)
+        it = iter(results)
+        for i, f in enumerate(futs):
+            if f is not None:
+                r = next(it)
+                if isinstance(r, BaseException):
+                    if isinstance(r, asyncio.CancelledError):
+                        raise r
+                    errors[i] = r
+        still: list[Outgoing] = []
+        last: BaseException | None = None
+        for rec, err in zip(pending, errors, strict=True):
+            if err is None:
+                continue
+            last = err
+            if send_error_is_permanent(err):
+                n = faults[id(rec)] = faults.get(id(rec), 0) + 1
+                if n >= attempts:
+                    instead = rec.fallback(err) if rec.fallback is not None else None
+                    log.error("record refused by the broker; replaced" if instead else "record refused by the broker; given up",
+                              what=rec.what, bytes=len(rec.value), error=repr(err), tries=n)
+                    if instead is not None:
+                        still.append(instead)
+                    continue
+            still.append(rec)
+        pending = still
+        if pending:
+            assert last is not None
+            raise SendIncomplete(len(pending), last)
+
+    # Outages hold the batch for as long as they last; refused records are handled in once().
+    async for attempt in holding(Attempts(limit=1, is_outage=lambda _: True), "send", records=len(pending)):
+        with attempt:
+            await once()
+
+
+def _dead_letter(
+    settings: Settings,
+    topic: str,
+    key: bytes | None,
+    payload: bytes | None,
+    reason: str,
+    category: str,
+    service: str,
+    *,
+    partition: int | None = None,
+    offset: int | None = None,
+    payload_limit: int | None = None,
+) -> bytes:
     metrics.DEAD_LETTERS.labels(topic, category).inc()
+    limit = settings.limits.dead_letter_payload_bytes if payload_limit is None else payload_limit
     return DeadLetter.wrap(
-        source_topic=topic, key=key, payload=payload, reason=reason, service=service, category=category
+        source_topic=topic, key=key, payload=payload, reason=reason, service=service, category=category,
+        partition=partition, offset=offset, payload_limit=limit,
     ).to_bytes()
+
+
+def _dead_letter_out(
+    settings: Settings, dlq: Any, source: str, key: bytes | None, payload: bytes | None, reason: str, category: str,
+    service: str, *, partition: int | None = None, offset: int | None = None,
+) -> Outgoing:
+    """A dead letter to send; if the broker refuses it, the same without the payload (size, sha256
+    and coordinates only), and if that is refused too it is given up with an error log."""
+
+    def bare(exc: BaseException) -> Outgoing | None:
+        value = _dead_letter(settings, source, key, payload, f"{reason} [payload dropped: {exc!r}]", category, service,
+                             partition=partition, offset=offset, payload_limit=0)
+        return Outgoing(dlq, key, value, what="dead letter without payload")
+
+    value = _dead_letter(settings, source, key, payload, reason, category, service, partition=partition, offset=offset)
+    return Outgoing(dlq, key, value, what="dead letter", fallback=bare)
 
 
 _FETCH_WAIT_PATCHED = False
@@ -158,48 +283,82 @@ def create_app(settings: Settings, role: Role) -> Any:
 def _wire_classifier(app: Any, settings: Settings) -> None:
     import redis.asyncio as aioredis
 
-    from processors.classifier import BatchTimings, Classifier
+    from processors.classifier import BatchTimings, Classified, Classifier, Rejected
     from spillwatch.model import SpillModel
 
     t = settings.topics
     wid = worker_id()
+    tries = settings.limits.record_attempts
     model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads)
     core = Classifier(model, settings, wid)
     frames = _raw_topic(app, t.frames)
     out = _raw_topic(app, t.classifications)
-    dlq_name = t.dead_letter(t.frames)
-    dlq = _raw_topic(app, dlq_name)
+    dlq = _raw_topic(app, t.dead_letter(t.frames))
     rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     keys, ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
     clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads)
 
+    async def classify_records(
+        records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
+    ) -> tuple[list[Classified], list[Rejected]]:
+        """The batch at once; if that raises (a bug or a resource error, not a bad record: those are
+        rejected per record), record by record, each up to ``limits.record_attempts`` times."""
+        try:
+            return await asyncio.to_thread(core.process, records, timings)
+        except Exception as exc:  # noqa: BLE001 - isolate the record that breaks the batch
+            clog.warning("batch failed; classifying its records one by one", error=repr(exc), records=len(records))
+        ok: list[Classified] = []
+        bad: list[Rejected] = []
+        for i, rec in enumerate(records):
+            error: BaseException | None = None
+            for _ in range(tries):
+                try:
+                    o, b = await asyncio.to_thread(core.process, [rec], timings)
+                except Exception as exc:  # noqa: BLE001
+                    error = exc
+                    continue
+                ok += [c.at(i) for c in o]
+                bad += [r.at(i) for r in b]
+                break
+            else:
+                clog.exception("frame could not be classified; dead-lettered", error=repr(error))
+                bad.append(Rejected(rec[0], rec[1], f"classifier error after {tries} attempts: {error!r}", "error", index=i))
+        return ok, bad
+
+    def unpublishable(c: Classified, coords: tuple[int, int]) -> Callable[[BaseException], Outgoing | None]:
+        def instead(exc: BaseException) -> Outgoing | None:
+            reason = f"classification refused by the broker: {exc!r}"
+            return _dead_letter_out(settings, dlq, t.frames, c.key, c.event.to_bytes(), reason, "unpublishable",
+                                    "classifier", partition=coords[0], offset=coords[1])
+        return instead
+
     @app.agent(frames, name=f"{app.conf.id}.classify")
     async def classify(stream: Any) -> None:
         async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
-            records = [(e.message.key, e.message.value) for e in events]
-            timings = BatchTimings()
-            try:
-                ok, bad = await asyncio.to_thread(core.process, records, timings)
-            except Exception as exc:  # noqa: BLE001 - never lose the batch silently
-                clog.exception("batch failed; dead-lettering it", error=repr(exc))
-                from processors.classifier import Rejected
-
-                ok, bad = [], [Rejected(k, v, f"classifier error: {exc!r}", "error") for k, v in records]
-            sends: list[tuple[Any, bytes | None, bytes]] = [(out, c.key, c.event.to_bytes()) for c in ok]
-            for r in bad:
-                clog.warning("frame dead-lettered", reason=r.reason, key=(r.key or b"").decode("utf-8", "replace"))
-                sends.append((dlq, r.key, _dead_letter(t.frames, r.key, r.payload, r.reason, r.category, "classifier")))
-            suspicious = [c for c in ok if c.suspicious]
-            if suspicious:
-                try:
-                    async with rds.pipeline(transaction=False) as pipe:
-                        for c in suspicious:
-                            pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
-                        await pipe.execute()
-                except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
-                    clog.warning("could not keep evidence frames in Redis", error=repr(exc))
-            await _send_all(sends)
+            with AckWhenDone(events):
+                records = [(e.message.key, e.message.value) for e in events]
+                coords = [(e.message.partition, e.message.offset) for e in events]
+                timings = BatchTimings()
+                ok, bad = await classify_records(records, timings)
+                sends = [Outgoing(out, c.key, c.event.to_bytes(), "classification", unpublishable(c, coords[c.index]))
+                         for c in ok]
+                for r in bad:
+                    part, off = coords[r.index] if 0 <= r.index < len(coords) else (None, None)
+                    clog.warning("frame dead-lettered", reason=r.reason, category=r.category, partition=part, offset=off,
+                                 key=(r.key or b"").decode("utf-8", "replace")[:128])
+                    sends.append(_dead_letter_out(settings, dlq, t.frames, r.key, r.payload, r.reason, r.category,
+                                                  "classifier", partition=part, offset=off))
+                suspicious = [c for c in ok if c.suspicious]
+                if suspicious:
+                    try:
+                        async with rds.pipeline(transaction=False) as pipe:
+                            for c in suspicious:
+                                pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
+                            await pipe.execute()
+                    except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
+                        clog.warning("could not keep evidence frames in Redis", error=repr(exc))
+                await _send_all(sends, attempts=tries)
             if ok:
                 metrics.BATCH_SIZE.observe(len(ok))
                 metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
@@ -218,19 +377,18 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
 
 def _wire_aggregator(app: Any, settings: Settings) -> None:
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
 
     from processors.aggregator import Aggregator, Rejected
     from processors.state_store import StateStore
-    from spillwatch.events import SpillAlert
+    from spillwatch.events import Classification, SpillAlert
 
     t = settings.topics
     wid = worker_id()
+    tries = settings.limits.record_attempts
     threshold, map_threshold = model_thresholds(settings)
     source = _raw_topic(app, t.classifications)
     alerts = _raw_topic(app, t.spill_alerts)
-    dlq_name = t.dead_letter(t.classifications)
-    dlq = _raw_topic(app, dlq_name)
+    dlq = _raw_topic(app, t.dead_letter(t.classifications))
     rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     store = StateStore(rds, settings.redis.key_prefix, settings.aggregator.state_ttl_s)
     alog = get_logger("processors.aggregator", worker=wid)
@@ -245,29 +403,36 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
     )
     alog.info("aggregator ready", threshold=threshold, map_threshold=map_threshold, cameras=len(agg.known_cameras))
 
+    async def dead_letter(message: Any, reason: str, category: str) -> None:
+        alog.warning("classification dead-lettered", reason=reason, category=category, partition=message.partition,
+                     offset=message.offset)
+        await _send_all([_dead_letter_out(settings, dlq, t.classifications, message.key, message.value, reason, category,
+                                          "aggregator", partition=message.partition, offset=message.offset)],
+                        attempts=tries)
+
+    async def decide(c: Classification) -> None:
+        """Run the state machine; Redis away: hold (never skip a decision); an error of this record
+        (a bug, a Redis error reply about its data) ``limits.record_attempts`` times: raise."""
+        async for attempt in holding(Attempts(tries, redis_error_is_outage), "classification", camera=c.camera_id, seq=c.seq):
+            with attempt:
+                await agg.handle(c)
+
     @app.agent(source, name=f"{app.conf.id}.aggregate")
     async def aggregate(stream: Any) -> None:
         async for event in stream.events():
-            key, value = event.message.key, event.message.value
-            c = agg.validate(key, value)
-            if isinstance(c, Rejected):
-                alog.warning("classification dead-lettered", reason=c.reason)
-                await _send_all([(dlq, key, _dead_letter(t.classifications, key, value, c.reason, c.category, "aggregator"))])
-                continue
-            delay = 0.2
-            while True:  # Redis or the broker away: hold this record (never skip a decision)
+            with AckWhenDone([event]):
+                msg = event.message
+                c = agg.validate(msg.key, msg.value)
+                if isinstance(c, Rejected):
+                    await dead_letter(msg, c.reason, c.category)
+                    continue
                 try:
-                    await agg.handle(c)
-                    break
-                except (RedisError, OSError, asyncio.TimeoutError) as exc:
-                    alog.warning("aggregator backend unavailable; retrying", error=repr(exc), delay_s=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                except Exception as exc:  # noqa: BLE001 - a record that breaks the aggregator is parked
-                    alog.exception("classification could not be processed; dead-lettered", camera=c.camera_id)
-                    reason = f"aggregator error: {exc!r}"
-                    await _send_all([(dlq, key, _dead_letter(t.classifications, key, value, reason, "error", "aggregator"))])
-                    break
+                    await decide(c)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this record, not an outage: park it, go on
+                    alog.exception("classification could not be processed", camera=c.camera_id, seq=c.seq)
+                    await dead_letter(msg, f"aggregator error after {tries} attempts: {type(exc).__name__}: {exc}", "error")
 
     @app.timer(interval=settings.aggregator.tick_interval_s)
     async def _tick() -> None:

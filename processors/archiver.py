@@ -80,18 +80,22 @@ class Archiver:
         try:
             if topic == t_frames:
                 self.stats.frames += 1
-                frame = decode_frame(value, max_bytes=self.settings.worker.max_frame_bytes)
-                pair = self.join.add_frame((frame.header.camera_id, frame.header.seq), frame, now)
+                frame = decode_frame(value, max_bytes=self.settings.limits.frame_bytes)
+                pair = self.join.add_frame((frame.header.camera_id, frame.header.epoch, frame.header.seq), frame, now)
                 if pair:
                     self._classified(*pair)
             elif topic == t_cls:
                 self.stats.classifications += 1
+                if len(value) > self.settings.limits.event_bytes:
+                    raise EventError(f"classification too large: {len(value)} bytes > limit {self.settings.limits.event_bytes}")
                 cls = Classification.from_bytes(value)
-                pair = self.join.add_classification((cls.camera_id, cls.seq), cls, now)
+                pair = self.join.add_classification((cls.camera_id, cls.epoch, cls.seq), cls, now)
                 if pair:
                     self._classified(*pair)
             elif topic == t_alerts:
                 self.stats.alerts += 1
+                if len(value) > self.settings.limits.event_bytes:
+                    raise EventError(f"spill alert too large: {len(value)} bytes > limit {self.settings.limits.event_bytes}")
                 self._alert(SpillAlert.from_bytes(value))
         except EventError as exc:
             self.stats.skip(topic)

@@ -5,18 +5,26 @@ One :class:`Classifier` per worker process wraps one ONNX Runtime session (``Spi
 Faust agent collected them with ``stream.take_events``; every record gives exactly one outcome:
 a :class:`Classified` (sent to ``classifications``) or a :class:`Rejected` (sent to the frames
 dead-letter topic with its reason). A bad record never fails the batch.
+
+Checks, cheapest first, so a hostile record costs no more than the check that rejects it:
+record size (``limits.frame_bytes``, a length comparison), envelope and header, capture time
+(``limits.capture_ahead_s`` ahead of this worker's clock), then the image from its JPEG markers
+without decoding (JPEG only: PNG and other formats are rejected; at most ``limits.image_pixels``
+pixels and ``limits.image_scans`` scans), and only then the decoder. A 30000x30000 image is
+refused by its header, so the decoder never allocates for it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
 
 from processors.confirmation import params_for
-from spillwatch.events import Classification, EventError, FrameHeader, decode_frame
+from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.model import ImageDecodeError, SpillModel
 from spillwatch.settings import Settings
 
@@ -27,6 +35,10 @@ class Classified:
     event: Classification
     jpeg: bytes
     suspicious: bool  # spill_prob >= the camera's threshold: kept for the evidence snapshot
+    index: int = 0  # position of the record in the batch given to ``process``
+
+    def at(self, index: int) -> "Classified":
+        return replace(self, index=index)
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,10 @@ class Rejected:
     reason: str
     category: str  # bounded label for the dead-letter metric
     header: FrameHeader | None = None
+    index: int = -1  # position of the record in the batch given to ``process``
+
+    def at(self, index: int) -> "Rejected":
+        return replace(self, index=index)
 
 
 @dataclass
@@ -49,6 +65,14 @@ class BatchTimings:
 
 def reject_category(reason: str) -> str:
     r = reason.lower()
+    if "image too large" in r or "too many scans" in r:
+        return "image_too_large"
+    if "frames carry jpeg only" in r or "unsupported jpeg" in r:
+        return "not_jpeg"
+    if "jpeg" in r:
+        return "bad_image"
+    if "ahead of this clock" in r:
+        return "clock_skew"
     if "too large" in r:
         return "too_large"
     if "bad magic" in r or "header length" in r or "no image payload" in r:
@@ -69,49 +93,67 @@ class Classifier:
         self.model = model
         self.settings = settings
         self.worker_id = worker_id
-        self.max_bytes = settings.worker.max_frame_bytes
+        lim = settings.limits
+        self.max_bytes = lim.frame_bytes
+        self.max_pixels, self.max_scans, self.ahead_s = lim.image_pixels, lim.image_scans, lim.capture_ahead_s
         self._threshold = lru_cache(maxsize=4096)(self._camera_threshold)
 
     def _camera_threshold(self, camera: str) -> float:
         return params_for(self.settings, camera, model_threshold=self.model.threshold).threshold
 
-    def _reject(self, key: bytes | None, value: bytes | None, reason: str, header: FrameHeader | None = None) -> Rejected:
-        return Rejected(key=key, payload=value, reason=reason, category=reject_category(reason), header=header)
+    def _reject(
+        self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None
+    ) -> Rejected:
+        return Rejected(key=key, payload=value, reason=reason, category=reject_category(reason), header=header, index=index)
 
     def process(
-        self, records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings | None = None
+        self,
+        records: list[tuple[bytes | None, bytes | None]],
+        timings: BatchTimings | None = None,
+        now: datetime | None = None,
     ) -> tuple[list[Classified], list[Rejected]]:
+        """Classify a batch; ``now`` (default: this clock) is the reference of the capture-time check."""
         t0 = time.perf_counter()
-        good: list[tuple[bytes, FrameHeader, bytes, np.ndarray]] = []
+        at = now or utcnow()
+        good: list[tuple[int, bytes, FrameHeader, bytes, np.ndarray]] = []
         rejected: list[Rejected] = []
-        for key, value in records:
+        for i, (key, value) in enumerate(records):
             if not value:
-                rejected.append(self._reject(key, value, "empty record"))
+                rejected.append(self._reject(key, value, "empty record", i))
                 continue
             try:
                 frame = decode_frame(value, max_bytes=self.max_bytes)
             except EventError as exc:
-                rejected.append(self._reject(key, value, str(exc)))
+                rejected.append(self._reject(key, value, str(exc), i))
+                continue
+            ahead = capture_ahead(frame.header.capture_time, at, self.ahead_s)
+            if ahead is not None:
+                rejected.append(self._reject(key, value, ahead, i, frame.header))
                 continue
             try:
+                check_jpeg(frame.jpeg, max_pixels=self.max_pixels, max_scans=self.max_scans)
                 x = self.model.preprocess_jpeg(frame.jpeg)
+            except EventError as exc:
+                rejected.append(self._reject(key, value, str(exc), i, frame.header))
+                continue
             except ImageDecodeError as exc:
-                rejected.append(self._reject(key, value, f"image decode failed: {exc}", frame.header))
+                rejected.append(self._reject(key, value, f"image decode failed: {exc}", i, frame.header))
                 continue
             except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
-                rejected.append(self._reject(key, value, f"image decode failed: {type(exc).__name__}: {exc}", frame.header))
+                rejected.append(self._reject(key, value, f"image decode failed: {type(exc).__name__}: {exc}", i, frame.header))
                 continue
-            good.append((frame.header.camera_id.encode(), frame.header, frame.jpeg, x))
+            good.append((i, frame.header.camera_id.encode(), frame.header, frame.jpeg, x))
         t1 = time.perf_counter()
         out: list[Classified] = []
         infer_ms = 0.0
         if good:
-            preds, infer_ms = self.model.timed_infer(np.stack([g[3] for g in good]))
+            preds, infer_ms = self.model.timed_infer(np.stack([g[4] for g in good]))
             per_frame = infer_ms / len(good)
-            for (key, h, jpeg, _), p in zip(good, preds, strict=True):
+            for (i, key, h, jpeg, _), p in zip(good, preds, strict=True):
                 event = Classification(
                     camera_id=h.camera_id,
                     seq=h.seq,
+                    epoch=h.epoch,
                     capture_time=h.capture_time,
                     spill_prob=min(1.0, max(0.0, p.spill_prob)),
                     spill_map=p.quantised_map(),
@@ -121,7 +163,7 @@ class Classifier:
                     inference_ms=round(per_frame, 3),
                     label=h.label,
                 )
-                out.append(Classified(key, event, jpeg, event.spill_prob >= self._threshold(h.camera_id)))
+                out.append(Classified(key, event, jpeg, event.spill_prob >= self._threshold(h.camera_id), i))
         if timings is not None:
             timings.decode_ms += (t1 - t0) * 1000
             timings.inference_ms += infer_ms

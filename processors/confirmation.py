@@ -35,14 +35,42 @@ cooldown 60 s). Producers sample at ~2 fps (spills are static), so 5 frames span
   band between threshold/2 and threshold holds the current state (hysteresis).
 * After clearing, a 60 s cooldown stops a mopped-but-still-wet floor from paging again at once.
 
-Redelivery and order. Kafka keys frames and classifications by camera id, so one camera's records
-arrive in order from one partition; duplicates appear after a worker is killed or a group
-rebalances (at-least-once). A classification whose ``seq`` is <= the last processed seq of its
-camera is ignored as a duplicate **unless its capture time is later than the last processed one**:
-that is a producer that restarted its sequence, so the frame is taken and the window restarts.
-A frame that arrives after a later one (lower seq, older capture) is dropped as stale: at 2 fps that
-loses one vote of the window, never an incident. Gaps in seq (dropped frames) are fine; a gap of
-more than ``max_gap_s`` of capture time empties the window (old votes do not mix with new ones).
+Redelivery, order and hostile input: the admission rule. Kafka keys frames and classifications by
+camera id, so one camera's records arrive in order from one partition; duplicates appear after a
+worker is killed or a group rebalances (at-least-once). Every frame is identified by its producer's
+*epoch* (one value per producer run, chosen at start: start time in ms x 1000 + a random 0..999;
+``None`` for producers from before epochs) and its ``seq`` within that run. A camera's state keeps
+one high-water mark per epoch (``StreamMark``: highest seq, latest capture time; the
+``MAX_STREAMS`` most recently used) and the newest capture time it accepted. :func:`admit` decides,
+with ``A = capture_ahead_s`` (``limits.capture_ahead_s``) and ``S = stale_after_s``
+(``aggregator.stale_after_s``, validated ``S > A``):
+
+1. ``future``: capture time more than ``A`` ahead of ``now`` (the processing clock): rejected
+   (the aggregator dead-letters it before it gets here; this is the same rule, so the state can
+   never hold a capture time beyond ``now + A``);
+2. ``stale``: captured more than ``S`` before the newest capture this camera accepted;
+3. ``duplicate``: its epoch's mark has a seq >= this one **and** a capture time >= this one
+   (a redelivered record or one that arrived after a later one of its own run);
+4. ``restart``: seq not above its epoch's mark but a later capture time: the same run numbered from
+   the start again (producers from before epochs, ``producer.seq_from_clock`` off): taken, and the
+   window restarts;
+5. otherwise ``new``: taken. Records of another epoch never count against this one: a restarted
+   producer (new epoch) and two producers on one camera by mistake (two epochs, both taken, the
+   window sees both) are never dropped.
+
+Why no state can wedge a camera (tests/test_hostile_confirmation.py proves it with hypothesis):
+every capture time in the state is <= ``now + A`` (rule 1; clocks of the aggregators are assumed
+monotonic and in sync, NTP). So a frame of a *new* epoch captured less than ``S - A`` (8 min by
+default) before ``now`` is always taken, whatever records came before; a frame of an existing epoch
+is dropped only while an accepted record of the *same* epoch had a seq >= and a capture time >=
+its own: a later frame of its own run, or a forgery that copied its epoch, and such a forgery
+stops mattering once the real capture times pass it, at most ``A`` later. One forged or clock-skewed
+record therefore costs at most its own vote (and, beyond ``max_gap_s``, an emptied window), never
+a camera. A state from before epochs (no marks) is read as the mark of epoch ``None``.
+
+A frame that arrives after a later one of its run is dropped (rule 3): at 2 fps that loses one
+vote of the window, never an incident. Gaps in seq (dropped frames) are fine; a forward gap of more
+than ``max_gap_s`` of capture time empties the window (old votes do not mix with new ones).
 """
 
 from __future__ import annotations
@@ -81,6 +109,8 @@ class ConfirmParams(BaseModel):
     cooldown_s: float = Field(default=60.0, ge=0)
     escalate_after_s: float = Field(default=300.0, gt=0)
     max_gap_s: float = Field(default=30.0, gt=0)
+    capture_ahead_s: float = Field(default=120.0, gt=0, description="captures further ahead of now are refused")
+    stale_after_s: float = Field(default=600.0, gt=0, description="captures this long before the newest are stale")
     map_threshold: float = Field(default=0.5, ge=0, le=1)
     zone: Polygon | None = None
     zone_name: str | None = None
@@ -88,6 +118,8 @@ class ConfirmParams(BaseModel):
     def model_post_init(self, __context: object) -> None:
         if self.confirm_k > self.window:
             raise ValueError("confirm_k must be <= window")
+        if self.stale_after_s <= self.capture_ahead_s:
+            raise ValueError("stale_after_s must exceed capture_ahead_s")
 
     @property
     def clear_below(self) -> float:
@@ -122,6 +154,8 @@ def params_for(
         cooldown_s=agg.cooldown_s,
         escalate_after_s=agg.escalate_after_s,
         max_gap_s=agg.max_gap_s,
+        capture_ahead_s=settings.limits.capture_ahead_s,
+        stale_after_s=agg.stale_after_s,
         map_threshold=map_threshold,
         zone=zone,
         zone_name=f"{camera_id}-zone" if zone else None,
@@ -232,13 +266,40 @@ class Incident(BaseModel):
     cleared_at: datetime | None = None
 
 
+MAX_STREAMS = 8
+
+
+class StreamMark(BaseModel):
+    """High-water mark of one producer run (epoch) of a camera."""
+
+    epoch: int | None = None
+    seq: int
+    capture: datetime
+    used: int = Field(default=0, description="CameraState.frames when last taken (least recently used goes first)")
+
+
+class Admission(StrEnum):
+    NEW = "new"
+    RESTART = "restart"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+    FUTURE = "future"
+
+    @property
+    def taken(self) -> bool:
+        return self in (Admission.NEW, Admission.RESTART)
+
+
 class CameraState(BaseModel):
     """Everything that matters about one camera; JSON in Redis, never only in a worker's memory."""
 
     camera_id: str
     phase: Phase = Phase.IDLE
-    last_seq: int | None = None
-    last_capture: datetime | None = None
+    last_seq: int | None = Field(default=None, description="seq of the last classification taken")
+    last_epoch: int | None = None
+    last_capture: datetime | None = Field(default=None, description="capture time of the last classification taken")
+    newest_capture: datetime | None = Field(default=None, description="latest capture time taken")
+    streams: list[StreamMark] = Field(default_factory=list)
     window: list[Sample] = Field(default_factory=list)
     suspect_seq: int | None = None
     suspect_since: datetime | None = None
@@ -248,6 +309,15 @@ class CameraState(BaseModel):
     cooldown_until: datetime | None = None
     frames: int = 0
     duplicates: int = 0
+
+    def marks(self) -> list[StreamMark]:
+        """The epochs' high-water marks; a state saved before epochs existed gives its one mark."""
+        if self.streams or self.last_seq is None or self.last_capture is None:
+            return self.streams
+        return [StreamMark(epoch=None, seq=self.last_seq, capture=self.last_capture, used=self.frames)]
+
+    def mark(self, epoch: int | None) -> StreamMark | None:
+        return next((m for m in self.marks() if m.epoch == epoch), None)
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -264,7 +334,8 @@ class CameraState(BaseModel):
 class StepResult(BaseModel):
     state: CameraState
     alerts: list[SpillAlert] = Field(default_factory=list)
-    duplicate: bool = False
+    duplicate: bool = Field(default=False, description="not taken (see ``admission``): nothing to store")
+    admission: Admission = Admission.NEW
     score: float | None = None
 
 
@@ -275,12 +346,38 @@ def incident_id(camera_id: str, first_seq: int, first_seen: datetime) -> str:
     return f"{camera_id}-{first_seq}-{digest}"
 
 
-def is_duplicate(state: CameraState, seq: int, capture_time: datetime) -> bool:
-    """True for a redelivered or stale record (see the module docstring)."""
-    if state.last_seq is None or seq > state.last_seq:
-        return False
-    # seq <= last: a restarted producer (later capture) is new; anything else is a repeat
-    return state.last_capture is None or capture_time <= state.last_capture
+def admit(
+    state: CameraState, epoch: int | None, seq: int, capture_time: datetime, params: ConfirmParams, now: datetime
+) -> Admission:
+    """The admission rule of the module docstring (pure)."""
+    if (capture_time - now).total_seconds() > params.capture_ahead_s:
+        return Admission.FUTURE
+    if state.newest_capture is not None and (state.newest_capture - capture_time).total_seconds() > params.stale_after_s:
+        return Admission.STALE
+    mark = state.mark(epoch)
+    if mark is None or seq > mark.seq:
+        return Admission.NEW
+    if capture_time > mark.capture:
+        return Admission.RESTART
+    return Admission.DUPLICATE
+
+
+def _take(st: CameraState, epoch: int | None, seq: int, capture_time: datetime, verdict: Admission) -> None:
+    """Record a taken classification in the marks (``st`` is the caller's copy)."""
+    marks = [m.model_copy() for m in st.marks()]
+    mark = next((m for m in marks if m.epoch == epoch), None)
+    if mark is None:
+        mark = StreamMark(epoch=epoch, seq=seq, capture=capture_time)
+        marks.append(mark)
+    elif verdict == Admission.RESTART:
+        mark.seq, mark.capture = seq, capture_time
+    else:
+        mark.seq, mark.capture = max(mark.seq, seq), max(mark.capture, capture_time)
+    mark.used = st.frames
+    marks.sort(key=lambda m: m.used, reverse=True)
+    st.streams = marks[:MAX_STREAMS]
+    st.last_seq, st.last_epoch, st.last_capture = seq, epoch, capture_time
+    st.newest_capture = capture_time if st.newest_capture is None else max(st.newest_capture, capture_time)
 
 
 def _alert(
@@ -332,15 +429,14 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     timer's reference). Returns the new state (the input is not modified) and the alerts."""
     if c.camera_id != state.camera_id:
         raise ValueError(f"classification for {c.camera_id} fed to the state of {state.camera_id}")
-    if is_duplicate(state, c.seq, c.capture_time):
-        st = state.model_copy(deep=True)
-        st.duplicates += 1
-        return StepResult(state=st, duplicate=True)
-
+    verdict = admit(state, c.epoch, c.seq, c.capture_time, params, now)
     st = state.model_copy(deep=True)
-    restarted = st.last_seq is not None and c.seq <= st.last_seq
+    if not verdict.taken:
+        st.duplicates += 1
+        return StepResult(state=st, duplicate=True, admission=verdict)
+
     gap = st.last_capture is not None and (c.capture_time - st.last_capture).total_seconds() > params.max_gap_s
-    if restarted or gap:
+    if verdict == Admission.RESTART or gap:
         st.window = []
         if st.phase == Phase.SUSPECTED:
             st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
@@ -348,7 +444,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold)
     st.window.append(Sample(seq=c.seq, at=c.capture_time, prob=c.spill_prob, score=score))
     st.window = st.window[-params.window :]
-    st.last_seq, st.last_capture = c.seq, c.capture_time
+    _take(st, c.epoch, c.seq, c.capture_time, verdict)
     st.frames += 1
     hit = score >= params.threshold
     hits = sum(1 for s in st.window if s.score >= params.threshold)
@@ -372,23 +468,23 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
             esc = _maybe_escalate(st, params, now, capture_now=c.capture_time)
             if esc is not None:
                 alerts.append(esc)
-        return StepResult(state=st, alerts=alerts, score=score)
+        return StepResult(state=st, alerts=alerts, score=score, admission=verdict)
 
     if st.phase == Phase.CLEARED:
         if st.cooldown_until is not None and c.capture_time < st.cooldown_until:
-            return StepResult(state=st, score=score)  # cooling down: votes collect, nothing opens
+            return StepResult(state=st, score=score, admission=verdict)  # cooling down: votes collect, nothing opens
         st.phase, st.cooldown_until = Phase.IDLE, None
 
     # idle or suspected
     if hits == 0:
         st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
-        return StepResult(state=st, score=score)
+        return StepResult(state=st, score=score, admission=verdict)
     if st.suspect_seq is None:
         first = next(s for s in st.window if s.score >= params.threshold)
         st.suspect_seq, st.suspect_since = first.seq, first.at
     if hits < params.confirm_k:
         st.phase = Phase.SUSPECTED
-        return StepResult(state=st, score=score)
+        return StepResult(state=st, score=score, admission=verdict)
 
     assert st.suspect_since is not None
     inc = Incident(
@@ -406,7 +502,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     )
     st.phase, st.incident, st.clear_run = Phase.CONFIRMED, inc, 0
     alerts.append(_alert(st, inc, AlertState.CONFIRMED, params, now))
-    return StepResult(state=st, alerts=alerts, score=score)
+    return StepResult(state=st, alerts=alerts, score=score, admission=verdict)
 
 
 def tick(

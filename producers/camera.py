@@ -13,7 +13,7 @@ from producers.imaging import downsize, encode_jpeg
 from producers.publisher import CameraStats, FramePublisher
 from producers.sampling import Pacer, RateSampler
 from producers.sources import EndOfStream, FrameDecodeError, Source, SourceError, open_source, redact
-from spillwatch.events import FrameHeader, utcnow
+from spillwatch.events import FrameHeader, new_epoch, utcnow
 from spillwatch.logs import get_logger
 from spillwatch.redact import redact_text
 from spillwatch.settings import CameraConfig, Settings
@@ -60,6 +60,9 @@ class CameraWorker(threading.Thread):
         self.max_frames = max_frames
         self.source_factory = source_factory
         self.preload = preload
+        # seq numbers frames within this run; the epoch names the run (restart-safe identity of the
+        # sequence: the aggregator keeps one high-water mark per epoch, processors/confirmation.py)
+        self.epoch = new_epoch()
         self.seq = int(time.time() * 1000) if settings.producer.seq_from_clock else 0
         self._last_capture: datetime | None = None
         self._uri = redact(cfg.source)
@@ -153,6 +156,7 @@ class CameraWorker(threading.Thread):
             header = FrameHeader(
                 camera_id=self.cfg.id,
                 seq=self.seq,
+                epoch=self.epoch,
                 capture_time=capture,
                 width=w,
                 height=h,

@@ -78,7 +78,7 @@ class FramePublisher:
         self.producer_id = producer_id
         self.topics = settings.topics
         self.stats = stats
-        self.max_frame_bytes = settings.producer.max_frame_bytes
+        self.max_frame_bytes = min(settings.producer.max_frame_bytes, settings.limits.frame_bytes)
         self.max_pending = settings.producer.max_pending_frames
         self._frames: queue.Queue[tuple[str, bytes, bytes]] = queue.Queue()
         self._health: deque[tuple[str, bytes]] = deque(maxlen=1000)

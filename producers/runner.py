@@ -27,6 +27,62 @@ def default_producer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class HealthHub:
+    """One health tracker per camera, the heartbeat ticker thread, and publishing of the reports."""
+
+    def __init__(
+        self, settings: Settings, cams: list[CameraConfig], stats: dict[str, CameraStats], publisher: FramePublisher, pid: str
+    ) -> None:
+        p = settings.producer
+        now = time.monotonic()
+        self.trackers = {
+            c.id: HealthTracker(stall_after_s=p.stall_after_s, offline_after_s=p.offline_after_s, heartbeat_s=p.heartbeat_s,
+                                start=now)
+            for c in cams
+        }
+        self.stats = stats
+        self.publisher = publisher
+        self.pid = pid
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="camera-health", daemon=True)
+
+    def emit(self, camera_id: str, rep: HealthReport) -> None:
+        error = redact_text(rep.error) if rep.error else rep.error  # events leave the process: no credentials
+        with self._lock:
+            self.stats[camera_id].state = rep.state.value
+            for st in CameraState:
+                metrics.CAMERA_STATE.labels(camera_id, st.value).set(1 if st == rep.state else 0)
+        if rep.changed:
+            log.info("camera state", camera=camera_id, state=rep.state.value, error=error, fps=rep.fps)
+        self.publisher.publish_health(
+            CameraHealth(
+                camera_id=camera_id,
+                state=rep.state,
+                fps=rep.fps,
+                last_frame_time=rep.last_frame_time,
+                frames_published=rep.frames,
+                error=error,
+                producer=self.pid,
+            )
+        )
+
+    def _tick(self) -> None:
+        while not self._done.wait(0.2):
+            t = time.monotonic()
+            for cid, tr in self.trackers.items():
+                rep = tr.tick(t)
+                if rep is not None:
+                    self.emit(cid, rep)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=2)
+
+
 def run_cameras(
     settings: Settings,
     cameras: Iterable[CameraConfig] | None = None,
@@ -52,81 +108,27 @@ def run_cameras(
     external_stop = stop_event or threading.Event()
     stop = threading.Event()  # ours: set when the caller asks or when every camera is done
     pid = producer_id or default_producer_id()
-    p = settings.producer
-    metrics.start_metrics_server(p.metrics_port)
+    metrics.start_metrics_server(settings.producer.metrics_port)
     stats = {c.id: CameraStats(c.id) for c in cams}
     publisher = FramePublisher(settings, pid, stats)
     publisher.start()
-    now = time.monotonic()
-    trackers = {
-        c.id: HealthTracker(
-            stall_after_s=p.stall_after_s, offline_after_s=p.offline_after_s, heartbeat_s=p.heartbeat_s, start=now
-        )
-        for c in cams
-    }
-    lock = threading.Lock()
-
-    def emit(camera_id: str, rep: HealthReport) -> None:
-        error = redact_text(rep.error) if rep.error else rep.error  # events leave the process: no credentials
-        with lock:
-            stats[camera_id].state = rep.state.value
-            for st in CameraState:
-                metrics.CAMERA_STATE.labels(camera_id, st.value).set(1 if st == rep.state else 0)
-        if rep.changed:
-            log.info("camera state", camera=camera_id, state=rep.state.value, error=error, fps=rep.fps)
-        publisher.publish_health(
-            CameraHealth(
-                camera_id=camera_id,
-                state=rep.state,
-                fps=rep.fps,
-                last_frame_time=rep.last_frame_time,
-                frames_published=rep.frames,
-                error=error,
-                producer=pid,
-            )
-        )
-
+    health = HealthHub(settings, cams, stats, publisher, pid)
     workers = [
         CameraWorker(
-            c,
-            settings,
-            publisher,
-            trackers[c.id],
-            stats[c.id],
-            stop,
-            producer_id=pid,
-            emit_health=emit,
-            speed=speed,
-            max_frames=max_frames,
-            preload=preload,
-            source_factory=source_factory,
+            c, settings, publisher, health.trackers[c.id], stats[c.id], stop, producer_id=pid, emit_health=health.emit,
+            speed=speed, max_frames=max_frames, preload=preload, source_factory=source_factory,
         )
         for c in cams
     ]
-    done = threading.Event()
-
-    def ticker() -> None:
-        while not done.wait(0.2):
-            t = time.monotonic()
-            for cid, tr in trackers.items():
-                rep = tr.tick(t)
-                if rep is not None:
-                    emit(cid, rep)
-
-    tick_thread = threading.Thread(target=ticker, name="camera-health", daemon=True)
-    tick_thread.start()
+    health.start()
     log.info("producer started", cameras=len(cams), producer=pid, bootstrap=settings.kafka.bootstrap)
-    for w in workers:
-        w.start()
     try:
-        while any(w.is_alive() for w in workers) and not external_stop.is_set():
-            time.sleep(0.1)
+        _run_until_done(workers, external_stop)
     finally:
         stop.set()
         for w in workers:
             w.join(timeout=10)
-        done.set()
-        tick_thread.join(timeout=2)
+        health.stop()
         publisher.close(flush_timeout_s)
     log.info(
         "producer stopped",
@@ -135,3 +137,11 @@ def run_cameras(
         dropped=sum(sum(s.dropped.values()) for s in stats.values()),
     )
     return stats
+
+
+def _run_until_done(workers: list[CameraWorker], stop: threading.Event) -> None:
+    """Start the camera threads; return when all have ended or ``stop`` is set."""
+    for w in workers:
+        w.start()
+    while any(w.is_alive() for w in workers) and not stop.is_set():
+        time.sleep(0.1)

@@ -6,13 +6,36 @@ JSON for everything but frames; frames travel as a small binary envelope (no pic
 
 Times are timezone-aware UTC; ``capture_time`` is stamped by the producer at capture, never by a
 later stage.
+
+Limits of the wire contract (defaults of ``settings.limits``; every consumer checks them before any
+other work, so one hostile record costs a length comparison):
+
+* a ``frames`` record is at most ``MAX_FRAME_BYTES`` (4 MB), any other event ``MAX_EVENT_BYTES``
+  (64 KiB);
+* the image of a frame is a JPEG (baseline or progressive, what producers and replay send; PNG and
+  anything else is rejected) whose header (SOF) declares at most ``limits.image_pixels`` pixels,
+  read by :func:`jpeg_info` without decoding it;
+* a capture time more than ``limits.capture_ahead_s`` ahead of the reader's clock is rejected
+  (:func:`capture_ahead`): a forged or clock-skewed frame cannot move a camera's state into the
+  future;
+* a :class:`DeadLetter` never exceeds the broker's default record limit (1 MiB): it keeps the
+  rejected bytes whole up to ``DEAD_LETTER_PAYLOAD_BYTES`` and otherwise a prefix, with the
+  original's size, sha256 and topic/partition/offset.
+
+Schema version: ``v`` stays 1; fields added since (``FrameHeader.epoch``, ``Classification.epoch``,
+the bounded-payload fields of ``DeadLetter``) are optional, so old records still validate and old
+readers ignore them.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 import struct
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -22,6 +45,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 SCHEMA_VERSION = 1
 FRAME_MAGIC = b"SWF1"
 MAX_FRAME_HEADER_BYTES = 16 * 1024
+MAX_FRAME_BYTES = 4_000_000  # default of limits.frame_bytes: one frames record
+MAX_EVENT_BYTES = 64 * 1024  # default of limits.event_bytes: classifications, spill-alerts, camera-health
+DEAD_LETTER_PAYLOAD_BYTES = 256 * 1024  # default of limits.dead_letter_payload_bytes
+# Hard cap of the bytes a dead letter keeps: base64 (4/3) plus the other fields stays under the
+# 1 MiB record limit Apache Kafka applies by default (message.max.bytes).
+MAX_DEAD_LETTER_PAYLOAD_BYTES = 640 * 1024
+MAX_SEQ = 2**63 - 1
 
 
 def utcnow() -> datetime:
@@ -73,7 +103,14 @@ class FrameHeader(Event):
     """Metadata of one sampled camera frame."""
 
     camera_id: str = Field(min_length=1, max_length=128)
-    seq: int = Field(ge=0, description="per-camera sequence number, increasing")
+    seq: int = Field(ge=0, le=MAX_SEQ, description="per-camera sequence number, increasing within an epoch")
+    epoch: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEQ,
+        description="identity of the producer run that numbered seq (start time in ms x 1000 + a random 0..999); "
+        "None: a producer from before epochs",
+    )
     capture_time: UtcDatetime
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -82,6 +119,13 @@ class FrameHeader(Event):
     source_uri: str = ""
     # Ground-truth / replay context travels with the frame when known (replay, synthetic clips).
     label: Literal["spill", "clean"] | None = None
+
+
+def new_epoch() -> int:
+    """A producer run's epoch: its start time in ms x 1000 plus a random 0..999, so two runs (a
+    restart, a second producer on the same camera) practically never share one, even with a clock
+    that starts from the same value at every boot."""
+    return int(time.time() * 1000) * 1000 + secrets.randbelow(1000)
 
 
 class Frame(BaseModel):
@@ -114,6 +158,102 @@ def decode_frame(data: bytes, *, max_bytes: int | None = None) -> Frame:
     return Frame(header=header, jpeg=jpeg)
 
 
+def peek_frame_header(data: bytes) -> FrameHeader | None:
+    """The header of a frame envelope, or of the kept prefix of one (a dead letter); None if there
+    is none to read. Never decodes the image."""
+    if len(data) < 8 or data[:4] != FRAME_MAGIC:
+        return None
+    (n,) = struct.unpack(">I", data[4:8])
+    if n > MAX_FRAME_HEADER_BYTES or 8 + n > len(data):
+        return None
+    try:
+        return FrameHeader.from_bytes(data[8 : 8 + n])
+    except EventError:
+        return None
+
+
+@dataclass(frozen=True)
+class JpegInfo:
+    """What a JPEG's markers say about it, read without decoding a pixel."""
+
+    width: int
+    height: int
+    progressive: bool
+    scans: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# Start-of-frame markers a frame may use: baseline, extended sequential, progressive (Huffman).
+# Lossless, hierarchical and arithmetic-coded JPEGs are never produced by the producers or replay.
+_SOF_ACCEPTED = {0xC0: False, 0xC1: False, 0xC2: True}
+_SOF_ALL = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_info(data: bytes) -> JpegInfo:
+    """Dimensions, coding and scan count of a JPEG from its markers (no decoding; O(bytes) with
+    ``bytes.find``, so hostile input costs no more than a scan of its length).
+
+    Raises EventError for anything that is not a JPEG a producer sends: another format (PNG, ...),
+    no frame header before the image data, an empty or unsupported frame."""
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != 0xD8 or data[2] != 0xFF:
+        kind = "PNG" if data[:8] == b"\x89PNG\r\n\x1a\n" else "not a JPEG"
+        raise EventError(f"frame image is {kind}: frames carry JPEG only")
+    i = 2
+    while True:
+        i = data.find(b"\xff", i)
+        if i < 0 or i + 1 >= n:
+            raise EventError("JPEG has no frame header (SOF) before its end")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x00, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):
+            raise EventError("JPEG image data before its frame header (SOF)")
+        if i + 4 > n:
+            raise EventError("JPEG truncated in a marker segment")
+        seg = (data[i + 2] << 8) | data[i + 3]
+        if seg < 2:
+            raise EventError("JPEG marker segment with an invalid length")
+        if marker in _SOF_ALL:
+            if marker not in _SOF_ACCEPTED:
+                raise EventError(f"unsupported JPEG coding (SOF marker 0x{marker:02X}): frames are baseline or progressive")
+            if i + 9 > n:
+                raise EventError("JPEG truncated in its frame header (SOF)")
+            height = (data[i + 5] << 8) | data[i + 6]
+            width = (data[i + 7] << 8) | data[i + 8]
+            if width == 0 or height == 0:
+                raise EventError(f"JPEG declares an empty image ({width}x{height})")
+            return JpegInfo(width, height, _SOF_ACCEPTED[marker], data.count(b"\xff\xda", i))
+        i += 2 + seg
+
+
+def check_jpeg(data: bytes, *, max_pixels: int, max_scans: int) -> JpegInfo:
+    """:func:`jpeg_info` plus the limits: raises EventError (``image too large`` / ``too many scans``)
+    before any decoder allocates memory for the image."""
+    info = jpeg_info(data)
+    if info.pixels > max_pixels:
+        raise EventError(f"image too large: {info.width}x{info.height} = {info.pixels} px > limit {max_pixels} px")
+    if info.scans > max_scans:
+        raise EventError(f"image has too many scans: {info.scans} > limit {max_scans}")
+    return info
+
+
+def capture_ahead(capture_time: datetime, now: datetime, limit_s: float) -> str | None:
+    """Why ``capture_time`` is not acceptable at ``now`` (more than ``limit_s`` ahead of this clock:
+    a forged frame or a producer whose clock is wrong), or None when it is fine."""
+    ahead = (capture_time - now).total_seconds()
+    if ahead > limit_s:
+        return f"capture time {capture_time.isoformat()} is {ahead:.0f} s ahead of this clock (limit {limit_s:g} s)"
+    return None
+
+
 # --------------------------------------------------------------------------- classifications
 
 
@@ -130,8 +270,9 @@ class Region(BaseModel):
 
 
 class Classification(Event):
-    camera_id: str = Field(min_length=1)
-    seq: int = Field(ge=0)
+    camera_id: str = Field(min_length=1, max_length=128)
+    seq: int = Field(ge=0, le=MAX_SEQ)
+    epoch: int | None = Field(default=None, ge=0, le=MAX_SEQ, description="the frame's producer epoch")
     capture_time: UtcDatetime
     spill_prob: float = Field(ge=0, le=1)
     # Coarse spill map: grid rows of per-cell probabilities quantised to 0..255 (row-major).
@@ -249,14 +390,40 @@ class CameraHealth(Event):
 # --------------------------------------------------------------------------- dead letters
 
 
+_DL_TEXT = 2000  # longest reason / key / extra string kept in a dead letter
+
+
+def _clip(text: str, limit: int = _DL_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _bounded(value: Any) -> Any:
+    """A JSON-safe, size-bounded copy of an ``extra`` value."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return _clip(str(value), 500)
+
+
 class DeadLetter(Event):
-    """A rejected record and why. The payload is kept byte-exact (base64) so nothing is lost."""
+    """A rejected record and why, never larger than the broker accepts.
+
+    The rejected bytes are kept whole (base64) when they fit ``payload_limit`` (``complete``);
+    otherwise their first ``payload_limit`` bytes, with the original's ``payload_size`` and
+    ``payload_sha256`` and where it was read (``partition``/``offset`` of ``source_topic``), so the
+    original can be found and checked while the source topic retains it."""
 
     source_topic: str
     key: str | None = None
     reason: str
     service: str
     payload_b64: str
+    payload_size: int | None = Field(default=None, ge=0, description="size of the original record value")
+    payload_sha256: str | None = None
+    truncated: bool = False
+    partition: int | None = None
+    offset: int | None = None
     at: UtcDatetime = Field(default_factory=utcnow)
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -269,20 +436,35 @@ class DeadLetter(Event):
         payload: bytes | None,
         reason: str,
         service: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        payload_limit: int = DEAD_LETTER_PAYLOAD_BYTES,
         **extra: Any,
     ) -> "DeadLetter":
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+        data = payload or b""
+        keep = max(0, min(payload_limit, MAX_DEAD_LETTER_PAYLOAD_BYTES))
         return cls(
             source_topic=source_topic,
-            key=k,
-            reason=reason,
+            key=None if k is None else _clip(k, 256),
+            reason=_clip(reason),
             service=service,
-            payload_b64=base64.b64encode(payload or b"").decode(),
-            extra=extra,
+            payload_b64=base64.b64encode(data[:keep]).decode(),
+            payload_size=len(data),
+            payload_sha256=hashlib.sha256(data).hexdigest(),
+            truncated=len(data) > keep,
+            partition=partition,
+            offset=offset,
+            extra={str(name)[:64]: _bounded(v) for name, v in list(extra.items())[:32]},
         )
 
     def payload(self) -> bytes:
+        """The kept bytes: the whole original when ``complete``, else its prefix."""
         return base64.b64decode(self.payload_b64)
+
+    @property
+    def complete(self) -> bool:
+        return not self.truncated
 
 
 def dumps_json(obj: Any) -> bytes:

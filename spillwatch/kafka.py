@@ -128,7 +128,7 @@ def common_config(settings: "Settings", client_id: str | None = None) -> dict[st
 def producer_config(settings: "Settings", client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     """kafka-python ``KafkaProducer`` keyword arguments for the configured profile."""
     p = profile(settings)
-    max_record = max(settings.producer.max_frame_bytes, settings.worker.max_frame_bytes)
+    max_record = settings.limits.frame_bytes
     cfg = common_config(settings, client_id)
     cfg.update(
         acks=p.acks,
@@ -167,8 +167,8 @@ def consumer_config(
         request_timeout_ms=max(p.request_timeout_ms, int(p.session_timeout_s * 1000) + 5_000),
         auto_offset_reset="earliest",
         enable_auto_commit=group_id is not None,
-        max_partition_fetch_bytes=max(1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
-        fetch_max_bytes=max(50 * 1024 * 1024, settings.worker.max_frame_bytes + _REQUEST_MARGIN),
+        max_partition_fetch_bytes=max(1024 * 1024, settings.limits.frame_bytes + _REQUEST_MARGIN),
+        fetch_max_bytes=max(50 * 1024 * 1024, settings.limits.frame_bytes + _REQUEST_MARGIN),
         allow_auto_create_topics=False,
         fetch_max_wait_ms=p.fetch_max_wait_ms,
     )
@@ -197,7 +197,7 @@ def faust_broker_settings(settings: "Settings", *, safe_offsets: bool | None = N
     k = settings.kafka
     hosts = ";".join(bootstrap_list(k.bootstrap))
     scheme = "kafka"
-    max_record = max(settings.producer.max_frame_bytes, settings.worker.max_frame_bytes)
+    max_record = settings.limits.frame_bytes
     out: dict[str, Any] = {
         "broker": f"{scheme}://{hosts}",
         "broker_session_timeout": p.session_timeout_s,
@@ -253,13 +253,17 @@ class TopicSpec:
 
 def topic_specs(settings: "Settings", partitions: int | None = None) -> list[TopicSpec]:
     """The pipeline's topics: frames/classifications carry the load (``kafka.partitions``,
-    co-partitioned by camera id); the low-volume topics get one partition (total order)."""
+    co-partitioned by camera id); the low-volume topics get one partition (total order).
+
+    ``frames`` accepts records up to ``limits.frame_bytes`` (``max.message.bytes``); every other
+    topic keeps the broker's default limit (1 MiB on Apache Kafka): events are far smaller
+    (``limits.event_bytes``) and dead letters are bounded below it (``events.DeadLetter``)."""
     t = settings.topics
     n = partitions or settings.kafka.partitions
     hour = str(3600 * 1000)
     month = str(30 * 24 * 3600 * 1000)
     specs = [
-        TopicSpec(t.frames, n, {"retention.ms": hour}),
+        TopicSpec(t.frames, n, {"retention.ms": hour, "max.message.bytes": str(settings.limits.frame_bytes + _REQUEST_MARGIN)}),
         TopicSpec(t.classifications, n, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(t.spill_alerts, 1, {"retention.ms": month}),
         TopicSpec(t.camera_health, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)}),

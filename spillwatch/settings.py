@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from spillwatch.redact import redact_url
+from spillwatch.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES, MAX_FRAME_BYTES
 from spillwatch.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -128,7 +129,9 @@ class ProducerSettings(_Section):
     offline_after_s: float = Field(default=15.0, gt=0, description="grace period before offline")
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
-    max_frame_bytes: int = Field(default=1_000_000, gt=0)
+    max_frame_bytes: int = Field(
+        default=1_000_000, gt=0, description="frames larger than this (or than limits.frame_bytes) are not published"
+    )
     max_pending_frames: int = Field(
         default=1000, ge=1, description="frames queued or in flight to the broker; above this new frames are dropped"
     )
@@ -143,6 +146,31 @@ class ProducerSettings(_Section):
     )
 
 
+class LimitSettings(_Section):
+    """What one record may cost, checked by every consumer before any other work (hostile input)."""
+
+    frame_bytes: int = Field(default=MAX_FRAME_BYTES, ge=64 * 1024, description="largest frames record accepted")
+    event_bytes: int = Field(
+        default=MAX_EVENT_BYTES, ge=4096, description="largest classification / spill-alert / camera-health record accepted"
+    )
+    image_pixels: int = Field(
+        default=3840 * 2160, ge=64 * 64, description="largest frame image (width x height from the JPEG header) decoded"
+    )
+    image_scans: int = Field(default=32, ge=1, description="most JPEG scans a frame image may have (progressive-JPEG CPU bomb)")
+    capture_ahead_s: float = Field(
+        default=120.0, gt=0, description="a capture time further ahead of the reader's clock is dead-lettered (forged or skewed)"
+    )
+    dead_letter_payload_bytes: int = Field(
+        default=DEAD_LETTER_PAYLOAD_BYTES,
+        ge=0,
+        le=MAX_DEAD_LETTER_PAYLOAD_BYTES,
+        description="a dead letter keeps the rejected record whole up to this size, else a prefix + size + sha256",
+    )
+    record_attempts: int = Field(
+        default=3, ge=1, description="a record whose processing fails this often (not an outage) is dead-lettered and skipped"
+    )
+
+
 class WorkerSettings(_Section):
     model_path: Path = DEFAULT_MODEL
     batch_size: int = Field(default=8, ge=1)
@@ -150,7 +178,6 @@ class WorkerSettings(_Section):
         default=0.05, gt=0, description="longest a frame waits for its inference batch to fill (latency bound)"
     )
     intra_op_threads: int = Field(default=2, ge=1)
-    max_frame_bytes: int = Field(default=2_000_000, gt=0)
     web_port: int | None = Field(default=None, description="Faust web port; None runs without web")
     fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=1500, description="longest a Faust consumer's fetch waits at the broker (latency bound)"
@@ -172,6 +199,12 @@ class AggregatorSettings(_Section):
         default=None, ge=0, le=1, description="global spill threshold; None = the model card's threshold"
     )
     max_gap_s: float = Field(default=30.0, gt=0, description="capture-time gap that empties a camera's window")
+    stale_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="a classification captured this long before the camera's newest one is stale (dropped); "
+        "must exceed limits.capture_ahead_s",
+    )
     tick_interval_s: float = Field(default=2.0, gt=0, description="escalation timer and outbox flush period")
     evidence_frame_ttl_s: int = Field(
         default=60, gt=0, description="classifier keeps suspicious JPEGs this long for the evidence snapshot"
@@ -328,6 +361,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -354,6 +388,15 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _limits_consistent(self) -> "Settings":
+        if self.aggregator.stale_after_s <= self.limits.capture_ahead_s:
+            raise ValueError(
+                f"aggregator.stale_after_s {self.aggregator.stale_after_s:g} must exceed limits.capture_ahead_s "
+                f"{self.limits.capture_ahead_s:g} (else one frame from the future could make the present stale)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cameras_consistent(self) -> "Settings":

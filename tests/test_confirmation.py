@@ -404,5 +404,5 @@ def test_params_for_global_threshold_override() -> None:
 def test_a_camera_window_smaller_than_confirm_k_is_a_config_error_not_clamped() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="camera a: confirm_k 3 > window 2"):
+    with pytest.raises(ValidationError, match=r"camera a: confirm_k 3 \(aggregator.confirm_k\) > window 2"):
         Settings(cameras=[{"id": "a", "source": "x", "window": 2}])
