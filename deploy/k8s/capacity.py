@@ -137,23 +137,14 @@ def _ceil_to(n: float, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
-def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2.0) -> dict[str, Any]:
-    from spillwatch.kafka import topic_specs
-    from spillwatch.settings import Settings
-
+def _cells(inputs: Inputs, F: float) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """What one deployment (one consumer group, one Redis, aggregators) carries before a limit is hit,
+    and the cells (independent SpillWatch deployments side by side) F needs. The aggregator scales within
+    a cell (a consumer group with per-camera transactions), so a cell is bounded by its Redis and its
+    worker group."""
     a = ASSUMPTIONS
-    total_cameras = sites * cameras
-    F = total_cameras * fps
     u = a["worker_target_utilisation"]
     per_pod = u * inputs.rate_1core
-    workers = math.ceil(F / per_pod)
-    workers_saturated = math.ceil(F / inputs.rate_1core)
-    scenes = {
-        name: (None if r is None else {"rate_1core": r, "worker_pods": math.ceil(F / (u * r))})
-        for name, r in inputs.scenes.items()
-    }
-
-    # what one deployment (one consumer group, one Redis, aggregators) carries before a limit is hit
     ops_worst = max(inputs.redis_ops.values())
     limits: dict[str, float | None] = {
         "one aggregator process": u * inputs.aggregator_rate,
@@ -162,42 +153,69 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
         ),
         "one consumer group of workers": a["max_workers_per_group"] * per_pod,
     }
-    ordered = sorted(((k, v) for k, v in limits.items() if v), key=lambda kv: kv[1])
-    # cells: independent SpillWatch deployments (topic prefix, consumer groups, Redis) side by side;
-    # the aggregator scales within a cell (a consumer group with per-camera transactions), so a cell is
-    # bounded by its Redis and by its worker group
     cell_limit = min(v for k, v in limits.items() if v and k != "one aggregator process")
     cells = math.ceil(F / cell_limit)
     cell_fps = F / cells
     cell_workers = math.ceil(cell_fps / per_pod)
     cell_max_workers = math.ceil(a["burst_factor"] * cell_workers)
-    cell_partitions = _ceil_to(cell_max_workers, 12)
-    cell_aggregators = math.ceil(cell_fps / (u * inputs.aggregator_rate))
+    return limits, {
+        "count": cells, "frames_per_s": cell_fps, "workers": cell_workers, "max_workers": cell_max_workers,
+        "partitions": _ceil_to(cell_max_workers, 12), "aggregators": math.ceil(cell_fps / (u * inputs.aggregator_rate)),
+    }
 
-    # Kafka: traffic and storage (retention from the code's topic specs)
+
+def _kafka(inputs: Inputs, F: float, total_cameras: int, cells: dict[str, Any]) -> dict[str, Any]:
+    """Kafka traffic and storage (retention from the code's topic specs), brokers and partitions."""
+    from spillwatch.kafka import topic_specs
+    from spillwatch.settings import Settings
+
+    a = ASSUMPTIONS
     specs = {t.name: t for t in topic_specs(Settings())}
     frames_retention_s = int(specs["frames"].configs["retention.ms"]) / 1000
     cls_retention_s = int(specs["classifications"].configs["retention.ms"]) / 1000
     rf = a["replication_factor"]
     ingress = F * inputs.frame_bytes  # bytes/s produced
-    cls_bytes = inputs.classification_bytes or 0.0
-    cls_rate = F * cls_bytes
-    consumers = a["consumers_of_frames"]
+    cls_rate = F * (inputs.classification_bytes or 0.0)
     # the console of each cell reads every classification once more, and every thumbnail_interval_s
     # the newest ~2 frames of each camera (console/feeds.py); the cells split the cameras, so all the
     # consoles together read this much
-    console_thumbs = total_cameras * 2 / Settings().console.thumbnail_interval_s * inputs.frame_bytes
+    thumb_interval = Settings().console.thumbnail_interval_s
+    console_thumbs = total_cameras * 2 / thumb_interval * inputs.frame_bytes
     console_out = cls_rate + console_thumbs
     cluster_in = (ingress + cls_rate) * rf  # produce + followers' copies
-    cluster_out = (ingress + cls_rate) * (rf - 1) + ingress * consumers + cls_rate + console_out  # replication + consumers
+    cluster_out = (ingress + cls_rate) * (rf - 1) + ingress * a["consumers_of_frames"] + cls_rate + console_out
     nic = a["broker_nic_gbit_s"] * 1e9 / 8 * a["broker_network_target_utilisation"]
     brokers_net = math.ceil(max(cluster_in, cluster_out) / nic)
     storage = (ingress * frames_retention_s + cls_rate * cls_retention_s) * rf
     brokers_disk = math.ceil(storage / (a["broker_disk_tb"] * 1e12))
     brokers = max(3, brokers_net, brokers_disk)
-    partitions_total = 2 * cells * cell_partitions  # frames + classifications
-    redis_ops = {k: F * v for k, v in inputs.redis_ops.items()}
+    partitions_total = 2 * cells["count"] * cells["partitions"]  # frames + classifications
+    return {"ingress_bytes_s": ingress, "classifications_bytes_s": cls_rate, "cluster_in_bytes_s": cluster_in,
+            "console_bytes_s": console_out, "console_thumbnail_bytes_s": console_thumbs,
+            "console_thumbnail_interval_s": thumb_interval,
+            "cluster_out_bytes_s": cluster_out, "storage_bytes": storage, "brokers_for_network": brokers_net,
+            "brokers_for_disk": brokers_disk, "brokers": brokers, "partitions_total": partitions_total,
+            "partition_replicas_per_broker": math.ceil(partitions_total * rf / brokers),
+            "frames_retention_s": frames_retention_s}
 
+
+def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2.0) -> dict[str, Any]:
+    from spillwatch.settings import Settings
+
+    a = ASSUMPTIONS
+    total_cameras = sites * cameras
+    F = total_cameras * fps
+    u = a["worker_target_utilisation"]
+    workers = math.ceil(F / (u * inputs.rate_1core))
+    scenes = {
+        name: (None if r is None else {"rate_1core": r, "worker_pods": math.ceil(F / (u * r))})
+        for name, r in inputs.scenes.items()
+    }
+    limits, cells = _cells(inputs, F)
+    ordered = sorted(((k, v) for k, v in limits.items() if v), key=lambda kv: kv[1])
+    cells["cameras"] = math.ceil(total_cameras / cells["count"])
+    redis_ops = {k: F * v for k, v in inputs.redis_ops.items()}
+    evidence_ttl = Settings().aggregator.evidence_frame_ttl_s
     return {
         "inputs": {
             "sites": sites, "cameras_per_site": cameras, "fps": fps, "cameras": total_cameras, "frames_per_s": F,
@@ -207,26 +225,18 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
             "aggregator_rate": inputs.aggregator_rate, "peak_rss_mib": inputs.rss_mib, "sources": inputs.sources,
         },
         "assumptions": dict(a),
-        "workers": {"per_pod_target": per_pod, "pods": workers, "pods_saturated": workers_saturated,
-                    "cores": workers, "lag_threshold": lag_threshold(inputs)},
+        "workers": {"per_pod_target": u * inputs.rate_1core, "pods": workers,
+                    "pods_saturated": math.ceil(F / inputs.rate_1core), "cores": workers,
+                    "lag_threshold": lag_threshold(inputs)},
         "scenes": scenes,
         "limits_fps": dict(ordered),
         "fails_first": ordered[0][0] if ordered else None,
-        "cells": {"count": cells, "frames_per_s": cell_fps, "cameras": math.ceil(total_cameras / cells),
-                  "workers": cell_workers, "max_workers": cell_max_workers, "partitions": cell_partitions,
-                  "aggregators": cell_aggregators},
-        "kafka": {"ingress_bytes_s": ingress, "classifications_bytes_s": cls_rate, "cluster_in_bytes_s": cluster_in,
-                  "console_bytes_s": console_out, "console_thumbnail_bytes_s": console_thumbs,
-                  "console_thumbnail_interval_s": Settings().console.thumbnail_interval_s,
-                  "cluster_out_bytes_s": cluster_out, "storage_bytes": storage, "brokers_for_network": brokers_net,
-                  "brokers_for_disk": brokers_disk, "brokers": brokers, "partitions_total": partitions_total,
-                  "partition_replicas_per_broker": math.ceil(partitions_total * rf / brokers),
-                  "frames_retention_s": frames_retention_s},
-        "redis": {"commands_per_s": redis_ops, "per_cell_commands_per_s": {k: v / cells for k, v in redis_ops.items()},
-                  "suspicious_fraction_spill": inputs.suspicious_fraction,
-                  "evidence_ttl_s": Settings().aggregator.evidence_frame_ttl_s,
-                  "evidence_bytes_worst": F * inputs.suspicious_fraction * inputs.frame_bytes
-                  * Settings().aggregator.evidence_frame_ttl_s},
+        "cells": cells,
+        "kafka": _kafka(inputs, F, total_cameras, cells),
+        "redis": {"commands_per_s": redis_ops,
+                  "per_cell_commands_per_s": {k: v / cells["count"] for k, v in redis_ops.items()},
+                  "suspicious_fraction_spill": inputs.suspicious_fraction, "evidence_ttl_s": evidence_ttl,
+                  "evidence_bytes_worst": F * inputs.suspicious_fraction * inputs.frame_bytes * evidence_ttl},
     }
 
 
@@ -238,15 +248,13 @@ def _mb(x: float) -> str:
     return f"{x / 1e6:,.0f} MB/s ({x * 8 / 1e9:,.1f} Gbit/s)"
 
 
-def render(p: dict[str, Any]) -> str:
-    """The generated section of docs/scaling.md: every figure with its source and the arithmetic."""
-    i, a, w, c, k, r = p["inputs"], p["assumptions"], p["workers"], p["cells"], p["kafka"], p["redis"]
+def _render_inputs(p: dict[str, Any]) -> list[str]:
+    """Load, measured inputs, worker pods and the head of the limits table."""
+    i, a, w = p["inputs"], p["assumptions"], p["workers"]
     F, u, R = i["frames_per_s"], a["worker_target_utilisation"], i["rate_1core"]
-    rows = ", ".join(f"{x['frames_per_s']} frames/s with {x['workers']} workers = {x['per_worker']}/worker" for x in i["rate_rows"])
     ops = i["redis_ops_per_frame"]
-    lines = [
-        BEGIN,
-        "",
+    rows = ", ".join(f"{x['frames_per_s']} frames/s with {x['workers']} workers = {x['per_worker']}/worker" for x in i["rate_rows"])
+    return [
         f"**Load.** {_n(i['sites'])} sites x {i['cameras_per_site']} cameras = {_n(i['cameras'])} cameras x "
         f"{i['fps']:g} fps = **{_n(F)} frames/s**.",
         "",
@@ -278,6 +286,13 @@ def render(p: dict[str, Any]) -> str:
         "| limit | frames/s | arithmetic |",
         "|---|---|---|",
     ]
+
+
+def _render_limits(p: dict[str, Any]) -> list[str]:
+    """The rows of the limits table (what fails first)."""
+    i, a = p["inputs"], p["assumptions"]
+    ops = i["redis_ops_per_frame"]
+    lines: list[str] = []
     why = {
         "one aggregator process": f"u x {_n(i['aggregator_rate'])} decisions/s",
         "one Redis primary": (f"{a['redis_target_utilisation']:g} x {_n(i['redis_server_ops'] or 0)} / {max(ops.values()):g} commands per frame"),
@@ -285,7 +300,14 @@ def render(p: dict[str, Any]) -> str:
     }
     for name, v in p["limits_fps"].items():
         lines.append(f"| {name} | {_n(v)} | {why[name]} |")
-    lines += [
+    return lines
+
+
+def _render_plan(p: dict[str, Any]) -> list[str]:
+    """What fails first, cells, Kafka, Redis, network and the assumptions."""
+    i, a, c, k, r = p["inputs"], p["assumptions"], p["cells"], p["kafka"], p["redis"]
+    u, R = a["worker_target_utilisation"], i["rate_1core"]
+    return [
         "",
         f"The first limit is **{p['fails_first']}**: raise the aggregator's replicas (it is a consumer group on "
         "`classifications` with per-camera transactions in Redis, so replicas are safe; "
@@ -325,10 +347,12 @@ def render(p: dict[str, Any]) -> str:
         "replication as above.",
         "",
         "Assumptions (not measured here): " + "; ".join(f"`{key}` = {val}" for key, val in a.items()) + ".",
-        "",
-        END,
     ]
-    return "\n".join(lines)
+
+
+def render(p: dict[str, Any]) -> str:
+    """The generated section of docs/scaling.md: every figure with its source and the arithmetic."""
+    return "\n".join([BEGIN, "", *_render_inputs(p), *_render_limits(p), *_render_plan(p), "", END])
 
 
 def write_doc(section: str, doc: Path = SCALING_DOC) -> str:
