@@ -608,6 +608,20 @@ def webhook_10min(ns: Namespace) -> Row:
     return _webhook_down(ns, 600.0, "webhook down 10 min")
 
 
+@scenario("webhook down 90 s, 12 pages queued")
+def webhook_90s_many(ns: Namespace) -> Row:
+    """The alerting service alone (devstack/paging_faults.py) with 12 confirmed incidents published
+    during the outage: every page delivered late, once."""
+    from devstack.paging_faults import BACKOFF_MAX_S, CONFIRMED_ALERTS, run_webhook_outage
+
+    got = run_webhook_outage(90.0, ns.speed, ns.dir / "paging", stack=ns.stack)
+    return Row(scenario="webhook down 90 s, 12 pages queued", expected=CONFIRMED_ALERTS, confirmed=got["confirmed"],
+               pages=got["pages_delivered"], lost=got["lost"], duplicate=got["duplicate"],
+               stalled_s=round((got["stalled_s"] or 0.0) / ns.speed, 1), bound_s=(BACKOFF_MAX_S + 12.0) / ns.speed,
+               wall_s=round(time.monotonic() - ns.t0, 1),
+               notes=f"alerting only; receiver down {90 / ns.speed:g} s; bound: one capped backoff + slack")
+
+
 def _peak_rss_mb(pid: int | None) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
