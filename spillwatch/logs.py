@@ -66,4 +66,6 @@ class RedactingFilter(logging.Filter):
 
 
 def get_logger(name: str, **bound: object) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name).bind(**bound)
+    # a lazy proxy: every call uses the configuration of that moment (configure_logging may run after
+    # a module created its logger: the CLI configures logging after importing the stages)
+    return structlog.get_logger(name, **bound)
