@@ -1,4 +1,5 @@
-"""PagerDuty Events API v2-compatible events: ``trigger`` / ``resolve`` deduplicated on the incident."""
+"""PagerDuty Events API v2-compatible events: ``trigger`` / ``resolve`` deduplicated on the incident
+(a camera outage: ``trigger`` when it opens, ``resolve`` on ``recovered``, class ``camera-outage``)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from alerting.formatting import summary
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.http import make_client, post
 from alerting.notifiers.links import page_links
-from spillwatch.events import AlertState
+from spillwatch.events import AlertState, CameraAlert, CameraAlertState
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 def build_event(page: Page, routing_key: str, public_base_url: str | None = None) -> dict[str, Any]:
+    if isinstance(page.alert, CameraAlert):
+        return _camera_event(page, page.alert, routing_key, public_base_url)
     alert = page.alert
     if alert.state == AlertState.CLEARED:
         # A resolve needs only the routing key and the dedup key of the triggered alert.
@@ -50,6 +53,38 @@ def build_event(page: Page, routing_key: str, public_base_url: str | None = None
     }
     if links.incident_url:  # no "images": the evidence is served to signed-in users only
         event["links"] = [{"href": links.incident_url, "text": "Incident in the SpillWatch console (acknowledge, label)"}]
+    return event
+
+
+def _camera_event(page: Page, alert: CameraAlert, routing_key: str, public_base_url: str | None) -> dict[str, Any]:
+    if alert.state == CameraAlertState.RECOVERED:
+        return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert.incident_id}
+    links = page_links(page, public_base_url)
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": alert.incident_id,
+        "payload": {
+            "summary": summary(alert)[:1024],
+            "source": alert.camera_id,
+            "severity": "warning" if alert.state == CameraAlertState.STALLED else "error",
+            "timestamp": alert.opened_at.isoformat(),
+            "component": alert.camera_id,
+            "group": "spillwatch",
+            "class": "camera-outage",
+            "custom_details": {
+                "outage_id": alert.incident_id,
+                "state": alert.state.value,
+                "since": alert.since.isoformat(),
+                "last_frame_time": alert.last_frame_time.isoformat() if alert.last_frame_time else None,
+                "reason": alert.reason,
+                "grace_s": alert.grace_s,
+            },
+        },
+        "client": "SpillWatch",
+    }
+    if links.incident_url:
+        event["links"] = [{"href": links.incident_url, "text": "The camera in the SpillWatch console"}]
     return event
 
 
