@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from processors.aggregator import Rejected
 from processors.camera_outage import (
     Heartbeat,
     HeartbeatError,
@@ -41,14 +42,6 @@ from spillwatch.logs import get_logger
 from spillwatch.settings import Settings
 
 log = get_logger("processors.camera_monitor")
-
-
-@dataclass(frozen=True)
-class Rejected:
-    key: bytes | None
-    payload: bytes | None
-    reason: str
-    category: str
 
 
 @dataclass
@@ -128,6 +121,7 @@ def wire_camera_monitor(app: Any, settings: Settings) -> None:
     """Register the heartbeat agent and the outage timer on the aggregator's Faust app."""
     import redis.asyncio as aioredis
     from redis.exceptions import RedisError
+    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
     from processors.app import _dead_letter, _raw_topic, _send_all, worker_id
 
@@ -163,15 +157,19 @@ def wire_camera_monitor(app: Any, settings: Settings) -> None:
                 mlog.warning("heartbeat dead-lettered", reason=hb.reason, category=hb.category)
                 await _send_all([(dlq, key, _dead_letter(t.camera_health, key, value, hb.reason, hb.category, "camera-monitor"))])
                 continue
-            delay = 0.2
-            while True:  # Redis or the broker away: hold this heartbeat (never skip a decision)
-                try:
-                    await monitor.observe(hb)
-                    break
-                except (RedisError, OSError, asyncio.TimeoutError) as exc:
-                    mlog.warning("camera monitor backend unavailable; retrying", error=repr(exc), delay_s=delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+            try:  # Redis or the broker away: hold this heartbeat and retry (never skip a decision)
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type((RedisError, OSError, asyncio.TimeoutError)),
+                    wait=wait_exponential(multiplier=0.2, max=5.0),
+                    before_sleep=lambda rs: mlog.warning("camera monitor backend unavailable; retrying",
+                                                         error=repr(rs.outcome.exception()) if rs.outcome else ""),
+                ):
+                    with attempt:
+                        await monitor.observe(hb)
+            except Exception as exc:  # noqa: BLE001 - a heartbeat that breaks the monitor is parked, not lost
+                mlog.exception("heartbeat could not be processed; dead-lettered", camera=hb.camera_id)
+                reason = f"camera monitor error: {exc!r}"
+                await _send_all([(dlq, key, _dead_letter(t.camera_health, key, value, reason, "error", "camera-monitor"))])
 
     @app.timer(interval=o.tick_interval_s)
     async def _outage_tick() -> None:
