@@ -432,7 +432,7 @@ class AlertingService:
                 except Exception:  # noqa: BLE001
                     pass
             return
-        PAGES.labels(channel=channel, outcome="dead").inc()
+        PAGES.labels(channel=channel, outcome="dead", kind=job.kind).inc()
         DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="poison_job").inc()
         log.error("page job dead-lettered", job=job.job_id, reason=reason)
 
@@ -468,7 +468,7 @@ class AlertingService:
             self.store.complete_sent(job, self.owner, now, tries=tries, reason=result.reason, dry_run=self.cfg.dry_run)
             if not self.cfg.dry_run:
                 self.store.channel_ok(ch)
-            PAGES.labels(channel=ch, outcome="sent").inc()
+            PAGES.labels(channel=ch, outcome="sent", kind=job.kind).inc()
             if isinstance(alert, SpillAlert) and alert.state == AlertState.CONFIRMED:
                 PAGE_LATENCY.observe(max(0.0, now - alert.confirmed_at.timestamp()))
                 if self.cfg.escalation_channels and not self.acks.is_acked(inc):
@@ -481,7 +481,7 @@ class AlertingService:
         if decision == Decision.RETRY:
             delay = self.policy.delay(tries, self._rng(), age)
             self.store.schedule_retry(job, self.owner, now + delay, tries=tries, reason=result.reason)
-            PAGES.labels(channel=ch, outcome="retried").inc()
+            PAGES.labels(channel=ch, outcome="retried", kind=job.kind).inc()
             log.warning("page failed; retrying", incident=inc, channel=ch, tries=tries, reason=result.reason,
                         retry_in_s=round(delay, 2), age_s=round(age, 1))
             return
@@ -506,7 +506,7 @@ class AlertingService:
             self.store.release(job, self.owner, now + 5.0)
             return
         self.store.complete_dead(job, now, tries=tries, reason=reason)
-        PAGES.labels(channel=ch, outcome="dead").inc()
+        PAGES.labels(channel=ch, outcome="dead", kind=job.kind).inc()
         DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="page_failed").inc()
         log.error("page dead-lettered", incident=inc, channel=ch, tries=tries, reason=result.reason)
         if (isinstance(alert, SpillAlert) and alert.state == AlertState.CONFIRMED and self.cfg.escalation_channels

@@ -35,7 +35,10 @@ CAMERA_OUTAGES = Counter(
 )
 
 # alerting
-PAGES = Counter("spillwatch_pages_total", "Page attempts by outcome (sent, failed, retried, dead)", ["channel", "outcome"])
+PAGES = Counter(
+    "spillwatch_pages_total", "Page attempts by outcome (sent, failed, retried, dead); kind: spill or camera (outage)",
+    ["channel", "outcome", "kind"],
+)
 PAGE_LATENCY = Histogram(
     "spillwatch_page_latency_seconds",
     "Capture of the confirming frame -> page delivered",

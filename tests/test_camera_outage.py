@@ -247,3 +247,12 @@ def test_a_heartbeat_counts_at_the_earlier_of_its_stamp_and_its_arrival_and_its_
     assert hb.at == at(40)  # a producer clock a minute ahead cannot make a heartbeat fresher than now
     assert hb.error is not None and "\n" not in hb.error and "\x00" not in hb.error and len(hb.error) == 300
     assert heartbeat_from(_health(at=at(10)), None, at(40), {CAM}).at == at(10)
+
+
+def test_a_replay_namespace_has_no_camera_monitor(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from training.replay import ReplayOptions, replay_settings
+
+    rs = replay_settings(Settings(), "r1", ["cam-r"], ReplayOptions(), Path(str(tmp_path)), 10)
+    assert rs.cameras[0].id == "cam-r" and rs.outages.enabled is False  # no heartbeats in a replay: nothing to watch
