@@ -17,12 +17,12 @@ import pytest
 
 from alerting.receiver import WebhookReceiver
 from processors.camera_outage import OutageState
-from spillwatch.events import CameraAlert
+from spillwatch.events import CameraAlert, CameraHealth, CameraState, DeadLetter
 from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import REPO_ROOT, CameraConfig, Settings
 from spillwatch.supervisor import ServiceGroup
 from tests.helpers import make_video, read_to_end, wait_until
-from tests.helpers.alerts import SECRET, configure, running
+from tests.helpers.alerts import SECRET, configure, publish, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GRACE_S, RECOVERY_S = 4.0, 3.0
@@ -64,6 +64,9 @@ def test_a_producer_that_stops_pages_once_after_the_grace_period_and_once_when_i
             # both cameras watched and healthy (the monitor read their heartbeats)
             wait_until(lambda: all((st := monitor_state(c)) and st.reported == "online" and st.good_since
                                    for c in ("cam-live", "cam-stop")), 30)
+            # hostile heartbeats: a camera nobody configured, garbage. Dead-lettered, never counted
+            ghost = CameraHealth(camera_id="ghost", state=CameraState.ONLINE).to_bytes()
+            publish(s, ghost, b"\x00garbage", key=b"ghost", topic=s.topics.camera_health)
 
             stop.signal(signal.SIGKILL)
             killed = time.monotonic()
@@ -105,3 +108,6 @@ def test_a_producer_that_stops_pages_once_after_the_grace_period_and_once_when_i
             ("cam-stop", "offline", "webhook"), ("cam-stop", "recovered", "webhook")]  # camera_channels only
     alerts = [CameraAlert.from_bytes(r.value) for r in read_to_end(s, s.topics.camera_alerts)]
     assert [(a.camera_id, a.state.value) for a in alerts] == [("cam-stop", "offline"), ("cam-stop", "recovered")]
+    dead = [DeadLetter.from_bytes(r.value) for r in read_to_end(s, s.topics.dead_letter(s.topics.camera_health))]
+    assert [d.payload() for d in dead] == [ghost, b"\x00garbage"] and "unknown camera" in dead[0].reason
+    assert redis_client.get(keys.outage_state("ghost")) is None  # type: ignore[attr-defined]
