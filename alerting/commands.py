@@ -16,7 +16,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     app.command("alerting", help="Run the alerting service (pages responders) until SIGTERM/SIGINT.")(run_alerting)
     app.command("ack", help="Acknowledge an incident (stops its escalation).")(ack)
     app.command("webhook-receiver", help="A local HMAC-verifying webhook receiver (demo, tests).")(webhook_receiver)
-    groups["alerts"].command("tail", help="Print spill alerts as they arrive.")(tail)
+    groups["alerts"].command("tail", help="Print spill alerts and camera outages as they arrive.")(tail)
 
 
 def _stop_on_signals(stop: Any) -> None:
@@ -138,32 +138,35 @@ def tail(
     wait: float = typer.Option(30.0, "--wait", help="seconds to wait for the broker at start-up"),
 ) -> None:
     from alerting.formatting import one_line
-    from spillwatch.events import EventError, SpillAlert
+    from alerting.kinds import parse_alert
+    from spillwatch.events import EventError
     from spillwatch.readiness import require
     from spillwatch.settings import get_settings
     from spillwatch.topic_reader import TopicNotFound, TopicReader
 
     s = get_settings()
     topic = s.topics.spill_alerts
+    topics = [topic, s.topics.camera_alerts]
     require(s, kafka=True, wait_s=wait)
     stopping = {"v": False}
     _stop_on_signals(lambda: stopping.__setitem__("v", True))
     try:
         # No group: a tail never moves the alerting service's offsets and sees every partition.
-        reader = TopicReader(s, [topic], wait_topics_s=5, keep=False, from_beginning=from_beginning,
+        reader = TopicReader(s, topics, wait_topics_s=5, keep=False, from_beginning=from_beginning,
                              client_id="spillwatch-alerts-tail")
     except TopicNotFound as exc:
-        typer.echo(f"topic {topic} does not exist (run `spillwatch init-topics`)", err=True)
+        typer.echo(f"topic {topic} or {topics[1]} does not exist (run `spillwatch init-topics`)", err=True)
         raise typer.Exit(1) from exc
     try:
         if not as_json:
-            typer.echo(f"# tailing {topic} ({'from the beginning' if from_beginning else 'new alerts'}); Ctrl-C to stop", err=True)
+            typer.echo(f"# tailing {' and '.join(topics)} ({'from the beginning' if from_beginning else 'new alerts'}); Ctrl-C to stop",
+                       err=True)
         seen = 0
         deadline = time.monotonic() + timeout if timeout > 0 else None
         while not stopping["v"] and (deadline is None or time.monotonic() < deadline):
             for rec in reader.poll(timeout_ms=300):
                 try:
-                    alert = SpillAlert.from_bytes(rec.value or b"")
+                    alert = parse_alert(rec.value or b"", "camera" if rec.topic == topics[1] else "spill")
                 except EventError as exc:
                     print(f"# skipped malformed record at {rec.topic}[{rec.partition}]@{rec.offset}: {exc}", file=sys.stderr)
                     continue

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from spillwatch.events import AlertState
+from enum import Enum
+
+from spillwatch.events import AlertState, CameraAlertState
+
+# A closing page waits for the pages that opened the incident on the same channel.
+_OPENED_BY = {
+    AlertState.CLEARED.value: (AlertState.CONFIRMED.value, AlertState.ESCALATED.value),
+    CameraAlertState.RECOVERED.value: (CameraAlertState.OFFLINE.value, CameraAlertState.STALLED.value),
+}
 
 
-def job_id(incident_id: str, state: AlertState | str, channel: str) -> str:
+def job_id(incident_id: str, state: Enum | str, channel: str) -> str:
     """Identity of one page: incident + state + channel. Redeliveries map to the same id."""
-    st = state.value if isinstance(state, AlertState) else state
+    st = state.value if isinstance(state, Enum) else state
     return f"{incident_id}|{st}|{channel}"
 
 
@@ -36,6 +44,12 @@ def channels_for(
     else:
         out = list(channels) + (list(escalation_channels) if escalated else [])
     return list(dict.fromkeys(out))
+
+
+def camera_channels(channels: Sequence[str], camera_channels: Sequence[str] | None) -> list[str]:
+    """Channels paged for a camera outage and its recovery: ``alerting.camera_channels``, or the
+    spill channels when it is not set (``[]``: camera outages page nobody). No escalation."""
+    return list(dict.fromkeys(channels if camera_channels is None else camera_channels))
 
 
 def escalation_due(
@@ -70,10 +84,8 @@ def must_wait_for(jid: str) -> list[str]:
     """Pages that must be finished (sent or dead-lettered) before this one may go out.
 
     A ``cleared`` page waits for the same incident's ``confirmed``/``escalated`` page on the same
-    channel, so a responder (or PagerDuty) never sees "resolved" before "triggered" when the
-    first page is still being retried.
+    channel (a camera's ``recovered`` for its ``offline``/``stalled`` page), so a responder (or
+    PagerDuty) never sees "resolved" before "triggered" when the first page is still being retried.
     """
     incident, state, channel = parse_job_id(jid)
-    if state != AlertState.CLEARED.value:
-        return []
-    return [job_id(incident, AlertState.CONFIRMED, channel), job_id(incident, AlertState.ESCALATED, channel)]
+    return [job_id(incident, opener, channel) for opener in _OPENED_BY.get(state, ())]

@@ -1,5 +1,10 @@
-"""The alerting service: a Kafka consumer group on ``spill-alerts`` feeding a durable Redis page
-queue, and a dispatcher that delivers pages on a thread pool.
+"""The alerting service: a Kafka consumer group on ``spill-alerts`` and ``camera-alerts`` feeding a
+durable Redis page queue, and a dispatcher that delivers pages on a thread pool.
+
+Camera outages (``camera-alerts``, alerting/kinds.py) take the same path as spill incidents —
+validation, transition check (``check_camera_transition``), queue, idempotency, retries, max age,
+fallback, dead letters — routed to ``alerting.camera_channels`` (default: ``channels``), one page
+when the outage opens and one recovery notice, never escalated.
 
 Flow and guarantees:
 
@@ -38,13 +43,22 @@ from typing import Any
 
 from alerting.acks import AckStore
 from alerting.delivery import Decision, RetryPolicy
+from alerting.kinds import Alert, kind_of
 from alerting.notifiers import Notifier, build_notifiers
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.snapshots import resolve_snapshot
-from alerting.routing import channels_for, escalation_due, fallback_targets, job_id, must_wait_for, parse_job_id
+from alerting.routing import (
+    camera_channels,
+    channels_for,
+    escalation_due,
+    fallback_targets,
+    job_id,
+    must_wait_for,
+    parse_job_id,
+)
 from alerting.store import AlertStore, Job
-from alerting.transitions import IncidentFacts, Verdict, check_transition
-from spillwatch.events import AlertState, DeadLetter, EventError, SpillAlert, utcnow
+from alerting.transitions import OUTAGE_OPENERS, IncidentFacts, Verdict, check_camera_transition, check_transition
+from spillwatch.events import AlertState, CameraAlert, CameraAlertState, DeadLetter, EventError, SpillAlert, utcnow
 from spillwatch.logs import get_logger
 from spillwatch.metrics import DEAD_LETTERS, PAGE_LATENCY, PAGES, start_metrics_server
 from spillwatch.settings import Settings
@@ -118,8 +132,9 @@ class AlertingService:
         log.info(
             "alerting started",
             group=self.group_id,
-            topic=self.topics.spill_alerts,
+            topics=[self.topics.spill_alerts, self.topics.camera_alerts],
             channels=self.cfg.channels,
+            camera_channels=self.camera_channels,
             escalation=self.cfg.escalation_channels,
             fallback=self.cfg.fallback_channels,
             max_age_s=self.cfg.max_age_s,
@@ -201,7 +216,7 @@ class AlertingService:
 
         consumer = make_consumer(
             self.settings,
-            [self.topics.spill_alerts],
+            [self.topics.spill_alerts, self.topics.camera_alerts],
             self.group_id,
             enable_auto_commit=False,
             client_id=f"alerting-{self.owner}",
@@ -243,15 +258,16 @@ class AlertingService:
     def handle_record(self, topic: str, key: bytes | None, value: bytes | None) -> str:
         """Validate and queue one record; malformed ones and transitions that make no sense for
         the incident are dead-lettered with the reason. Raises on Redis/Kafka errors."""
+        camera = topic == self.topics.camera_alerts
         try:
             if value is None:
                 raise EventError("empty record (tombstone)")
-            alert = SpillAlert.from_bytes(value)
+            alert: Alert = CameraAlert.from_bytes(value) if camera else SpillAlert.from_bytes(value)
         except (EventError, UnicodeDecodeError, ValueError) as exc:
             self._dead_letter_record(topic, key, value, str(exc))
             return "dead-lettered"
-        check = check_transition(
-            alert.state, alert.camera_id, IncidentFacts.from_record(self.store.incident(alert.incident_id)),
+        check = (check_camera_transition if camera else check_transition)(
+            alert.state, alert.camera_id, IncidentFacts.from_record(self.store.incident(alert.incident_id)),  # type: ignore[arg-type]
             cameras=self.known_cameras,
         )
         if check.verdict == Verdict.REJECT:
@@ -261,7 +277,7 @@ class AlertingService:
         self.ingest(alert, duplicate=check.verdict == Verdict.DUPLICATE)
         return "duplicate" if check.verdict == Verdict.DUPLICATE else "queued"
 
-    def ingest(self, alert: SpillAlert, *, duplicate: bool = False) -> list[str]:
+    def ingest(self, alert: Alert, *, duplicate: bool = False) -> list[str]:
         """Record the alert and durably queue its pages. Returns the job ids queued now.
 
         ``duplicate``: the incident went through this transition already (``transitions``); its
@@ -272,6 +288,13 @@ class AlertingService:
         if not duplicate:
             self.store.record_alert(alert)
         incident = self.store.incident(inc)
+        if isinstance(alert, CameraAlert):
+            if duplicate:  # re-queue the outage's own opening page (a stalled after an offline is not a second one)
+                alert = self._recorded_camera_alert(incident, alert)
+            queued = self._enqueue(alert, self.camera_channels, now)
+            log.info("camera alert received", incident=inc, camera=alert.camera_id, state=alert.state.value,
+                     queued=queued, duplicate=duplicate)
+            return queued
         if alert.state in (AlertState.CLEARED, AlertState.ESCALATED):
             self.store.cancel_escalation(inc)
         if alert.state == AlertState.ESCALATED and incident.get("state") == AlertState.CLEARED.value:
@@ -289,12 +312,22 @@ class AlertingService:
                  duplicate=duplicate)
         return queued
 
-    def _enqueue(self, alert: SpillAlert, chans: list[str], now: float) -> list[str]:
+    @staticmethod
+    def _recorded_camera_alert(incident: dict[str, str], alert: CameraAlert) -> CameraAlert:
+        """The alert recorded for ``alert``'s transition (the outage opens once, as offline or stalled)."""
+        states = (alert.state.value,) if alert.state == CameraAlertState.RECOVERED else tuple(OUTAGE_OPENERS)
+        for st in states:
+            raw = incident.get(f"alert:{st}")
+            if raw:
+                return CameraAlert.from_bytes(raw)  # type: ignore[no-any-return]
+        return alert
+
+    def _enqueue(self, alert: Alert, chans: list[str], now: float) -> list[str]:
         queued = []
         raw = alert.model_dump_json()
         for ch in chans:
             jid = job_id(alert.incident_id, alert.state, ch)
-            if self.store.enqueue(Job(jid, ch, raw, 0, now), due=now):
+            if self.store.enqueue(Job(jid, ch, raw, 0, now, kind=kind_of(alert)), due=now):
                 queued.append(jid)
         if queued:
             self._wake.set()
@@ -385,7 +418,7 @@ class AlertingService:
         incident, state, channel = parse_job_id(job.job_id)
         now = self._clock()
         dl = DeadLetter.wrap(
-            source_topic=self.topics.spill_alerts, key=incident, payload=job.alert_json.encode(), reason=reason,
+            source_topic=self._source_topic(job.kind), key=incident, payload=job.alert_json.encode(), reason=reason,
             service=SERVICE_NAME, channel=channel, incident_id=incident, state=state, tries=job.tries, retryable=False,
         )
         try:
@@ -399,17 +432,25 @@ class AlertingService:
                 except Exception:  # noqa: BLE001
                     pass
             return
-        PAGES.labels(channel=channel, outcome="dead").inc()
+        PAGES.labels(channel=channel, outcome="dead", kind=job.kind).inc()
         DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="poison_job").inc()
         log.error("page job dead-lettered", job=job.job_id, reason=reason)
 
-    def _attempt(self, job: Job, alert: SpillAlert, tries: int) -> DeliveryResult:
+    @property
+    def camera_channels(self) -> list[str]:
+        return camera_channels(self.cfg.channels, self.cfg.camera_channels)
+
+    def _source_topic(self, kind: str) -> str:
+        return self.topics.camera_alerts if kind == "camera" else self.topics.spill_alerts
+
+    def _attempt(self, job: Job, alert: Alert, tries: int) -> DeliveryResult:
         if self.cfg.dry_run:
             return DeliveryResult.sent("dry run: recorded, no channel called")
         notifier = self.notifiers.get(job.channel)
         if notifier is None:
             return DeliveryResult.permanent(f"channel {job.channel!r} is not configured")
-        page = Page(alert, job.channel, tries, resolve_snapshot(alert.evidence.snapshot_ref, self.cfg.evidence_dir))
+        snapshot = resolve_snapshot(alert.evidence.snapshot_ref, self.cfg.evidence_dir) if isinstance(alert, SpillAlert) else None
+        page = Page(alert, job.channel, tries, snapshot)
         try:
             return notifier.send(page)
         except Exception as exc:  # noqa: BLE001 - a notifier bug must not kill the page: retry, then DLQ
@@ -427,8 +468,8 @@ class AlertingService:
             self.store.complete_sent(job, self.owner, now, tries=tries, reason=result.reason, dry_run=self.cfg.dry_run)
             if not self.cfg.dry_run:
                 self.store.channel_ok(ch)
-            PAGES.labels(channel=ch, outcome="sent").inc()
-            if alert.state == AlertState.CONFIRMED:
+            PAGES.labels(channel=ch, outcome="sent", kind=job.kind).inc()
+            if isinstance(alert, SpillAlert) and alert.state == AlertState.CONFIRMED:
                 PAGE_LATENCY.observe(max(0.0, now - alert.confirmed_at.timestamp()))
                 if self.cfg.escalation_channels and not self.acks.is_acked(inc):
                     self.store.schedule_escalation(inc, now + self.cfg.escalate_after_s)
@@ -440,14 +481,14 @@ class AlertingService:
         if decision == Decision.RETRY:
             delay = self.policy.delay(tries, self._rng(), age)
             self.store.schedule_retry(job, self.owner, now + delay, tries=tries, reason=result.reason)
-            PAGES.labels(channel=ch, outcome="retried").inc()
+            PAGES.labels(channel=ch, outcome="retried", kind=job.kind).inc()
             log.warning("page failed; retrying", incident=inc, channel=ch, tries=tries, reason=result.reason,
                         retry_in_s=round(delay, 2), age_s=round(age, 1))
             return
         why = f"after {tries} tries" + (f", {age:.0f} s" if result.retryable else "")
         reason = f"{ch}: {result.reason} ({why})"
         dl = DeadLetter.wrap(
-            source_topic=self.topics.spill_alerts,
+            source_topic=self._source_topic(job.kind),
             key=alert.camera_id,
             payload=job.alert_json.encode(),
             reason=reason,
@@ -465,15 +506,16 @@ class AlertingService:
             self.store.release(job, self.owner, now + 5.0)
             return
         self.store.complete_dead(job, now, tries=tries, reason=reason)
-        PAGES.labels(channel=ch, outcome="dead").inc()
+        PAGES.labels(channel=ch, outcome="dead", kind=job.kind).inc()
         DEAD_LETTERS.labels(topic=self.topics.pages_dead_letter, reason="page_failed").inc()
         log.error("page dead-lettered", incident=inc, channel=ch, tries=tries, reason=result.reason)
-        if alert.state == AlertState.CONFIRMED and self.cfg.escalation_channels and ch not in self.cfg.escalation_channels:
+        if (isinstance(alert, SpillAlert) and alert.state == AlertState.CONFIRMED and self.cfg.escalation_channels
+                and ch not in self.cfg.escalation_channels):
             # A primary channel is gone for good: do not wait for the ack timer.
             self.store.schedule_escalation(inc, now)
             self._wake.set()
 
-    def _maybe_fall_back(self, job: Job, alert: SpillAlert, now: float) -> None:
+    def _maybe_fall_back(self, job: Job, alert: Alert, now: float) -> None:
         """The try failed on ``job.channel``: note the channel's outage, and once it has lasted
         ``fallback_after_s`` queue the same page on the fallback channels (idempotent job ids)."""
         if not self.cfg.fallback_channels or job.channel in self.cfg.fallback_channels:

@@ -11,13 +11,15 @@ records, the escalation schedule, the page log and, per channel, when its curren
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from alerting.kinds import Alert, kind_of, parse_alert
 from alerting.routing import parse_job_id
-from spillwatch.events import EventError, SpillAlert
+from spillwatch.events import EventError
 from spillwatch.redis_keys import RedisKeys
 
 PAGES_LOG_MAX = 10_000
@@ -48,10 +50,10 @@ return 'claimed'
 """
 
 _RECORD = """
-redis.call('HSET', KEYS[1], 'camera_id', ARGV[1], 'alert:' .. ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[1], 'camera_id', ARGV[1], 'alert:' .. ARGV[2], ARGV[3], 'kind', ARGV[5])
 local cur = redis.call('HGET', KEYS[1], 'state')
-if ARGV[2] == 'cleared' then
-  redis.call('HSET', KEYS[1], 'state', 'cleared')
+if ARGV[2] == 'cleared' or ARGV[2] == 'recovered' then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2])
 elseif ARGV[2] == 'escalated' then
   redis.call('HSET', KEYS[1], 'escalated', '1')
   if cur ~= 'cleared' then redis.call('HSET', KEYS[1], 'state', 'escalated') end
@@ -88,10 +90,11 @@ class Job:
     tries: int = 0
     enqueued_at: float = 0.0
     last_reason: str = ""
+    kind: str = "spill"  # alerting.kinds: "spill" or "camera" (jobs queued before kinds existed: spill)
 
     @property
-    def alert(self) -> SpillAlert:
-        return SpillAlert.from_bytes(self.alert_json)
+    def alert(self) -> Alert:
+        return parse_alert(self.alert_json, self.kind)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"))
@@ -114,6 +117,7 @@ def _outcome_record(job: Job, status: str, now: float, *, tries: int, reason: st
     except (EventError, ValueError):
         camera = None
     return {
+        "kind": job.kind,
         "incident_id": incident,
         "camera_id": camera,
         "state": state,
@@ -161,12 +165,12 @@ class AlertStore:
         return self.keys.alerting_incident(incident_id)
 
     # ------------------------------------------------------------------ incidents
-    def record_alert(self, alert: SpillAlert) -> None:
-        """Store the alert; the incident's state only moves forward (a redelivered ``confirmed``
-        never reopens a cleared incident)."""
+    def record_alert(self, alert: Alert) -> None:
+        """Store the alert and its kind; the incident's state only moves forward (a redelivered
+        ``confirmed`` never reopens a cleared incident, nor ``offline`` a recovered outage)."""
         self._record(
             keys=[self.incident_key(alert.incident_id)],
-            args=[alert.camera_id, alert.state.value, alert.model_dump_json(), self.ttl],
+            args=[alert.camera_id, alert.state.value, alert.model_dump_json(), self.ttl, kind_of(alert)],
         )
 
     def incident(self, incident_id: str) -> dict[str, str]:
@@ -251,7 +255,7 @@ class AlertStore:
         return record
 
     def schedule_retry(self, job: Job, owner: str, due: float, *, tries: int, reason: str) -> None:
-        updated = Job(job.job_id, job.channel, job.alert_json, tries, job.enqueued_at, reason)
+        updated = dataclasses.replace(job, tries=tries, last_reason=reason)
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(self.jobs_key, job.job_id, updated.to_json())
         pipe.zadd(self.queue_key, {job.job_id: due})

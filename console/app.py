@@ -50,6 +50,7 @@ from console.models import (
     IncidentPage,
     LabelBody,
     Me,
+    OutageView,
     VerdictView,
 )
 from console.security import GuardMiddleware
@@ -150,6 +151,11 @@ def me(p: Reader) -> Me:
 @api.get("/cameras", response_model=list[CameraView], summary="Every camera: state, fps, spill probability, open incident")
 def cameras(request: Request, _: Reader) -> list[CameraView]:
     return ctx(request).data.cameras()
+
+
+@api.get("/outages", response_model=list[OutageView], summary="Camera outages: open first, then recovered; with their pages")
+def outages(request: Request, _: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[OutageView]:
+    return ctx(request).data.outages(limit)
 
 
 def parse_time(value: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:

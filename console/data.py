@@ -24,10 +24,12 @@ from console.models import (
     IncidentDetail,
     IncidentPage,
     IncidentSummary,
+    OutageView,
     PageView,
     TimelinePoint,
     VerdictView,
 )
+from console.outages import OutageBoard, OutageRecord
 from spillwatch.acks import Ack, AckRequest, AckStore
 from spillwatch.archive import LabelRecord, append_label
 from spillwatch.events import utcnow
@@ -81,11 +83,13 @@ def who(p: Principal) -> str:
 
 
 class ConsoleData:
-    def __init__(self, settings: Settings, redis: Any, index: IncidentIndex, board: CameraBoard) -> None:
+    def __init__(self, settings: Settings, redis: Any, index: IncidentIndex, board: CameraBoard,
+                 outages: OutageBoard | None = None) -> None:
         self.settings = settings
         self.r = redis
         self.index = index
         self.board = board
+        self.outage_board = outages if outages is not None else OutageBoard()
         self.keys = RedisKeys(settings.redis.key_prefix)
         self.acks = AckStore(redis, settings.redis.key_prefix, settings.alerting.ack_ttl_s)
         self.stale_after_s = stale_after_s(settings.producer.offline_after_s, settings.producer.heartbeat_s)
@@ -117,8 +121,38 @@ class ConsoleData:
                 open_incident=open_by_cam.get(cam),
                 thumbnail_at=thumb[1] if thumb else None,
                 configured=cfg is not None,
+                outage=self._outage_view(outage) if (outage := self.outage_board.open_for(cam)) else None,
             ))
         return out
+
+    # ------------------------------------------------------------------ camera outages
+    def outages(self, limit: int = 50) -> list[OutageView]:
+        """Open outages first, then the recovered ones; newest first; with their pages."""
+        return [self._outage_view(r) for r in self.outage_board.recent(limit)]
+
+    def _outage_view(self, rec: OutageRecord) -> OutageView:
+        pages = self._pages(rec.incident_id)
+
+        def first_sent(states: tuple[str, ...]) -> datetime | None:
+            sent = [p.at for p in pages if p.state in states and p.status == "sent" and p.at]
+            return min(sent) if sent else None
+
+        return OutageView(
+            incident_id=rec.incident_id,
+            camera_id=rec.camera_id,
+            state=rec.state,  # type: ignore[arg-type]
+            status="open" if rec.open else "recovered",
+            since=rec.since,
+            opened_at=rec.opened_at,
+            reason=rec.reason,
+            grace_s=rec.grace_s,
+            last_frame_time=rec.last_frame_time,
+            recovered_at=rec.recovered_at,
+            recovery_reason=rec.recovery_reason,
+            paged_at=first_sent(("offline", "stalled")),
+            recovery_paged_at=first_sent(("recovered",)),
+            pages=pages,
+        )
 
     # ------------------------------------------------------------------ incidents
     def _acks(self, ids: list[str]) -> dict[str, Ack]:

@@ -7,6 +7,10 @@ source                 how                                                      
                        every console instance sees every incident) -> incident
                        index (console/incidents.py), events ``opened`` /
                        ``escalated`` / ``cleared``
+``camera-alerts``      TopicReader, every partition from the beginning -> outage     a few records per outage
+                       board (console/outages.py), ``spillwatch_camera_outage``
+                       gauge, events ``camera`` (change ``outage-opened`` /
+                       ``outage-recovered``)
 ``camera-health``      from ``4 x cameras + 20`` records before the end (the newest  one heartbeat per camera
                        heartbeat of every camera), then live -> camera board +       every ``heartbeat_s``
                        Prometheus gauges, events on state changes
@@ -19,6 +23,8 @@ source                 how                                                      
                                                                                      stream (~8 MB/s)
 acknowledgements       every 2 s, the ack hashes of the open incidents (acks from    one pipelined EXISTS per
                        ``spillwatch ack`` or another console) -> ``acknowledged``    open incident
+outage pages           every 2 s, how many pages alerting recorded for the recent    one pipelined HLEN per
+                       outages -> event ``camera`` (change ``paged``)                recent outage (<= 50)
 =====================  ============================================================  ===========================
 
 Every reader retries on its own (topics not created yet, broker restarts, Redis away); a record
@@ -36,8 +42,10 @@ from typing import Any
 from console.cameras import CameraBoard, Sample, effective_state, stale_after_s
 from console.incidents import IncidentIndex
 from console.live import EventBus
+from console.outages import OutageBoard
 from spillwatch.events import (
     AlertState,
+    CameraAlert,
     CameraHealth,
     CameraState,
     Classification,
@@ -47,7 +55,7 @@ from spillwatch.events import (
     utcnow,
 )
 from spillwatch.logs import get_logger
-from spillwatch.metrics import CAMERA_FPS, CAMERA_UP, LAST_FRAME_TIMESTAMP
+from spillwatch.metrics import CAMERA_FPS, CAMERA_OUTAGE, CAMERA_UP, LAST_FRAME_TIMESTAMP
 from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 from spillwatch.topic_reader import Received, TopicReader
@@ -61,8 +69,11 @@ PRUNE_S = 3600.0
 
 
 class ConsoleFeeds:
-    def __init__(self, settings: Settings, redis: Any, index: IncidentIndex, board: CameraBoard, bus: EventBus) -> None:
+    def __init__(self, settings: Settings, redis: Any, index: IncidentIndex, board: CameraBoard, bus: EventBus,
+                 outages: OutageBoard | None = None) -> None:
         self.settings = settings
+        self.outages = outages if outages is not None else OutageBoard()
+        self._outage_pages: dict[str, int] = {}  # outage id -> page records seen
         self.cfg = settings.console
         self.r = redis
         self.keys = RedisKeys(settings.redis.key_prefix)
@@ -86,6 +97,7 @@ class ConsoleFeeds:
         self._load_cameras()
         loops: list[tuple[str, Callable[[], None]]] = [
             ("console-alerts", self._alerts_loop),
+            ("console-outages", self._outages_loop),
             ("console-health", self._health_loop),
             ("console-scores", self._scores_loop),
             ("console-watch", self._watch_loop),
@@ -191,6 +203,41 @@ class ConsoleFeeds:
                     self._acked.discard(alert.incident_id)
             self.bus.publish({"type": "incident", "incident_id": alert.incident_id, "camera_id": alert.camera_id, "change": change})
             log.info("incident", incident=alert.incident_id, camera=alert.camera_id, change=change)
+
+    # ------------------------------------------------------------------ camera-alerts
+    def _outages_loop(self) -> None:
+        self._run_reader([self.settings.topics.camera_alerts], self.on_camera_alert)
+
+    def on_camera_alert(self, rec: Received) -> None:
+        if rec.value is None:
+            return
+        alert = CameraAlert.from_bytes(rec.value)
+        known = {c.id for c in self.settings.cameras if c.enabled}
+        if known and alert.camera_id not in known:
+            log.warning("camera alert of an unknown camera skipped", camera=alert.camera_id, outage=alert.incident_id)
+            return
+        change = self.outages.ingest(alert)
+        if change is None:
+            return
+        newest = self.outages.open_for(alert.camera_id)
+        CAMERA_OUTAGE.labels(camera=alert.camera_id).set(1 if newest is not None else 0)
+        self._dirty = True
+        self.bus.publish({"type": "camera", "camera_id": alert.camera_id, "outage_id": alert.incident_id,
+                          "change": f"outage-{change}"})
+        log.info("camera outage", camera=alert.camera_id, outage=alert.incident_id, change=change)
+
+    def _poll_outage_pages(self) -> None:
+        """Announce a camera when alerting recorded a page (sent or given up) for one of its recent outages."""
+        recs = self.outages.recent(50)
+        if not recs:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for o in recs:
+            pipe.hlen(self.keys.alerting_incident_pages(o.incident_id))
+        for o, n in zip(recs, pipe.execute(), strict=True):
+            if self._outage_pages.get(o.incident_id, 0) != n:
+                self._outage_pages[o.incident_id] = n
+                self.bus.publish({"type": "camera", "camera_id": o.camera_id, "outage_id": o.incident_id, "change": "paged"})
 
     def _open_timeline(self, alert: SpillAlert) -> None:
         """Keep the scores from ``timeline_before_s`` before the first suspicious frame to
@@ -316,6 +363,7 @@ class ConsoleFeeds:
                 if now - last_ack >= ACK_POLL_S:
                     last_ack = now
                     self._poll_acks()
+                    self._poll_outage_pages()
                 if self._dirty and now - last_cameras >= CAMERAS_EVENT_S:
                     last_cameras, self._dirty = now, False
                     self.bus.publish({"type": "cameras"})

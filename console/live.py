@@ -1,9 +1,10 @@
 """Live updates: an in-process event bus (feed threads publish, server-sent-event streams subscribe).
 
 Events are small JSON objects: ``{"type": "incident", "incident_id", "camera_id", "change"}``
-(change: opened, escalated, acknowledged, labelled, cleared) and ``{"type": "camera", "camera_id",
-"state"}``, plus ``{"type": "cameras"}`` (fps, scores or thumbnails moved; at most every few
-seconds). The pages re-fetch the affected part; the API's ``/api/events`` hands the same stream to
+(change: opened, escalated, acknowledged, labelled, cleared), ``{"type": "camera", "camera_id",
+"state"}`` (the state it shows changed) and ``{"type": "camera", "camera_id", "outage_id", "change"}``
+(change: outage-opened, outage-recovered, paged), plus ``{"type": "cameras"}`` (fps, scores or
+thumbnails moved; at most every few seconds). The pages re-fetch the affected part; the API's ``/api/events`` hands the same stream to
 scripts. A subscriber that falls ``QUEUE_MAX`` events behind is dropped (its browser reconnects).
 """
 

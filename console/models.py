@@ -14,6 +14,34 @@ IncidentStatus = Literal["open", "acknowledged", "cleared"]
 Verdict = Literal["spill", "clean"]
 
 
+class PageView(BaseModel):
+    state: str
+    channel: str
+    status: str = Field(description="sent or dead (dead-lettered after the last try)")
+    at: datetime | None = None
+    tries: int = 0
+    reason: str = ""
+
+
+class OutageView(BaseModel):
+    """A camera outage (``camera-alerts``) with the pages alerting sent for it."""
+
+    incident_id: str
+    camera_id: str
+    state: Literal["offline", "stalled"] = Field(description="how the outage opened")
+    status: Literal["open", "recovered"]
+    since: datetime = Field(description="when the camera stopped delivering frames")
+    opened_at: datetime = Field(description="when the outage was declared (after the grace period)")
+    reason: str = ""
+    grace_s: float = 0.0
+    last_frame_time: datetime | None = None
+    recovered_at: datetime | None = Field(default=None, description="since when frames flow again")
+    recovery_reason: str = ""
+    paged_at: datetime | None = Field(default=None, description="first page of the outage delivered")
+    recovery_paged_at: datetime | None = Field(default=None, description="first recovery notice delivered")
+    pages: list[PageView] = Field(default_factory=list)
+
+
 class CameraView(BaseModel):
     camera_id: str
     state: CameraStateName
@@ -27,6 +55,7 @@ class CameraView(BaseModel):
     open_incident: str | None = Field(default=None, description="newest open incident of this camera")
     thumbnail_at: datetime | None = Field(default=None, description="capture time of the thumbnail, if any")
     configured: bool = True
+    outage: OutageView | None = Field(default=None, description="the camera's open outage (paged), if any")
 
 
 class AckView(BaseModel):
@@ -39,15 +68,6 @@ class VerdictView(BaseModel):
     label: Verdict = Field(description="spill: a real spill; clean: a false alarm")
     by: str
     at: datetime
-
-
-class PageView(BaseModel):
-    state: str
-    channel: str
-    status: str = Field(description="sent or dead (dead-lettered after the last try)")
-    at: datetime | None = None
-    tries: int = 0
-    reason: str = ""
 
 
 class IncidentSummary(BaseModel):

@@ -165,12 +165,14 @@ def logout(request: Request, p: FormUser) -> RedirectResponse:
 
 @router.get("/cameras", response_class=HTMLResponse)
 def cameras_page(request: Request, p: Viewer) -> HTMLResponse:
-    return render(request, "cameras.html", p, cameras=ctx(request).data.cameras(), live="cameras")
+    data = ctx(request).data
+    return render(request, "cameras.html", p, cameras=data.cameras(), outages=data.outages(20), live="cameras")
 
 
 @router.get("/cameras/_grid", response_class=HTMLResponse)
 def cameras_grid(request: Request, p: Viewer) -> HTMLResponse:
-    return render(request, "_camera_grid.html", p, cameras=ctx(request).data.cameras())
+    data = ctx(request).data
+    return render(request, "_camera_grid.html", p, cameras=data.cameras(), outages=data.outages(20))
 
 
 @router.get("/cameras/{camera_id}/thumbnail")

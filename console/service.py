@@ -25,6 +25,7 @@ from console.data import ConsoleData
 from console.feeds import ConsoleFeeds
 from console.incidents import IncidentIndex
 from console.live import EventBus
+from console.outages import OutageBoard
 from console.security import guarded_protocol
 from spillwatch.logs import get_logger
 from spillwatch.metrics import start_metrics_server
@@ -55,7 +56,8 @@ class ConsoleService:
         index = IncidentIndex(self.redis, prefix, cfg.incident_retention_days * 86400)
         board = CameraBoard(history_s=cfg.timeline_before_s + cfg.timeline_after_s + 60.0)
         bus = EventBus()
-        self.feeds = ConsoleFeeds(settings, self.redis, index, board, bus)
+        outages = OutageBoard()
+        self.feeds = ConsoleFeeds(settings, self.redis, index, board, bus, outages)
         self.console = Console(
             settings=settings,
             redis=self.redis,
@@ -63,7 +65,7 @@ class ConsoleService:
             sessions=SessionStore(self.redis, prefix, cfg.session_ttl_s),
             tokens=tokens,
             throttle=LoginThrottle(self.redis, prefix, cfg.login_max_failures, cfg.login_lockout_s),
-            data=ConsoleData(settings, self.redis, index, board),
+            data=ConsoleData(settings, self.redis, index, board, outages),
             bus=bus,
             feeds=self.feeds,
         )

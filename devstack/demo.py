@@ -140,6 +140,7 @@ def build_report(
             {"channel": p["channel"], "incident_id": p["incident_id"], "state": p.get("state"), "at": p["at"]}
             for p in pages
             if p.get("camera_id") == clip.camera_id and p.get("status", "sent") == "sent"
+            and p.get("kind", "spill") == "spill"  # camera-outage pages (a clip that ended) are not spill pages
         ]
         incidents: dict[str, dict[str, Any]] = {}
         for a in tally.alerts:

@@ -10,7 +10,8 @@ scales on its own (more ``spillwatch worker`` processes = more classifier member
   keeps suspicious JPEGs in Redis for the evidence snapshot.
 - ``aggregator`` (group ``<prefix>spillwatch-aggregator``) on ``classifications``: validates, runs the
   state machine through Redis, publishes SpillAlerts to ``spill-alerts`` keyed by camera id; a timer
-  escalates unacknowledged incidents and flushes the alert outbox.
+  escalates unacknowledged incidents and flushes the alert outbox. The same app hosts the camera
+  monitor (processors/camera_monitor.py: ``camera-health`` -> ``camera-alerts``).
 
 At-least-once throughout: a batch's records are acked only after everything it produced has been
 acknowledged by the broker, so a killed worker's frames are redone by the member that takes over
@@ -272,6 +273,9 @@ def create_app(settings: Settings, role: Role) -> Any:
         _wire_classifier(app, settings)
     elif role == "aggregator":
         _wire_aggregator(app, settings)
+        from processors.camera_monitor import wire_camera_monitor  # camera outages ride in the aggregator
+
+        wire_camera_monitor(app, settings)
     else:  # pragma: no cover
         raise ValueError(f"unknown role {role}")
     return app

@@ -1,6 +1,8 @@
 """Redis persistence of the per-camera incident state, with a transactional alert outbox.
 
 Keys: ``P:agg:*`` and ``P:ack:<incident>`` of spillwatch/redis_keys.py (the shared contract).
+The same transactional state + outbox serves the camera monitor (``processors.outage_store``
+overrides the key names and the state/event types: the hooks at the top of the class).
 
 Exactly-once *decisions*, at-least-once *publication*:
 
@@ -47,42 +49,77 @@ Publish = Callable[[SpillAlert], Awaitable[None]]
 class StateStore:
     """Per-camera state in Redis (``redis.asyncio`` client, ``decode_responses=False``)."""
 
+    state_expires = True  # the per-camera state expires ``ttl_s`` after its last write
+
     def __init__(self, redis: Any, key_prefix: str, ttl_s: int, *, claim_lease_s: float = 30.0) -> None:
         self.r = redis
         self.keys = RedisKeys(key_prefix)
         self.ttl_s = int(ttl_s)
         self.claim_lease_ms = int(claim_lease_s * 1000)
 
+    # ------------------------------------------------------------------ hooks (the aggregator's)
+    def state_key(self, camera: str) -> str:
+        return self.keys.agg_state(camera)
+
+    @property
+    def outbox_key(self) -> str:
+        return self.keys.agg_outbox
+
+    @property
+    def open_key(self) -> str:
+        return self.keys.agg_open
+
+    def sent_key(self, ek: str) -> str:
+        return self.keys.agg_sent(ek)
+
+    def claim_key(self, ek: str) -> str:
+        return self.keys.agg_claim(ek)
+
+    def new_state(self, camera: str) -> Any:
+        return CameraState(camera_id=camera)
+
+    def decode_state(self, raw: bytes) -> Any:
+        return CameraState.from_json(raw)
+
+    def is_open(self, state: Any) -> bool:
+        return bool(state.phase == Phase.CONFIRMED)
+
+    def decode_event(self, raw: bytes) -> Any:
+        return SpillAlert.from_bytes(raw)
+
+    def event_order(self, alert: Any) -> tuple[Any, ...]:
+        return (alert.event_time, _STATE_ORDER[alert.state], alert.incident_id)
+
     # ------------------------------------------------------------------ state
     async def load(self, camera: str) -> CameraState:
-        raw = await self.r.get(self.keys.agg_state(camera))
-        return CameraState.from_json(raw) if raw else CameraState(camera_id=camera)
+        raw = await self.r.get(self.state_key(camera))
+        return self.decode_state(raw) if raw else self.new_state(camera)
 
     async def apply(self, camera: str, transition: Transition, prepare: Prepare | None = None) -> StepResult:
         """Atomically load -> ``transition`` -> save the camera's state, putting the resulting alerts
         in the outbox in the same transaction. ``prepare`` (optional) may enrich the alerts before
         the commit (e.g. the evidence snapshot); it must be idempotent (it can run again on a retry).
         Returns the step result with the alerts as committed."""
-        key = self.keys.agg_state(camera)
+        key = self.state_key(camera)
         for attempt in range(50):
             async with self.r.pipeline(transaction=True) as pipe:
                 try:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
-                    state = CameraState.from_json(raw) if raw else CameraState(camera_id=camera)
+                    state = self.decode_state(raw) if raw else self.new_state(camera)
                     result = transition(state)
                     if result.duplicate:
                         await pipe.unwatch()
                         return result
                     alerts = await prepare(result) if (prepare and result.alerts) else result.alerts
                     pipe.multi()
-                    pipe.set(key, result.state.to_json(), ex=self.ttl_s)
+                    pipe.set(key, result.state.to_json(), ex=self.ttl_s if self.state_expires else None)
                     for a in alerts:
-                        pipe.hset(self.keys.agg_outbox, event_key(a), a.to_bytes())
-                    if result.state.phase == Phase.CONFIRMED:
-                        pipe.sadd(self.keys.agg_open, camera)
+                        pipe.hset(self.outbox_key, event_key(a), a.to_bytes())
+                    if self.is_open(result.state):
+                        pipe.sadd(self.open_key, camera)
                     else:
-                        pipe.srem(self.keys.agg_open, camera)
+                        pipe.srem(self.open_key, camera)
                     await pipe.execute()
                     return result.model_copy(update={"alerts": alerts})
                 except WatchError:
@@ -91,7 +128,7 @@ class StateStore:
         raise RuntimeError(f"state of camera {camera} kept changing under 50 transaction attempts")
 
     async def open_cameras(self) -> list[str]:
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in await self.r.smembers(self.keys.agg_open))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in await self.r.smembers(self.open_key))
 
     async def is_acknowledged(self, incident_id: str) -> bool:
         return bool(await self.r.exists(self.keys.ack(incident_id)))
@@ -100,9 +137,8 @@ class StateStore:
     async def pending(self) -> list[SpillAlert]:
         """Alerts committed but not yet published, oldest first (confirmed before escalated before
         cleared within an incident)."""
-        raw = await self.r.hgetall(self.keys.agg_outbox)
-        alerts = [SpillAlert.from_bytes(v) for v in raw.values()]
-        return sorted(alerts, key=lambda a: (a.event_time, _STATE_ORDER[a.state], a.incident_id))
+        raw = await self.r.hgetall(self.outbox_key)
+        return sorted((self.decode_event(v) for v in raw.values()), key=self.event_order)
 
     async def flush(self, publish: Publish, alerts: list[SpillAlert] | None = None) -> list[SpillAlert]:
         """Publish outbox entries (``alerts``, or all pending) that nobody else is publishing and
@@ -112,23 +148,23 @@ class StateStore:
         done: list[SpillAlert] = []
         for alert in todo:
             ek = event_key(alert)
-            if await self.r.exists(self.keys.agg_sent(ek)):
-                await self.r.hdel(self.keys.agg_outbox, ek)  # published before a crash; just tidy up
+            if await self.r.exists(self.sent_key(ek)):
+                await self.r.hdel(self.outbox_key, ek)  # published before a crash; just tidy up
                 continue
-            if not await self.r.set(self.keys.agg_claim(ek), b"1", nx=True, px=self.claim_lease_ms):
+            if not await self.r.set(self.claim_key(ek), b"1", nx=True, px=self.claim_lease_ms):
                 continue  # another aggregator is publishing it right now
-            if not await self.r.hexists(self.keys.agg_outbox, ek):
-                await self.r.delete(self.keys.agg_claim(ek))  # someone finished it meanwhile
+            if not await self.r.hexists(self.outbox_key, ek):
+                await self.r.delete(self.claim_key(ek))  # someone finished it meanwhile
                 continue
             try:
                 await publish(alert)
             except Exception:
-                await self.r.delete(self.keys.agg_claim(ek))
+                await self.r.delete(self.claim_key(ek))
                 raise
             async with self.r.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.agg_sent(ek), b"1", ex=self.ttl_s)
-                pipe.hdel(self.keys.agg_outbox, ek)
-                pipe.delete(self.keys.agg_claim(ek))
+                pipe.set(self.sent_key(ek), b"1", ex=self.ttl_s)
+                pipe.hdel(self.outbox_key, ek)
+                pipe.delete(self.claim_key(ek))
                 await pipe.execute()
             done.append(alert)
         return done

@@ -387,6 +387,57 @@ class CameraHealth(Event):
     producer: str = ""
 
 
+class CameraAlertState(StrEnum):
+    """A camera outage's events: it opens ``offline`` or ``stalled`` (one page), ends ``recovered``."""
+
+    OFFLINE = "offline"
+    STALLED = "stalled"
+    RECOVERED = "recovered"
+
+
+MAX_REASON_LENGTH = 500
+# Reasons travel into pages (Slack, e-mail, PagerDuty): printable text on one line.
+_REASON_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
+class CameraAlert(Event):
+    """One camera-outage transition (topic ``camera-alerts``, produced by the camera monitor,
+    processors/camera_outage.py). An outage opens once (``offline`` or ``stalled``, after the grace
+    period) and closes once (``recovered``, after frames flowed steadily for the recovery period).
+
+    Validation rejects what a real monitor cannot produce, like :class:`SpillAlert`'s: ids outside
+    the strict alphabets, times outside 2000..2099 or out of order, ``recovered_at`` on a state
+    other than ``recovered`` (and missing on ``recovered``), control characters in the reason,
+    non-finite numbers. Whether the transition makes sense for the outage is alerting's check
+    (``alerting.transitions.check_camera_transition``)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    incident_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
+    camera_id: str = Field(min_length=1, max_length=128, pattern=CAMERA_ID_PATTERN)
+    state: CameraAlertState
+    since: AlertTime = Field(description="when the camera stopped delivering frames (start of the outage)")
+    opened_at: AlertTime = Field(description="when the outage was declared (since + at least the grace period)")
+    recovered_at: AlertTime | None = Field(default=None, description="since when frames flow again (recovered only)")
+    last_frame_time: AlertTime | None = Field(default=None, description="capture time of the last frame reported")
+    reason: str = Field(default="", max_length=MAX_REASON_LENGTH, pattern=_REASON_PATTERN)
+    grace_s: float = Field(default=0.0, ge=0, le=7 * 24 * 3600, description="the grace period that applied")
+    event_time: AlertTime = Field(default_factory=utcnow, description="when this event was emitted")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CameraAlert":
+        if self.opened_at < self.since:
+            raise ValueError("opened_at is before since")
+        if self.state == CameraAlertState.RECOVERED:
+            if self.recovered_at is None:
+                raise ValueError("a recovered alert needs recovered_at")
+            if self.recovered_at < self.since:
+                raise ValueError("recovered_at is before since")
+        elif self.recovered_at is not None:
+            raise ValueError(f"recovered_at is set on a {self.state.value} alert")
+        return self
+
+
 # --------------------------------------------------------------------------- dead letters
 
 

@@ -267,8 +267,9 @@ def topic_specs(settings: "Settings", partitions: int | None = None) -> list[Top
         TopicSpec(t.classifications, n, {"retention.ms": str(24 * 3600 * 1000)}),
         TopicSpec(t.spill_alerts, 1, {"retention.ms": month}),
         TopicSpec(t.camera_health, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
+        TopicSpec(t.camera_alerts, 1, {"retention.ms": month}),
     ]
-    for src in (t.frames, t.classifications, t.spill_alerts):
+    for src in t.dead_lettered():
         specs.append(TopicSpec(t.dead_letter(src), 1, {"retention.ms": month}))
     specs.append(TopicSpec(t.pages_dead_letter, 1, {"retention.ms": month}))
     return specs

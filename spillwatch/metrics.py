@@ -29,9 +29,16 @@ CONSUMER_LAG = Gauge("spillwatch_consumer_lag", "Records behind the end of the p
 INCIDENTS = Counter("spillwatch_incidents_total", "Incident transitions", ["camera", "state"])
 INCIDENTS_OPEN = Gauge("spillwatch_incidents_open", "Open (confirmed, not cleared) incidents", ["camera"])
 DUPLICATES_SKIPPED = Counter("spillwatch_duplicates_skipped_total", "Redelivered records ignored", ["stage"])
+# camera monitor (in the aggregator service)
+CAMERA_OUTAGES = Counter(
+    "spillwatch_camera_outages_total", "Camera outage transitions (offline, stalled, recovered)", ["camera", "state"]
+)
 
 # alerting
-PAGES = Counter("spillwatch_pages_total", "Page attempts by outcome (sent, failed, retried, dead)", ["channel", "outcome"])
+PAGES = Counter(
+    "spillwatch_pages_total", "Page attempts by outcome (sent, failed, retried, dead); kind: spill or camera (outage)",
+    ["channel", "outcome", "kind"],
+)
 PAGE_LATENCY = Histogram(
     "spillwatch_page_latency_seconds",
     "Capture of the confirming frame -> page delivered",
@@ -44,6 +51,9 @@ LAST_FRAME_TIMESTAMP = Gauge(
 )
 CAMERA_FPS = Gauge("spillwatch_camera_fps", "Frames per second the camera actually delivers", ["camera"])
 CAMERA_UP = Gauge("spillwatch_camera_online", "1 while the camera is online (0: stalled or offline)", ["camera"])
+CAMERA_OUTAGE = Gauge(
+    "spillwatch_camera_outage", "1 while the camera has an open outage (paged; from camera-alerts)", ["camera"]
+)
 
 # archive
 FRAMES_ARCHIVED = Counter("spillwatch_frames_archived_total", "Frames written to the archive", ["camera", "reason"])

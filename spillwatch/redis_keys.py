@@ -10,6 +10,13 @@ aggregator (processors/state_store.py)
 ``P:agg:outbox``                       hash ``<incident>:<state>`` -> SpillAlert JSON, not yet published
 ``P:agg:sent:<incident>:<state>``      "published" marker (dedupe record)
 ``P:agg:claim:<incident>:<state>``     short lease of the process publishing that outbox entry
+camera monitor (processors/outage_store.py)
+``P:outage:cam:<camera>``              OutageState JSON of a configured camera (no TTL: an open
+                                       outage is never forgotten)
+``P:outage:open``                      set of cameras with an open outage
+``P:outage:outbox``                    hash ``<incident>:<state>`` -> CameraAlert JSON, not yet published
+``P:outage:sent:<incident>:<state>``   "published" marker (TTL ``aggregator.state_ttl_s``)
+``P:outage:claim:<incident>:<state>``  short lease of the process publishing that outbox entry
 classifier (processors/app.py)
 ``P:frame:<camera>:<seq>``             JPEG of a suspicious frame, for the evidence snapshot (short TTL)
 alerting (alerting/acks.py, alerting/store.py)
@@ -18,7 +25,7 @@ alerting (alerting/acks.py, alerting/store.py)
 ``P:alerting:jobs``                    hash job id -> page job JSON
 ``P:alerting:queue``                   zset job id -> when its next try is due
 ``P:alerting:page:<job>``              idempotency key of one page (inflight/sent/dead)
-``P:alerting:incident:<id>``           hash: camera, state, alerts by state
+``P:alerting:incident:<id>``           hash: kind (spill, camera), camera, state, alerts by state
 ``P:alerting:incident:<id>:pages``     hash ``<state>:<channel>`` -> page record JSON
 ``P:alerting:escalations``             zset incident id -> when its escalation is due
 ``P:alerting:pages``                   list of page records (sent or dry-run), newest last
@@ -69,6 +76,24 @@ class RedisKeys:
 
     def agg_claim(self, event_key: str) -> str:
         return f"{self.prefix}:agg:claim:{event_key}"
+
+    # ------------------------------------------------------------------ camera monitor
+    def outage_state(self, camera: str) -> str:
+        return f"{self.prefix}:outage:cam:{camera}"
+
+    @property
+    def outage_open(self) -> str:
+        return f"{self.prefix}:outage:open"
+
+    @property
+    def outage_outbox(self) -> str:
+        return f"{self.prefix}:outage:outbox"
+
+    def outage_sent(self, event_key: str) -> str:
+        return f"{self.prefix}:outage:sent:{event_key}"
+
+    def outage_claim(self, event_key: str) -> str:
+        return f"{self.prefix}:outage:claim:{event_key}"
 
     # ------------------------------------------------------------------ classifier
     def evidence_frame(self, camera: str, seq: int) -> str:

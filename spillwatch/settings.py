@@ -103,6 +103,10 @@ class CameraConfig(_Section):
     zone: list[tuple[float, float]] | None = Field(
         default=None, description="normalised polygon; only spill inside it counts"
     )
+    outage_grace_s: float | None = Field(
+        default=None, ge=0, le=86400, allow_inf_nan=False,
+        description="this camera's outage grace period (overrides outages.grace_s)",
+    )
     enabled: bool = True
 
     def __repr_args__(self) -> Any:
@@ -220,11 +224,39 @@ class AggregatorSettings(_Section):
         return self
 
 
+class OutageSettings(_Section):
+    """Camera outage paging (processors/camera_outage.py): the camera monitor runs in the aggregator
+    service, reads ``camera-health`` and writes ``camera-alerts``; alerting pages them."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    enabled: bool = Field(default=True, description="watch the configured cameras and page their outages")
+    grace_s: float = Field(
+        default=60.0, ge=0, le=86400,
+        description="a camera stalled, offline or silent this long opens an outage (one page); cameras[].outage_grace_s overrides",
+    )
+    recovery_s: float = Field(
+        default=30.0, ge=0, le=86400,
+        description="frames must flow steadily this long to close an outage (one recovery notice); shorter flaps stay in it",
+    )
+    silence_s: float | None = Field(
+        default=None, gt=0, le=86400,
+        description="no heartbeat this long = silent (a producer that died); None: 3 x producer.heartbeat_s",
+    )
+    tick_interval_s: float = Field(
+        default=2.0, gt=0, le=60, description="how often the monitor looks for silent cameras and flushes its outbox"
+    )
+
+
 class AlertingSettings(_Section):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     channels: list[str] = Field(default_factory=lambda: ["console"])
     escalation_channels: list[str] = Field(default_factory=list)
+    camera_channels: list[str] | None = Field(
+        default=None,
+        description="channels paged for camera outages and their recovery; None: the same as channels, []: none",
+    )
     escalate_after_s: float = Field(default=300.0, gt=0, description="unacknowledged this long -> escalate")
     fallback_channels: list[str] = Field(
         default_factory=list,
@@ -359,6 +391,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     aggregator: AggregatorSettings = Field(default_factory=AggregatorSettings)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    outages: OutageSettings = Field(default_factory=OutageSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -414,6 +447,16 @@ class Settings(BaseSettings):
                     ("cameras", i),
                     f"camera {c.id}: confirm_k {k} ({k_from}) > window {window} ({w_from}); a spill could never be confirmed",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _silence_longer_than_heartbeats(self) -> "Settings":
+        silence = self.outages.silence_s
+        if silence is not None and silence <= self.producer.heartbeat_s:
+            raise SettingError(
+                ("outages", "silence_s"),
+                f"{silence} <= producer.heartbeat_s {self.producer.heartbeat_s} (every camera would look silent between two heartbeats)",
+            )
         return self
 
     @model_validator(mode="after")

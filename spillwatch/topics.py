@@ -32,6 +32,11 @@ class Topics:
     def camera_health(self) -> str:
         return self._n("camera-health")
 
+    @property
+    def camera_alerts(self) -> str:
+        """Camera outages (CameraAlert): the camera monitor writes, alerting and the console read."""
+        return self._n("camera-alerts")
+
     def dead_letter(self, topic: str) -> str:
         """The dead-letter topic for records rejected from ``topic`` (already prefixed)."""
         return f"{topic}{DLQ_SUFFIX}"
@@ -42,7 +47,9 @@ class Topics:
         return self._n("pages" + DLQ_SUFFIX)
 
     def all(self) -> list[str]:
-        main = [self.frames, self.classifications, self.spill_alerts, self.camera_health]
-        return main + [self.dead_letter(t) for t in (self.frames, self.classifications, self.spill_alerts)] + [
-            self.pages_dead_letter
-        ]
+        main = [self.frames, self.classifications, self.spill_alerts, self.camera_health, self.camera_alerts]
+        return main + [self.dead_letter(t) for t in self.dead_lettered()] + [self.pages_dead_letter]
+
+    def dead_lettered(self) -> list[str]:
+        """Topics whose rejected records go to a dead-letter topic of their own."""
+        return [self.frames, self.classifications, self.spill_alerts, self.camera_health, self.camera_alerts]

@@ -131,7 +131,8 @@ def test_transitions_name_the_camera_of_the_incident_and_a_configured_one() -> N
 
 def test_facts_from_the_incident_record() -> None:
     rec = {"camera_id": "dock-1", "state": "cleared", "escalated": "1", "alert:confirmed": "{}", "alert:cleared": "{}"}
-    assert IncidentFacts.from_record(rec) == IncidentFacts("cleared", "dock-1", frozenset({"confirmed", "cleared"}))
+    assert IncidentFacts.from_record(rec) == IncidentFacts("cleared", "dock-1", frozenset({"confirmed", "cleared"}), "spill")
+    assert IncidentFacts.from_record(rec | {"kind": "camera"}).kind == "camera"
     assert IncidentFacts.from_record({}) == IncidentFacts()
 
 

@@ -55,7 +55,7 @@ def test_one_page_per_channel_despite_redelivery_and_restart(stack_settings: Set
         from spillwatch.metrics import PAGE_LATENCY
 
         def sent() -> float:
-            return REGISTRY.get_sample_value("spillwatch_pages_total", {"channel": "webhook", "outcome": "sent"}) or 0.0
+            return REGISTRY.get_sample_value("spillwatch_pages_total", {"channel": "webhook", "outcome": "sent", "kind": "spill"}) or 0.0
 
         sent_before = sent()
         latency_before = _hist_count(PAGE_LATENCY)

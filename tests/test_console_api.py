@@ -330,6 +330,53 @@ def test_camera_state_from_camera_health_and_prometheus_gauges(env: Env) -> None
         assert "no heartbeat" in cams()["dock-1"]["reason"]
 
 
+@pytest.mark.timeout(60)
+def test_camera_outages_from_camera_alerts_live_with_their_pages_and_a_gauge(env: Env) -> None:
+    from spillwatch.events import CameraAlertState
+    from spillwatch.redis_keys import RedisKeys
+    from tests.helpers.alerts import make_camera_alert
+    from tests.helpers.deploy import metric, metric_samples
+
+    topic, inc = env.settings.topics.camera_alerts, "outage-dock-2-api"
+    with env.api("dash") as c, c.stream("GET", "/api/events") as events:
+        lines = events.iter_lines()
+        assert next(lines).startswith("retry:")
+
+        def next_event(change: str) -> dict[str, Any]:
+            for line in lines:
+                if line.startswith("data:") and inc in line and (ev := json.loads(line[5:]))["change"] == change:
+                    return ev  # type: ignore[no-any-return]
+            raise AssertionError("stream ended")
+
+        publish(env.settings, topic, [
+            ("ghost", make_camera_alert(incident="outage-ghost", camera="ghost").to_bytes()),  # not configured: not shown
+            ("dock-2", make_camera_alert(incident=inc, camera="dock-2").to_bytes()),
+        ])
+        assert next_event("outage-opened") == {"type": "camera", "camera_id": "dock-2", "outage_id": inc, "change": "outage-opened"}
+        cam = {x["camera_id"]: x for x in c.get("/api/cameras").json()}["dock-2"]
+        assert cam["outage"]["incident_id"] == inc and cam["outage"]["paged_at"] is None
+        # alerting records the page it sent: the console announces it and shows when
+        page = {"kind": "camera", "incident_id": inc, "camera_id": "dock-2", "state": "offline", "channel": "webhook",
+                "status": "sent", "at": "2026-11-29T01:01:01+00:00", "tries": 1, "reason": "HTTP 200"}
+        r = make_redis(env.settings.redis.url)
+        r.hset(RedisKeys(env.settings.redis.key_prefix).alerting_incident_pages(inc), "offline:webhook", json.dumps(page))
+        next_event("paged")
+        outages = {o["incident_id"]: o for o in c.get("/api/outages").json()}
+        assert "outage-ghost" not in outages
+        o = outages[inc]
+        assert o["status"] == "open" and o["state"] == "offline" and o["reason"] == "offline: rtsp timeout"
+        assert o["paged_at"] == "2026-11-29T01:01:01Z" and [p["channel"] for p in o["pages"]] == ["webhook"]
+        assert metric(metric_samples(env.settings.console.metrics_port), "spillwatch_camera_outage", camera="dock-2") == 1
+        html = sign_in(env.url, "victor").get("/cameras/_grid").text
+        assert f'data-outage="{inc}"' in html and "paged 01:01:01" in html
+        publish(env.settings, topic, [("dock-2", make_camera_alert(CameraAlertState.RECOVERED, incident=inc, camera="dock-2").to_bytes())])
+        next_event("outage-recovered")
+        assert {x["camera_id"]: x for x in c.get("/api/cameras").json()}["dock-2"]["outage"] is None
+        assert {o["incident_id"]: o for o in c.get("/api/outages").json()}[inc]["status"] == "recovered"
+        assert metric(metric_samples(env.settings.console.metrics_port), "spillwatch_camera_outage", camera="dock-2") == 0
+        r.close()
+
+
 @pytest.mark.timeout(90)
 def test_cli_creates_users_and_tokens_without_secrets_in_argv(env: Env, tmp_path: Path) -> None:
     cfg = write_settings_file(env.settings, tmp_path / "cli.yaml")

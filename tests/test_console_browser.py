@@ -1,7 +1,8 @@
 """The console in a real browser (headless Chromium from the system, driven by Playwright) against the
 demo's composition: the embedded broker and Redis, the classifier worker with the shipped model, the
 aggregator, alerting, the console, and a producer playing the bundled (synthetic) clips plus a short
-synthetic clip that ends early (a camera that stops).
+synthetic clip that ends early (a camera that stops: it shows offline, the camera monitor in the
+aggregator pages its outage after its 5 s grace period, and the console shows the page).
 
 One stack and one console for the module; the tests run in order (the producer starts in the live
 test, after the pages are open). Screenshots of the three pages are written to
@@ -11,6 +12,7 @@ test, after the pages are open). Screenshots of the three pages are written to
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -101,6 +103,11 @@ def demo(local_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     base = Settings(kafka={"topic_prefix": f"br.{ns}."}, redis={"key_prefix": f"br:{ns}"})
     hook_port = free_port()
     settings = demo_settings(base, clips, local_stack, run_dir, hook_port, free_port(), admin_password=ADMIN_PASSWORD)
+    settings = settings.model_copy(update={
+        "cameras": [c.model_copy(update={"outage_grace_s": 5.0}) if c.id == SHORT else c for c in settings.cameras],
+        # the cameras are silent until the live test starts their producer: not an outage here
+        "outages": settings.outages.model_copy(update={"silence_s": 300.0}),
+    })
     create_topics(settings)
     shots = Path(os.environ.get("SPILLWATCH_SCREENSHOTS") or run_dir / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -167,7 +174,7 @@ def test_admin_adds_a_responder_on_the_users_page(demo: Demo) -> None:
 
 
 @pytest.mark.timeout(150)
-def test_spill_incident_appears_live_with_its_snapshot_and_a_stopped_camera_goes_offline(demo: Demo) -> None:
+def test_spill_incident_appears_live_with_its_snapshot_and_a_stopped_camera_goes_offline_and_is_paged(demo: Demo) -> None:
     ctx = demo.signed_in("rita")
     incidents, cameras = ctx.new_page(), ctx.new_page()
     incidents.goto(demo.url + "/incidents")
@@ -186,6 +193,16 @@ def test_spill_incident_appears_live_with_its_snapshot_and_a_stopped_camera_goes
     cameras.wait_for_selector(f"article[data-camera='{SHORT}'][data-state='offline']", timeout=60_000)
     assert cameras.evaluate("window.__notReloaded") is True
     assert "source ended" in cameras.inner_text(f"article[data-camera='{SHORT}']")
+    # ... and its outage is paged (camera_channels default: the demo's console + webhook) and shown, live
+    cameras.wait_for_selector(f"article[data-camera='{SHORT}'][data-outage] .paged", timeout=60_000)
+    outage = cameras.wait_for_selector(f"tr[data-camera='{SHORT}'][data-status='open']", timeout=10_000)
+    cameras.wait_for_selector(f"tr[data-camera='{SHORT}'] .page[data-channel='webhook'][data-state='offline']",
+                              timeout=10_000)
+    assert "webhook: sent" in outage.inner_text() and "source ended" in outage.inner_text()
+    assert cameras.evaluate("window.__notReloaded") is True
+    outage_id = outage.get_attribute("data-outage")
+    hooks = [json.loads(line)["payload"] for line in (demo.run_dir / "webhook-pages.jsonl").read_text().splitlines()]
+    assert [(h["event"], h["camera_id"]) for h in hooks if h["incident_id"] == outage_id] == [("camera.offline", SHORT)]
     cameras.wait_for_selector("article[data-camera='demo-spill'] .badge.incident", timeout=30_000)
     cameras.wait_for_selector("article[data-camera='demo-clean'] img", timeout=30_000)  # a thumbnail from `frames`
     print(f"incident {demo.incident} on the page {appeared_s:.1f} s after the producer started")

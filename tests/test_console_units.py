@@ -140,3 +140,29 @@ def test_overlay_cells_and_region() -> None:
     ov = overlay(_detail(spill_map=[[0, 255], [128, 10]], region=Region(x0=0.5, y0=0.0, x1=1.0, y1=0.5)))
     assert [(x, y) for x, y, *_ in ov.cells] == [(500.0, 0.0), (0.0, 500.0)]
     assert ov.region == (500.0, 0.0, 500.0, 500.0)
+
+
+def test_camera_outages_open_once_close_once_and_the_board_is_bounded() -> None:
+    from console.outages import OutageBoard, merge_outage
+    from spillwatch.events import CameraAlertState
+    from tests.helpers.alerts import make_camera_alert
+
+    off, stalled, rec = (make_camera_alert(s, "o-1") for s in (CameraAlertState.OFFLINE, CameraAlertState.STALLED,
+                                                                 CameraAlertState.RECOVERED))
+    r1, ch = merge_outage(None, off)
+    assert ch == "opened" and r1 is not None and r1.open and r1.state == "offline"
+    assert merge_outage(r1, stalled) == (r1, None)  # one outage, one opening
+    r2, ch = merge_outage(r1, rec)
+    assert ch == "recovered" and r2 is not None and not r2.open and r2.reason == "offline: rtsp timeout"
+    assert merge_outage(r2, rec) == (r2, None) and merge_outage(r2, off) == (r2, None)  # nothing reopens it
+    late, ch = merge_outage(None, rec)  # its opening fell out of retention
+    assert ch == "recovered" and late is not None and late.since == off.since
+    board = OutageBoard(max_records=3)
+    for i in range(5):
+        board.ingest(make_camera_alert(incident=f"o-{i}", camera=f"cam-{i}"))
+        if i < 3:
+            board.ingest(make_camera_alert(CameraAlertState.RECOVERED, incident=f"o-{i}", camera=f"cam-{i}"))
+    assert len(board.recent()) == 3 and board.recent()[0].open
+    assert {r.incident_id for r in board.recent() if r.open} == {"o-3", "o-4"}  # closed ones go first
+    assert board.open_for("cam-4") is not None and board.open_for("cam-0") is None
+    assert board.ingest(make_camera_alert(incident="o-4", camera="cam-9")) is None  # another camera's id

@@ -106,7 +106,11 @@ def test_every_overlay_renders_the_expected_objects() -> None:
     for overlay in ("production", "strimzi"):
         assert ("Ingress", "console") in {(o["kind"], o["metadata"]["name"]) for o in render(overlay)}
     strimzi = [o["kind"] for o in render("strimzi")]
-    assert strimzi.count("KafkaTopic") == 8 and {"Kafka", "KafkaNodePool", "KafkaUser"} <= set(strimzi)
+    from spillwatch.kafka import topic_specs
+    from spillwatch.settings import Settings
+
+    assert strimzi.count("KafkaTopic") == len(topic_specs(Settings())) == 11  # the pipeline's topics, DLQs included
+    assert {"Kafka", "KafkaNodePool", "KafkaUser"} <= set(strimzi)
     assert [o["kind"] for o in render("local", "hpa")].count("HorizontalPodAutoscaler") == 1
     print(f"rendered objects: {counts}")
 

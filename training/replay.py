@@ -84,6 +84,8 @@ def replay_settings(base: Settings, replay_id: str, cameras: list[str], opts: Re
             update={"model_path": Path(opts.model or base.worker.model_path).resolve(), "web_port": None, "metrics_port": None}
         ),
         "aggregator": base.aggregator.model_copy(update={"escalate_after_s": 1e9, "metrics_port": None}),
+        # no producer sends heartbeats in a replay: the camera monitor would page every camera offline
+        "outages": base.outages.model_copy(update={"enabled": False}),
         "alerting": base.alerting.model_copy(
             update={
                 "dry_run": True,

@@ -1,6 +1,7 @@
 """Notifier channels (one module each) and the factory that builds them from settings.
 
-Channel names used in ``alerting.channels`` / ``alerting.escalation_channels``:
+Channel names used in ``alerting.channels`` / ``escalation_channels`` / ``fallback_channels`` /
+``camera_channels``:
 ``console``, ``webhook``, ``slack``, ``pagerduty``, ``email``.
 """
 
@@ -85,6 +86,7 @@ def build_notifier(name: str, cfg: AlertingSettings) -> Notifier:
 
 
 def build_notifiers(cfg: AlertingSettings) -> dict[str, Notifier]:
-    """Every channel named in channels, escalation_channels or fallback_channels, built once."""
-    names = list(dict.fromkeys([*cfg.channels, *cfg.escalation_channels, *cfg.fallback_channels]))
+    """Every channel named in channels, escalation_channels, fallback_channels or camera_channels,
+    built once."""
+    names = list(dict.fromkeys([*cfg.channels, *cfg.escalation_channels, *cfg.fallback_channels, *(cfg.camera_channels or [])]))
     return {n: build_notifier(n, cfg) for n in names}

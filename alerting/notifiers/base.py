@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from spillwatch.events import SpillAlert
+from alerting.kinds import Alert
 
 # A snapshot bigger than this is referenced, never attached (mail servers reject huge messages).
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
@@ -14,9 +14,10 @@ MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Page:
-    """One page to deliver: an alert, to one channel, on a given try (1-based)."""
+    """One page to deliver: an alert (a spill incident's or a camera outage's), to one channel, on
+    a given try (1-based)."""
 
-    alert: SpillAlert
+    alert: Alert
     channel: str
     attempt: int = 1
     snapshot: Path | None = None  # the evidence JPEG, already resolved and checked (see snapshots.py)

@@ -1,4 +1,5 @@
-"""SMTP e-mail (smtplib): a plain-text page with the evidence snapshot attached as image/jpeg."""
+"""SMTP e-mail (smtplib): a plain-text page with the evidence snapshot attached as image/jpeg (a
+camera outage: the outage and a link to the camera, no attachment)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from alerting.formatting import one_line, subject, summary
+from alerting.formatting import is_closing, one_line, subject, summary
 from alerting.notifiers.base import MAX_ATTACHMENT_BYTES, DeliveryResult, Page
 from alerting.notifiers.links import page_links
-from spillwatch.events import AlertState
+from spillwatch.events import CameraAlert
 
 
 def build_message(
@@ -32,9 +33,10 @@ def build_message(
     msg["Message-ID"] = make_msgid(domain="spillwatch")
     msg["X-SpillWatch-Idempotency-Key"] = page.idempotency_key
     lines = [summary(alert), "", one_line(alert), ""]
+    camera = isinstance(alert, CameraAlert)
     if links.incident_url:
-        lines.append(f"Incident: {links.incident_url}")
-    if alert.state != AlertState.CLEARED:
+        lines.append(f"{'Camera' if camera else 'Incident'}: {links.incident_url}")
+    if not camera and not is_closing(alert):
         lines.append(f"Acknowledge: on the incident page, or spillwatch ack {alert.incident_id} --by NAME")
     if page.snapshot is not None:
         lines.append(f"Evidence snapshot: {page.snapshot.name}" + (" (attached)" if snapshot_bytes else ""))

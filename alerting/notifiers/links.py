@@ -6,6 +6,9 @@
   ``Authorization: Bearer``); in the webhook payload for scripts.
 * ``snapshot_url``: ``GET /api/incidents/<id>/snapshot`` (signed-in users and tokens only, so chat
   tools that fetch images anonymously get nothing: Slack and PagerDuty link the page instead).
+
+A camera outage links the console's cameras page at that camera (``/cameras#camera-<id>``: its
+state, the outage and the pages sent); there is nothing to acknowledge.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from alerting.notifiers.base import Page
+from spillwatch.events import CameraAlert
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,8 @@ def page_links(page: Page, public_base_url: str | None) -> Links:
     if not public_base_url:
         return Links()
     root = public_base_url.rstrip("/")
+    if isinstance(page.alert, CameraAlert):
+        return Links(incident_url=f"{root}/cameras#camera-{quote(page.alert.camera_id, safe='')}")
     inc = quote(page.alert.incident_id, safe="")
     return Links(
         incident_url=f"{root}/incidents/{inc}",

@@ -1,4 +1,5 @@
-"""PagerDuty Events API v2-compatible events: ``trigger`` / ``resolve`` deduplicated on the incident."""
+"""PagerDuty Events API v2-compatible events: ``trigger`` / ``resolve`` deduplicated on the incident
+(a camera outage: ``trigger`` when it opens, ``resolve`` on ``recovered``, class ``camera-outage``)."""
 
 from __future__ import annotations
 
@@ -7,33 +8,43 @@ from typing import Any
 
 import httpx
 
-from alerting.formatting import summary
+from alerting.formatting import is_closing, summary
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.http import make_client, post
 from alerting.notifiers.links import page_links
-from spillwatch.events import AlertState
+from spillwatch.events import AlertState, CameraAlert, CameraAlertState
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
 def build_event(page: Page, routing_key: str, public_base_url: str | None = None) -> dict[str, Any]:
     alert = page.alert
-    if alert.state == AlertState.CLEARED:
+    if is_closing(alert):
         # A resolve needs only the routing key and the dedup key of the triggered alert.
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": alert.incident_id}
     links = page_links(page, public_base_url)
-    ev = alert.evidence
-    event: dict[str, Any] = {
-        "routing_key": routing_key,
-        "event_action": "trigger",
-        "dedup_key": alert.incident_id,
-        "payload": {
-            "summary": summary(alert)[:1024],
-            "source": alert.camera_id,
+    if isinstance(alert, CameraAlert):
+        details: dict[str, Any] = {
+            "severity": "warning" if alert.state == CameraAlertState.STALLED else "error",
+            "timestamp": alert.opened_at.isoformat(),
+            "component": alert.camera_id,
+            "class": "camera-outage",
+            "custom_details": {
+                "outage_id": alert.incident_id,
+                "state": alert.state.value,
+                "since": alert.since.isoformat(),
+                "last_frame_time": alert.last_frame_time.isoformat() if alert.last_frame_time else None,
+                "reason": alert.reason,
+                "grace_s": alert.grace_s,
+            },
+        }
+        link_text = "The camera in the SpillWatch console"
+    else:
+        ev = alert.evidence
+        details = {
             "severity": "critical" if alert.state == AlertState.ESCALATED else "error",
             "timestamp": alert.confirmed_at.isoformat(),
             "component": alert.zone or alert.camera_id,
-            "group": "spillwatch",
             "class": "liquid-spill",
             "custom_details": {
                 "incident_id": alert.incident_id,
@@ -45,11 +56,17 @@ def build_event(page: Page, routing_key: str, public_base_url: str | None = None
                 "snapshot": str(page.snapshot) if page.snapshot else ev.snapshot_ref,
                 "model_version": alert.model_version,
             },
-        },
+        }
+        link_text = "Incident in the SpillWatch console (acknowledge, label)"
+    event: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": alert.incident_id,
+        "payload": {"summary": summary(alert)[:1024], "source": alert.camera_id, "group": "spillwatch", **details},
         "client": "SpillWatch",
     }
     if links.incident_url:  # no "images": the evidence is served to signed-in users only
-        event["links"] = [{"href": links.incident_url, "text": "Incident in the SpillWatch console (acknowledge, label)"}]
+        event["links"] = [{"href": links.incident_url, "text": link_text}]
     return event
 
 

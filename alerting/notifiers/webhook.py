@@ -32,6 +32,7 @@ from alerting.formatting import summary
 from alerting.notifiers.base import DeliveryResult, Page
 from alerting.notifiers.http import make_client, post
 from alerting.notifiers.links import page_links
+from spillwatch.events import CameraAlert
 
 SIGNATURE_HEADER = "X-SpillWatch-Signature"
 TIMESTAMP_HEADER = "X-SpillWatch-Timestamp"
@@ -41,8 +42,23 @@ PAYLOAD_TYPE = "spillwatch.page"
 
 
 def build_payload(page: Page, public_base_url: str | None = None) -> dict[str, Any]:
+    """``event``: ``spill.<state>`` or ``camera.<state>`` (``camera.offline``, ``camera.stalled``,
+    ``camera.recovered``); ``alert``: the SpillAlert or CameraAlert as it travelled."""
     alert = page.alert
     links = page_links(page, public_base_url)
+    if isinstance(alert, CameraAlert):
+        return {
+            "type": PAYLOAD_TYPE,
+            "v": 1,
+            "idempotency_key": page.idempotency_key,
+            "event": f"camera.{alert.state.value}",
+            "summary": summary(alert),
+            "incident_id": alert.incident_id,
+            "camera_id": alert.camera_id,
+            "state": alert.state.value,
+            "alert": alert.model_dump(mode="json"),
+            "camera_url": links.incident_url,
+        }
     return {
         "type": PAYLOAD_TYPE,
         "v": 1,

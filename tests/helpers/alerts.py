@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alerting.service import AlertingService
-from spillwatch.events import AlertState, Evidence, Region, SpillAlert
+from spillwatch.events import AlertState, CameraAlert, CameraAlertState, Evidence, Region, SpillAlert
 from spillwatch.settings import AlertingSettings, Settings
 from tests.helpers.waiting import wait_until
 
@@ -34,6 +34,25 @@ def make_alert(state: AlertState = AlertState.CONFIRMED, snapshot: str | None = 
     )
 
 
+def make_camera_alert(state: CameraAlertState = CameraAlertState.OFFLINE, incident: str = "outage-dock-1-1",
+                      camera: str = "dock-1") -> CameraAlert:
+    """A camera outage of ``camera``: frames stopped at ALERT_T0, paged 60 s later (recovered 5 min
+    after it began)."""
+    recovered = state == CameraAlertState.RECOVERED
+    return CameraAlert(
+        incident_id=incident,
+        camera_id=camera,
+        state=state,
+        since=ALERT_T0,
+        opened_at=ALERT_T0 + timedelta(seconds=60),
+        recovered_at=ALERT_T0 + timedelta(minutes=5) if recovered else None,
+        last_frame_time=ALERT_T0 - timedelta(seconds=1),
+        reason="frames flowing again" if recovered else "offline: rtsp timeout",
+        grace_s=60,
+        event_time=ALERT_T0 + timedelta(minutes=5 if recovered else 1),
+    )
+
+
 SECRET = "it-secret"
 
 
@@ -42,13 +61,14 @@ def configure(settings: Settings, **alerting: Any) -> Settings:
     return settings.model_copy(update={"alerting": AlertingSettings(**(base | alerting))})
 
 
-def publish(settings: Settings, *values: bytes, key: bytes = b"dock-1") -> None:
+def publish(settings: Settings, *values: bytes, key: bytes = b"dock-1", topic: str | None = None) -> None:
+    """Records onto ``spill-alerts`` (or ``topic``)."""
     from spillwatch.kafka import make_producer
 
     p = make_producer(settings)
     try:
         for v in values:
-            p.send(settings.topics.spill_alerts, key=key, value=v)
+            p.send(topic or settings.topics.spill_alerts, key=key, value=v)
         p.flush(10)
     finally:
         p.close(5)
