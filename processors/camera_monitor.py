@@ -60,6 +60,7 @@ class Ownership:
 
 class CameraMonitor:
     def __init__(self, settings: Settings, store: OutageStore, publish: Any) -> None:
+        self.max_bytes = settings.limits.event_bytes
         self.store = store
         self.publish = publish
         self.cameras = frozenset(c.id for c in settings.cameras if c.enabled)
@@ -68,6 +69,8 @@ class CameraMonitor:
     def validate(self, key: bytes | None, value: bytes | None, received: datetime) -> Heartbeat | Rejected:
         if not value:
             return Rejected(key, value, "empty record", "empty")
+        if len(value) > self.max_bytes:
+            return Rejected(key, value, f"record too large: {len(value)} bytes > limits.event_bytes {self.max_bytes}", "too_large")
         try:
             h = CameraHealth.from_bytes(value)
         except EventError as exc:
@@ -120,10 +123,9 @@ class CameraMonitor:
 def wire_camera_monitor(app: Any, settings: Settings) -> None:
     """Register the heartbeat agent and the outage timer on the aggregator's Faust app."""
     import redis.asyncio as aioredis
-    from redis.exceptions import RedisError
-    from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-    from processors.app import _dead_letter, _raw_topic, _send_all, worker_id
+    from processors.app import AckWhenDone, _dead_letter_out, _raw_topic, _send_all, worker_id
+    from processors.retry import Attempts, holding, redis_error_is_outage
 
     o = settings.outages
     mlog = log.bind(worker=worker_id())
@@ -148,28 +150,33 @@ def wire_camera_monitor(app: Any, settings: Settings) -> None:
     owner = Ownership()
     mlog.info("camera monitor ready", cameras=len(monitor.cameras), grace_s=o.grace_s, recovery_s=o.recovery_s)
 
+    tries = settings.limits.record_attempts
+
+    async def dead_letter(message: Any, reason: str, category: str) -> None:
+        mlog.warning("heartbeat dead-lettered", reason=reason, category=category, partition=message.partition,
+                     offset=message.offset)
+        await _send_all([_dead_letter_out(settings, dlq, t.camera_health, message.key, message.value, reason, category,
+                                          "camera-monitor", partition=message.partition, offset=message.offset)],
+                        attempts=tries)
+
     @app.agent(source, name=f"{app.conf.id}.camera-health")
     async def heartbeats(stream: Any) -> None:
         async for event in stream.events():
-            key, value = event.message.key, event.message.value
-            hb = monitor.validate(key, value, utcnow())
-            if isinstance(hb, Rejected):
-                mlog.warning("heartbeat dead-lettered", reason=hb.reason, category=hb.category)
-                await _send_all([(dlq, key, _dead_letter(t.camera_health, key, value, hb.reason, hb.category, "camera-monitor"))])
-                continue
-            try:  # Redis or the broker away: hold this heartbeat and retry (never skip a decision)
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type((RedisError, OSError, asyncio.TimeoutError)),
-                    wait=wait_exponential(multiplier=0.2, max=5.0),
-                    before_sleep=lambda rs: mlog.warning("camera monitor backend unavailable; retrying",
-                                                         error=repr(rs.outcome.exception()) if rs.outcome else ""),
-                ):
-                    with attempt:
-                        await monitor.observe(hb)
-            except Exception as exc:  # noqa: BLE001 - a heartbeat that breaks the monitor is parked, not lost
-                mlog.exception("heartbeat could not be processed; dead-lettered", camera=hb.camera_id)
-                reason = f"camera monitor error: {exc!r}"
-                await _send_all([(dlq, key, _dead_letter(t.camera_health, key, value, reason, "error", "camera-monitor"))])
+            with AckWhenDone([event]):
+                msg = event.message
+                hb = monitor.validate(msg.key, msg.value, utcnow())
+                if isinstance(hb, Rejected):
+                    await dead_letter(msg, hb.reason, hb.category)
+                    continue
+                try:  # Redis away: hold this heartbeat (never skip a decision); its own fault N times: park it
+                    async for attempt in holding(Attempts(tries, redis_error_is_outage), "heartbeat", camera=hb.camera_id):
+                        with attempt:
+                            await monitor.observe(hb)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - this record, not an outage: park it, go on
+                    mlog.exception("heartbeat could not be processed", camera=hb.camera_id)
+                    await dead_letter(msg, f"camera monitor error after {tries} attempts: {type(exc).__name__}: {exc}", "error")
 
     @app.timer(interval=o.tick_interval_s)
     async def _outage_tick() -> None:

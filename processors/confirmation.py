@@ -479,14 +479,19 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     if hits == 0:
         st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
         return StepResult(state=st, score=score, admission=verdict)
-    if st.suspect_seq is None:
-        first = next(s for s in st.window if s.score >= params.threshold)
-        st.suspect_seq, st.suspect_since = first.seq, first.at
+    # the suspicion starts at the earliest capture among the hits: frames of several producer epochs
+    # can interleave with capture times out of order (a restart, a forged frame), and first_seen must
+    # never be after the confirming frame
+    earliest = min((s for s in st.window if s.score >= params.threshold), key=lambda s: s.at)
+    if st.suspect_since is None or earliest.at < st.suspect_since:
+        st.suspect_seq, st.suspect_since = earliest.seq, earliest.at
     if hits < params.confirm_k:
         st.phase = Phase.SUSPECTED
         return StepResult(state=st, score=score, admission=verdict)
 
     assert st.suspect_since is not None
+    if c.capture_time < st.suspect_since:  # a confirming frame that is not itself a hit, from an older epoch
+        st.suspect_seq, st.suspect_since = c.seq, c.capture_time
     inc = Incident(
         id=incident_id(st.camera_id, st.suspect_seq, st.suspect_since),
         first_seq=st.suspect_seq,

@@ -138,6 +138,7 @@ def test_hostile_heartbeats_are_refused_and_write_nothing(local_stack: Any) -> N
             "malformed": (b"cam-a", b"{not json"),
             "unknown_version": (b"cam-a", good.to_bytes().replace(b'"v":1', b'"v":7')),
             "empty": (b"cam-a", b""),
+            "too_large": (b"cam-a", good.to_bytes() + b" " * 70_000),
             "clock_skew": (b"cam-a", good.model_copy(update={"at": now + timedelta(hours=2)}).to_bytes()),
         }
         for category, (key, value) in cases.items():
