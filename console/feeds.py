@@ -348,7 +348,7 @@ class ConsoleFeeds:
     def on_frame(self, rec: Received) -> None:
         if rec.value is None:
             return
-        f = decode_frame(rec.value, max_bytes=self.settings.worker.max_frame_bytes)
+        f = decode_frame(rec.value, max_bytes=self.settings.limits.frame_bytes)
         self.board.set_thumbnail(f.header.camera_id, f.jpeg, f.header.capture_time)
         self._dirty = True
 
