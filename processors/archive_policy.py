@@ -86,6 +86,7 @@ class Item:
     score: float
     model_version: str = ""
     label: str | None = None
+    suppressed_by: list[str] | None = None  # learned false alarms that suppressed cells of this frame
     payload: Any = None
     # set by the policy when it decides to store the frame
     stored: bool = False

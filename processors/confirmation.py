@@ -76,7 +76,7 @@ than ``max_gap_s`` of capture time empties the window (old votes do not mix with
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -86,6 +86,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from spillwatch.events import AlertState, Classification, Evidence, Region, SpillAlert
+from spillwatch.suppression import suppressed_cells
 
 if TYPE_CHECKING:  # pragma: no cover
     from spillwatch.settings import Settings
@@ -202,6 +203,7 @@ def effective_score(
     spill_map: Sequence[Sequence[int]] | None,
     zone: Polygon | None,
     map_threshold: float,
+    suppressed: Collection[int] = (),
 ) -> float:
     """The score a frame contributes to its camera's window.
 
@@ -216,14 +218,24 @@ def effective_score(
     less calibrated output; the frame probability stays the decision quantity and the thresholds keep
     their meaning, the map only says *where*.
 
+    ``suppressed`` (row-major cell indices a learned false alarm matched, spillwatch/suppression.py)
+    takes those cells out of the gate's region the same way: with a zone, of the zone; without,
+    of the whole map. A frame with no suppressed cell is scored exactly as without suppression.
+
     A classification without a map cannot be localised: it counts with its frame probability
     (fail-open: a missed spill costs more than a page for a spill near the zone)."""
-    if zone is None or not spill_map:
+    if (zone is None and not suppressed) or not spill_map:
         return float(prob)
     grid = np.asarray(spill_map, dtype=np.float32) / 255.0
     if grid.ndim != 2 or grid.size == 0:
         return float(prob)
-    mask = zone_mask(zone, grid.shape[0], grid.shape[1])
+    cells = [c for c in suppressed if 0 <= c < grid.size]
+    if zone is None and not cells:
+        return float(prob)
+    mask = zone_mask(zone, grid.shape[0], grid.shape[1]) if zone is not None else np.ones(grid.shape, dtype=bool)
+    if cells:
+        mask = mask.copy()  # zone_mask's result is cached and read-only
+        mask.flat[cells] = False
     if not mask.any():
         return 0.0
     z = float(grid[mask].max())
@@ -441,7 +453,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
         if st.phase == Phase.SUSPECTED:
             st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
 
-    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold)
+    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold, suppressed_cells(c))
     st.window.append(Sample(seq=c.seq, at=c.capture_time, prob=c.spill_prob, score=score))
     st.window = st.window[-params.window :]
     _take(st, c.epoch, c.seq, c.capture_time, verdict)
