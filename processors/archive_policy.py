@@ -86,12 +86,12 @@ class Item:
     score: float
     model_version: str = ""
     label: str | None = None
-    suppressed_by: list[str] | None = None  # learned false alarms that suppressed cells of this frame
     payload: Any = None
     # set by the policy when it decides to store the frame
     stored: bool = False
     incident_id: str | None = None
     file: str | None = None  # set by the store once written
+    suppressed_by: list[str] | None = None  # learned false alarms that suppressed cells of this frame
 
 
 @dataclass(frozen=True)
