@@ -220,7 +220,12 @@ def effective_score(
 
     ``suppressed`` (row-major cell indices a learned false alarm matched, spillwatch/suppression.py)
     takes those cells out of the gate's region the same way: with a zone, of the zone; without,
-    of the whole map. A frame with no suppressed cell is scored exactly as without suppression.
+    of the whole map. Any other cell at or above ``map_threshold`` gives the full probability, as
+    above. When none does, the sub-threshold values right around the suppressed cells are theirs
+    too (the coarse map spills a firing cell over into its 8 neighbours): ``z`` is then taken over
+    the region without the suppressed cells and their neighbours, so a suppressed look-alike
+    cannot hold an incident open with its halo. A frame with no suppressed cell is scored exactly
+    as without suppression.
 
     A classification without a map cannot be localised: it counts with its frame probability
     (fail-open: a missed spill costs more than a page for a spill near the zone)."""
@@ -241,7 +246,22 @@ def effective_score(
     z = float(grid[mask].max())
     if z >= map_threshold:
         return float(prob)
+    if cells:
+        rest = mask & ~_neighbourhood(cells, grid.shape)
+        z = float(grid[rest].max()) if rest.any() else 0.0
     return float(min(prob, z))
+
+
+def _neighbourhood(cells: Sequence[int], shape: tuple[int, ...]) -> np.ndarray:
+    """The cells and their 8 neighbours, as a mask of ``shape``."""
+    hit = np.zeros(shape, dtype=bool)
+    hit.flat[list(cells)] = True
+    padded = np.pad(hit, 1)
+    out = np.zeros_like(padded)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out |= np.roll(np.roll(padded, dy, axis=0), dx, axis=1)
+    return out[1:-1, 1:-1]
 
 
 # --------------------------------------------------------------------------- state

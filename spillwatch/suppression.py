@@ -20,8 +20,10 @@ false-alarm verdict turns them into an :class:`Entry`:
   ``tolerance = min(2 x margin, margin + 2 x spread)`` of the learned look (look). Expired
   entries and entries of another map grid never match.
 * **gate** (processors/confirmation.py ``effective_score``): the frame's score is computed like
-  a zone gate over the cells that are *not* suppressed — a frame with no suppressed cell keeps
-  its score untouched.
+  a zone gate over the cells that are *not* suppressed: any unsuppressed cell at or above
+  ``map_threshold`` gives the full probability; otherwise the frame scores at most the largest
+  map value away from the suppressed cells and their 8 neighbours (their sub-threshold halo).
+  A frame with no suppressed cell keeps its score untouched.
 
 Why a real spill on a once-falsely-flagged spot is still caught: its cells fire where the entry
 has no cell (then they are never suppressed), or they fire on the entry's cells with a look that
