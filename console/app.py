@@ -236,16 +236,20 @@ def label(request: Request, incident_id: str, body: LabelBody, p: Responder) -> 
 @api.post("/incidents/{incident_id}/suppress", response_model=Outcome,
           summary="Learn a suppression from this false alarm again (force above the area cap: admins)")
 def suppress(request: Request, incident_id: str, p: Responder, body: SuppressBody | None = None) -> Outcome:
-    force = (body or SuppressBody()).force
+    return request_suppression(ctx(request), incident_id, p, (body or SuppressBody()).force, via=p.kind)
+
+
+def request_suppression(c: Console, incident_id: str, p: Principal, force: bool, *, via: str) -> Outcome:
+    """Learn from a false alarm on request (API and page): ``force`` above the area cap is an admin's."""
     if force and not p.allows(Role.ADMIN):
         raise HTTPException(403, "forcing a suppression above the area cap needs role admin")
-    c = ctx(request)
     try:
         outcome = c.data.suppress(incident_id, p, force=force)
     except NotFound:
         raise HTTPException(404, "unknown incident") from None
     announce_label(c, incident_id)
-    log.info("suppression requested", incident=incident_id, status=outcome.status, entry=outcome.entry_id, force=force, by=p.name)
+    log.info("suppression requested", incident=incident_id, status=outcome.status, entry=outcome.entry_id, force=force,
+             by=p.name, via=via)
     return outcome
 
 

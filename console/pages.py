@@ -24,6 +24,7 @@ from console.app import (
     ctx,
     filters_of,
     principal_of,
+    request_suppression,
 )
 from console.auth import AuthError, Principal, Role
 from console.data import STATUSES, NotFound
@@ -261,16 +262,7 @@ def label_form(request: Request, incident_id: str, p: FormResponder, label: Anno
 
 @router.post("/incidents/{incident_id}/suppress")
 def suppress_form(request: Request, incident_id: str, p: FormResponder, force: Annotated[str, Form(max_length=5)] = "") -> Response:
-    forced = force in ("1", "true", "on")
-    if forced and not p.allows(Role.ADMIN):
-        raise HTTPException(403, "forcing a suppression above the area cap needs role admin")
-    c = ctx(request)
-    try:
-        outcome = c.data.suppress(incident_id, p, force=forced)
-    except NotFound:
-        raise HTTPException(404, "unknown incident") from None
-    announce_label(c, incident_id)
-    log.info("suppression requested", incident=incident_id, status=outcome.status, entry=outcome.entry_id, force=forced, by=p.name, via="page")
+    request_suppression(ctx(request), incident_id, p, force in ("1", "true", "on"), via="page")
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
 
 

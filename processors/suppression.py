@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from processors.confirmation import CameraState, Phase, StepResult, incident_id
+from spillwatch import metrics
 from spillwatch.events import AlertState, Classification
 from spillwatch.logs import get_logger
 from spillwatch.redis_keys import RedisKeys
@@ -168,6 +169,8 @@ class SuppressionRecorder:
         inc = learning_incident(result.state)
         obs = observation_of(c) if inc else None
         confirmed = any(a.state == AlertState.CONFIRMED for a in result.alerts)
+        if c.suppressed:
+            metrics.FRAMES_SUPPRESSED.labels(c.camera_id).inc()
         if not c.suppressed and obs is None and not confirmed:
             return
         async with self.r.pipeline(transaction=False) as pipe:

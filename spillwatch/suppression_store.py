@@ -86,7 +86,9 @@ class SuppressionStore:
         return parse_entries({entry_id: raw})[0] if raw else None
 
     def listing(self, camera: str | None = None, *, now: datetime | None = None, include_expired: bool = True) -> list[Listed]:
+        """Entries with their counts, by camera; entries expired more than a week ago are purged first."""
         now = now or utcnow()
+        self.purge_expired(now)
         fired = {_s(k): int(v) for k, v in self.r.hgetall(self.keys.supp_fired).items()}
         at = {_s(k): _s(v) for k, v in self.r.hgetall(self.keys.supp_fired_at).items()}
         out = []
@@ -144,6 +146,7 @@ class SuppressionStore:
     ) -> Outcome:
         """The verdict's effect on the suppressions (module docstring); recorded for the console."""
         now = (now or utcnow()).astimezone(UTC)
+        self.purge_expired(now)
         if is_spill:
             outcome = self._spill(incident_id, by, now)
         elif not self.cfg.enabled:

@@ -121,6 +121,8 @@ def test_pages_the_false_alarm_button_and_the_suppressions_page(env: Env) -> Non
     csrf = csrf_of(rita)
     r = rita.post("/incidents/sup-page/label", data={"label": "clean", "csrf_token": csrf}, follow_redirects=False)
     assert r.status_code == 303
+    r = rita.post("/incidents/sup-page/suppress", data={"force": "1", "csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 403  # forcing above the area cap is an admin's
     page = rita.get("/incidents/sup-page").text
     assert 'id="suppression"' in page and "created" in page and "suppressed 1 map cell(s) of dock-1" in page
     listing = rita.get("/suppressions").text

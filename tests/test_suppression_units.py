@@ -287,3 +287,23 @@ def test_classification_with_looks_stays_bounded_and_old_readers_are_fine() -> N
         SuppressedCells(entry="../../etc", cells=[1])
     old = Classification.from_bytes(b'{"camera_id":"c","seq":1,"capture_time":"2026-03-18T09:00:00Z","spill_prob":0.5,"model_version":"m"}')
     assert old.looks is None and suppressed_cells(old) == frozenset()
+
+
+def test_the_archive_records_which_entry_suppressed_a_frame(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from processors.archiver import Archiver
+    from spillwatch.archive import load_archive
+    from spillwatch.events import FrameHeader, encode_frame
+    from tests.helpers.tiny_model import clean_jpeg
+
+    root = Path(str(tmp_path)) / "archive"
+    arch = Archiver(Settings(archive={"root": str(root)}), root)
+    t = arch.settings.topics
+    sup = [SuppressedCells(entry="sup-0123456789ab", cells=[62, 63])]
+    for seq, marks in ((1, sup), (2, None)):
+        c = cls(seq, 0.97, {62: 0.9, 63: 0.9}, looks=[[62, *STAIN], [63, *STAIN]], suppressed=marks)
+        arch.handle(t.frames, encode_frame(FrameHeader(camera_id="cam-1", seq=seq, capture_time=c.capture_time, width=64, height=48), clean_jpeg()))
+        arch.handle(t.classifications, c.to_bytes())
+    frames = {f.seq: f for f in load_archive(root)}
+    assert frames[1].suppressed_by == ["sup-0123456789ab"] and frames[2].suppressed_by is None
