@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -61,16 +62,28 @@ def add_cmd(
     incident: str = typer.Argument(..., help="a false-alarm incident id"),
     force: bool = typer.Option(False, "--force", help="even above suppression.max_area of the camera's frame"),
     by: str = typer.Option(None, "--by", help="who decided (default: $USER)"),
+    archive: Path = typer.Option(None, "--archive", help="archive root: learn from its frames of the incident when Redis no longer keeps them"),
+    model: Path = typer.Option(None, "--model", help="with --archive: the ONNX model (default: worker.model_path)"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Learn a suppression from a false alarm now (a false-alarm verdict does it by itself; use this with
-    --force after the area cap refused one)."""
+    --force after the area cap refused one, or --archive for an incident older than suppression.learn_ttl_s)."""
     import getpass
 
     from spillwatch.cli_options import emit
-    from spillwatch.suppression_store import outcome_line
+    from spillwatch.settings import get_settings
+    from spillwatch.suppression_store import observations_from_archive, outcome_line
 
-    outcome = _store().learn(incident, by=by or getpass.getuser() or "unknown", source="cli", force=force)
+    fallback = None
+    if archive is not None:
+        def fallback() -> list[Any]:
+            from spillwatch.model import SpillModel
+
+            s = get_settings()
+            m = SpillModel.load(model or s.worker.model_path, threads=1)
+            return observations_from_archive(archive, incident, m, s.suppression.learn_max_frames)
+
+    outcome = _store().learn(incident, by=by or getpass.getuser() or "unknown", source="cli", force=force, fallback=fallback)
     emit(outcome.model_dump(mode="json"), as_json, outcome_line(outcome))
     if outcome.status != "created":
         raise typer.Exit(1)

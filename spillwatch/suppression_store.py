@@ -19,7 +19,9 @@ processors/suppression.py and use the same keys and models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +30,7 @@ from redis.exceptions import WatchError
 from spillwatch.events import utcnow
 from spillwatch.logs import get_logger
 from spillwatch.redis_keys import RedisKeys
-from spillwatch.suppression import Entry, Observation, Outcome, plan_false_alarm
+from spillwatch.suppression import Entry, Observation, Outcome, cell_looks, firing_cells, grid_of, plan_false_alarm
 
 log = get_logger("spillwatch.suppression_store")
 
@@ -142,7 +144,7 @@ class SuppressionStore:
 
     def apply_verdict(
         self, incident_id: str, is_spill: bool, *, by: str = "", source: str = "cli", force: bool = False,
-        now: datetime | None = None,
+        now: datetime | None = None, fallback: Callable[[], list[Observation]] | None = None,
     ) -> Outcome:
         """The verdict's effect on the suppressions (module docstring); recorded for the console."""
         now = (now or utcnow()).astimezone(UTC)
@@ -153,22 +155,27 @@ class SuppressionStore:
             outcome = Outcome(incident_id=incident_id, verdict="clean", status="disabled", by=by, at=now,
                               message="suppression is off (suppression.enabled)")
         else:
-            outcome = self._false_alarm(incident_id, by, source, force, now)
+            outcome = self._false_alarm(incident_id, by, source, force, now, fallback)
         self.r.set(self.keys.supp_outcome(incident_id), outcome.model_dump_json(), ex=self.cfg.learn_ttl_s)
         log.debug("verdict applied to suppressions", incident=incident_id, status=outcome.status, entry=outcome.entry_id,
                  by=by, source=source, area=outcome.area, warning=outcome.warning)
         return outcome
 
-    def learn(self, incident_id: str, *, by: str = "", source: str = "cli", force: bool = False, now: datetime | None = None) -> Outcome:
+    def learn(
+        self, incident_id: str, *, by: str = "", source: str = "cli", force: bool = False, now: datetime | None = None,
+        fallback: Callable[[], list[Observation]] | None = None,
+    ) -> Outcome:
         """Learn from a false alarm on request (``spillwatch suppressions add``, the console's
         Suppress button), e.g. with ``force`` after the area cap refused it. An incident whose last
-        verdict was a real spill is refused: a real spill never creates a suppression."""
+        verdict was a real spill is refused: a real spill never creates a suppression.
+        ``fallback`` gives the frames when Redis no longer keeps them (the archive's:
+        :func:`observations_from_archive`)."""
         last = self.outcome(incident_id)
         if last is not None and last.verdict == "spill":
             return Outcome(incident_id=incident_id, verdict="spill", status="not_suppressed", by=by,
                            at=(now or utcnow()).astimezone(UTC),
                            message="its last verdict was a real spill: label it a false alarm first")
-        return self.apply_verdict(incident_id, False, by=by, source=source, force=force, now=now)
+        return self.apply_verdict(incident_id, False, by=by, source=source, force=force, now=now, fallback=fallback)
 
     def _spill(self, incident_id: str, by: str, now: datetime) -> Outcome:
         mine = [e.id for e in self.entries() if e.incident_id == incident_id]
@@ -180,8 +187,11 @@ class SuppressionStore:
         return Outcome(incident_id=incident_id, verdict="spill", status="not_suppressed", by=by, at=now,
                        message="a real spill never creates a suppression")
 
-    def _false_alarm(self, incident_id: str, by: str, source: str, force: bool, now: datetime) -> Outcome:
+    def _false_alarm(self, incident_id: str, by: str, source: str, force: bool, now: datetime,
+                     fallback: Callable[[], list[Observation]] | None) -> Outcome:
         observations = self.observations(incident_id)
+        if not observations and fallback is not None:
+            observations = fallback()
         key = self.keys.supp_entries
         for attempt in range(50):
             with self.r.pipeline(transaction=True) as pipe:
@@ -205,6 +215,33 @@ class SuppressionStore:
                 except WatchError:
                     continue
         raise RuntimeError("suppression entries kept changing under 50 attempts")
+
+
+def observations_from_archive(root: Path | str, incident_id: str, model: Any, max_frames: int = 64) -> list[Observation]:
+    """An incident's frames as the aggregator would have kept them, recomputed from the archive
+    (its incident window, the first ``max_frames`` with firing cells) with ``model``
+    (spillwatch.model.SpillModel): for verdicts given after ``suppression.learn_ttl_s``, or when
+    Redis lost them. Needs the optional archiver to have kept the frames."""
+    from spillwatch.archive import incident_frames
+
+    root = Path(root)
+    out: list[Observation] = []
+    for f in incident_frames(root, incident_id):
+        try:
+            x = model.preprocess_jpeg((root / f.file).read_bytes())
+        except (OSError, ValueError) as exc:
+            log.warning("archived frame unreadable; skipped", file=f.file, error=str(exc)[:200])
+            continue
+        pred = model.infer(x[None])[0]
+        smap = pred.quantised_map()
+        cells, grid = firing_cells(smap, model.map_threshold), grid_of(smap)
+        if not cells or grid is None:
+            continue
+        out.append(Observation(camera_id=f.camera, seq=f.seq, capture_time=f.capture_time, grid=grid,
+                               model_version=model.version, looks=cell_looks(x, cells, grid)))
+        if len(out) >= max_frames:
+            break
+    return out
 
 
 def apply_verdict_quietly(settings: Any, incident_id: str, is_spill: bool, *, by: str, source: str) -> tuple[Outcome | None, str | None]:
