@@ -10,7 +10,8 @@ camera plays, in capture time:
 2. ``spillwatch label INCIDENT --false``: a suppression of that camera at once;
 3. the same clip again: no page (and the open false alarm clears);
 4. a tea spill elsewhere in the frame: pages once, within the normal confirmation time;
-5. the look-alike again (the tea is gone): nothing;
+5. a worker restart (the suppression is read from Redis), then the look-alike again (the tea is
+   gone): nothing;
 6. orange juice spreading over the suppressed stain: pages once, within the normal confirmation
    time, its stain cells not suppressed (they no longer look like the stain);
 7. ``spillwatch replay`` of the look-alike clip reports false incidents per camera-hour with the
@@ -19,6 +20,7 @@ camera plays, in capture time:
 from __future__ import annotations
 
 import json
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,6 +156,12 @@ def test_a_false_alarm_teaches_its_camera_and_real_spills_still_page(
             assert (tea.confirmed_at - onset).total_seconds() <= NORMAL_CONFIRMATION_S
             confirming = next(c for c in cls3 if c.seq == tea.evidence.confirming_seq)
             assert {lk[0] for lk in confirming.looks or []} - learned  # it fires outside the learned cells
+
+            # the suppression survives a worker restart: the new worker reads it from Redis at start
+            worker.signal(signal.SIGKILL)
+            worker.wait(15)
+            worker = group.start("worker")
+            wait_until(lambda: loaded_version(worker) >= 1, 60)
 
             # 5. the tea is mopped up: the look-alike alone, nothing
             alerts, _, _ = cam.play("lookalike")
