@@ -94,6 +94,12 @@ def ack(
     acks = AckStore(r, s.redis.key_prefix, s.alerting.ack_ttl_s, on_ack=store.cancel_escalation)
     a = acks.ack(incident, req)
     typer.echo(f"acknowledged {incident} by {a.by} at {a.at.isoformat()}" + (f" label={a.label}" if a.label else ""))
+    if a.label is not None:  # a verdict teaches the camera at once (docs/suppression.md)
+        from spillwatch.suppression_store import SuppressionStore, outcome_line
+
+        outcome = SuppressionStore(r, s.redis.key_prefix, s.suppression).apply_verdict(
+            incident, a.label == "true", by=a.by, source="ack")
+        typer.echo(outcome_line(outcome))
 
 
 def webhook_receiver(

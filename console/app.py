@@ -8,7 +8,8 @@ Authentication, for every route but ``/login``, ``/healthz`` and ``/static``:
   ``X-CSRF-Token``), on top of the origin check of console/security.py;
 * or an API token: ``Authorization: Bearer swc_...`` (``spillwatch console token add``).
 
-Roles: viewer reads; responder also acknowledges and labels; admin also manages users.
+Roles: viewer reads; responder also acknowledges, labels and removes suppressions; admin also
+manages users and may force a suppression above the area cap.
 The API (``/api/...``) is described by the framework's OpenAPI document at ``/api/openapi.json``
 (signed-in users and tokens; no CDN-served viewer is bundled).
 """
@@ -51,8 +52,11 @@ from console.models import (
     LabelBody,
     Me,
     OutageView,
+    SuppressBody,
+    SuppressionView,
     VerdictView,
 )
+from spillwatch.suppression import Outcome
 from console.security import GuardMiddleware
 from spillwatch.logs import get_logger
 from spillwatch.settings import Settings
@@ -230,8 +234,44 @@ def label(request: Request, incident_id: str, body: LabelBody, p: Responder) -> 
     except NotFound:
         raise HTTPException(404, "unknown incident") from None
     announce_label(c, incident_id)
-    log.info("incident labelled", incident=incident_id, label=v.label, by=v.by, via=p.kind)
+    log.info("incident labelled", incident=incident_id, label=v.label, by=v.by, via=p.kind,
+             suppression=v.suppression.status if v.suppression else None)
     return v
+
+
+@api.post("/incidents/{incident_id}/suppress", response_model=Outcome,
+          summary="Learn a suppression from this false alarm again (force above the area cap: admins)")
+def suppress(request: Request, incident_id: str, p: Responder, body: SuppressBody | None = None) -> Outcome:
+    return request_suppression(ctx(request), incident_id, p, (body or SuppressBody()).force, via=p.kind)
+
+
+def request_suppression(c: Console, incident_id: str, p: Principal, force: bool, *, via: str) -> Outcome:
+    """Learn from a false alarm on request (API and page): ``force`` above the area cap is an admin's."""
+    if force and not p.allows(Role.ADMIN):
+        raise HTTPException(403, "forcing a suppression above the area cap needs role admin")
+    try:
+        outcome = c.data.suppress(incident_id, p, force=force)
+    except NotFound:
+        raise HTTPException(404, "unknown incident") from None
+    announce_label(c, incident_id)
+    log.info("suppression requested", incident=incident_id, status=outcome.status, entry=outcome.entry_id, force=force,
+             by=p.name, via=via)
+    return outcome
+
+
+@api.get("/suppressions", response_model=list[SuppressionView], summary="Learned false alarms, per camera (with expired ones)")
+def suppressions(request: Request, _: Reader, camera: Annotated[str | None, Query(max_length=128)] = None) -> list[SuppressionView]:
+    return ctx(request).data.suppression_list(camera or None)
+
+
+@api.post("/suppressions/{entry_id}/remove", response_model=SuppressionView, summary="Remove a suppression (its camera pages there again)")
+def remove_suppression(request: Request, entry_id: str, p: Responder) -> SuppressionView:
+    try:
+        gone = ctx(request).data.remove_suppression(entry_id)
+    except NotFound:
+        raise HTTPException(404, "unknown suppression") from None
+    log.info("suppression removed", entry=entry_id, camera=gone.camera_id, incident=gone.incident_id, by=p.name, via=p.kind)
+    return gone
 
 
 def announce_label(c: Console, incident_id: str) -> None:

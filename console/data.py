@@ -26,6 +26,7 @@ from console.models import (
     IncidentSummary,
     OutageView,
     PageView,
+    SuppressionView,
     TimelinePoint,
     VerdictView,
 )
@@ -36,6 +37,8 @@ from spillwatch.events import utcnow
 from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 from spillwatch.snapshots import resolve_snapshot
+from spillwatch.suppression import Outcome
+from spillwatch.suppression_store import SuppressionStore
 
 STATUSES = ("open", "acknowledged", "unacknowledged", "cleared")
 
@@ -92,6 +95,7 @@ class ConsoleData:
         self.outage_board = outages if outages is not None else OutageBoard()
         self.keys = RedisKeys(settings.redis.key_prefix)
         self.acks = AckStore(redis, settings.redis.key_prefix, settings.alerting.ack_ttl_s)
+        self.suppressions = SuppressionStore(redis, settings.redis.key_prefix, settings.suppression)
         self.stale_after_s = stale_after_s(settings.producer.offline_after_s, settings.producer.heartbeat_s)
 
     # ------------------------------------------------------------------ cameras
@@ -249,6 +253,7 @@ class ConsoleData:
             pages=[p for p in pages if p.state != "escalated"],
             escalations=[p for p in pages if p.state == "escalated"],
             alert_states=sorted(rec.alerts, key=["confirmed", "escalated", "cleared"].index),
+            suppression=self.suppressions.outcome(incident_id),
         )
 
     def snapshot_path(self, rec: IncidentRecord | str) -> Path | None:
@@ -274,7 +279,8 @@ class ConsoleData:
 
     def label(self, incident_id: str, label: str, by: Principal, note: str = "") -> VerdictView:
         """The verdict into the archive (as ``spillwatch label`` writes it) and the index; an
-        unacknowledged incident is acknowledged with it."""
+        unacknowledged incident is acknowledged with it; a false alarm teaches its camera at once
+        (a suppression, docs/suppression.md), a real spill never does."""
         if self.index.get(incident_id) is None:
             raise NotFound(incident_id)
         at = utcnow()
@@ -283,4 +289,21 @@ class ConsoleData:
         if not self.acks.is_acked(incident_id):
             verdict = "spill confirmed" if label == "spill" else "false alarm"
             self.acks.ack(incident_id, AckRequest(by=who(by), note=note or verdict), at=at)
-        return VerdictView(label=label, by=who(by), at=at)  # type: ignore[arg-type]
+        outcome = self.suppressions.apply_verdict(incident_id, label == "spill", by=who(by), source="console", now=at)
+        return VerdictView(label=label, by=who(by), at=at, suppression=outcome)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ suppressions
+    def suppression_list(self, camera: str | None = None) -> list[SuppressionView]:
+        return [SuppressionView(**i.as_dict()) for i in self.suppressions.listing(camera)]
+
+    def remove_suppression(self, entry_id: str) -> SuppressionView:
+        found = [i for i in self.suppressions.listing() if i.entry.id == entry_id]
+        if not found or self.suppressions.remove(entry_id) is None:
+            raise NotFound(entry_id)
+        return SuppressionView(**found[0].as_dict())
+
+    def suppress(self, incident_id: str, by: Principal, force: bool = False) -> Outcome:
+        """Learn from a false alarm again (e.g. ``force`` after the area cap refused it)."""
+        if self.index.get(incident_id) is None:
+            raise NotFound(incident_id)
+        return self.suppressions.learn(incident_id, by=who(by), source="console", force=force)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from spillwatch.events import Region
+from spillwatch.suppression import Outcome
 
 CameraStateName = Literal["online", "stalled", "offline", "unknown"]
 IncidentStatus = Literal["open", "acknowledged", "cleared"]
@@ -68,6 +69,7 @@ class VerdictView(BaseModel):
     label: Verdict = Field(description="spill: a real spill; clean: a false alarm")
     by: str
     at: datetime
+    suppression: Outcome | None = Field(default=None, description="what the verdict did to the camera's suppressions")
 
 
 class IncidentSummary(BaseModel):
@@ -104,6 +106,7 @@ class IncidentDetail(IncidentSummary):
     pages: list[PageView] = Field(default_factory=list)
     escalations: list[PageView] = Field(default_factory=list)
     alert_states: list[str] = Field(default_factory=list)
+    suppression: Outcome | None = Field(default=None, description="what the verdict did to the camera's suppressions")
 
 
 class IncidentPage(BaseModel):
@@ -135,3 +138,36 @@ class Me(BaseModel):
     name: str
     role: str
     kind: str
+
+
+class SuppressionView(BaseModel):
+    """A learned false alarm of one camera (docs/suppression.md)."""
+
+    id: str
+    camera_id: str
+    incident_id: str = Field(description="the false alarm it was learned from")
+    by: str
+    source: str
+    created_at: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None = Field(default=None, description="last renewal by a later false alarm on its cells")
+    confirmed_by: list[str] = Field(default_factory=list)
+    cells: list[int] = Field(description="spill-map cells (row-major) it suppresses when they look as learned")
+    grid: list[int]
+    area: float = Field(description="share of the frame its cells cover")
+    frames: int
+    model_version: str = ""
+    forced: bool = False
+    warning: str | None = None
+    fired: int = Field(description="frames it suppressed since it was made")
+    last_fired: datetime | None = None
+    expired: bool = False
+
+
+class SuppressBody(BaseModel):
+    """``POST /api/incidents/{id}/suppress``: learn a suppression from a false alarm again, e.g.
+    after the area cap refused it (``force``: admins only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = False

@@ -24,6 +24,7 @@ from console.app import (
     ctx,
     filters_of,
     principal_of,
+    request_suppression,
 )
 from console.auth import AuthError, Principal, Role
 from console.data import STATUSES, NotFound
@@ -259,6 +260,36 @@ def label_form(request: Request, incident_id: str, p: FormResponder, label: Anno
     announce_label(c, incident_id)
     log.info("incident labelled", incident=incident_id, label=label, by=p.name, via="page")
     return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/suppress")
+def suppress_form(request: Request, incident_id: str, p: FormResponder, force: Annotated[str, Form(max_length=5)] = "") -> Response:
+    request_suppression(ctx(request), incident_id, p, force in ("1", "true", "on"), via="page")
+    return RedirectResponse(f"/incidents/{incident_id}", status_code=303)
+
+
+# ------------------------------------------------------------------ suppressions
+
+
+@router.get("/suppressions", response_class=HTMLResponse)
+def suppressions_page(request: Request, p: Viewer, camera: str = "", error: str = "", done: str = "") -> HTMLResponse:
+    c = ctx(request)
+    items = c.data.suppression_list(camera or None)
+    cams = sorted({cam.camera_id for cam in c.data.cameras()} | {s.camera_id for s in c.data.suppression_list()})
+    return render(request, "suppressions.html", p, page="suppressions", items=items, camera=camera, camera_ids=cams,
+                  error=error[:200], done=done[:200])
+
+
+@router.post("/suppressions/{entry_id}/remove")
+def remove_suppression_form(request: Request, entry_id: str, p: FormResponder) -> Response:
+    from urllib.parse import urlencode
+
+    try:
+        gone = ctx(request).data.remove_suppression(entry_id)
+    except NotFound:
+        return RedirectResponse("/suppressions?" + urlencode({"error": f"no suppression {entry_id[:80]}"}), status_code=303)
+    log.info("suppression removed", entry=entry_id, camera=gone.camera_id, incident=gone.incident_id, by=p.name, via="page")
+    return RedirectResponse("/suppressions?" + urlencode({"done": f"suppression {entry_id} of {gone.camera_id} removed"}), status_code=303)
 
 
 # ------------------------------------------------------------------ users (admin)

@@ -18,6 +18,7 @@ from pathlib import Path
 from processors.confirmation import ConfirmParams, StepResult, observe, params_for, tick
 from processors.evidence import render_snapshot, write_snapshot
 from processors.state_store import Publish, StateStore
+from processors.suppression import SuppressionRecorder
 from spillwatch import metrics
 from spillwatch.events import AlertState, Classification, EventError, SpillAlert, capture_ahead, utcnow
 from spillwatch.logs import get_logger
@@ -44,8 +45,10 @@ class Aggregator:
         model_threshold: float,
         map_threshold: float = 0.5,
         evidence_dir: Path | None = None,
+        suppression: SuppressionRecorder | None = None,
     ) -> None:
         self.settings = settings
+        self.suppression = suppression
         self.store = store
         self.publish = publish
         self.model_threshold = model_threshold
@@ -96,6 +99,8 @@ class Aggregator:
             if result.admission.value != "duplicate":
                 log.info("classification not taken", camera=c.camera_id, seq=c.seq, epoch=c.epoch, admission=result.admission.value)
             return result
+        if self.suppression is not None:
+            await self.suppression.after(c, result)
         if result.alerts:
             self._count(result)
             try:

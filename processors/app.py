@@ -288,13 +288,15 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     import redis.asyncio as aioredis
 
     from processors.classifier import BatchTimings, Classified, Classifier, Rejected
+    from processors.suppression import SuppressionCache, refresh_suppressions, suppressor_for
     from spillwatch.model import SpillModel
 
     t = settings.topics
     wid = worker_id()
     tries = settings.limits.record_attempts
     model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads)
-    core = Classifier(model, settings, wid)
+    suppressions = SuppressionCache()
+    core = Classifier(model, settings, wid, suppressor_for(settings, suppressions, model.map_threshold))
     frames = _raw_topic(app, t.frames)
     out = _raw_topic(app, t.classifications)
     dlq = _raw_topic(app, t.dead_letter(t.frames))
@@ -375,6 +377,12 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     async def _announce() -> None:
         clog.info("classifier worker started", group=app.conf.id, topic=t.frames)
 
+    if core.suppressor is not None:
+
+        @app.timer(interval=settings.suppression.refresh_s)
+        async def _suppressions() -> None:
+            await refresh_suppressions(suppressions, rds, keys)
+
 
 # --------------------------------------------------------------------------- aggregator
 
@@ -384,6 +392,7 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
 
     from processors.aggregator import Aggregator, Rejected
     from processors.state_store import StateStore
+    from processors.suppression import SuppressionRecorder
     from spillwatch.events import Classification, SpillAlert
 
     t = settings.topics
@@ -404,6 +413,7 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
     agg = Aggregator(
         settings, store, publish, model_threshold=threshold, map_threshold=map_threshold,
         evidence_dir=settings.alerting.evidence_dir,
+        suppression=SuppressionRecorder(rds, settings.redis.key_prefix, settings.suppression),
     )
     alog.info("aggregator ready", threshold=threshold, map_threshold=map_threshold, cameras=len(agg.known_cameras))
 

@@ -37,19 +37,30 @@ def label(
     archive_root: Path = typer.Option(None, "--archive", help=ARCHIVE_HELP),
     by: str = typer.Option("", help="who decided"),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    learn: bool = typer.Option(True, "--learn/--no-learn", help="a false alarm also teaches its camera (suppression, needs Redis)"),
 ) -> None:
-    """Label an incident: its archived frames inherit the verdict (false alarm -> hard negatives)."""
+    """Label an incident: its archived frames inherit the verdict (false alarm -> hard negatives), and
+    a false alarm teaches its camera at once (docs/suppression.md)."""
     from processors.archive_labels import label_incident
     from spillwatch.cli_options import emit
 
+    from spillwatch.settings import get_settings
+    from spillwatch.suppression_store import apply_verdict_quietly, outcome_line
+
     res = label_incident(_root(archive_root), incident, verdict, by=by)
+    # the same verdict teaches the camera at once (docs/suppression.md); the label stands without Redis
+    outcome, why = apply_verdict_quietly(get_settings(), incident, verdict, by=by, source="cli") if learn else (None, None)
+    out = res.as_dict() | {"suppression": outcome.model_dump(mode="json") if outcome else None}
     emit(
-        res.as_dict(), as_json,
+        out, as_json,
         f"incident {incident} labelled {res.label}: {res.frames} archived frame(s) ({res.spill_frames} spill, "
-        f"{res.clean_frames} clean, {res.unlabelled_context_frames} context frame(s) left unlabelled)",
+        f"{res.clean_frames} clean, {res.unlabelled_context_frames} context frame(s) left unlabelled)"
+        + (f"\n{outcome_line(outcome)}" if outcome else ""),
     )
     if not res.known_incident:
         typer.echo("warning: the archive holds no frame of this incident (yet); the label is kept", err=True)
+    if why is not None:
+        typer.echo(f"warning: suppression not learned: {why}", err=True)
 
 
 def label_frames_cmd(

@@ -91,6 +91,7 @@ class Item:
     stored: bool = False
     incident_id: str | None = None
     file: str | None = None  # set by the store once written
+    suppressed_by: list[str] | None = None  # learned false alarms that suppressed cells of this frame
 
 
 @dataclass(frozen=True)

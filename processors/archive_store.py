@@ -54,6 +54,7 @@ class ArchiveStore:
                 model_version=it.model_version,
                 incident_id=d.incident_id or it.incident_id,
                 label=it.label,  # type: ignore[arg-type]
+                suppressed_by=it.suppressed_by,
                 file=it.file,
                 reason=d.reason,  # type: ignore[arg-type]
                 bytes=size,

@@ -109,6 +109,7 @@ class Archiver:
             score=cls.spill_prob,
             model_version=cls.model_version,
             label=frame.header.label or cls.label,
+            suppressed_by=[s.entry for s in cls.suppressed] if cls.suppressed else None,
             payload=frame.jpeg,
         )
         self._write(self.policy.on_frame(item))

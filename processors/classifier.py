@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
+from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.model import ImageDecodeError, SpillModel
 from spillwatch.settings import Settings
@@ -89,8 +90,9 @@ def reject_category(reason: str) -> str:
 
 
 class Classifier:
-    def __init__(self, model: SpillModel, settings: Settings, worker_id: str) -> None:
+    def __init__(self, model: SpillModel, settings: Settings, worker_id: str, suppressor: FrameSuppressor | None = None) -> None:
         self.model = model
+        self.suppressor = suppressor  # learned false alarms (processors/suppression.py); None: off
         self.settings = settings
         self.worker_id = worker_id
         lim = settings.limits
@@ -149,7 +151,7 @@ class Classifier:
         if good:
             preds, infer_ms = self.model.timed_infer(np.stack([g[4] for g in good]))
             per_frame = infer_ms / len(good)
-            for (i, key, h, jpeg, _), p in zip(good, preds, strict=True):
+            for (i, key, h, jpeg, x), p in zip(good, preds, strict=True):
                 event = Classification(
                     camera_id=h.camera_id,
                     seq=h.seq,
@@ -163,6 +165,8 @@ class Classifier:
                     inference_ms=round(per_frame, 3),
                     label=h.label,
                 )
+                if self.suppressor is not None:
+                    event = self.suppressor.annotate(event, x)
                 out.append(Classified(key, event, jpeg, event.spill_prob >= self._threshold(h.camera_id), i))
         if timings is not None:
             timings.decode_ms += (t1 - t0) * 1000

@@ -125,8 +125,36 @@ def bench_redis(
     typer.echo(f"wrote {out}")
 
 
+def aggregate_offline(
+    classifications: Path = typer.Argument(..., help="classifications, one JSON per line (as the topic carries them)"),
+    out: Path = typer.Option(..., "--out", help="write the alerts (JSON list) here"),
+    without_suppression: bool = typer.Option(False, "--without-suppression", help="ignore the frames' learned-suppression marks"),
+    model: Path = typer.Option(None, "--model", help="model whose card gives the thresholds (default: worker.model_path)"),
+) -> None:
+    """The aggregator's decisions recomputed offline from recorded classifications (no broker, no Redis)."""
+    from processors.app import model_thresholds
+    from processors.offline import confirm_offline, read_classifications, write_alerts
+    from spillwatch.settings import get_settings
+
+    settings = get_settings()
+    if model is not None:
+        settings = settings.model_copy(update={"worker": settings.worker.model_copy(update={"model_path": model})})
+    try:
+        rows = read_classifications(classifications)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read {classifications}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    threshold, map_threshold = model_thresholds(settings)
+    alerts = confirm_offline(rows, settings, model_threshold=threshold, map_threshold=map_threshold,
+                             honour_suppression=not without_suppression)
+    write_alerts(alerts, out)
+    confirmed = sum(1 for a in alerts if a.state.value == "confirmed")
+    typer.echo(f"{len(rows)} classification(s) -> {confirmed} incident(s){' without suppression' if without_suppression else ''}; {out}")
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     app.command("worker")(worker_cmd)
     app.command("aggregator")(aggregator_cmd)
+    app.command("aggregate")(aggregate_offline)
     groups["bench"].command("pipeline")(bench_pipeline)
     groups["bench"].command("redis")(bench_redis)

@@ -76,7 +76,7 @@ than ``max_gap_s`` of capture time empties the window (old votes do not mix with
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -86,6 +86,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from spillwatch.events import AlertState, Classification, Evidence, Region, SpillAlert
+from spillwatch.suppression import suppressed_cells
 
 if TYPE_CHECKING:  # pragma: no cover
     from spillwatch.settings import Settings
@@ -202,6 +203,7 @@ def effective_score(
     spill_map: Sequence[Sequence[int]] | None,
     zone: Polygon | None,
     map_threshold: float,
+    suppressed: Collection[int] = (),
 ) -> float:
     """The score a frame contributes to its camera's window.
 
@@ -216,20 +218,50 @@ def effective_score(
     less calibrated output; the frame probability stays the decision quantity and the thresholds keep
     their meaning, the map only says *where*.
 
+    ``suppressed`` (row-major cell indices a learned false alarm matched, spillwatch/suppression.py)
+    takes those cells out of the gate's region the same way: with a zone, of the zone; without,
+    of the whole map. Any other cell at or above ``map_threshold`` gives the full probability, as
+    above. When none does, the sub-threshold values right around the suppressed cells are theirs
+    too (the coarse map spills a firing cell over into its 8 neighbours): ``z`` is then taken over
+    the region without the suppressed cells and their neighbours, so a suppressed look-alike
+    cannot hold an incident open with its halo. A frame with no suppressed cell is scored exactly
+    as without suppression.
+
     A classification without a map cannot be localised: it counts with its frame probability
     (fail-open: a missed spill costs more than a page for a spill near the zone)."""
-    if zone is None or not spill_map:
+    if (zone is None and not suppressed) or not spill_map:
         return float(prob)
     grid = np.asarray(spill_map, dtype=np.float32) / 255.0
     if grid.ndim != 2 or grid.size == 0:
         return float(prob)
-    mask = zone_mask(zone, grid.shape[0], grid.shape[1])
+    cells = [c for c in suppressed if 0 <= c < grid.size]
+    if zone is None and not cells:
+        return float(prob)
+    mask = zone_mask(zone, grid.shape[0], grid.shape[1]) if zone is not None else np.ones(grid.shape, dtype=bool)
+    if cells:
+        mask = mask.copy()  # zone_mask's result is cached and read-only
+        mask.flat[cells] = False
     if not mask.any():
         return 0.0
     z = float(grid[mask].max())
     if z >= map_threshold:
         return float(prob)
+    if cells:
+        rest = mask & ~_neighbourhood(cells, grid.shape)
+        z = float(grid[rest].max()) if rest.any() else 0.0
     return float(min(prob, z))
+
+
+def _neighbourhood(cells: Sequence[int], shape: tuple[int, ...]) -> np.ndarray:
+    """The cells and their 8 neighbours, as a mask of ``shape``."""
+    hit = np.zeros(shape, dtype=bool)
+    hit.flat[list(cells)] = True
+    padded = np.pad(hit, 1)
+    out = np.zeros_like(padded)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            out |= np.roll(np.roll(padded, dy, axis=0), dx, axis=1)
+    return out[1:-1, 1:-1]
 
 
 # --------------------------------------------------------------------------- state
@@ -441,7 +473,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
         if st.phase == Phase.SUSPECTED:
             st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
 
-    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold)
+    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold, suppressed_cells(c))
     st.window.append(Sample(seq=c.seq, at=c.capture_time, prob=c.spill_prob, score=score))
     st.window = st.window[-params.window :]
     _take(st, c.epoch, c.seq, c.capture_time, verdict)
@@ -457,7 +489,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
             inc.peak_prob = c.spill_prob
         st.clear_run = st.clear_run + 1 if score < params.clear_below else 0
         if st.clear_run >= params.clear_n:
-            inc.cleared_at = c.capture_time
+            inc.cleared_at = max(c.capture_time, inc.confirmed_at)  # never before the confirmation (epochs interleave)
             alerts.append(_alert(st, inc, AlertState.CLEARED, params, now))
             st.phase = Phase.CLEARED
             st.cooldown_until = c.capture_time + timedelta(seconds=params.cooldown_s)

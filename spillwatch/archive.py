@@ -68,6 +68,9 @@ class IndexRecord(_Rec):
     model_version: str = ""
     incident_id: str | None = None
     label: Label | None = Field(default=None, description="label known when stored (replay ground truth)")
+    suppressed_by: list[str] | None = Field(
+        default=None, description="learned false alarms (suppression entry ids) that suppressed cells of this frame"
+    )
     file: str = Field(description="path of the JPEG relative to the archive root (posix)")
     reason: Reason
     bytes: int = 0
@@ -242,6 +245,7 @@ class ArchivedFrame:
     label: Label | None = None
     label_source: str | None = None  # "frame", "incident" or "stored"
     bytes: int = 0
+    suppressed_by: list[str] | None = None  # suppression entries that matched cells of it
 
 
 def merge_index(records: Iterable[IndexRecord]) -> dict[str, ArchivedFrame]:
@@ -262,6 +266,7 @@ def merge_index(records: Iterable[IndexRecord]) -> dict[str, ArchivedFrame]:
                 label=r.label,
                 label_source="stored" if r.label else None,
                 bytes=r.bytes,
+                suppressed_by=r.suppressed_by,
             )
             continue
         if r.incident_id and not cur.incident_id:
@@ -272,6 +277,8 @@ def merge_index(records: Iterable[IndexRecord]) -> dict[str, ArchivedFrame]:
             cur.score = r.score
         if r.bytes and not cur.bytes:
             cur.bytes = r.bytes
+        if r.suppressed_by and not cur.suppressed_by:
+            cur.suppressed_by = r.suppressed_by
     return out
 
 

@@ -44,6 +44,7 @@ groups: dict[str, typer.Typer] = {
 
 _STAGES = (
     "spillwatch.core_commands",
+    "spillwatch.suppression_commands",
     "devstack.commands",
     "producers.commands",
     "processors.commands",

@@ -23,8 +23,8 @@ other work, so one hostile record costs a length comparison):
   original's size, sha256 and topic/partition/offset.
 
 Schema version: ``v`` stays 1; fields added since (``FrameHeader.epoch``, ``Classification.epoch``,
-the bounded-payload fields of ``DeadLetter``) are optional, so old records still validate and old
-readers ignore them.
+``Classification.looks`` and ``.suppressed``, the bounded-payload fields of ``DeadLetter``) are
+optional, so old records still validate and old readers ignore them.
 """
 
 from __future__ import annotations
@@ -269,6 +269,26 @@ class Region(BaseModel):
     area: float = Field(ge=0, le=1, default=0.0, description="fraction of the image flagged as spill")
 
 
+# Learned suppression (spillwatch/suppression.py, docs/suppression.md): the looks of firing cells
+# and which entry suppressed which cells. Bounded so a classification stays far below event_bytes.
+MAX_LOOK_CELLS = 64  # firing cells described per frame (the strongest first)
+LOOK_FEATURES = ("lightness", "green_red", "blue_yellow", "contrast", "edges", "highlight")
+MAX_SUPPRESSING_ENTRIES = 16
+ENTRY_ID_PATTERN = r"^sup-[0-9a-f]{8,64}$"
+CellIndex = Annotated[int, Field(ge=0, le=65535)]
+LookValue = Annotated[int, Field(ge=0, le=65535)]
+CellLook = Annotated[list[LookValue], Field(min_length=1 + len(LOOK_FEATURES), max_length=1 + len(LOOK_FEATURES))]
+
+
+class SuppressedCells(BaseModel):
+    """Cells of one frame that a learned false alarm (``entry``) matched, place and look."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entry: str = Field(pattern=ENTRY_ID_PATTERN)
+    cells: list[CellIndex] = Field(min_length=1, max_length=MAX_LOOK_CELLS)
+
+
 class Classification(Event):
     camera_id: str = Field(min_length=1, max_length=128)
     seq: int = Field(ge=0, le=MAX_SEQ)
@@ -283,6 +303,14 @@ class Classification(Event):
     inference_ms: float = Field(ge=0, default=0.0)
     classified_at: UtcDatetime = Field(default_factory=utcnow)
     label: Literal["spill", "clean"] | None = None
+    looks: list[CellLook] | None = Field(
+        default=None,
+        max_length=MAX_LOOK_CELLS,
+        description="per firing map cell (>= map_threshold): [cell index (row-major), then LOOK_FEATURES 0..255]",
+    )
+    suppressed: list[SuppressedCells] | None = Field(
+        default=None, max_length=MAX_SUPPRESSING_ENTRIES, description="firing cells a learned false alarm matched, by entry"
+    )
 
 
 # --------------------------------------------------------------------------- alerts

@@ -28,6 +28,9 @@ CONSUMER_LAG = Gauge("spillwatch_consumer_lag", "Records behind the end of the p
 # aggregator
 INCIDENTS = Counter("spillwatch_incidents_total", "Incident transitions", ["camera", "state"])
 INCIDENTS_OPEN = Gauge("spillwatch_incidents_open", "Open (confirmed, not cleared) incidents", ["camera"])
+FRAMES_SUPPRESSED = Counter(
+    "spillwatch_frames_suppressed_total", "Frames with map cells a learned false alarm suppressed", ["camera"]
+)
 DUPLICATES_SKIPPED = Counter("spillwatch_duplicates_skipped_total", "Redelivered records ignored", ["stage"])
 # camera monitor (in the aggregator service)
 CAMERA_OUTAGES = Counter(

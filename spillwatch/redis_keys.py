@@ -45,6 +45,14 @@ console (console/)
 ``P:console:timeline:<id>``            zset of score samples around the confirmation (score = seq)
 ``P:console:camera:<camera>``          latest CameraHealth JSON of a camera
 ``P:console:cameras``                  set of camera ids seen on ``camera-health``
+suppression (spillwatch/suppression_store.py; docs/suppression.md)
+``P:supp:entries``                     hash entry id -> suppression Entry JSON (every camera)
+``P:supp:version``                     counter, +1 on every change of the entries (workers re-read then)
+``P:supp:fired``                       hash entry id -> frames it suppressed (aggregator)
+``P:supp:fired-at``                    hash entry id -> capture time of the last frame it suppressed
+``P:supp:learn:<incident>``            list of the incident's first frames with firing cells and
+                                       their looks (aggregator; TTL ``suppression.learn_ttl_s``)
+``P:supp:outcome:<incident>``          what the incident's verdict did to the suppressions (JSON)
 =====================================  =========================================================
 """
 
@@ -191,6 +199,33 @@ class RedisKeys:
     @property
     def console_cameras(self) -> str:
         return f"{self.console}:cameras"
+
+    # ------------------------------------------------------------------ suppression
+    @property
+    def supp(self) -> str:
+        return f"{self.prefix}:supp"
+
+    @property
+    def supp_entries(self) -> str:
+        return f"{self.supp}:entries"
+
+    @property
+    def supp_version(self) -> str:
+        return f"{self.supp}:version"
+
+    @property
+    def supp_fired(self) -> str:
+        return f"{self.supp}:fired"
+
+    @property
+    def supp_fired_at(self) -> str:
+        return f"{self.supp}:fired-at"
+
+    def supp_learn(self, incident_id: str) -> str:
+        return f"{self.supp}:learn:{incident_id}"
+
+    def supp_outcome(self, incident_id: str) -> str:
+        return f"{self.supp}:outcome:{incident_id}"
 
     # ------------------------------------------------------------------ namespace
     @property

@@ -371,6 +371,29 @@ class ArchiveSettings(_Section):
     group_id: str = Field(default="spillwatch-archiver", description="consumer group of the archiver")
 
 
+class SuppressionSettings(_Section):
+    """Learned per-camera suppression of false alarms (docs/suppression.md)."""
+
+    enabled: bool = Field(default=True, description="workers mark firing spill-map cells that match a learned false alarm")
+    margin: float = Field(
+        default=10.0, gt=0, le=128,
+        description="look tolerance per appearance feature (0..255 units); a cell's tolerance is margin + 2 x its learned spread, at most 2 x margin",
+    )
+    learn_min_frames: int = Field(default=2, ge=1, description="a cell is learned when it fired in at least this many frames of the incident")
+    learn_max_frames: int = Field(default=64, ge=1, le=1000, description="frames of an incident kept for learning (the first ones)")
+    learn_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, description="how long after an incident a false-alarm verdict can still teach")
+    ttl_days: float = Field(default=30.0, gt=0, description="a suppression expires this long after it was made or last confirmed")
+    warn_area: float = Field(default=0.10, gt=0, le=1, description="warn when a camera's suppressions cover more than this share of the frame")
+    max_area: float = Field(default=0.25, gt=0, le=1, description="refuse (unless forced) a suppression that takes a camera above this share of the frame")
+    refresh_s: float = Field(default=2.0, gt=0, description="how often workers re-read the suppressions (one Redis GET when nothing changed)")
+
+    @model_validator(mode="after")
+    def _areas(self) -> "SuppressionSettings":
+        if self.warn_area > self.max_area:
+            raise ValueError(f"warn_area {self.warn_area:g} must not exceed max_area {self.max_area:g}")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -394,6 +417,7 @@ class Settings(BaseSettings):
     outages: OutageSettings = Field(default_factory=OutageSettings)
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @field_validator("log_level", mode="before")

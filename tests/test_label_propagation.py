@@ -75,11 +75,12 @@ def test_label_cli_and_unknown_incident(tmp_path: Path) -> None:
     app = _cli()
     _archive(tmp_path)
     runner = CliRunner()
-    r = runner.invoke(app, ["label", "inc-b", "--false", "--archive", str(tmp_path), "--by", "night-shift", "--json"])
+    # --no-learn: the archive alone (suppression learning needs Redis: tests/test_suppression_e2e.py)
+    r = runner.invoke(app, ["label", "inc-b", "--false", "--archive", str(tmp_path), "--by", "night-shift", "--json", "--no-learn"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["label"] == "clean" and out["clean_frames"] == 28
-    r = runner.invoke(app, ["label", "no-such-incident", "--true", "--archive", str(tmp_path)])
+    r = runner.invoke(app, ["label", "no-such-incident", "--true", "--archive", str(tmp_path), "--no-learn"])
     assert r.exit_code == 0 and "incident no-such-incident labelled spill: 0 archived frame(s)" in r.stdout
     assert "no frame of this incident" in r.stderr
     r = runner.invoke(app, ["label", "inc-a", "--archive", str(tmp_path)])  # verdict is required

@@ -8,6 +8,14 @@ replay's settings as their only configuration (nothing of the live namespace lea
 off, evidence under the replay's work folder. A live system on the same broker and Redis is not
 touched: other topics, other keys, no notifier is even built.
 
+Learned suppressions (docs/suppression.md): the live namespace's suppressions of the replayed
+cameras are copied into the replay's namespace before its workers start (``suppression=False`` /
+``--no-suppression``: none), so a replay shows what the cameras do today. The report gives the
+incidents with suppression (what the pipeline did) and without (the recorded classifications fed
+again through the aggregator's state machine with their suppression marks dropped:
+``spillwatch aggregate --without-suppression``, processors/offline.py), and false incidents per
+camera-hour for both.
+
 Frames keep their original capture times (the aggregator confirms on capture times and sequence
 numbers, so ``--speed`` changes wall time, not incidents); ``--speed 0`` publishes as fast as the
 publisher goes, ``--speed X`` keeps X times real time with each pause capped at ``max_pause_s``.
@@ -35,7 +43,7 @@ from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import CameraConfig, Settings
 from spillwatch.supervisor import ServiceError, ServiceGroup
 from spillwatch.topic_reader import Received, TopicReader
-from training.replay_metrics import ObservedIncident, ReplayedFrame, frame_level, incident_metrics
+from training.replay_metrics import ObservedIncident, ReplayedFrame, frame_level, incident_metrics, suppression_report
 from training.replay_sources import SourceFrame
 
 log = get_logger("training.replay")
@@ -65,6 +73,7 @@ class ReplayOptions:
     replay_id: str | None = None
     work_dir: Path | None = None
     source: str = ""
+    suppression: bool = True  # copy the live suppressions of the replayed cameras into the replay
 
 
 # --------------------------------------------------------------------------- namespace settings
@@ -114,6 +123,8 @@ class Collected:
     dead_unknown: int = 0
     alerts: list[SpillAlert] = field(default_factory=list)
     alert_seen_at: dict[str, float] = field(default_factory=dict)
+    classifications: list[bytes] = field(default_factory=list)  # first of each frame, in arrival order
+    suppressed: dict[tuple[str, int], list[str]] = field(default_factory=dict)  # frame -> entries that suppressed cells
 
 
 class Collector:
@@ -149,6 +160,9 @@ class Collector:
                 if key not in self.out.scores:
                     self.out.scores[key] = c.spill_prob
                     self.out.classified_at[key] = rec.received_at
+                    self.out.classifications.append(rec.value)
+                    if c.suppressed:
+                        self.out.suppressed[key] = [s.entry for s in c.suppressed]
             elif rec.topic == t.spill_alerts:
                 a = SpillAlert.from_bytes(rec.value)
                 self.out.alerts.append(a)
@@ -227,6 +241,39 @@ def _pages(redis: Any, keys: RedisKeys) -> list[dict[str, Any]]:
     return [json.loads(x) for x in redis.lrange(keys.alerting_pages, 0, -1)]
 
 
+def copy_suppressions(base: Settings, rs: Settings, redis: Any, cameras: list[str]) -> int:
+    """Copy the live namespace's suppressions of ``cameras`` into the replay's (before its workers
+    start, which read them once at start)."""
+    from spillwatch.suppression_store import parse_entries
+
+    live, mine = RedisKeys(base.redis.key_prefix), RedisKeys(rs.redis.key_prefix)
+    entries = [e for e in parse_entries(redis.hgetall(live.supp_entries)) if e.camera_id in set(cameras)]
+    if entries:
+        redis.hset(mine.supp_entries, mapping={e.id: e.model_dump_json() for e in entries})
+        redis.incr(mine.supp_version)
+    return len(entries)
+
+
+def aggregate_without_suppression(rs: Settings, classifications: list[bytes], work_dir: Path) -> list[SpillAlert]:
+    """The replay's classifications through the aggregator's state machine, suppression marks
+    dropped: ``spillwatch aggregate --without-suppression`` as a child process (the processors'
+    code, behind the CLI like every service the replay runs)."""
+    import subprocess
+    import sys
+
+    from spillwatch.settings import REPO_ROOT, write_settings_file
+    from spillwatch.supervisor import child_env
+
+    src, out = work_dir / "classifications.jsonl", work_dir / "alerts-without-suppression.json"
+    src.write_bytes(b"".join(v.rstrip(b"\n") + b"\n" for v in classifications))
+    cfg = write_settings_file(rs, work_dir / "aggregate.settings.yaml")
+    res = subprocess.run([sys.executable, "-m", "spillwatch.cli", "aggregate", str(src), "--out", str(out), "--without-suppression"],
+                         env=child_env(cfg), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
+    if res.returncode != 0:
+        raise ReplayError(f"recomputing the incidents without suppression failed: {res.stderr.strip()[-500:]}")
+    return [SpillAlert.model_validate(a) for a in json.loads(out.read_text())]
+
+
 def cleanup_namespace(settings: Settings, redis: Any) -> dict[str, int]:
     """Delete the replay namespace's topics and Redis keys (only those: the prefix is unique)."""
     from spillwatch.kafka import delete_topics_with_prefix
@@ -293,6 +340,7 @@ def _run(frames: list[SourceFrame], base: Settings, opts: ReplayOptions, work_di
     keys = RedisKeys(rs.redis.key_prefix)
     rds = redis_lib.Redis.from_url(rs.redis.url, decode_responses=True, socket_timeout=10)
     rds.ping()
+    copied = copy_suppressions(base, rs, rds, cameras) if opts.suppression else 0
     create_topics(rs, timeout_s=60)
     log.info("replay namespace ready", id=rid, topic_prefix=rs.kafka.topic_prefix, redis_prefix=rs.redis.key_prefix,
              frames=len(frames), cameras=len(cameras))
@@ -323,8 +371,11 @@ def _run(frames: list[SourceFrame], base: Settings, opts: ReplayOptions, work_di
     rds.close()
     if error or collector is None:
         raise ReplayError(error or "replay did not run")
-    return build_report(frames, collector.out, pages, published.at, rs, opts, rid, threshold, model_version,
-                        wall_s=time.time() - t_start, cleaned=cleaned, stats=published.stats)
+    got = collector.out
+    without = aggregate_without_suppression(rs, got.classifications, work_dir) if got.suppressed else None
+    return build_report(frames, got, pages, published.at, rs, opts, rid, threshold, model_version,
+                        wall_s=time.time() - t_start, cleaned=cleaned, stats=published.stats,
+                        without_suppression=without, suppressions_copied=copied)
 
 
 def _publish_all(frames: list[SourceFrame], rs: Settings, rid: str, opts: ReplayOptions, deadline: float) -> _Published:
@@ -429,7 +480,11 @@ def build_report(
     wall_s: float,
     cleaned: dict[str, int],
     stats: dict[str, Any],
+    without_suppression: list[SpillAlert] | None = None,
+    suppressions_copied: int = 0,
 ) -> dict[str, Any]:
+    """The report. ``without_suppression``: the alerts recomputed with suppression marks dropped
+    (None: no frame was suppressed, so they are the alerts seen)."""
     replayed = [
         ReplayedFrame(f.camera, f.seq, f.capture_time, f.label, got.scores.get((f.camera, f.seq))) for f in frames
     ]
@@ -442,24 +497,13 @@ def build_report(
             except (KeyError, ValueError):
                 continue
             page_at[p["incident_id"]] = min(t, page_at.get(p["incident_id"], t))
-    cleared_at: dict[str, datetime] = {}
-    for a in got.alerts:
-        if a.state.value == "cleared":  # capture time of the clearing frame (else: closed at once)
-            t_clear = a.cleared_at or a.confirmed_at
-            cleared_at[a.incident_id] = min(t_clear, cleared_at.get(a.incident_id, t_clear))
-    observed: list[ObservedIncident] = []
-    seen: set[str] = set()
-    for a in got.alerts:
-        if a.state.value != "confirmed" or a.incident_id in seen:
-            continue
-        seen.add(a.incident_id)
-        lat = None
-        cseq = a.evidence.confirming_seq
-        if cseq is not None and (a.camera_id, cseq) in published_at and a.incident_id in page_at:
-            lat = page_at[a.incident_id] - published_at[(a.camera_id, cseq)]
-        observed.append(ObservedIncident(a.incident_id, a.camera_id, a.first_seen, a.confirmed_at, lat,
-                                         cleared_at.get(a.incident_id)))
+    observed = observed_incidents(got.alerts, published_at, page_at)
     inc = incident_metrics(replayed, observed, max_gap_s=rs.aggregator.max_gap_s, tolerance_s=opts.tolerance_s)
+    if without_suppression is None:
+        inc_without = inc
+    else:
+        inc_without = incident_metrics(replayed, observed_incidents(without_suppression, {}, {}),
+                                       max_gap_s=rs.aggregator.max_gap_s, tolerance_s=opts.tolerance_s)
     per_camera: dict[str, dict[str, Any]] = {}
     for f in replayed:
         pc = per_camera.setdefault(f.camera, {"frames": 0, "classified": 0, "spill_labelled": 0, "incidents": []})
@@ -500,4 +544,28 @@ def build_report(
         ],
         "pages": pages,
         "per_camera": per_camera,
+        "suppression": suppression_report(got.suppressed, inc, inc_without, copied=suppressions_copied,
+                                          recomputed=without_suppression is not None),
     }
+
+
+def observed_incidents(alerts: list[SpillAlert], published_at: dict[tuple[str, int], float], page_at: dict[str, float]) -> list[ObservedIncident]:
+    """One ObservedIncident per confirmed incident of ``alerts`` (clearing time from its cleared alert)."""
+    cleared_at: dict[str, datetime] = {}
+    for a in alerts:
+        if a.state.value == "cleared":  # capture time of the clearing frame (else: closed at once)
+            t_clear = a.cleared_at or a.confirmed_at
+            cleared_at[a.incident_id] = min(t_clear, cleared_at.get(a.incident_id, t_clear))
+    observed: list[ObservedIncident] = []
+    seen: set[str] = set()
+    for a in alerts:
+        if a.state.value != "confirmed" or a.incident_id in seen:
+            continue
+        seen.add(a.incident_id)
+        lat = None
+        cseq = a.evidence.confirming_seq
+        if cseq is not None and (a.camera_id, cseq) in published_at and a.incident_id in page_at:
+            lat = page_at[a.incident_id] - published_at[(a.camera_id, cseq)]
+        observed.append(ObservedIncident(a.incident_id, a.camera_id, a.first_seen, a.confirmed_at, lat,
+                                         cleared_at.get(a.incident_id)))
+    return observed

@@ -44,6 +44,8 @@ def replay(
     timeout: float = typer.Option(900.0, "--timeout", help="give up after S seconds"),
     keep: bool = typer.Option(False, "--keep", help="keep the replay's topics and Redis keys"),
     work_dir: Path = typer.Option(None, help="service logs and generated config (default: a temp folder)"),
+    suppression: bool = typer.Option(True, "--suppression/--no-suppression",
+                                     help="replay with the cameras' learned suppressions (the report gives both anyway)"),
     old_report: Path = typer.Option(None, "--report", hidden=True, help="deprecated: --out"),
     old_timeout_s: float = typer.Option(None, "--timeout-s", hidden=True, help="deprecated: --timeout"),
 ) -> None:
@@ -61,7 +63,7 @@ def replay(
     frames, source = load_frames(archive, manifest, video, fps, split, camera)
     opts = ReplayOptions(
         model=model, speed=speed, fps=fps, local=local, workers=workers, threshold=threshold, tolerance_s=tolerance_s,
-        timeout_s=timeout, keep=keep, work_dir=work_dir, source=source,
+        timeout_s=timeout, keep=keep, work_dir=work_dir, source=source, suppression=suppression,
     )
     try:
         res = run_replay(frames, settings, opts)
@@ -69,13 +71,19 @@ def replay(
         typer.echo(f"replay failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     _write(res, out)
-    f, i = res["frames"], res["incidents"]
+    f, i, sup = res["frames"], res["incidents"], res["suppression"]
+    rate = sup["false_incidents_per_camera_hour"]
     typer.echo(
         f"replay {res['replay']['id']}: {res['replay']['classified']}/{res['replay']['frames']} frames classified; "
         f"frame recall {f['recall']} precision {f['precision']}; incidents {i['incidents']} "
         f"(segments detected {i['detected_segments']}/{i['spill_segments']}, false {i['false_incidents']}); "
-        f"report {out}"
+        f"false incidents per camera-hour with suppression {_rate(rate['with'])}, without {_rate(rate['without'])} "
+        f"({sup['frames_suppressed']} frame(s) suppressed); report {out}"
     )
+
+
+def _rate(v: float | None) -> str:
+    return "n/a (unlabelled)" if v is None else f"{v:.2f}"
 
 
 def compare(

@@ -22,6 +22,11 @@ Incident level, per camera in capture time:
 
 Times are capture times, so a replay at any ``--speed`` gives the same numbers; wall-clock page
 latency (publish of the confirming frame -> dry-run page) is reported apart.
+
+Learned suppression (``suppression_report``): the same incident metrics with suppression (the
+incidents the pipeline raised) and without (recomputed with the frames' suppression marks
+dropped), false incidents per camera-hour for both, overall and per camera, and how many frames
+each suppression entry suppressed.
 """
 
 from __future__ import annotations
@@ -160,6 +165,13 @@ def incident_metrics(
                 detecting.add(inc.incident_id)
                 s.open_incidents.append(inc.incident_id)
     false = [i for i in incidents if i.incident_id not in detecting and i.camera in labelled_cams]
+    by_camera: dict[str, dict[str, Any]] = {}
+    for cam, fs in sorted(_by_camera(frames).items()):
+        if cam not in labelled_cams:
+            continue
+        h = camera_hours(fs)
+        n = sum(1 for i in false if i.camera == cam)
+        by_camera[cam] = {"false_incidents": n, "camera_hours": h, "false_incidents_per_camera_hour": (n / h) if h > 0 else None}
     hours = camera_hours(frames)
     labelled_hours = camera_hours([f for f in frames if f.camera in labelled_cams])
     detected = [s for s in segs if s.detected]
@@ -177,6 +189,7 @@ def incident_metrics(
         "camera_hours": hours,
         "labelled_camera_hours": labelled_hours,
         "false_incidents_per_camera_hour": (len(false) / labelled_hours) if labelled_hours > 0 else None,
+        "false_by_camera": by_camera,
         "time_to_page_s": _stats(ttp),
         "page_latency_wall_s": _stats(lat),
         "segments": [s.as_dict() for s in segs],
@@ -191,3 +204,41 @@ def frame_level(frames: Sequence[ReplayedFrame], threshold: float) -> dict[str, 
     out["n_unlabelled"] = sum(1 for f in frames if f.label is None)
     out["n_unclassified"] = sum(1 for f in frames if f.score is None)
     return out
+
+
+def suppression_report(
+    suppressed: dict[tuple[str, int], list[str]],
+    with_: dict[str, Any],
+    without: dict[str, Any],
+    *,
+    copied: int = 0,
+    recomputed: bool = False,
+) -> dict[str, Any]:
+    """With / without learned suppression, from two ``incident_metrics`` results of the same frames
+    (``suppressed``: frame -> the entries that suppressed cells of it)."""
+    by_entry: dict[str, int] = {}
+    for entries in suppressed.values():
+        for e in entries:
+            by_entry[e] = by_entry.get(e, 0) + 1
+    cams = sorted(set(with_["false_by_camera"]) | set(without["false_by_camera"]))
+    key = "false_incidents_per_camera_hour"
+    return {
+        "entries_copied": copied,
+        "frames_suppressed": len(suppressed),
+        "frames_by_entry": dict(sorted(by_entry.items())),
+        "recomputed_without": recomputed,
+        "incidents": {"with": with_["incidents"], "without": without["incidents"]},
+        "false_incidents": {"with": with_["false_incidents"], "without": without["false_incidents"]},
+        key: {"with": with_[key], "without": without[key]},
+        "recall": {"with": with_["recall"], "without": without["recall"]},
+        "per_camera": {
+            c: {
+                "camera_hours": (with_["false_by_camera"].get(c) or without["false_by_camera"].get(c, {})).get("camera_hours"),
+                "false_incidents": {"with": with_["false_by_camera"].get(c, {}).get("false_incidents"),
+                                    "without": without["false_by_camera"].get(c, {}).get("false_incidents")},
+                key: {"with": with_["false_by_camera"].get(c, {}).get(key), "without": without["false_by_camera"].get(c, {}).get(key)},
+            }
+            for c in cams
+        },
+        "without": without,
+    }

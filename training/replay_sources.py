@@ -6,7 +6,9 @@
   ``seq`` and ``capture_time`` are used when present, otherwise the frames of a camera are spaced
   by ``1/fps`` in line order from ``start``;
 * video (``--video PATH``): sampled at ``fps`` (by the video's own timestamps), downsized to
-  ``max_width`` and JPEG-encoded like a producer does; no labels.
+  ``max_width`` and JPEG-encoded like a producer does; labelled only when a sidecar
+  ``<video>.json`` with per-frame ``labels`` and ``fps`` sits beside it (training/synth clips:
+  ``ClipTruth``), each sample taking the label of the video frame it was read from.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def from_video(
     from producers.imaging import downsize, encode_jpeg
 
     start = start or datetime.now(UTC).replace(microsecond=0)
+    labels, clip_fps = _sidecar_labels(Path(path))
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise FileNotFoundError(f"cannot open video {path}")
@@ -103,13 +106,30 @@ def from_video(
                 continue
             data = encode_jpeg(downsize(img, max_width), quality)
             seq = len(out)
-            out.append(SourceFrame(camera, seq, start + timedelta(milliseconds=pos), None, (lambda d=data: d), f"{pos / 1000:.2f}s"))
+            k = int(round(pos / 1000 * clip_fps)) if labels else -1
+            label = labels[k] if 0 <= k < len(labels) and labels[k] in ("spill", "clean") else None
+            out.append(SourceFrame(camera, seq, start + timedelta(milliseconds=pos), label, (lambda d=data: d), f"{pos / 1000:.2f}s"))
             next_ms += step_ms
             while next_ms <= pos:
                 next_ms += step_ms
     finally:
         cap.release()
     return out
+
+
+def _sidecar_labels(video: Path) -> tuple[list[str], float]:
+    """Per-frame labels and the clip's fps from ``<video>.json`` (a synthetic clip's truth), or ([], 0)."""
+    side = video.with_suffix(".json")
+    if not side.is_file():
+        return [], 0.0
+    try:
+        d = json.loads(side.read_text())
+        labels, fps = d.get("labels"), float(d.get("fps") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return [], 0.0
+    if not isinstance(labels, list) or fps <= 0:
+        return [], 0.0
+    return [str(x) for x in labels], fps
 
 
 def iter_cameras(frames: list[SourceFrame]) -> Iterator[str]:

@@ -12,6 +12,7 @@ Modules:
 * ``replay``: ``write_sequence``, ``SPILL`` (a labelled sequence for replays).
 * ``tiny_model``: a tiny real ONNX model (red patch = spill) and matching images.
 * ``archive_builder``: archives built through the real archiver decisions and store.
+* ``lookalike``: the suppression proof clips (a look-alike the shipped model flags, spills).
 * ``deploy``: ``REPO``, ``DEPLOY`` and deploy/'s modules (``composefile``, ``gen_env``, ``healthcheck``).
 * ``markers``: the pytest plugin that makes the ``integration`` marker right (tests/conftest.py loads it).
 

@@ -84,19 +84,25 @@ def render_clip(
     lighting: str | None = None,
     distractors: list[str] | None = None,
     write_masks: bool = False,
+    scene: Scene | None = None,
 ) -> ClipTruth:
     """Render an mp4 (fourcc mp4v) and a sidecar JSON `<path>.json` with the ground truth.
 
     The same seed with spill=True/False gives the same scene (floor, lights, people), with and
     without the liquid. The spill appears at `onset_s` (default 30 % of the clip) and grows
     over `grow_s` seconds to its full size. write_masks=True also writes each frame's spill mask
-    as `<stem>_masks/frame_NNNNN.png` (0/255) for frames with visible liquid.
+    as `<stem>_masks/frame_NNNNN.png` (0/255) for frames with visible liquid. A prebuilt `scene`
+    (training/synth/lookalike.py) replaces the one the seed would build (the seed still drives
+    the people and the noise).
     """
     path = Path(path)
     W, H = size
     n = int(round(seconds * fps))
-    scene = Scene.build(seed, W, H, spill=True, liquid=liquid, floor=floor, view=view, lighting=lighting,
-                        shape="pool", distractors=distractors, clip_mode=True)
+    if scene is None:
+        scene = Scene.build(seed, W, H, spill=True, liquid=liquid, floor=floor, view=view, lighting=lighting,
+                            shape="pool", distractors=distractors, clip_mode=True)
+    elif (scene.W, scene.H) != (W, H):
+        raise ValueError(f"scene is {scene.W}x{scene.H}, clip size {W}x{H}")
     if not spill:
         scene.liquid = None
         scene.liquid_field = None

@@ -186,7 +186,12 @@ class Scene:
         distractors: list[str] | None = None,
         hard_negatives: bool = True,
         clip_mode: bool = False,
+        liquid_at: tuple[float, float] | None = None,
+        liquid_radius: float | None = None,
     ) -> "Scene":
+        """``liquid_at`` (x, y as fractions of the image) and ``liquid_radius`` (fraction of the
+        width) pin where the liquid lies; the random stream is consumed as without them, so the
+        rest of the scene stays the same."""
         rng = np.random.default_rng(seed)
         scale = max(W, H) / 256.0
         T = int(0.9 * max(W, H))
@@ -361,6 +366,10 @@ class Scene:
             else:
                 x, y = scene.random_floor_point(rng, 0.12, 0.92)
                 r_img = W * float(np.exp(rng.uniform(np.log(0.05), np.log(0.3))))
+            if liquid_at is not None:
+                x, y = liquid_at[0] * W, liquid_at[1] * H
+            if liquid_radius is not None:
+                r_img = liquid_radius * W
             p = Hinv @ np.array([x, y, 1.0])
             fx, fy = p[0] / p[2], p[1] / p[2]
             q = Hm @ np.array([[fx, fx + 1, fx], [fy, fy, fy + 1], [1, 1, 1]])
