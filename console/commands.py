@@ -30,36 +30,45 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     @console.callback()
     def _default(ctx: typer.Context) -> None:
         if ctx.invoked_subcommand is None:
-            serve()
+            _serve()
 
-    @console.command("serve", help="Serve the console until SIGTERM/SIGINT (console.host:console.port, loopback by default).")
-    def serve() -> None:
-        from console.service import ConsoleService
-        from spillwatch.kafka import wait_for_broker
-        from spillwatch.settings import get_settings
+    console.command("serve", help="Serve the console until SIGTERM/SIGINT (console.host:console.port, loopback by default).")(_serve)
+    _register_users(users)
+    _register_tokens(tokens)
 
-        settings = get_settings()
-        service = ConsoleService(settings)
-        wait_for_broker(settings.kafka.bootstrap, 60)
-        typer.echo(f"console on {service.url}", err=True)
-        service.run()
 
-    def _stores() -> tuple[UserStore, TokenStore]:
-        from console.service import make_redis, stores
-        from spillwatch.settings import get_settings
+def _serve() -> None:
+    from console.service import ConsoleService
+    from spillwatch.kafka import wait_for_broker
+    from spillwatch.settings import get_settings
 
-        s = get_settings()
-        return stores(s, make_redis(s.redis.url))
+    settings = get_settings()
+    service = ConsoleService(settings)
+    wait_for_broker(settings.kafka.bootstrap, 60)
+    typer.echo(f"console on {service.url}", err=True)
+    service.run()
 
-    def _password(password_stdin: bool) -> str:
-        if password_stdin:
-            return sys.stdin.readline().rstrip("\r\n")
-        return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
 
-    def _fail(exc: Exception) -> None:
-        typer.echo(f"spillwatch console: {exc}", err=True)
-        raise typer.Exit(2) from exc
+def _stores() -> tuple[UserStore, TokenStore]:
+    from console.service import make_redis, stores
+    from spillwatch.settings import get_settings
 
+    s = get_settings()
+    return stores(s, make_redis(s.redis.url))
+
+
+def _password(password_stdin: bool) -> str:
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("password", hide_input=True, confirmation_prompt=True))
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"spillwatch console: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
+def _register_users(users: typer.Typer) -> None:
     @users.command("add", help="Add a user (password at the prompt or from stdin).")
     def user_add(
         name: str = typer.Argument(..., help="lower-case [a-z0-9._-]"),
@@ -110,6 +119,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             _fail(LookupError(f"no user {name!r}"))
         typer.echo(f"user {name} removed")
 
+
+def _register_tokens(tokens: typer.Typer) -> None:
     @tokens.command("add", help="Create (or replace) the API token NAME; printed once.")
     def token_add(name: str, role: str = typer.Option("responder", "--role", help=ROLES)) -> None:
         from console.auth import AuthError, Role

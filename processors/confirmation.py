@@ -456,6 +456,48 @@ def _maybe_escalate(
     return _alert(st, inc, AlertState.ESCALATED, params, event_time)
 
 
+def _step_confirmed(st: CameraState, c: Classification, score: float, params: ConfirmParams, now: datetime) -> list[SpillAlert]:
+    """A frame of a confirmed incident: track the peak, clear after ``clear_n`` low frames, escalate."""
+    inc = st.incident
+    assert inc is not None
+    if score >= params.threshold and c.spill_prob > inc.peak_prob:
+        inc.peak_prob = c.spill_prob
+    st.clear_run = st.clear_run + 1 if score < params.clear_below else 0
+    if st.clear_run >= params.clear_n:
+        inc.cleared_at = max(c.capture_time, inc.confirmed_at)  # never before the confirmation (epochs interleave)
+        alert = _alert(st, inc, AlertState.CLEARED, params, now)
+        st.phase = Phase.CLEARED
+        st.cooldown_until = c.capture_time + timedelta(seconds=params.cooldown_s)
+        st.last_incident_id, st.incident = inc.id, None
+        st.window, st.clear_run = [], 0
+        st.suspect_seq = st.suspect_since = None
+        return [alert]
+    esc = _maybe_escalate(st, params, now, capture_now=c.capture_time)
+    return [esc] if esc is not None else []
+
+
+def _confirm(st: CameraState, c: Classification, params: ConfirmParams, now: datetime) -> SpillAlert:
+    """``confirm_k`` hits in the window: open the incident (id from its first hit) and emit CONFIRMED."""
+    assert st.suspect_since is not None
+    if c.capture_time < st.suspect_since:  # a confirming frame that is not itself a hit, from an older epoch
+        st.suspect_seq, st.suspect_since = c.seq, c.capture_time
+    inc = Incident(
+        id=incident_id(st.camera_id, st.suspect_seq, st.suspect_since),
+        first_seq=st.suspect_seq,
+        first_seen=st.suspect_since,
+        confirmed_seq=c.seq,
+        confirmed_at=c.capture_time,
+        confirmed_wall=now,
+        peak_prob=max(s.prob for s in st.window if s.score >= params.threshold),
+        region=c.region,
+        model_version=c.model_version,
+        scores=[round(s.score, 4) for s in st.window],
+        frame_seqs=[s.seq for s in st.window],
+    )
+    st.phase, st.incident, st.clear_run = Phase.CONFIRMED, inc, 0
+    return _alert(st, inc, AlertState.CONFIRMED, params, now)
+
+
 def observe(state: CameraState, c: Classification, params: ConfirmParams, now: datetime) -> StepResult:
     """Feed one classification; ``now`` is the processing time (event_time of emitted alerts and the
     timer's reference). Returns the new state (the input is not modified) and the alerts."""
@@ -478,29 +520,10 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     st.window = st.window[-params.window :]
     _take(st, c.epoch, c.seq, c.capture_time, verdict)
     st.frames += 1
-    hit = score >= params.threshold
     hits = sum(1 for s in st.window if s.score >= params.threshold)
-    alerts: list[SpillAlert] = []
 
     if st.phase == Phase.CONFIRMED:
-        inc = st.incident
-        assert inc is not None
-        if hit and c.spill_prob > inc.peak_prob:
-            inc.peak_prob = c.spill_prob
-        st.clear_run = st.clear_run + 1 if score < params.clear_below else 0
-        if st.clear_run >= params.clear_n:
-            inc.cleared_at = max(c.capture_time, inc.confirmed_at)  # never before the confirmation (epochs interleave)
-            alerts.append(_alert(st, inc, AlertState.CLEARED, params, now))
-            st.phase = Phase.CLEARED
-            st.cooldown_until = c.capture_time + timedelta(seconds=params.cooldown_s)
-            st.last_incident_id, st.incident = inc.id, None
-            st.window, st.clear_run = [], 0
-            st.suspect_seq = st.suspect_since = None
-        else:
-            esc = _maybe_escalate(st, params, now, capture_now=c.capture_time)
-            if esc is not None:
-                alerts.append(esc)
-        return StepResult(state=st, alerts=alerts, score=score, admission=verdict)
+        return StepResult(state=st, alerts=_step_confirmed(st, c, score, params, now), score=score, admission=verdict)
 
     if st.phase == Phase.CLEARED:
         if st.cooldown_until is not None and c.capture_time < st.cooldown_until:
@@ -521,25 +544,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
         st.phase = Phase.SUSPECTED
         return StepResult(state=st, score=score, admission=verdict)
 
-    assert st.suspect_since is not None
-    if c.capture_time < st.suspect_since:  # a confirming frame that is not itself a hit, from an older epoch
-        st.suspect_seq, st.suspect_since = c.seq, c.capture_time
-    inc = Incident(
-        id=incident_id(st.camera_id, st.suspect_seq, st.suspect_since),
-        first_seq=st.suspect_seq,
-        first_seen=st.suspect_since,
-        confirmed_seq=c.seq,
-        confirmed_at=c.capture_time,
-        confirmed_wall=now,
-        peak_prob=max(s.prob for s in st.window if s.score >= params.threshold),
-        region=c.region,
-        model_version=c.model_version,
-        scores=[round(s.score, 4) for s in st.window],
-        frame_seqs=[s.seq for s in st.window],
-    )
-    st.phase, st.incident, st.clear_run = Phase.CONFIRMED, inc, 0
-    alerts.append(_alert(st, inc, AlertState.CONFIRMED, params, now))
-    return StepResult(state=st, alerts=alerts, score=score, admission=verdict)
+    return StepResult(state=st, alerts=[_confirm(st, c, params, now)], score=score, admission=verdict)
 
 
 def tick(

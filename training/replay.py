@@ -488,31 +488,14 @@ def build_report(
     replayed = [
         ReplayedFrame(f.camera, f.seq, f.capture_time, f.label, got.scores.get((f.camera, f.seq))) for f in frames
     ]
-    by_seq = {(f.camera, f.seq): f for f in frames}
-    page_at: dict[str, float] = {}
-    for p in pages:
-        if p.get("state") == "confirmed":
-            try:
-                t = datetime.fromisoformat(str(p["at"]).replace("Z", "+00:00")).timestamp()
-            except (KeyError, ValueError):
-                continue
-            page_at[p["incident_id"]] = min(t, page_at.get(p["incident_id"], t))
-    observed = observed_incidents(got.alerts, published_at, page_at)
+    observed = observed_incidents(got.alerts, published_at, first_page_times(pages))
     inc = incident_metrics(replayed, observed, max_gap_s=rs.aggregator.max_gap_s, tolerance_s=opts.tolerance_s)
     if without_suppression is None:
         inc_without = inc
     else:
         inc_without = incident_metrics(replayed, observed_incidents(without_suppression, {}, {}),
                                        max_gap_s=rs.aggregator.max_gap_s, tolerance_s=opts.tolerance_s)
-    per_camera: dict[str, dict[str, Any]] = {}
-    for f in replayed:
-        pc = per_camera.setdefault(f.camera, {"frames": 0, "classified": 0, "spill_labelled": 0, "incidents": []})
-        pc["frames"] += 1
-        pc["classified"] += f.score is not None
-        pc["spill_labelled"] += f.label == "spill"
-    for o in observed:
-        per_camera.setdefault(o.camera, {"frames": 0, "classified": 0, "spill_labelled": 0, "incidents": []})["incidents"].append(o.incident_id)
-    del by_seq
+    per_camera = per_camera_summary(replayed, observed)
     return {
         "replay": {
             "id": rid,
@@ -547,6 +530,35 @@ def build_report(
         "suppression": suppression_report(got.suppressed, inc, inc_without, copied=suppressions_copied,
                                           recomputed=without_suppression is not None),
     }
+
+
+def first_page_times(pages: list[dict[str, Any]]) -> dict[str, float]:
+    """Incident id -> time (epoch s) of its first 'confirmed' page, from the pages' ISO ``at``."""
+    page_at: dict[str, float] = {}
+    for p in pages:
+        if p.get("state") == "confirmed":
+            try:
+                t = datetime.fromisoformat(str(p["at"]).replace("Z", "+00:00")).timestamp()
+            except (KeyError, ValueError):
+                continue
+            page_at[p["incident_id"]] = min(t, page_at.get(p["incident_id"], t))
+    return page_at
+
+
+def per_camera_summary(replayed: list[ReplayedFrame], observed: list[ObservedIncident]) -> dict[str, dict[str, Any]]:
+    """Per camera: frames replayed, classified, labelled spill, and the incidents it confirmed."""
+    def empty() -> dict[str, Any]:
+        return {"frames": 0, "classified": 0, "spill_labelled": 0, "incidents": []}
+
+    per_camera: dict[str, dict[str, Any]] = {}
+    for f in replayed:
+        pc = per_camera.setdefault(f.camera, empty())
+        pc["frames"] += 1
+        pc["classified"] += f.score is not None
+        pc["spill_labelled"] += f.label == "spill"
+    for o in observed:
+        per_camera.setdefault(o.camera, empty())["incidents"].append(o.incident_id)
+    return per_camera
 
 
 def observed_incidents(alerts: list[SpillAlert], published_at: dict[tuple[str, int], float], page_at: dict[str, float]) -> list[ObservedIncident]:
