@@ -19,6 +19,7 @@ pure state machine (processors/camera_outage.py) and knows nothing of Faust;
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,7 +96,7 @@ class CameraMonitor:
             params = self.params[cam]
             if tick(st, params, now, floor).duplicate:
                 continue  # nothing to change: no write
-            self._count(await self.store.apply(cam, lambda s, p=params: tick(s, p, now, floor)))
+            self._count(await self.store.apply(cam, functools.partial(tick, params=params, now=now, floor=floor)))
         for cam in await self.store.open_cameras():
             if cam not in self.cameras:
                 self._count(await self.store.apply(cam, lambda s: retire(s, now)))

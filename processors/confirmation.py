@@ -478,7 +478,7 @@ def _step_confirmed(st: CameraState, c: Classification, score: float, params: Co
 
 def _confirm(st: CameraState, c: Classification, params: ConfirmParams, now: datetime) -> SpillAlert:
     """``confirm_k`` hits in the window: open the incident (id from its first hit) and emit CONFIRMED."""
-    assert st.suspect_since is not None
+    assert st.suspect_since is not None and st.suspect_seq is not None
     if c.capture_time < st.suspect_since:  # a confirming frame that is not itself a hit, from an older epoch
         st.suspect_seq, st.suspect_since = c.seq, c.capture_time
     inc = Incident(

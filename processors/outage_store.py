@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from processors.camera_outage import OutageState
-from processors.state_store import StateStore
+from processors.camera_outage import OutageState, Step
+from processors.state_store import TransactionalStore
 from spillwatch.events import CameraAlert, CameraAlertState
 
 _ORDER = {CameraAlertState.OFFLINE: 0, CameraAlertState.STALLED: 0, CameraAlertState.RECOVERED: 1}
 
 
-class OutageStore(StateStore):
+class OutageStore(TransactionalStore[OutageState, Step, CameraAlert]):
     state_expires = False
 
     def state_key(self, camera: str) -> str:
@@ -46,14 +46,14 @@ class OutageStore(StateStore):
     def decode_state(self, raw: bytes) -> OutageState:
         return OutageState.from_json(raw)
 
-    def is_open(self, state: Any) -> bool:
+    def is_open(self, state: OutageState) -> bool:
         return state.outage is not None
 
     def decode_event(self, raw: bytes) -> CameraAlert:
         return CameraAlert.from_bytes(raw)
 
-    def event_order(self, alert: Any) -> tuple[Any, ...]:
-        return (alert.event_time, _ORDER[alert.state], alert.incident_id)
+    def event_order(self, event: CameraAlert) -> tuple[Any, ...]:
+        return (event.event_time, _ORDER[event.state], event.incident_id)
 
     async def load_many(self, cameras: list[str]) -> dict[str, OutageState]:
         """Every camera's state in one round trip (the timer looks at all of them)."""

@@ -21,8 +21,9 @@ Exactly-once *decisions*, at-least-once *publication*:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from redis.exceptions import WatchError
 
@@ -36,18 +37,50 @@ log = get_logger("processors.state_store")
 _STATE_ORDER = {AlertState.CONFIRMED: 0, AlertState.ESCALATED: 1, AlertState.CLEARED: 2}
 
 
-def event_key(alert: SpillAlert) -> str:
+class StoredEvent(Protocol):
+    """What the outbox needs of an event (SpillAlert, CameraAlert)."""
+
+    @property
+    def incident_id(self) -> str: ...
+    @property
+    def state(self) -> Any: ...  # an enum: ``.value`` names the transition
+    def to_bytes(self) -> bytes: ...
+
+
+class StoredState(Protocol):
+    def to_json(self) -> str | bytes: ...
+
+
+class StoredStep(Protocol):
+    """What ``apply`` needs of a transition's result (StepResult, camera_outage.Step)."""
+
+    @property
+    def state(self) -> Any: ...
+    @property
+    def alerts(self) -> Sequence[Any]: ...
+    @property
+    def duplicate(self) -> bool: ...
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Self: ...
+
+
+S = TypeVar("S", bound=StoredState)
+R = TypeVar("R", bound=StoredStep)
+E = TypeVar("E", bound=StoredEvent)
+
+
+def event_key(alert: StoredEvent) -> str:
     """Outbox/dedupe key of an alert: one confirmed, escalated and cleared event per incident."""
     return f"{alert.incident_id}:{alert.state.value}"
 
 
-Transition = Callable[[CameraState], StepResult]
 Prepare = Callable[[StepResult], Awaitable[list[SpillAlert]]]
 Publish = Callable[[SpillAlert], Awaitable[None]]
 
 
-class StateStore:
-    """Per-camera state in Redis (``redis.asyncio`` client, ``decode_responses=False``)."""
+class TransactionalStore(ABC, Generic[S, R, E]):
+    """Per-camera state ``S`` in Redis (``redis.asyncio`` client, ``decode_responses=False``) changed
+    by transitions returning ``R``, whose events ``E`` go through the outbox. Subclasses name the
+    keys and the types (the hooks)."""
 
     state_expires = True  # the per-camera state expires ``ttl_s`` after its last write
 
@@ -57,45 +90,47 @@ class StateStore:
         self.ttl_s = int(ttl_s)
         self.claim_lease_ms = int(claim_lease_s * 1000)
 
-    # ------------------------------------------------------------------ hooks (the aggregator's)
-    def state_key(self, camera: str) -> str:
-        return self.keys.agg_state(camera)
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def state_key(self, camera: str) -> str: ...
 
     @property
-    def outbox_key(self) -> str:
-        return self.keys.agg_outbox
+    @abstractmethod
+    def outbox_key(self) -> str: ...
 
     @property
-    def open_key(self) -> str:
-        return self.keys.agg_open
+    @abstractmethod
+    def open_key(self) -> str: ...
 
-    def sent_key(self, ek: str) -> str:
-        return self.keys.agg_sent(ek)
+    @abstractmethod
+    def sent_key(self, ek: str) -> str: ...
 
-    def claim_key(self, ek: str) -> str:
-        return self.keys.agg_claim(ek)
+    @abstractmethod
+    def claim_key(self, ek: str) -> str: ...
 
-    def new_state(self, camera: str) -> Any:
-        return CameraState(camera_id=camera)
+    @abstractmethod
+    def new_state(self, camera: str) -> S: ...
 
-    def decode_state(self, raw: bytes) -> Any:
-        return CameraState.from_json(raw)
+    @abstractmethod
+    def decode_state(self, raw: bytes) -> S: ...
 
-    def is_open(self, state: Any) -> bool:
-        return bool(state.phase == Phase.CONFIRMED)
+    @abstractmethod
+    def is_open(self, state: S) -> bool: ...
 
-    def decode_event(self, raw: bytes) -> Any:
-        return SpillAlert.from_bytes(raw)
+    @abstractmethod
+    def decode_event(self, raw: bytes) -> E: ...
 
-    def event_order(self, alert: Any) -> tuple[Any, ...]:
-        return (alert.event_time, _STATE_ORDER[alert.state], alert.incident_id)
+    @abstractmethod
+    def event_order(self, event: E) -> tuple[Any, ...]: ...
 
     # ------------------------------------------------------------------ state
-    async def load(self, camera: str) -> CameraState:
+    async def load(self, camera: str) -> S:
         raw = await self.r.get(self.state_key(camera))
         return self.decode_state(raw) if raw else self.new_state(camera)
 
-    async def apply(self, camera: str, transition: Transition, prepare: Prepare | None = None) -> StepResult:
+    async def apply(
+        self, camera: str, transition: Callable[[S], R], prepare: Callable[[R], Awaitable[list[E]]] | None = None
+    ) -> R:
         """Atomically load -> ``transition`` -> save the camera's state, putting the resulting alerts
         in the outbox in the same transaction. ``prepare`` (optional) may enrich the alerts before
         the commit (e.g. the evidence snapshot); it must be idempotent (it can run again on a retry).
@@ -134,18 +169,18 @@ class StateStore:
         return bool(await self.r.exists(self.keys.ack(incident_id)))
 
     # ------------------------------------------------------------------ outbox
-    async def pending(self) -> list[SpillAlert]:
+    async def pending(self) -> list[E]:
         """Alerts committed but not yet published, oldest first (confirmed before escalated before
         cleared within an incident)."""
         raw = await self.r.hgetall(self.outbox_key)
         return sorted((self.decode_event(v) for v in raw.values()), key=self.event_order)
 
-    async def flush(self, publish: Publish, alerts: list[SpillAlert] | None = None) -> list[SpillAlert]:
+    async def flush(self, publish: Callable[[E], Awaitable[None]], alerts: Sequence[E] | None = None) -> list[E]:
         """Publish outbox entries (``alerts``, or all pending) that nobody else is publishing and
         that were not published before; returns the ones this call published. ``publish`` must
         return only once the broker has the record."""
         todo = alerts if alerts is not None else await self.pending()
-        done: list[SpillAlert] = []
+        done: list[E] = []
         for alert in todo:
             ek = event_key(alert)
             if await self.r.exists(self.sent_key(ek)):
@@ -168,3 +203,39 @@ class StateStore:
                 await pipe.execute()
             done.append(alert)
         return done
+
+
+class StateStore(TransactionalStore[CameraState, StepResult, SpillAlert]):
+    """The aggregator's incident state (keys ``P:agg:*``)."""
+
+    def state_key(self, camera: str) -> str:
+        return self.keys.agg_state(camera)
+
+    @property
+    def outbox_key(self) -> str:
+        return self.keys.agg_outbox
+
+    @property
+    def open_key(self) -> str:
+        return self.keys.agg_open
+
+    def sent_key(self, ek: str) -> str:
+        return self.keys.agg_sent(ek)
+
+    def claim_key(self, ek: str) -> str:
+        return self.keys.agg_claim(ek)
+
+    def new_state(self, camera: str) -> CameraState:
+        return CameraState(camera_id=camera)
+
+    def decode_state(self, raw: bytes) -> CameraState:
+        return CameraState.from_json(raw)
+
+    def is_open(self, state: CameraState) -> bool:
+        return state.phase == Phase.CONFIRMED
+
+    def decode_event(self, raw: bytes) -> SpillAlert:
+        return SpillAlert.from_bytes(raw)
+
+    def event_order(self, event: SpillAlert) -> tuple[Any, ...]:
+        return (event.event_time, _STATE_ORDER[event.state], event.incident_id)
