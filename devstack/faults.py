@@ -11,8 +11,8 @@ the run on, ``clean-*`` cameras the clean clip. A scenario injects its fault and
 * ``pages``: incidents with a delivered ``confirmed`` page at the receiver; ``lost``: real spills
   without one; ``duplicate``: deliveries the receiver saw twice (same idempotency key);
   ``phantom``: pages for incidents that never existed (a clean camera, a hostile record);
-  ``dead``: confirmed pages alerting gave up on (``pages.dlq``); ``fallback``: incidents paged on the
-  escalation channel (``console``) instead;
+  ``dead``: confirmed pages alerting gave up on (``pages.dlq``); ``fallback``: incidents whose ``confirmed`` page also went to
+  the fallback channel (``console``) because the webhook had been failing for ``fallback_after_s``;
 * ``stalled_s``: the longest a published frame waited for its classification; ``page_s``: the
   longest from a spill's confirming frame to its page; ``bound_s``: what the fault allows.
 
@@ -425,7 +425,7 @@ class Namespace:
             duplicate=sum(1 for p in self.pages() if p.get("duplicate")),
             phantom=len([i for i in paged_incidents if i not in real]),
             dead=sum(1 for i in real if self.page_outcome(i, "confirmed", "webhook") == "dead"),
-            fallback=sum(1 for i in real if self.page_outcome(i, "escalated", "console") == "sent"),
+            fallback=sum(1 for i in real if self.page_outcome(i, "confirmed", "console") == "sent"),
             stalled_s=round(max(waits, default=0.0), 2),
             page_s=None if page_s is None else round(page_s, 2),
             bound_s=bound_s,
