@@ -303,7 +303,8 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     keys, ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
-    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads)
+    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads,
+              gating=settings.gating.enabled, gating_refresh_s=settings.gating.refresh_s)
 
     async def classify_records(
         records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
@@ -366,11 +367,15 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                         clog.warning("could not keep evidence frames in Redis", error=repr(exc))
                 await _send_all(sends, attempts=tries)
             if ok:
-                metrics.BATCH_SIZE.observe(len(ok))
-                metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
+                inferred = len(ok) - timings.reused
+                if inferred:
+                    metrics.BATCH_SIZE.observe(inferred)
+                    metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
                 for c in ok:
                     metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
-            clog.debug("batch", frames=len(ok), rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
+                    if not c.event.inferred:
+                        metrics.FRAMES_REUSED.labels(c.event.camera_id).inc()
+            clog.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
                        inference_ms=round(timings.inference_ms, 1))
 
     @app.task
