@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
-from processors.gating import ChangeGate, params_from
+from processors.gating import ChangeGate, Decision, Reference, params_from
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
@@ -138,53 +138,65 @@ class Classifier:
         t0 = time.perf_counter()
         frames, rejected = self._decode(records, now or utcnow())
         infer, reuse = self._gate(frames)
+        out: list[Classified] = []
+        inferred, infer_ms = self._infer(infer, rejected, out)
+        # A frame that reused a frame of this batch whose result came out hot is inferred after all.
+        late = [f for f in reuse if f.source is not None and f.source.hot]
+        if late:
+            n, ms = self._infer(late, rejected, out)
+            inferred, infer_ms = inferred + n, infer_ms + ms
+        reused = [f for f in reuse if f.source is None or not f.source.hot]
+        for f in reused:
+            out.append(self._classified(f, self._reused(f)))
+        out.sort(key=lambda c: c.index)
+        self.counts["inferred"] += inferred
+        self.counts["reused"] += len(reused)
+        if timings is not None:
+            timings.decode_ms += (time.perf_counter() - t0) * 1000 - infer_ms
+            timings.inference_ms += infer_ms
+            timings.frames += len(out)
+            timings.reused += len(reused)
+            timings.rejected += len(rejected)
+        return out, rejected
+
+    def _infer(self, frames: list["_Frame"], rejected: list[Rejected], out: list[Classified]) -> tuple[int, float]:
+        """Run the model on ``frames`` (appending to ``out`` / ``rejected``); the last inferred frame
+        of each camera becomes its gate reference. Returns (frames inferred, inference ms)."""
         xs: list[np.ndarray] = []
         ready: list[_Frame] = []
-        for f in infer:
+        for f in frames:
             try:
                 xs.append(self.model.preprocess(f.image))
                 ready.append(f)
             except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
                 rejected.append(self._reject(f.key, f.value, f"image decode failed: {type(exc).__name__}: {exc}", f.index, f.header))
-        t1 = time.perf_counter()
-        out: list[Classified] = []
-        infer_ms = 0.0
-        if ready:
-            preds, infer_ms = self.model.timed_infer(np.stack(xs))
-            per_frame = infer_ms / len(ready)
-            for f, x, p in zip(ready, xs, preds, strict=True):
-                h = f.header
-                event = Classification(
-                    camera_id=h.camera_id,
-                    seq=h.seq,
-                    epoch=h.epoch,
-                    capture_time=h.capture_time,
-                    spill_prob=min(1.0, max(0.0, p.spill_prob)),
-                    spill_map=p.quantised_map(),
-                    region=p.region(self.model.map_threshold),
-                    model_version=self.model.version,
-                    worker=self.worker_id,
-                    inference_ms=round(per_frame, 3),
-                    label=h.label,
-                )
-                if self.gate is not None and f.thumb is not None:
-                    hot = event.spill_prob >= self._hot_level(h.camera_id)
-                    self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event, hot=hot)
-                if self.suppressor is not None:
-                    event = self.suppressor.annotate(event, x)
-                out.append(self._classified(f, event))
-        for f in reuse:
-            out.append(self._classified(f, self._reused(f)))
-        out.sort(key=lambda c: c.index)
-        self.counts["inferred"] += len(ready)
-        self.counts["reused"] += len(reuse)
-        if timings is not None:
-            timings.decode_ms += (t1 - t0) * 1000
-            timings.inference_ms += infer_ms
-            timings.frames += len(out)
-            timings.reused += len(reuse)
-            timings.rejected += len(rejected)
-        return out, rejected
+        if not ready:
+            return 0, 0.0
+        preds, infer_ms = self.model.timed_infer(np.stack(xs))
+        per_frame = infer_ms / len(ready)
+        for f, x, p in zip(ready, xs, preds, strict=True):
+            h = f.header
+            event = Classification(
+                camera_id=h.camera_id,
+                seq=h.seq,
+                epoch=h.epoch,
+                capture_time=h.capture_time,
+                spill_prob=min(1.0, max(0.0, p.spill_prob)),
+                spill_map=p.quantised_map(),
+                region=p.region(self.model.map_threshold),
+                model_version=self.model.version,
+                worker=self.worker_id,
+                inference_ms=round(per_frame, 3),
+                label=h.label,
+            )
+            if self.gate is not None and f.thumb is not None:
+                f.result = event
+                f.hot = event.spill_prob >= self._hot_level(h.camera_id)
+                self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event, hot=f.hot)
+            if self.suppressor is not None:
+                event = self.suppressor.annotate(event, x)
+            out.append(self._classified(f, event))
+        return len(ready), infer_ms
 
     # -------------------------------------------------------------- steps of process
     def _decode(self, records: list[tuple[bytes | None, bytes | None]], at: datetime) -> tuple[list["_Frame"], list[Rejected]]:
@@ -220,41 +232,48 @@ class Classifier:
         return good, rejected
 
     def _gate(self, frames: list["_Frame"]) -> tuple[list["_Frame"], list["_Frame"]]:
-        """(frames to infer, frames that reuse their camera's last result). A camera with a frame to
-        infer in this batch has its later frames of the batch inferred too (its reference is not
-        known before the inference)."""
+        """(frames to infer, frames that reuse a result). A camera's later frames in the batch are
+        judged against its frame of the batch that is about to be inferred (``_Frame.source``)."""
         if self.gate is None:
             return frames, []
         infer: list[_Frame] = []
         reuse: list[_Frame] = []
-        staged: set[str] = set()
+        staged: dict[str, _Frame] = {}
         for f in frames:
             cam = f.header.camera_id
             try:
                 f.thumb = self.gate.thumbnail(f.image)
             except Exception:  # noqa: BLE001 - an odd image is classified, never reused
                 f.thumb = None
-            if f.thumb is None or cam in staged:
-                reason = "batch"
-                classify = True
+            src = staged.get(cam)
+            if f.thumb is None:
+                d = Decision(True, "thumbnail")
+            elif src is not None and src.thumb is not None:
+                d = self.gate.judge(Reference(src.thumb, src.header.capture_time, src.header.epoch, None, False),
+                                    f.thumb, f.header.capture_time, f.header.epoch)
             else:
                 d = self.gate.decide(cam, f.thumb, f.header.capture_time, f.header.epoch)
-                reason, classify = d.reason, d.classify
-            self.reasons[reason] = self.reasons.get(reason, 0) + 1
-            if classify:
+            self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
+            if d.classify:
                 infer.append(f)
-                staged.add(cam)
+                staged[cam] = f
             else:
+                f.source = src
                 reuse.append(f)
         return infer, reuse
 
     def _reused(self, f: "_Frame") -> Classification:
-        """The camera's last classification, as this frame's (``inferred: false``)."""
-        assert self.gate is not None
-        ref = self.gate.reference(f.header.camera_id)
-        assert ref is not None  # decide() reuses only with a reference
+        """The result this frame reuses (its camera's reference, or a frame of this batch), as this
+        frame's (``inferred: false``)."""
+        if f.source is not None:
+            result = f.source.result
+        else:
+            assert self.gate is not None
+            ref = self.gate.reference(f.header.camera_id)
+            result = ref.result if ref is not None else None
+        assert result is not None  # reuse is decided only against an inferred frame
         h = f.header
-        event: Classification = ref.result.model_copy(update={
+        event: Classification = result.model_copy(update={
             "seq": h.seq, "epoch": h.epoch, "capture_time": h.capture_time, "label": h.label, "worker": self.worker_id,
             "inference_ms": 0.0, "classified_at": utcnow(), "inferred": False, "looks": None, "suppressed": None,
         })
@@ -278,3 +297,6 @@ class _Frame:
     jpeg: bytes
     image: np.ndarray
     thumb: np.ndarray | None = None
+    result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
+    hot: bool = False
+    source: "_Frame | None" = None  # reusing a frame of the same batch (None: the camera's reference)

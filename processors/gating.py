@@ -108,6 +108,11 @@ class ChangeGate(Generic[R]):
         if ref is None:
             return Decision(True, "first")
         self._refs.move_to_end(camera)
+        return self.judge(ref, thumb, capture_time, epoch)
+
+    def judge(self, ref: Reference[Any], thumb: np.ndarray, capture_time: datetime, epoch: int | None) -> Decision:
+        """The decision for a frame against ``ref`` (the camera's reference, or a frame of the same
+        batch that is about to be classified)."""
         if epoch != ref.epoch:
             return Decision(True, "epoch")
         if capture_time < ref.capture_time:

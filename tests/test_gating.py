@@ -161,15 +161,24 @@ def test_gating_off_classifies_every_frame(tiny: Path) -> None:
     assert all(e.inferred for e in events) and core.gate is None
 
 
-def test_frames_of_one_camera_in_one_batch_are_all_inferred_and_ordered(tiny: Path) -> None:
+def test_frames_of_one_camera_in_one_batch_reuse_the_one_inferred_and_stay_in_order(tiny: Path) -> None:
     core = make_core(tiny)
     batch = [rec("cam", i, clean_jpeg(), T0 + timedelta(seconds=0.5 * i)) for i in range(3)]
     batch.insert(1, rec("other", 0, clean_jpeg(), T0))
     ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
     assert [(c.event.camera_id, c.event.seq, c.event.inferred) for c in ok] == [
-        ("cam", 0, True), ("other", 0, True), ("cam", 1, True), ("cam", 2, True)]
+        ("cam", 0, True), ("other", 0, True), ("cam", 1, False), ("cam", 2, False)]
+    assert ok[2].event.spill_prob == ok[0].event.spill_prob
     ok, _ = core.process([rec("cam", 3, clean_jpeg(), T0 + timedelta(seconds=2))], now=T0 + timedelta(hours=1))
     assert not ok[0].event.inferred and ok[0].event.seq == 3
+
+
+def test_a_batch_frame_reusing_a_hot_result_is_inferred_after_all(tiny: Path) -> None:
+    core = make_core(tiny)
+    batch = [rec("cam", i, spill_jpeg(), T0 + timedelta(seconds=0.5 * i)) for i in range(3)]
+    ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
+    assert [(c.event.seq, c.event.inferred) for c in ok] == [(0, True), (1, True), (2, True)]
+    assert core.counts == {"inferred": 3, "reused": 0}
 
 
 def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:
