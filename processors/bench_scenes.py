@@ -86,8 +86,10 @@ def build_static(spill_jpegs: list[bytes], clean_jpegs: list[bytes], *, fps: flo
     return StaticClips(clean, before, growth, after, fps, onset_s)
 
 
-def frame_source(scene: str | None, static: StaticClips | None, spill: "ClipLike", clean: "ClipLike"
-                 ) -> Callable[[int, bool, float, int], bytes]:
+FrameSource = Callable[[int, bool, float, int], bytes]
+
+
+def frame_source(scene: str | None, static: StaticClips | None, spill: "ClipLike", clean: "ClipLike") -> FrameSource:
     """``(camera index, spill camera?, video time s, tick) -> JPEG`` for the scene."""
 
     def busy(camera: int, is_spill: bool, video_t: float, tick: int) -> bytes:
