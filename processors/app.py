@@ -340,14 +340,50 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                                     "classifier", partition=coords[0], offset=coords[1])
         return instead
 
+    async def finish(guard: AckWhenDone, sends: list[Outgoing], ok: list[Classified], bad: list[Rejected],
+                     timings: BatchTimings) -> None:
+        """Evidence frames, then every record of the batch acknowledged by the broker, then the
+        batch's frames acked (``guard``): never the other way round."""
+        suspicious = [c for c in ok if c.suspicious]
+        if suspicious:
+            try:
+                async with rds.pipeline(transaction=False) as pipe:
+                    for c in suspicious:
+                        pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
+                    await pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
+                clog.warning("could not keep evidence frames in Redis", error=repr(exc))
+        await _send_all(sends, attempts=tries)
+        guard.__exit__(None, None, None)  # only now: a cancelled or failed batch keeps its references
+        if ok:
+            inferred = len(ok) - timings.reused
+            if inferred:
+                metrics.BATCH_SIZE.observe(inferred)
+                metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
+            for c in ok:
+                metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
+                if not c.event.inferred:
+                    metrics.FRAMES_REUSED.labels(c.event.camera_id).inc()
+        clog.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
+                   inference_ms=round(timings.inference_ms, 1))
+
     @app.agent(frames, name=f"{app.conf.id}.classify")
     async def classify(stream: Any) -> None:
-        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
-            with AckWhenDone(events):
+        """Two batches in flight: batch N+1 is decoded and inferred (in a thread) while batch N's
+        records wait for the broker's acknowledgement; N+1 is sent only after N is acknowledged,
+        so per-camera order and the hold-on-outage rule stay as they were."""
+        previous: asyncio.Task[None] | None = None
+        try:
+            async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
+                guard = AckWhenDone(events).__enter__()  # given back by finish() when the batch is done
                 records = [(e.message.key, e.message.value) for e in events]
                 coords = [(e.message.partition, e.message.offset) for e in events]
                 timings = BatchTimings()
-                ok, bad = await classify_records(records, timings)
+                work = asyncio.ensure_future(classify_records(records, timings))
+                if previous is not None:
+                    await previous  # the broker has batch N before batch N+1 is sent
+                    previous = None
+                ok, bad = await work
                 sends = [Outgoing(out, c.key, c.event.to_bytes(), "classification", unpublishable(c, coords[c.index]))
                          for c in ok]
                 for r in bad:
@@ -356,27 +392,12 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                                  key=(r.key or b"").decode("utf-8", "replace")[:128])
                     sends.append(_dead_letter_out(settings, dlq, t.frames, r.key, r.payload, r.reason, r.category,
                                                   "classifier", partition=part, offset=off))
-                suspicious = [c for c in ok if c.suspicious]
-                if suspicious:
-                    try:
-                        async with rds.pipeline(transaction=False) as pipe:
-                            for c in suspicious:
-                                pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
-                            await pipe.execute()
-                    except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
-                        clog.warning("could not keep evidence frames in Redis", error=repr(exc))
-                await _send_all(sends, attempts=tries)
-            if ok:
-                inferred = len(ok) - timings.reused
-                if inferred:
-                    metrics.BATCH_SIZE.observe(inferred)
-                    metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
-                for c in ok:
-                    metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
-                    if not c.event.inferred:
-                        metrics.FRAMES_REUSED.labels(c.event.camera_id).inc()
-            clog.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
-                       inference_ms=round(timings.inference_ms, 1))
+                previous = asyncio.ensure_future(finish(guard, sends, ok, bad, timings))
+            if previous is not None:
+                await previous
+        finally:
+            if previous is not None and not previous.done():
+                previous.cancel()  # its frames stay un-acked: redelivered to the next owner
 
     @app.task
     async def _announce() -> None:

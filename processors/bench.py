@@ -249,6 +249,62 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
                 "worker_ready_s": round(ready_s, 1), "per_worker": sorted(per_worker.values(), reverse=True)}
 
 
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process on this machine, by pid, with a role read from
+    its command line (this machine is shared: ``other`` shows what else ran during the run)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    parents: dict[int, int] = {}
+    cmds: dict[int, str] = {}
+    times: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(d.name)
+        parents[pid] = int(fields[1])
+        cmds[pid] = cmd
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    me = os.getpid()
+    for pid, cpu in times.items():
+        cmd, p, ours = cmds[pid], pid, False
+        while p > 1:  # a descendant of this bench, or another session's process
+            if p == me:
+                ours = True
+                break
+            p = parents.get(p, 1)
+        role = "other (not this bench)"
+        if pid == me:
+            role = "bench (publisher, readers)"
+        elif not ours:
+            pass
+        elif "spillwatch.cli worker" in cmd:
+            role = "workers"
+        elif "spillwatch.cli aggregator" in cmd:
+            role = "aggregator"
+        elif "broker" in cmd and "--listener-url" in cmd:
+            role = "broker"
+        elif "redis-server" in cmd or "valkey" in cmd:
+            role = "redis"
+        else:
+            role = "bench (other)"
+        out[pid] = (role, cpu)
+    return out
+
+
+def _cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float) -> dict[str, float]:
+    """Cores used per role between two samples (CPU seconds / wall seconds)."""
+    roles: dict[str, float] = {}
+    for pid, (role, cpu) in after.items():
+        used = cpu - (before[pid][1] if pid in before else 0.0)
+        roles[role] = roles.get(role, 0.0) + used
+    return {k: round(v / seconds, 2) for k, v in sorted(roles.items(), key=lambda kv: -kv[1]) if v > 0.01 * seconds}
+
+
 @dataclass
 class Paced:
     """What the paced publisher did."""
@@ -260,8 +316,10 @@ class Paced:
 
 
 def _pace_cameras(s: Settings, source: FrameSource, spill_cams: set[str], *, cameras: int, fps: float,
-                  seconds: float) -> Paced:
-    """Publish ``cameras`` x ``fps`` frames in real time for ``seconds`` (capture time = publish time)."""
+                  seconds: float, spread: bool = False) -> Paced:
+    """Publish ``cameras`` x ``fps`` frames in real time for ``seconds`` (capture time = publish time).
+    Every camera at the same instant of each frame period, or with ``spread`` at its own phase of it
+    (unsynchronised cameras, as at a site)."""
     from spillwatch.kafka import make_producer
 
     prod = make_producer(s, "bench-latency")
@@ -270,13 +328,16 @@ def _pace_cameras(s: Settings, source: FrameSource, spill_cams: set[str], *, cam
     published = 0
     behind_max = 0.0
     try:
+        slots = 20 if spread else 1  # cameras publish in this many groups per frame period
         for tick in range(int(round(seconds * fps))):
-            delay = t_start + tick * period - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            behind_max = max(behind_max, -delay)
             video_t = tick * period
             for c in range(cameras):
+                slot = c * slots // cameras
+                if c == 0 or slot != (c - 1) * slots // cameras:
+                    delay = t_start + tick * period + slot * period / slots - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                    behind_max = max(behind_max, -delay)
                 cam = f"cam-{c:03d}"
                 jpeg = source(c, cam in spill_cams, video_t, tick)
                 h = FrameHeader(camera_id=cam, seq=tick, capture_time=datetime.now(UTC), width=480, height=360)
@@ -300,8 +361,10 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         group.start("aggregator")
         _wait_workers(cls_reader, s, workers)
         spill_cams = {f"cam-{i:03d}" for i in range(max(1, cameras // 10))}
+        cpu0, t_cpu0 = _cpu_seconds(), time.time()
         run = _pace_cameras(s, source or frame_source(None, None, spill, clean), spill_cams, cameras=cameras, fps=fps,
-                            seconds=seconds)
+                            seconds=seconds, spread=source is not None)
+        cores = _cpu_by_role(cpu0, _cpu_seconds(), time.time() - t_cpu0)
         backlog_at_end = run.published - len(classifications(cls_reader, "cam-"))
         drain_deadline = time.time() + 120
         while len(classifications(cls_reader, "cam-")) < run.published and time.time() < drain_deadline:
@@ -318,6 +381,8 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
         "publisher_behind_max_ms": round(run.behind_max_s * 1000, 1),
         "inferred_fraction": inferred_fraction(classified),
+        "cameras_spread_over_the_frame_period": source is not None,
+        "cores_used_during_run": cores,
         "classified_distinct": len({(e.camera_id, e.seq) for _, e in classified}),
     }
     out.update(_latency_figures(classified, alerts, spill_cams, run.t_start + (spill.onset_s or 0.0)))
@@ -460,7 +525,8 @@ def _print_latency(r: dict[str, Any]) -> None:
     print(f"{'':4}{'stage':42}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for name, d in rows:
         print(f"{'':4}{name:42}{d['n']:>6}{str(d['p50']):>10}{str(d['p99']):>10}{str(d['max']):>10}")
-    print(f"    inferred fraction (the rest reused by change gating): {r['inferred_fraction']}")
+    print(f"    inferred fraction (the rest reused by change gating): {r['inferred_fraction']}; cores used during the run: "
+          f"{r['cores_used_during_run']}")
     print(f"    alerts: {r['confirmed_alerts']} confirmed on {len(r['alerted_cameras'])} of {r['spill_cameras']} spill "
           f"cameras, false-alert cameras {r['false_alert_cameras']}; clip onset -> alert "
           f"p50 {r['clip_onset_to_alert_s']['p50']} s", flush=True)

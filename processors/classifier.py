@@ -259,18 +259,16 @@ class Classifier:
                 staged[cam] = f
             else:
                 f.source = src
+                if src is None:  # the reference as it is now: this batch's inferences replace it below
+                    ref = self.gate.reference(cam)
+                    f.reuses = ref.result if ref is not None else None
                 reuse.append(f)
         return infer, reuse
 
     def _reused(self, f: "_Frame") -> Classification:
         """The result this frame reuses (its camera's reference, or a frame of this batch), as this
         frame's (``inferred: false``)."""
-        if f.source is not None:
-            result = f.source.result
-        else:
-            assert self.gate is not None
-            ref = self.gate.reference(f.header.camera_id)
-            result = ref.result if ref is not None else None
+        result = f.source.result if f.source is not None else f.reuses
         assert result is not None  # reuse is decided only against an inferred frame
         h = f.header
         event: Classification = result.model_copy(update={
@@ -300,3 +298,4 @@ class _Frame:
     result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
     hot: bool = False
     source: "_Frame | None" = None  # reusing a frame of the same batch (None: the camera's reference)
+    reuses: Classification | None = None  # the camera's reference result when the decision was taken

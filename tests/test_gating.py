@@ -206,3 +206,13 @@ def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:
 def test_old_classifications_without_the_field_read_as_inferred() -> None:
     raw = b'{"v":1,"camera_id":"c","seq":1,"capture_time":"2026-12-01T09:00:00Z","spill_prob":0.1,"model_version":"m"}'
     assert Classification.from_bytes(raw).inferred is True
+
+
+def test_a_frame_reuses_the_reference_it_was_judged_against_not_a_later_one_of_its_batch(tiny: Path) -> None:
+    """Seq 1 (clean, unchanged) and seq 2 (a spill) in one batch: seq 1 keeps the clean result even
+    though seq 2's inference replaces the camera's reference before the results are built."""
+    core = make_core(tiny)
+    run(core, [rec("cam", 0, clean_jpeg(), T0)])
+    ok, _ = core.process([rec("cam", 1, clean_jpeg(), T0 + timedelta(seconds=0.5)),
+                          rec("cam", 2, spill_jpeg(), T0 + timedelta(seconds=1))], now=T0 + timedelta(hours=1))
+    assert [(c.event.seq, c.event.inferred, c.event.spill_prob < 0.5) for c in ok] == [(1, False, True), (2, True, False)]
