@@ -268,7 +268,13 @@ def create_app(settings: Settings, role: Role) -> Any:
     _cap_fetch_wait(settings.worker.fetch_max_wait_ms)
 
     web_port = settings.worker.web_port if role == "classifier" else None
-    app = faust.App(**_faust_kwargs(settings, role, web_port))
+    kwargs = _faust_kwargs(settings, role, web_port)
+    if role == "classifier":
+        # The classifier sends a whole batch at once and then waits for the broker's acks before
+        # acking its frames: a producer linger would only add to every batch (measured: the
+        # saturated worker's event loop mostly waited; docs/performance.md).
+        kwargs["producer_linger"] = 0.0
+    app = faust.App(**kwargs)
     if role == "classifier":
         _wire_classifier(app, settings)
     elif role == "aggregator":

@@ -29,11 +29,14 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
-from processors.gating import ChangeGate, Decision, Reference, params_from
+from processors.gating import ChangeGate, Decision, Reference, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
+from spillwatch.logs import get_logger
 from spillwatch.suppression import firing_cells
+
+log = get_logger("processors.classifier")
 from spillwatch.settings import Settings
 
 
@@ -166,7 +169,7 @@ class Classifier:
         ready: list[_Frame] = []
         for f in frames:
             try:
-                xs.append(self.model.preprocess(f.image))
+                xs.append(self.model.preprocess(self._image(f)))
                 ready.append(f)
             except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
                 rejected.append(self._reject(f.key, f.value, f"image decode failed: {type(exc).__name__}: {exc}", f.index, f.header))
@@ -216,9 +219,14 @@ class Classifier:
             if ahead is not None:
                 rejected.append(self._reject(key, value, ahead, i, frame.header))
                 continue
+            image: np.ndarray | None = None
+            thumb: np.ndarray | None = None
             try:
                 check_jpeg(frame.jpeg, max_pixels=self.max_pixels, max_scans=self.max_scans)
-                image = decode_jpeg(frame.jpeg, target=self.model.input_size)
+                if self.gate is not None:  # the cheap grayscale decode first; colour only if inferred
+                    thumb = thumbnail_of_jpeg(frame.jpeg)
+                else:
+                    image = decode_jpeg(frame.jpeg, target=self.model.input_size)
             except EventError as exc:
                 rejected.append(self._reject(key, value, str(exc), i, frame.header))
                 continue
@@ -228,7 +236,7 @@ class Classifier:
             except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
                 rejected.append(self._reject(key, value, f"image decode failed: {type(exc).__name__}: {exc}", i, frame.header))
                 continue
-            good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg, image))
+            good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg, image, thumb))
         return good, rejected
 
     def _gate(self, frames: list["_Frame"]) -> tuple[list["_Frame"], list["_Frame"]]:
@@ -241,12 +249,8 @@ class Classifier:
         staged: dict[str, _Frame] = {}
         for f in frames:
             cam = f.header.camera_id
-            try:
-                f.thumb = self.gate.thumbnail(f.image)
-            except Exception:  # noqa: BLE001 - an odd image is classified, never reused
-                f.thumb = None
             src = staged.get(cam)
-            if f.thumb is None:
+            if f.thumb is None:  # pragma: no cover - the thumbnail is made with the checks
                 d = Decision(True, "thumbnail")
             elif src is not None and src.thumb is not None:
                 d = self.gate.judge(Reference(src.thumb, src.header.capture_time, src.header.epoch, None, False),
@@ -277,8 +281,17 @@ class Classifier:
         })
         if self.suppressor is not None and event.spill_map is not None and firing_cells(event.spill_map, self.model.map_threshold):
             # the same per-frame step as an inferred frame, on this frame's pixels
-            event = self.suppressor.annotate(event, self.model.preprocess(f.image))
+            try:
+                event = self.suppressor.annotate(event, self.model.preprocess(self._image(f)))
+            except Exception as exc:  # noqa: BLE001 - the decoder failed on this frame: fail-open, as annotate does
+                log.warning("suppression step failed on a reused frame", camera=h.camera_id, seq=h.seq, error=repr(exc))
         return event
+
+    def _image(self, f: "_Frame") -> np.ndarray:
+        """The frame decoded for the model (reduced size, BGR), decoded on first use."""
+        if f.image is None:
+            f.image = decode_jpeg(f.jpeg, target=self.model.input_size)
+        return f.image
 
     def _classified(self, f: "_Frame", event: Classification) -> Classified:
         return Classified(f.key, event, f.jpeg, event.spill_prob >= self._threshold(f.header.camera_id), f.index)
@@ -293,7 +306,7 @@ class _Frame:
     value: bytes
     header: FrameHeader
     jpeg: bytes
-    image: np.ndarray
+    image: np.ndarray | None  # None until needed when gating (the thumbnail comes from a cheaper decode)
     thumb: np.ndarray | None = None
     result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
     hot: bool = False

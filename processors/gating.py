@@ -73,6 +73,15 @@ class Reference(Generic[R]):
     hot: bool
 
 
+def thumbnail_of_jpeg(jpeg: bytes) -> np.ndarray:
+    """The thumbnail straight from the JPEG: a reduced grayscale decode (the DC coefficients at 1/8
+    scale for a 480 x 360 frame), cheaper than the colour decode the model needs, which a frame
+    that is reused never gets."""
+    from spillwatch.model import decode_jpeg_gray
+
+    return thumbnail(decode_jpeg_gray(jpeg, THUMB))
+
+
 def thumbnail(image_bgr: np.ndarray) -> np.ndarray:
     """``THUMB`` x ``THUMB`` float32 grayscale, normalised: zero mean, unit mean absolute deviation."""
     gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)

@@ -12,10 +12,10 @@ import pytest
 
 from processors.bench_scenes import noisy_variants
 from processors.classifier import Classifier
-from processors.gating import ChangeGate, GateParams, block_difference, thumbnail
+from processors.gating import ChangeGate, GateParams, block_difference, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor, SuppressionCache
 from spillwatch.events import Classification, FrameHeader, encode_frame
-from spillwatch.model import SpillModel, decode_jpeg
+from spillwatch.model import SpillModel
 from spillwatch.settings import Settings
 from spillwatch.suppression import Entry, LearnedCell, entry_id, grid_of
 from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, frame_image, spill_jpeg, to_jpeg
@@ -43,7 +43,7 @@ def with_stain(img: np.ndarray, radius: float) -> np.ndarray:
 
 
 def thumb_of(jpeg: bytes) -> np.ndarray:
-    return thumbnail(decode_jpeg(jpeg, target=160))
+    return thumbnail_of_jpeg(jpeg)
 
 
 # --------------------------------------------------------------------------- the pure gate

@@ -19,9 +19,9 @@ from processors.bench_scenes import build_static, decode, noisy_variants
 from processors.classifier import Classifier
 from processors.confirmation import CameraState, params_for
 from processors.confirmation import observe as confirm_step
-from processors.gating import block_difference, thumbnail
+from processors.gating import block_difference, thumbnail_of_jpeg
 from spillwatch.events import AlertState, FrameHeader, encode_frame
-from spillwatch.model import SpillModel, decode_jpeg
+from spillwatch.model import SpillModel
 from spillwatch.settings import Settings
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -99,7 +99,7 @@ def test_a_spill_onset_on_a_static_scene_confirms_as_fast_with_gating(model: Spi
 
 def test_a_slowly_growing_spill_is_still_caught_and_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
     frames = slow_growth_frames(clips)
-    thumbs = [thumbnail(decode_jpeg(j, target=160)) for j in frames]
+    thumbs = [thumbnail_of_jpeg(j) for j in frames]
     step_peak = max(float(block_difference(a, b).max()) for a, b in zip(thumbs, thumbs[1:]))
     assert step_peak < Settings().gating.threshold  # frame to frame, the growth never looks like a change
     ungated, n_all = confirmed_at(model, frames, gating=False)
