@@ -7,7 +7,10 @@ scales on its own (more ``spillwatch worker`` processes = more classifier member
   ``stream.take_events(worker.batch_size, within=worker.batch_timeout_s)``, decodes and infers off the
   event loop (ONNX Runtime releases the GIL, heartbeats keep flowing), emits one Classification per
   frame to ``classifications`` keyed by camera id, dead-letters the rest to ``frames.dlq``, and
-  keeps suspicious JPEGs in Redis for the evidence snapshot.
+  keeps suspicious JPEGs in Redis for the evidence snapshot. Change gating (processors/gating.py)
+  skips the model on frames whose scene has not changed (``inferred: false``). Two batches are in
+  flight: the next one is decoded and inferred while the previous one's records wait for the
+  broker; it is sent only once the previous one is acknowledged (per-camera order is kept).
 - ``aggregator`` (group ``<prefix>spillwatch-aggregator``) on ``classifications``: validates, runs the
   state machine through Redis, publishes SpillAlerts to ``spill-alerts`` keyed by camera id; a timer
   escalates unacknowledged incidents and flushes the alert outbox. The same app hosts the camera
