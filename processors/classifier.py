@@ -143,12 +143,13 @@ class Classifier:
         infer, reuse = self._gate(frames)
         out: list[Classified] = []
         inferred, infer_ms = self._infer(infer, rejected, out)
-        # A frame that reused a frame of this batch whose result came out hot is inferred after all.
-        late = [f for f in reuse if f.source is not None and f.source.hot]
+        # A frame that was to reuse a frame of this batch whose result came out hot (or that could
+        # not be decoded after all) is inferred itself.
+        late = [f for f in reuse if f.source is not None and (f.source.hot or f.source.result is None)]
         if late:
             n, ms = self._infer(late, rejected, out)
             inferred, infer_ms = inferred + n, infer_ms + ms
-        reused = [f for f in reuse if f.source is None or not f.source.hot]
+        reused = [f for f in reuse if f.source is None or not (f.source.hot or f.source.result is None)]
         for f in reused:
             out.append(self._classified(f, self._reused(f)))
         out.sort(key=lambda c: c.index)
