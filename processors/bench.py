@@ -25,6 +25,7 @@ import os
 import platform
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,18 +111,19 @@ def start_workers(group: ServiceGroup, settings: Settings, n: int) -> int:
     return threads
 
 
-_PARSED: dict[int, tuple[int, list[tuple[float, Classification]]]] = {}
+_PARSED: "weakref.WeakKeyDictionary[TopicReader, tuple[int, list[tuple[float, Classification]]]]" = weakref.WeakKeyDictionary()
 
 
 def classifications(reader: TopicReader, prefix: str = "") -> list[tuple[float, Classification]]:
     """(received at, event) of the classifications read so far whose camera id starts with ``prefix``.
-    Parsed once per record (the bench polls this while workers run on the same cores)."""
+    Parsed once per record (the bench polls this while workers run on the same cores); kept per
+    reader object (weakly: an id() could be reused by the next run's reader)."""
     records = reader.snapshot()
-    done, parsed = _PARSED.get(id(reader), (0, []))
+    done, parsed = _PARSED.get(reader, (0, []))
     for r in records[done:]:
         if r.value is not None:
             parsed.append((r.received_at, Classification.from_bytes(r.value)))
-    _PARSED[id(reader)] = (len(records), parsed)
+    _PARSED[reader] = (len(records), parsed)
     return [(t, e) for t, e in parsed if e.camera_id.startswith(prefix)]
 
 
