@@ -7,7 +7,10 @@ scales on its own (more ``spillwatch worker`` processes = more classifier member
   ``stream.take_events(worker.batch_size, within=worker.batch_timeout_s)``, decodes and infers off the
   event loop (ONNX Runtime releases the GIL, heartbeats keep flowing), emits one Classification per
   frame to ``classifications`` keyed by camera id, dead-letters the rest to ``frames.dlq``, and
-  keeps suspicious JPEGs in Redis for the evidence snapshot.
+  keeps suspicious JPEGs in Redis for the evidence snapshot. Change gating (processors/gating.py)
+  skips the model on frames whose scene has not changed (``inferred: false``). Two batches are in
+  flight: the next one is decoded and inferred while the previous one's records wait for the
+  broker; it is sent only once the previous one is acknowledged (per-camera order is kept).
 - ``aggregator`` (group ``<prefix>spillwatch-aggregator``) on ``classifications``: validates, runs the
   state machine through Redis, publishes SpillAlerts to ``spill-alerts`` keyed by camera id; a timer
   escalates unacknowledged incidents and flushes the alert outbox. The same app hosts the camera
@@ -268,7 +271,13 @@ def create_app(settings: Settings, role: Role) -> Any:
     _cap_fetch_wait(settings.worker.fetch_max_wait_ms)
 
     web_port = settings.worker.web_port if role == "classifier" else None
-    app = faust.App(**_faust_kwargs(settings, role, web_port))
+    kwargs = _faust_kwargs(settings, role, web_port)
+    if role == "classifier":
+        # The classifier sends a whole batch at once and then waits for the broker's acks before
+        # acking its frames: a producer linger would only add to every batch (measured: the
+        # saturated worker's event loop mostly waited; docs/performance.md).
+        kwargs["producer_linger"] = 0.0
+    app = faust.App(**kwargs)
     if role == "classifier":
         _wire_classifier(app, settings)
     elif role == "aggregator":
@@ -303,7 +312,8 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
     keys, ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
-    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads)
+    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads,
+              gating=settings.gating.enabled, gating_refresh_s=settings.gating.refresh_s)
 
     async def classify_records(
         records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
@@ -339,14 +349,50 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                                     "classifier", partition=coords[0], offset=coords[1])
         return instead
 
+    async def finish(guard: AckWhenDone, sends: list[Outgoing], ok: list[Classified], bad: list[Rejected],
+                     timings: BatchTimings) -> None:
+        """Evidence frames, then every record of the batch acknowledged by the broker, then the
+        batch's frames acked (``guard``): never the other way round."""
+        suspicious = [c for c in ok if c.suspicious]
+        if suspicious:
+            try:
+                async with rds.pipeline(transaction=False) as pipe:
+                    for c in suspicious:
+                        pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
+                    await pipe.execute()
+            except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
+                clog.warning("could not keep evidence frames in Redis", error=repr(exc))
+        await _send_all(sends, attempts=tries)
+        guard.__exit__(None, None, None)  # only now: a cancelled or failed batch keeps its references
+        if ok:
+            inferred = len(ok) - timings.reused
+            if inferred:
+                metrics.BATCH_SIZE.observe(inferred)
+                metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
+            for c in ok:
+                metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
+                if not c.event.inferred:
+                    metrics.FRAMES_REUSED.labels(c.event.camera_id).inc()
+        clog.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
+                   inference_ms=round(timings.inference_ms, 1))
+
     @app.agent(frames, name=f"{app.conf.id}.classify")
     async def classify(stream: Any) -> None:
-        async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
-            with AckWhenDone(events):
+        """Two batches in flight: batch N+1 is decoded and inferred (in a thread) while batch N's
+        records wait for the broker's acknowledgement; N+1 is sent only after N is acknowledged,
+        so per-camera order and the hold-on-outage rule stay as they were."""
+        previous: asyncio.Task[None] | None = None
+        try:
+            async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
+                guard = AckWhenDone(events).__enter__()  # given back by finish() when the batch is done
                 records = [(e.message.key, e.message.value) for e in events]
                 coords = [(e.message.partition, e.message.offset) for e in events]
                 timings = BatchTimings()
-                ok, bad = await classify_records(records, timings)
+                work = asyncio.ensure_future(classify_records(records, timings))
+                if previous is not None:
+                    await previous  # the broker has batch N before batch N+1 is sent
+                    previous = None
+                ok, bad = await work
                 sends = [Outgoing(out, c.key, c.event.to_bytes(), "classification", unpublishable(c, coords[c.index]))
                          for c in ok]
                 for r in bad:
@@ -355,23 +401,12 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                                  key=(r.key or b"").decode("utf-8", "replace")[:128])
                     sends.append(_dead_letter_out(settings, dlq, t.frames, r.key, r.payload, r.reason, r.category,
                                                   "classifier", partition=part, offset=off))
-                suspicious = [c for c in ok if c.suspicious]
-                if suspicious:
-                    try:
-                        async with rds.pipeline(transaction=False) as pipe:
-                            for c in suspicious:
-                                pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
-                            await pipe.execute()
-                    except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
-                        clog.warning("could not keep evidence frames in Redis", error=repr(exc))
-                await _send_all(sends, attempts=tries)
-            if ok:
-                metrics.BATCH_SIZE.observe(len(ok))
-                metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
-                for c in ok:
-                    metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
-            clog.debug("batch", frames=len(ok), rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
-                       inference_ms=round(timings.inference_ms, 1))
+                previous = asyncio.ensure_future(finish(guard, sends, ok, bad, timings))
+            if previous is not None:
+                await previous
+        finally:
+            if previous is not None and not previous.done():
+                previous.cancel()  # its frames stay un-acked: redelivered to the next owner
 
     @app.task
     async def _announce() -> None:

@@ -25,13 +25,15 @@ import os
 import platform
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from processors.bench_scenes import SCENES, FrameSource, build_static, frame_source
 from spillwatch.events import Classification, FrameHeader, SpillAlert, encode_frame
 from spillwatch.logs import get_logger
 from spillwatch.settings import REPO_ROOT, Settings, get_settings
@@ -109,13 +111,25 @@ def start_workers(group: ServiceGroup, settings: Settings, n: int) -> int:
     return threads
 
 
+_PARSED: "weakref.WeakKeyDictionary[TopicReader, tuple[int, list[tuple[float, Classification]]]]" = weakref.WeakKeyDictionary()
+
+
 def classifications(reader: TopicReader, prefix: str = "") -> list[tuple[float, Classification]]:
-    """(received at, event) of the classifications read so far whose camera id starts with ``prefix``."""
-    out = []
-    for r in reader.snapshot():
-        if r.value is not None and r.value.find(b'"camera_id":"' + prefix.encode()) >= 0:
-            out.append((r.received_at, Classification.from_bytes(r.value)))
-    return out
+    """(received at, event) of the classifications read so far whose camera id starts with ``prefix``.
+    Parsed once per record (the bench polls this while workers run on the same cores); kept per
+    reader object (weakly: an id() could be reused by the next run's reader)."""
+    records = reader.snapshot()
+    done, parsed = _PARSED.get(reader, (0, []))
+    for r in records[done:]:
+        if r.value is not None:
+            parsed.append((r.received_at, Classification.from_bytes(r.value)))
+    _PARSED[reader] = (len(records), parsed)
+    return [(t, e) for t, e in parsed if e.camera_id.startswith(prefix)]
+
+
+def inferred_fraction(got: list[tuple[float, Classification]]) -> float | None:
+    """Share of the classifications the model actually inferred (the rest reused: change gating)."""
+    return round(sum(1 for _, e in got if e.inferred) / len(got), 4) if got else None
 
 
 # --------------------------------------------------------------------------- measurements
@@ -134,7 +148,11 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 96)
         m.infer(np.stack(xs[i : i + batch]))
     t2 = time.perf_counter()
     dec, inf = (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n
-    return {"model": str(model_path), "model_version": m.version, "input_size": m.input_size, "batch": batch,
+    try:
+        shown = str(model_path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        shown = model_path.name
+    return {"model": shown, "model_file": model_path.name, "model_version": m.version, "input_size": m.input_size, "batch": batch,
             "threads": threads, "frame_bytes_mean": int(np.mean([len(j) for j in frames])),
             "decode_preprocess_ms_per_frame": round(dec, 2), "inference_ms_per_frame": round(inf, 2),
             "ceiling_fps_one_worker": round(1000 / (dec + inf), 1)}
@@ -183,17 +201,34 @@ def _wait_workers(reader: TopicReader, settings: Settings, n: int, timeout_s: fl
     return time.monotonic() - t0
 
 
-def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: int, frames: int) -> dict[str, Any]:
+def _burst(clip: Clip, frames: int, source: FrameSource | None, fps: float) -> list[tuple[str, FrameHeader, bytes]]:
+    """The saturation run's frames: 32 cameras. Without a scene, today's burst (the spill clip's
+    frames in turn, one capture time); with one, each camera's frames of the scene at ``fps``
+    (capture times spaced 1/fps apart, ending now; one camera in ten a spill camera)."""
+    cams = 32
+    now = datetime.now(UTC)
+    if source is None:
+        return [(f"cam-{i % cams}", FrameHeader(camera_id=f"cam-{i % cams}", seq=i // cams, capture_time=now, width=480,
+                 height=360), clip.jpegs[i % len(clip.jpegs)]) for i in range(frames)]
+    per_cam = -(-frames // cams)
+    out = []
+    for i in range(frames):
+        c, seq = i % cams, i // cams
+        at = now - timedelta(seconds=(per_cam - seq) / fps)
+        out.append((f"cam-{c}", FrameHeader(camera_id=f"cam-{c}", seq=seq, capture_time=at, width=480, height=360),
+                    source(c, c % 10 == 0, seq / fps, seq)))
+    return out
+
+
+def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: int, frames: int,
+               source: FrameSource | None = None, fps: float = 2.0) -> dict[str, Any]:
     s = _fresh(bench_settings(base, model, logdir), f"tp{workers}")
     with ServiceGroup(s, logdir / f"throughput-{workers}w", cwd=REPO_ROOT) as group, \
             TopicReader(s, [s.topics.classifications]) as reader:
         reader.start()
         threads = start_workers(group, s, workers)
         ready_s = _wait_workers(reader, s, workers)
-        cams = 32
-        now = datetime.now(UTC)
-        burst = [(f"cam-{i % cams}", FrameHeader(camera_id=f"cam-{i % cams}", seq=i // cams,
-                  capture_time=now, width=480, height=360), clip.jpegs[i % len(clip.jpegs)]) for i in range(frames)]
+        burst = _burst(clip, frames, source, fps)
         t0 = time.time()
         _publish(s, burst)
         t_pub = time.time() - t0
@@ -212,7 +247,64 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
         return {"workers": workers, "threads_per_worker": threads, "frames": frames, "classified": done,
                 "publish_s": round(t_pub, 2), "elapsed_s": round(elapsed, 2),
                 "frames_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
+                "inferred_fraction": inferred_fraction(got),
                 "worker_ready_s": round(ready_s, 1), "per_worker": sorted(per_worker.values(), reverse=True)}
+
+
+def _cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of every process on this machine, by pid, with a role read from
+    its command line (this machine is shared: ``other`` shows what else ran during the run)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    parents: dict[int, int] = {}
+    cmds: dict[int, str] = {}
+    times: dict[int, float] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(d.name)
+        parents[pid] = int(fields[1])
+        cmds[pid] = cmd
+        times[pid] = (int(fields[11]) + int(fields[12])) / tick
+    me = os.getpid()
+    for pid, cpu in times.items():
+        cmd, p, ours = cmds[pid], pid, False
+        while p > 1:  # a descendant of this bench, or another session's process
+            if p == me:
+                ours = True
+                break
+            p = parents.get(p, 1)
+        role = "other (not this bench)"
+        if pid == me:
+            role = "bench (publisher, readers)"
+        elif not ours:
+            pass
+        elif "spillwatch.cli worker" in cmd:
+            role = "workers"
+        elif "spillwatch.cli aggregator" in cmd:
+            role = "aggregator"
+        elif "broker" in cmd and "--listener-url" in cmd:
+            role = "broker"
+        elif "redis-server" in cmd or "valkey" in cmd:
+            role = "redis"
+        else:
+            role = "bench (other)"
+        out[pid] = (role, cpu)
+    return out
+
+
+def _cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float) -> dict[str, float]:
+    """Cores used per role between two samples (CPU seconds / wall seconds)."""
+    roles: dict[str, float] = {}
+    for pid, (role, cpu) in after.items():
+        used = cpu - (before[pid][1] if pid in before else 0.0)
+        roles[role] = roles.get(role, 0.0) + used
+    return {k: round(v / seconds, 2) for k, v in sorted(roles.items(), key=lambda kv: -kv[1]) if v > 0.01 * seconds}
 
 
 @dataclass
@@ -225,9 +317,11 @@ class Paced:
     behind_max_s: float
 
 
-def _pace_cameras(s: Settings, spill: Clip, clean: Clip, spill_cams: set[str], *, cameras: int, fps: float,
-                  seconds: float) -> Paced:
-    """Publish ``cameras`` x ``fps`` frames in real time for ``seconds`` (capture time = publish time)."""
+def _pace_cameras(s: Settings, source: FrameSource, spill_cams: set[str], *, cameras: int, fps: float,
+                  seconds: float, spread: bool = False) -> Paced:
+    """Publish ``cameras`` x ``fps`` frames in real time for ``seconds`` (capture time = publish time).
+    Every camera at the same instant of each frame period, or with ``spread`` at its own phase of it
+    (unsynchronised cameras, as at a site)."""
     from spillwatch.kafka import make_producer
 
     prod = make_producer(s, "bench-latency")
@@ -236,16 +330,18 @@ def _pace_cameras(s: Settings, spill: Clip, clean: Clip, spill_cams: set[str], *
     published = 0
     behind_max = 0.0
     try:
+        slots = 20 if spread else 1  # cameras publish in this many groups per frame period
         for tick in range(int(round(seconds * fps))):
-            delay = t_start + tick * period - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            behind_max = max(behind_max, -delay)
             video_t = tick * period
             for c in range(cameras):
+                slot = c * slots // cameras
+                if c == 0 or slot != (c - 1) * slots // cameras:
+                    delay = t_start + tick * period + slot * period / slots - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                    behind_max = max(behind_max, -delay)
                 cam = f"cam-{c:03d}"
-                clip = spill if cam in spill_cams else clean
-                jpeg = clip.jpegs[int(video_t * clip.fps) % len(clip.jpegs)]
+                jpeg = source(c, cam in spill_cams, video_t, tick)
                 h = FrameHeader(camera_id=cam, seq=tick, capture_time=datetime.now(UTC), width=480, height=360)
                 prod.send(s.topics.frames, key=cam.encode(), value=encode_frame(h, jpeg))
                 published += 1
@@ -256,7 +352,7 @@ def _pace_cameras(s: Settings, spill: Clip, clean: Clip, spill_cams: set[str], *
 
 
 def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip, *, cameras: int, fps: float,
-            seconds: float, workers: int) -> dict[str, Any]:
+            seconds: float, workers: int, source: FrameSource | None = None) -> dict[str, Any]:
     s = _fresh(bench_settings(base, model, logdir), "lat")
     t = s.topics
     with ServiceGroup(s, logdir / "latency", cwd=REPO_ROOT) as group, \
@@ -267,7 +363,10 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         group.start("aggregator")
         _wait_workers(cls_reader, s, workers)
         spill_cams = {f"cam-{i:03d}" for i in range(max(1, cameras // 10))}
-        run = _pace_cameras(s, spill, clean, spill_cams, cameras=cameras, fps=fps, seconds=seconds)
+        cpu0, t_cpu0 = _cpu_seconds(), time.time()
+        run = _pace_cameras(s, source or frame_source(None, None, spill, clean), spill_cams, cameras=cameras, fps=fps,
+                            seconds=seconds, spread=source is not None)
+        cores = _cpu_by_role(cpu0, _cpu_seconds(), time.time() - t_cpu0)
         backlog_at_end = run.published - len(classifications(cls_reader, "cam-"))
         drain_deadline = time.time() + 120
         while len(classifications(cls_reader, "cam-")) < run.published and time.time() < drain_deadline:
@@ -283,6 +382,10 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         "classified_fps_during_run": round((run.published - backlog_at_end) / (run.t_end - run.t_start), 1),
         "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
         "publisher_behind_max_ms": round(run.behind_max_s * 1000, 1),
+        "inferred_fraction": inferred_fraction(classified),
+        "cameras_spread_over_the_frame_period": source is not None,
+        "cores_used_during_run": cores,
+        "classified_distinct": len({(e.camera_id, e.seq) for _, e in classified}),
     }
     out.update(_latency_figures(classified, alerts, spill_cams, run.t_start + (spill.onset_s or 0.0)))
     return out
@@ -320,12 +423,24 @@ def _latency_figures(classified: list[tuple[float, Classification]], alerts: lis
 
 def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[int], width: int,
               throughput_frames: int, out: Path, embedded: bool, model: Path | None = None,
-              settings: Settings | None = None) -> dict[str, Any]:
+              settings: Settings | None = None, scene: str | None = None, gating: bool | None = None) -> dict[str, Any]:
+    """``scene`` None: today's bench (every camera plays a clip); static | busy | mixed: see
+    processors/bench_scenes.py (the JSON then names its scene). ``gating``: force change gating on
+    or off in the workers (None: the settings')."""
+    if scene is not None and scene not in SCENES:
+        raise SystemExit(f"--scene must be one of {', '.join(SCENES)}")
     base = settings or get_settings()
+    if gating is not None:
+        base = base.model_copy(update={"gating": base.gating.model_copy(update={"enabled": gating})})
     model_path = Path(model or base.worker.model_path)
     if not model_path.is_file():
         raise SystemExit(f"bench pipeline needs the model: {model_path} not found (set SPILLWATCH_WORKER__MODEL_PATH)")
     spill, clean = load_clip("spill", width), load_clip("clean", width)
+    static = None
+    if scene in ("static", "mixed"):
+        grow_s = float(json.loads((CLIPS / "spill.json").read_text()).get("meta", {}).get("grow_s", 5.0))
+        static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=grow_s)
+    source = frame_source(scene, static, spill, clean) if scene is not None else None
     logdir = out.parent / "bench-logs"
     logdir.mkdir(parents=True, exist_ok=True)
     stack = None
@@ -345,16 +460,21 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         "batch_timeout_s": base.worker.batch_timeout_s,
         "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
+        "gating": {"enabled": base.gating.enabled, "refresh_s": base.gating.refresh_s, "threshold": base.gating.threshold,
+                   "min_blocks": base.gating.min_blocks},
     }
+    if scene is not None:
+        result["scene"] = scene
     try:
         result["profile"] = profile(model_path, spill, base.worker.batch_size, base.worker.intra_op_threads)
         _print_profile(result["profile"])
         result["throughput"] = []
         for n in worker_counts:
-            r = throughput(base, model_path, logdir, spill, n, throughput_frames)
+            r = throughput(base, model_path, logdir, spill, n, throughput_frames, source, fps)
             result["throughput"].append(r)
             print(f"throughput  workers={n} threads={r['threads_per_worker']}: {r['classified']}/{r['frames']} frames "
-                  f"in {r['elapsed_s']} s = {r['frames_per_s']} frames/s (per worker {r['per_worker']})", flush=True)
+                  f"in {r['elapsed_s']} s = {r['frames_per_s']} frames/s (per worker {r['per_worker']}, "
+                  f"inferred {r['inferred_fraction']})", flush=True)
         one = next((r for r in result["throughput"] if r["workers"] == 1 and r["frames_per_s"]), None)
         if one:
             prof = result["profile"]
@@ -367,8 +487,13 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
             w = result["where_time_goes_one_worker_ms_per_frame"]
             print(f"time/frame  one worker: {w['end_to_end']} ms end to end = decode+preprocess {dec} + inference {inf} "
                   f"+ Kafka/Faust/serialisation/other {w['kafka_faust_serialisation_other']}", flush=True)
+            result["ratio_one_worker_to_ceiling"] = round(one["frames_per_s"] / prof["ceiling_fps_one_worker"], 3)
+        two = next((r for r in result["throughput"] if r["workers"] == 2 and r["frames_per_s"]), None)
+        if one and two:
+            result["ratio_two_workers_to_one"] = round(two["frames_per_s"] / one["frames_per_s"], 3)
         result["latency"] = latency(base, model_path, logdir, spill, clean, cameras=cameras, fps=fps,
-                                    seconds=seconds, workers=max(worker_counts))
+                                    seconds=seconds, workers=max(worker_counts), source=source)
+        result["gating"]["inferred_fraction"] = result["latency"]["inferred_fraction"]
         _print_latency(result["latency"])
     finally:
         result["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -402,6 +527,8 @@ def _print_latency(r: dict[str, Any]) -> None:
     print(f"{'':4}{'stage':42}{'n':>6}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for name, d in rows:
         print(f"{'':4}{name:42}{d['n']:>6}{str(d['p50']):>10}{str(d['p99']):>10}{str(d['max']):>10}")
+    print(f"    inferred fraction (the rest reused by change gating): {r['inferred_fraction']}; cores used during the run: "
+          f"{r['cores_used_during_run']}")
     print(f"    alerts: {r['confirmed_alerts']} confirmed on {len(r['alerted_cameras'])} of {r['spill_cameras']} spill "
           f"cameras, false-alert cameras {r['false_alert_cameras']}; clip onset -> alert "
           f"p50 {r['clip_onset_to_alert_s']['p50']} s", flush=True)

@@ -12,6 +12,11 @@ record size (``limits.frame_bytes``, a length comparison), envelope and header, 
 without decoding (JPEG only: PNG and other formats are rejected; at most ``limits.image_pixels``
 pixels and ``limits.image_scans`` scans), and only then the decoder. A 30000x30000 image is
 refused by its header, so the decoder never allocates for it.
+
+Change gating (processors/gating.py, ``gating.*`` settings): after the (reduced) decode, a frame
+whose scene has not changed since its camera's last classified frame skips the model and reuses
+that classification (``inferred: false``, this frame's ids and times); the learned-suppression
+step runs on reused results too.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
+from processors.gating import ChangeGate, Decision, Reference, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
-from spillwatch.model import ImageDecodeError, SpillModel
+from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
+from spillwatch.logs import get_logger
+from spillwatch.suppression import firing_cells
+
+log = get_logger("processors.classifier")
 from spillwatch.settings import Settings
 
 
@@ -60,6 +70,7 @@ class BatchTimings:
     decode_ms: float = 0.0
     inference_ms: float = 0.0
     frames: int = 0
+    reused: int = 0  # of frames: results reused by change gating (no inference)
     rejected: int = 0
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -99,9 +110,20 @@ class Classifier:
         self.max_bytes = lim.frame_bytes
         self.max_pixels, self.max_scans, self.ahead_s = lim.image_pixels, lim.image_scans, lim.capture_ahead_s
         self._threshold = lru_cache(maxsize=4096)(self._camera_threshold)
+        self._hot_level = lru_cache(maxsize=4096)(self._camera_hot_level)
+        gate = params_from(settings)
+        self.gate: ChangeGate[Classification] | None = ChangeGate(gate) if gate is not None else None
+        self.counts = {"inferred": 0, "reused": 0}
+        self.reasons: dict[str, int] = {}  # gate decisions by reason, since start
 
     def _camera_threshold(self, camera: str) -> float:
         return params_for(self.settings, camera, model_threshold=self.model.threshold).threshold
+
+    def _camera_hot_level(self, camera: str) -> float:
+        """At or above this the camera's next frames are always inferred (a suspicion or an open
+        incident is judged on fresh inferences): the level below which a frame counts as clear."""
+        p = params_for(self.settings, camera, model_threshold=self.model.threshold)
+        return p.threshold * p.clear_ratio
 
     def _reject(
         self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None
@@ -114,10 +136,76 @@ class Classifier:
         timings: BatchTimings | None = None,
         now: datetime | None = None,
     ) -> tuple[list[Classified], list[Rejected]]:
-        """Classify a batch; ``now`` (default: this clock) is the reference of the capture-time check."""
+        """Classify a batch; ``now`` (default: this clock) is the reference of the capture-time check.
+        Outcomes come in the order of ``records`` (per camera order is kept for the aggregator)."""
         t0 = time.perf_counter()
-        at = now or utcnow()
-        good: list[tuple[int, bytes, FrameHeader, bytes, np.ndarray]] = []
+        frames, rejected = self._decode(records, now or utcnow())
+        infer, reuse = self._gate(frames)
+        out: list[Classified] = []
+        inferred, infer_ms = self._infer(infer, rejected, out)
+        # A frame that was to reuse a frame of this batch whose result came out hot (or that could
+        # not be decoded after all) is inferred itself.
+        late = [f for f in reuse if f.source is not None and (f.source.hot or f.source.result is None)]
+        if late:
+            n, ms = self._infer(late, rejected, out)
+            inferred, infer_ms = inferred + n, infer_ms + ms
+        reused = [f for f in reuse if f.source is None or not (f.source.hot or f.source.result is None)]
+        for f in reused:
+            out.append(self._classified(f, self._reused(f)))
+        out.sort(key=lambda c: c.index)
+        self.counts["inferred"] += inferred
+        self.counts["reused"] += len(reused)
+        if timings is not None:
+            timings.decode_ms += (time.perf_counter() - t0) * 1000 - infer_ms
+            timings.inference_ms += infer_ms
+            timings.frames += len(out)
+            timings.reused += len(reused)
+            timings.rejected += len(rejected)
+        return out, rejected
+
+    def _infer(self, frames: list["_Frame"], rejected: list[Rejected], out: list[Classified]) -> tuple[int, float]:
+        """Run the model on ``frames`` (appending to ``out`` / ``rejected``); the last inferred frame
+        of each camera becomes its gate reference. Returns (frames inferred, inference ms)."""
+        xs: list[np.ndarray] = []
+        ready: list[_Frame] = []
+        for f in frames:
+            try:
+                xs.append(self.model.preprocess(self._image(f)))
+                ready.append(f)
+            except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
+                rejected.append(self._reject(f.key, f.value, f"image decode failed: {type(exc).__name__}: {exc}", f.index, f.header))
+        if not ready:
+            return 0, 0.0
+        preds, infer_ms = self.model.timed_infer(np.stack(xs))
+        per_frame = infer_ms / len(ready)
+        for f, x, p in zip(ready, xs, preds, strict=True):
+            h = f.header
+            event = Classification(
+                camera_id=h.camera_id,
+                seq=h.seq,
+                epoch=h.epoch,
+                capture_time=h.capture_time,
+                spill_prob=min(1.0, max(0.0, p.spill_prob)),
+                spill_map=p.quantised_map(),
+                region=p.region(self.model.map_threshold),
+                model_version=self.model.version,
+                worker=self.worker_id,
+                inference_ms=round(per_frame, 3),
+                label=h.label,
+            )
+            if self.gate is not None and f.thumb is not None:
+                f.result = event
+                f.hot = event.spill_prob >= self._hot_level(h.camera_id)
+                self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event, hot=f.hot)
+            if self.suppressor is not None:
+                event = self.suppressor.annotate(event, x)
+            out.append(self._classified(f, event))
+        return len(ready), infer_ms
+
+    # -------------------------------------------------------------- steps of process
+    def _decode(self, records: list[tuple[bytes | None, bytes | None]], at: datetime) -> tuple[list["_Frame"], list[Rejected]]:
+        """Checks, cheapest first, then the (reduced) JPEG decode: the frames to go on with."""
+        good: list[_Frame] = []
         rejected: list[Rejected] = []
         for i, (key, value) in enumerate(records):
             if not value:
@@ -132,9 +220,14 @@ class Classifier:
             if ahead is not None:
                 rejected.append(self._reject(key, value, ahead, i, frame.header))
                 continue
+            image: np.ndarray | None = None
+            thumb: np.ndarray | None = None
             try:
                 check_jpeg(frame.jpeg, max_pixels=self.max_pixels, max_scans=self.max_scans)
-                x = self.model.preprocess_jpeg(frame.jpeg)
+                if self.gate is not None:  # the cheap grayscale decode first; colour only if inferred
+                    thumb = thumbnail_of_jpeg(frame.jpeg)
+                else:
+                    image = decode_jpeg(frame.jpeg, target=self.model.input_size)
             except EventError as exc:
                 rejected.append(self._reject(key, value, str(exc), i, frame.header))
                 continue
@@ -144,33 +237,79 @@ class Classifier:
             except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
                 rejected.append(self._reject(key, value, f"image decode failed: {type(exc).__name__}: {exc}", i, frame.header))
                 continue
-            good.append((i, frame.header.camera_id.encode(), frame.header, frame.jpeg, x))
-        t1 = time.perf_counter()
-        out: list[Classified] = []
-        infer_ms = 0.0
-        if good:
-            preds, infer_ms = self.model.timed_infer(np.stack([g[4] for g in good]))
-            per_frame = infer_ms / len(good)
-            for (i, key, h, jpeg, x), p in zip(good, preds, strict=True):
-                event = Classification(
-                    camera_id=h.camera_id,
-                    seq=h.seq,
-                    epoch=h.epoch,
-                    capture_time=h.capture_time,
-                    spill_prob=min(1.0, max(0.0, p.spill_prob)),
-                    spill_map=p.quantised_map(),
-                    region=p.region(self.model.map_threshold),
-                    model_version=self.model.version,
-                    worker=self.worker_id,
-                    inference_ms=round(per_frame, 3),
-                    label=h.label,
-                )
-                if self.suppressor is not None:
-                    event = self.suppressor.annotate(event, x)
-                out.append(Classified(key, event, jpeg, event.spill_prob >= self._threshold(h.camera_id), i))
-        if timings is not None:
-            timings.decode_ms += (t1 - t0) * 1000
-            timings.inference_ms += infer_ms
-            timings.frames += len(out)
-            timings.rejected += len(rejected)
-        return out, rejected
+            good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg, image, thumb))
+        return good, rejected
+
+    def _gate(self, frames: list["_Frame"]) -> tuple[list["_Frame"], list["_Frame"]]:
+        """(frames to infer, frames that reuse a result). A camera's later frames in the batch are
+        judged against its frame of the batch that is about to be inferred (``_Frame.source``)."""
+        if self.gate is None:
+            return frames, []
+        infer: list[_Frame] = []
+        reuse: list[_Frame] = []
+        staged: dict[str, _Frame] = {}
+        for f in frames:
+            cam = f.header.camera_id
+            src = staged.get(cam)
+            if f.thumb is None:  # pragma: no cover - the thumbnail is made with the checks
+                d = Decision(True, "thumbnail")
+            elif src is not None and src.thumb is not None:
+                d = self.gate.judge(Reference(src.thumb, src.header.capture_time, src.header.epoch, None, False),
+                                    f.thumb, f.header.capture_time, f.header.epoch)
+            else:
+                d = self.gate.decide(cam, f.thumb, f.header.capture_time, f.header.epoch)
+            self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
+            if d.classify:
+                infer.append(f)
+                staged[cam] = f
+            else:
+                f.source = src
+                if src is None:  # the reference as it is now: this batch's inferences replace it below
+                    ref = self.gate.reference(cam)
+                    f.reuses = ref.result if ref is not None else None
+                reuse.append(f)
+        return infer, reuse
+
+    def _reused(self, f: "_Frame") -> Classification:
+        """The result this frame reuses (its camera's reference, or a frame of this batch), as this
+        frame's (``inferred: false``)."""
+        result = f.source.result if f.source is not None else f.reuses
+        assert result is not None  # reuse is decided only against an inferred frame
+        h = f.header
+        event: Classification = result.model_copy(update={
+            "seq": h.seq, "epoch": h.epoch, "capture_time": h.capture_time, "label": h.label, "worker": self.worker_id,
+            "inference_ms": 0.0, "classified_at": utcnow(), "inferred": False, "looks": None, "suppressed": None,
+        })
+        if self.suppressor is not None and event.spill_map is not None and firing_cells(event.spill_map, self.model.map_threshold):
+            # the same per-frame step as an inferred frame, on this frame's pixels
+            try:
+                event = self.suppressor.annotate(event, self.model.preprocess(self._image(f)))
+            except Exception as exc:  # noqa: BLE001 - the decoder failed on this frame: fail-open, as annotate does
+                log.warning("suppression step failed on a reused frame", camera=h.camera_id, seq=h.seq, error=repr(exc))
+        return event
+
+    def _image(self, f: "_Frame") -> np.ndarray:
+        """The frame decoded for the model (reduced size, BGR), decoded on first use."""
+        if f.image is None:
+            f.image = decode_jpeg(f.jpeg, target=self.model.input_size)
+        return f.image
+
+    def _classified(self, f: "_Frame", event: Classification) -> Classified:
+        return Classified(f.key, event, f.jpeg, event.spill_prob >= self._threshold(f.header.camera_id), f.index)
+
+
+@dataclass
+class _Frame:
+    """A record that passed the checks, decoded (reduced size, BGR)."""
+
+    index: int
+    key: bytes
+    value: bytes
+    header: FrameHeader
+    jpeg: bytes
+    image: np.ndarray | None  # None until needed when gating (the thumbnail comes from a cheaper decode)
+    thumb: np.ndarray | None = None
+    result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
+    hot: bool = False
+    source: "_Frame | None" = None  # reusing a frame of the same batch (None: the camera's reference)
+    reuses: Classification | None = None  # the camera's reference result when the decision was taken

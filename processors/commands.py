@@ -92,6 +92,8 @@ def bench_pipeline(
     local: bool = typer.Option(True, "--local/--no-local", help="start a private broker+Redis (--no-local: use the configured ones)"),
     model: Path = typer.Option(None, help="ONNX model (default: worker.model_path)"),
     old_embedded: bool = typer.Option(None, "--embedded/--no-embedded", hidden=True, help="deprecated: --local/--no-local"),
+    scene: str = typer.Option(None, help="static | busy | mixed (default: today's bench, every camera plays a clip)"),
+    gating: bool = typer.Option(None, "--gating/--no-gating", help="force change gating on or off (default: gating.enabled)"),
 ) -> None:
     """Throughput and latency of the pipeline through the real broker (prints a table, writes JSON)."""
     from processors.bench import run_bench
@@ -108,7 +110,7 @@ def bench_pipeline(
     counts = [int(x) for x in workers.split(",") if x.strip()]
     result: dict[str, Any] = run_bench(
         cameras=cameras, fps=fps, seconds=seconds, worker_counts=counts, width=width,
-        throughput_frames=throughput_frames, out=out, embedded=local, model=model,
+        throughput_frames=throughput_frames, out=out, embedded=local, model=model, scene=scene, gating=gating,
     )
     typer.echo(f"wrote {out}" if result else "no result")
 

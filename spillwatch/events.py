@@ -23,7 +23,7 @@ other work, so one hostile record costs a length comparison):
   original's size, sha256 and topic/partition/offset.
 
 Schema version: ``v`` stays 1; fields added since (``FrameHeader.epoch``, ``Classification.epoch``,
-``Classification.looks`` and ``.suppressed``, the bounded-payload fields of ``DeadLetter``) are
+``Classification.looks``, ``.suppressed`` and ``.inferred``, the bounded-payload fields of ``DeadLetter``) are
 optional, so old records still validate and old readers ignore them.
 """
 
@@ -310,6 +310,11 @@ class Classification(Event):
     )
     suppressed: list[SuppressedCells] | None = Field(
         default=None, max_length=MAX_SUPPRESSING_ENTRIES, description="firing cells a learned false alarm matched, by entry"
+    )
+    inferred: bool = Field(
+        default=True,
+        description="false: the scene had not changed, so the worker reused the result of the camera's last classified "
+        "frame (change gating); ids and times are this frame's",
     )
 
 

@@ -16,6 +16,9 @@ PUBLISH_ERRORS = Counter("spillwatch_publish_errors_total", "Kafka publish failu
 
 # classifier workers
 FRAMES_CLASSIFIED = Counter("spillwatch_frames_classified_total", "Frames classified", ["camera"])
+FRAMES_REUSED = Counter(
+    "spillwatch_frames_reused_total", "Frames whose scene had not changed: the camera's last result reused, no inference", ["camera"]
+)
 INFERENCE_SECONDS = Histogram(
     "spillwatch_inference_seconds",
     "ONNX inference time per batch",

@@ -394,6 +394,23 @@ class SuppressionSettings(_Section):
         return self
 
 
+class GatingSettings(_Section):
+    """Change gating in the classifier workers (processors/gating.py, docs/performance.md): a frame
+    whose scene did not change since the camera's last classified frame reuses that result."""
+
+    enabled: bool = Field(default=True, description="skip inference on frames whose scene did not change (reused results carry inferred=false)")
+    refresh_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="classify at least once per this many seconds of capture time per camera, changed or not",
+    )
+    threshold: float = Field(
+        default=0.3, gt=0, le=10,
+        description="a block of the 8x8 grid changed when its mean absolute difference to the last classified frame reaches this (units of the frame's own contrast, after brightness normalisation)",
+    )
+    min_blocks: int = Field(default=1, ge=1, le=64, description="changed blocks that make a frame 'changed'")
+    max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SPILLWATCH_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -418,6 +435,7 @@ class Settings(BaseSettings):
     archive: ArchiveSettings = Field(default_factory=ArchiveSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     suppression: SuppressionSettings = Field(default_factory=SuppressionSettings)
+    gating: GatingSettings = Field(default_factory=GatingSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @field_validator("log_level", mode="before")

@@ -682,11 +682,14 @@ def test_capacity_arithmetic() -> None:
 
 def test_capacity_reads_scene_benchmarks_when_present(tmp_path: Path) -> None:
     for f in (REPO / "docs" / "bench").glob("*.json"):
-        (tmp_path / f.name).write_text(f.read_text())
+        if "scene" not in json.loads(f.read_text()):  # the generic runs only
+            (tmp_path / f.name).write_text(f.read_text())
     busy = json.loads((tmp_path / "pipeline-100x2.json").read_text())
     busy["scene"] = "busy"
     busy["throughput"] = [{"workers": 2, "threads_per_worker": 1, "frames_per_s": 60.0}]
     (tmp_path / "pipeline-busy.json").write_text(json.dumps(busy))
+    ungated = dict(busy, scene="static", gating={"enabled": False})  # a --no-gating comparison run is not a scene figure
+    (tmp_path / "pipeline-static-nogating.json").write_text(json.dumps(ungated))
     inputs = capacity.load_inputs(tmp_path)
     assert inputs.scenes == {"static": None, "busy": 30.0}
     assert inputs.rate_1core == capacity.load_inputs().rate_1core  # the generic rate ignores scene files

@@ -37,3 +37,23 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     c2c = lat["capture_to_classification_ms"]
     assert 0 < c2c["p50"] <= c2c["p99"] < 30_000
     assert lat["false_alert_cameras"] == []
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_bench_pipeline_static_scene_reuses_most_frames_and_names_its_scene(stack_settings: Settings, tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "model", input_size=64, map_size=8)
+    out = tmp_path / "bench" / "static.json"
+    run_bench(
+        cameras=4, fps=2.0, seconds=6.0, worker_counts=[1], width=320, throughput_frames=320,
+        out=out, embedded=False, model=model, settings=stack_settings, scene="static",
+    )
+    saved = json.loads(out.read_text())
+    assert saved["scene"] == "static" and saved["profile"]["model_file"] == "tiny.onnx"
+    (tp,) = saved["throughput"]
+    assert tp["classified"] == 320 and tp["inferred_fraction"] < 0.5
+    lat = saved["latency"]
+    assert lat["classified"] == lat["published"] == 4 * 12
+    assert 0 < saved["gating"]["inferred_fraction"] < 0.6 and saved["gating"]["enabled"] is True
+    assert {"published", "classified", "capture_to_classification_ms", "spill_cameras", "confirmed_alerts",
+            "false_alert_cameras"} <= set(lat)

@@ -15,7 +15,8 @@ measurements when they change:
   one aggregator's decisions/s, the Redis server's unpipelined commands/s, peak memory per service,
   the classification record size;
 * static/busy scenes: any ``docs/bench/*.json`` with ``"scene": "static"`` or ``"busy"`` and a
-  ``throughput`` list in the pipeline format; "not measured yet" until they exist.
+  ``throughput`` list in the pipeline format, measured with change gating on (a ``--no-gating``
+  comparison run is left out); "not measured yet" until they exist.
 
 What is not measured here is named as an assumption (``ASSUMPTIONS``) and printed as such.
 """
@@ -98,7 +99,8 @@ def load_inputs(bench_dir: Path = BENCH_DIR) -> Inputs:
     scenes: dict[str, float | None] = {"static": None, "busy": None}
     for p in sorted(bench_dir.glob("*.json")):
         d = _load(p)
-        if isinstance(d, dict) and d.get("scene") in scenes and d.get("throughput"):
+        gated = (d.get("gating") or {}).get("enabled", True) if isinstance(d, dict) else True
+        if isinstance(d, dict) and d.get("scene") in scenes and d.get("throughput") and gated:
             scenes[d["scene"]] = _rate_1core([d])[0]
     server = redis.get("redis_server") or {}
     rss: dict[str, float] = {}

@@ -1,0 +1,156 @@
+"""Change gating in the classifier worker: run the model only on frames whose scene changed.
+
+Pure logic, no I/O (the classifier core calls it; docs/performance.md says why it runs in the
+worker and how it was calibrated). Per camera, the gate keeps a small grayscale thumbnail of the
+**last frame the model classified** (not of the previous frame, so a slowly growing spill adds up
+until it crosses the threshold) and that frame's classification. A new frame is classified when
+
+* the camera has no reference yet (first frame after start or rebalance), or its producer epoch
+  changed, or the frame was captured before the reference (a redelivery);
+* the reference is older than ``refresh_s`` (capture time, so replays decide the same way);
+* the last classification was "hot": spill probability at or above the camera's clear level
+  (threshold x ``aggregator.clear_threshold_ratio``), i.e. a suspicion or an open incident is
+  always judged on fresh inferences, so k-of-n confirmation and clearing keep their meaning;
+* the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
+  mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
+  of the block means over an 8 x 8 grid: per-pixel sensor and JPEG noise averages out); ``min_blocks``
+  blocks at or above ``threshold`` (in units of the frame's own contrast) count as a change.
+
+Otherwise the frame is "reused": the worker emits the reference's classification with this
+frame's ids and times and ``inferred: false``.
+
+>>> import numpy as np
+>>> gate = ChangeGate(GateParams(refresh_s=10.0, threshold=0.3, min_blocks=1))
+>>> img = np.full((90, 120, 3), 100, np.uint8); img[:45] = 160
+>>> t0 = datetime(2026, 1, 1, tzinfo=UTC)
+>>> gate.decide("cam", gate.thumbnail(img), t0, None).classify
+True
+>>> gate.commit("cam", gate.thumbnail(img), t0, None, result="r0", hot=False)
+>>> brighter = np.clip(img.astype(int) * 1.1 + 8, 0, 255).astype(np.uint8)  # auto-exposure
+>>> gate.decide("cam", gate.thumbnail(brighter), t0 + timedelta(seconds=1), None).reason
+'unchanged'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+import cv2
+import numpy as np
+
+THUMB = 32  # thumbnail side (pixels)
+BLOCK = 4  # block side in thumbnail pixels: an 8 x 8 grid of blocks
+MIN_SCALE = 4.0  # floor of the contrast scale (gray levels): a flat frame does not amplify noise
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class GateParams:
+    refresh_s: float = 10.0
+    threshold: float = 0.3
+    min_blocks: int = 1
+    max_cameras: int = 100_000
+
+
+@dataclass(frozen=True)
+class Decision:
+    classify: bool
+    reason: str  # first | epoch | older | refresh | hot | changed | unchanged | off
+    changed_blocks: int = 0
+    peak: float = 0.0  # largest block difference seen (contrast units)
+
+
+@dataclass
+class Reference(Generic[R]):
+    thumb: np.ndarray
+    capture_time: datetime
+    epoch: int | None
+    result: R
+    hot: bool
+
+
+def thumbnail_of_jpeg(jpeg: bytes) -> np.ndarray:
+    """The thumbnail straight from the JPEG: a reduced grayscale decode (the DC coefficients at 1/8
+    scale for a 480 x 360 frame), cheaper than the colour decode the model needs, which a frame
+    that is reused never gets."""
+    from spillwatch.model import decode_jpeg_gray
+
+    return thumbnail(decode_jpeg_gray(jpeg, THUMB))
+
+
+def thumbnail(image_bgr: np.ndarray) -> np.ndarray:
+    """``THUMB`` x ``THUMB`` float32 grayscale, normalised: zero mean, unit mean absolute deviation."""
+    gray = image_bgr if image_bgr.ndim == 2 else cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    t = cv2.resize(gray, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+    t -= t.mean()
+    scale = max(float(np.abs(t).mean()), MIN_SCALE)
+    return t / scale
+
+
+def block_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Absolute difference of the block means (``BLOCK`` x ``BLOCK`` thumbnail pixels each, a grid
+    of THUMB/BLOCK squared). Averaging the signed difference before taking its size lets per-pixel
+    noise cancel out (a mean of absolute differences would keep it), while a stain, a puddle or an
+    object shifts its block one way."""
+    n = THUMB // BLOCK
+    return np.abs((a - b).reshape(n, BLOCK, n, BLOCK).mean(axis=(1, 3)))
+
+
+class ChangeGate(Generic[R]):
+    """Per-camera references (bounded: the least recently seen camera is forgotten first)."""
+
+    def __init__(self, params: GateParams) -> None:
+        self.params = params
+        self._refs: OrderedDict[str, Reference[R]] = OrderedDict()
+
+    thumbnail = staticmethod(thumbnail)
+
+    def reference(self, camera: str) -> Reference[R] | None:
+        return self._refs.get(camera)
+
+    def decide(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None) -> Decision:
+        ref = self._refs.get(camera)
+        if ref is None:
+            return Decision(True, "first")
+        self._refs.move_to_end(camera)
+        return self.judge(ref, thumb, capture_time, epoch)
+
+    def judge(self, ref: Reference[Any], thumb: np.ndarray, capture_time: datetime, epoch: int | None) -> Decision:
+        """The decision for a frame against ``ref`` (the camera's reference, or a frame of the same
+        batch that is about to be classified)."""
+        if epoch != ref.epoch:
+            return Decision(True, "epoch")
+        if capture_time < ref.capture_time:
+            return Decision(True, "older")
+        if capture_time - ref.capture_time >= timedelta(seconds=self.params.refresh_s):
+            return Decision(True, "refresh")
+        if ref.hot:
+            return Decision(True, "hot")
+        blocks = block_difference(thumb, ref.thumb)
+        changed = int((blocks >= self.params.threshold).sum())
+        peak = float(blocks.max())
+        if changed >= self.params.min_blocks:
+            return Decision(True, "changed", changed, peak)
+        return Decision(False, "unchanged", changed, peak)
+
+    def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool) -> None:
+        """The frame the model just classified becomes the camera's reference."""
+        self._refs[camera] = Reference(thumb, capture_time, epoch, result, hot)
+        self._refs.move_to_end(camera)
+        while len(self._refs) > self.params.max_cameras:
+            self._refs.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+def params_from(settings: Any) -> GateParams | None:
+    """GateParams from ``settings.gating`` (None when gating is off)."""
+    g = settings.gating
+    if not g.enabled:
+        return None
+    return GateParams(refresh_s=g.refresh_s, threshold=g.threshold, min_blocks=g.min_blocks, max_cameras=g.max_cameras)

@@ -1,0 +1,218 @@
+"""Change gating: the pure gate (noise, flicker, slow growth, refresh) and the classifier core with it
+(reused results, ids and times of the new frame, learned suppression on reused frames)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from processors.bench_scenes import noisy_variants
+from processors.classifier import Classifier
+from processors.gating import ChangeGate, GateParams, block_difference, thumbnail_of_jpeg
+from processors.suppression import FrameSuppressor, SuppressionCache
+from spillwatch.events import Classification, FrameHeader, encode_frame
+from spillwatch.model import SpillModel
+from spillwatch.settings import Settings
+from spillwatch.suppression import Entry, LearnedCell, entry_id, grid_of
+from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, frame_image, spill_jpeg, to_jpeg
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+PARAMS = GateParams(refresh_s=10.0, threshold=0.3, min_blocks=1)
+
+
+def scene(width: int = 480, height: int = 360) -> np.ndarray:
+    """A textured floor with some structure (shelves, a doorway), BGR."""
+    rng = np.random.default_rng(3)
+    img = np.full((height, width, 3), 110, np.uint8)
+    img[: height // 3] = (70, 80, 90)
+    img[: height // 2, width // 2 : width // 2 + 40] = (180, 180, 170)
+    return np.clip(img.astype(np.int16) + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+
+
+def with_stain(img: np.ndarray, radius: float) -> np.ndarray:
+    """A dark liquid stain of ``radius`` pixels on the floor (centre bottom third)."""
+    out = img.copy()
+    if radius > 0:
+        h, w = img.shape[:2]
+        cv2.ellipse(out, (w // 2, int(h * 0.75)), (int(radius * 1.6), int(radius)), 0, 0, 360, (40, 55, 60), -1)
+    return out
+
+
+def thumb_of(jpeg: bytes) -> np.ndarray:
+    return thumbnail_of_jpeg(jpeg)
+
+
+# --------------------------------------------------------------------------- the pure gate
+
+
+def test_noise_flicker_auto_exposure_and_jpeg_do_not_count_as_change() -> None:
+    gate: ChangeGate[str] = ChangeGate(PARAMS)
+    variants = noisy_variants(scene(), 12, seed=1)  # sensor noise, +-5 % gain, +-6 offset, JPEG
+    gate.commit("cam", thumb_of(variants[0]), T0, None, result="r", hot=False)
+    decisions = [gate.decide("cam", thumb_of(v), T0 + timedelta(seconds=0.5 * i), None) for i, v in enumerate(variants[1:], 1)]
+    assert [d.reason for d in decisions] == ["unchanged"] * 11
+    assert max(d.peak for d in decisions) < PARAMS.threshold / 2
+
+
+def test_a_small_stain_is_a_change() -> None:
+    gate: ChangeGate[str] = ChangeGate(PARAMS)
+    base = scene()
+    gate.commit("cam", thumb_of(to_jpeg(base)), T0, None, result="r", hot=False)
+    d = gate.decide("cam", thumb_of(to_jpeg(with_stain(base, 14))), T0 + timedelta(seconds=1), None)
+    assert d.classify and d.reason == "changed"  # a 45 x 28 px stain in a 480 x 360 frame
+
+
+def test_slow_growth_adds_up_against_the_last_classified_frame() -> None:
+    """Each step is far below the threshold frame to frame, yet the gate classifies again as the
+    stain grows, because it compares with the last frame the model classified."""
+    gate: ChangeGate[str] = ChangeGate(GateParams(refresh_s=1e6, threshold=0.3))
+    base = scene()
+    frames = [thumb_of(to_jpeg(with_stain(base, 0.25 * i))) for i in range(0, 200)]  # +0.25 px radius a frame
+    steps = [float(block_difference(a, b).max()) for a, b in zip(frames, frames[1:])]
+    assert max(steps) < PARAMS.threshold  # frame-to-frame comparison would never fire
+    gate.commit("cam", frames[0], T0, None, result="r", hot=False)
+    classified = []
+    for i, t in enumerate(frames[1:], 1):
+        at = T0 + timedelta(seconds=0.5 * i)
+        if gate.decide("cam", t, at, None).classify:
+            classified.append(i)
+            gate.commit("cam", t, at, None, result="r", hot=False)
+    assert classified and classified[0] <= 80  # the stain is caught by 20 px radius at the latest
+    assert len(classified) >= 3  # and again as it keeps growing
+
+
+def test_refresh_hot_epoch_and_redelivery_always_classify() -> None:
+    gate: ChangeGate[str] = ChangeGate(PARAMS)
+    t = thumb_of(to_jpeg(scene()))
+    assert gate.decide("cam", t, T0, 1).reason == "first"
+    gate.commit("cam", t, T0, 1, result="r", hot=False)
+    assert gate.decide("cam", t, T0 + timedelta(seconds=9.9), 1).reason == "unchanged"
+    assert gate.decide("cam", t, T0 + timedelta(seconds=10), 1).reason == "refresh"
+    assert gate.decide("cam", t, T0 + timedelta(seconds=1), 2).reason == "epoch"  # producer restarted
+    assert gate.decide("cam", t, T0 - timedelta(seconds=1), 1).reason == "older"  # redelivered
+    gate.commit("cam", t, T0, 1, result="r", hot=True)  # a suspicion: judged on fresh inferences
+    assert gate.decide("cam", t, T0 + timedelta(seconds=1), 1).reason == "hot"
+
+
+def test_references_are_bounded_least_recently_seen_first() -> None:
+    gate: ChangeGate[str] = ChangeGate(GateParams(max_cameras=2))
+    t = thumb_of(clean_jpeg())
+    for cam in ("a", "b"):
+        gate.commit(cam, t, T0, None, result=cam, hot=False)
+    gate.decide("a", t, T0, None)  # "a" seen again: "b" is the oldest
+    gate.commit("c", t, T0, None, result="c", hot=False)
+    assert gate.reference("b") is None and gate.reference("a") is not None and len(gate) == 2
+
+
+# --------------------------------------------------------------------------- the classifier with the gate
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+def make_core(tiny: Path, suppressor: FrameSuppressor | None = None, **settings: object) -> Classifier:
+    s = Settings(worker={"model_path": tiny}, **settings)  # type: ignore[arg-type]
+    return Classifier(SpillModel.load(tiny, threads=1), s, "w-gate", suppressor)
+
+
+def rec(cam: str, seq: int, jpeg: bytes, at: datetime, **kw: object) -> tuple[bytes, bytes]:
+    h = FrameHeader(camera_id=cam, seq=seq, capture_time=at, width=320, height=240, **kw)
+    return cam.encode(), encode_frame(h, jpeg)
+
+
+def run(core: Classifier, frames: list[tuple[bytes, bytes]]) -> list[Classification]:
+    out = []
+    for r in frames:  # one record a batch, as a real-time camera arrives
+        ok, bad = core.process([r], now=T0 + timedelta(hours=1))
+        assert bad == []
+        out += [c.event for c in ok]
+    return out
+
+
+def test_static_scene_reuses_the_last_result_with_the_new_frames_ids(tiny: Path) -> None:
+    core = make_core(tiny)
+    variants = noisy_variants(frame_image(), 8, seed=2)
+    events = run(core, [rec("cam", i, variants[i % 8], T0 + timedelta(seconds=0.5 * i), label="clean") for i in range(24)])
+    assert [e.seq for e in events] == list(range(24))  # every frame has its classification
+    assert [e.inferred for e in events] == [True] + [False] * 19 + [True] + [False] * 3  # refreshed after 10 s
+    first, reused = events[0], events[1]
+    assert reused.capture_time == T0 + timedelta(seconds=0.5) and reused.label == "clean" and reused.inference_ms == 0
+    assert (reused.spill_prob, reused.spill_map, reused.model_version) == (first.spill_prob, first.spill_map, first.model_version)
+    assert core.counts == {"inferred": 2, "reused": 22}
+
+
+def test_a_spill_appearing_is_classified_at_once_and_then_on_every_frame(tiny: Path) -> None:
+    core = make_core(tiny)
+    frames = [clean_jpeg()] * 4 + [spill_jpeg()] * 6
+    events = run(core, [rec("cam", i, j, T0 + timedelta(seconds=0.5 * i)) for i, j in enumerate(frames)])
+    assert [e.inferred for e in events] == [True, False, False, False] + [True] * 6  # change, then hot
+    assert all(e.spill_prob > 0.95 for e in events[4:])
+
+
+def test_gating_off_classifies_every_frame(tiny: Path) -> None:
+    core = make_core(tiny, gating={"enabled": False})
+    events = run(core, [rec("cam", i, clean_jpeg(), T0 + timedelta(seconds=0.5 * i)) for i in range(5)])
+    assert all(e.inferred for e in events) and core.gate is None
+
+
+def test_frames_of_one_camera_in_one_batch_reuse_the_one_inferred_and_stay_in_order(tiny: Path) -> None:
+    core = make_core(tiny)
+    batch = [rec("cam", i, clean_jpeg(), T0 + timedelta(seconds=0.5 * i)) for i in range(3)]
+    batch.insert(1, rec("other", 0, clean_jpeg(), T0))
+    ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
+    assert [(c.event.camera_id, c.event.seq, c.event.inferred) for c in ok] == [
+        ("cam", 0, True), ("other", 0, True), ("cam", 1, False), ("cam", 2, False)]
+    assert ok[2].event.spill_prob == ok[0].event.spill_prob
+    ok, _ = core.process([rec("cam", 3, clean_jpeg(), T0 + timedelta(seconds=2))], now=T0 + timedelta(hours=1))
+    assert not ok[0].event.inferred and ok[0].event.seq == 3
+
+
+def test_a_batch_frame_reusing_a_hot_result_is_inferred_after_all(tiny: Path) -> None:
+    core = make_core(tiny)
+    batch = [rec("cam", i, spill_jpeg(), T0 + timedelta(seconds=0.5 * i)) for i in range(3)]
+    ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
+    assert [(c.event.seq, c.event.inferred) for c in ok] == [(0, True), (1, True), (2, True)]
+    assert core.counts == {"inferred": 3, "reused": 0}
+
+
+def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:
+    """A firing result that is reused is matched against the suppressions the worker has now (an
+    entry learned after the frame was inferred applies to the reused frames)."""
+    cache = SuppressionCache()
+    settings = {"cameras": [{"id": "cam", "source": "x", "threshold": 1.0}], "aggregator": {"clear_threshold_ratio": 1.0}}
+    core = make_core(tiny, FrameSuppressor(cache, margin=10.0, map_threshold=0.5), **settings)
+    jpeg = spill_jpeg()
+    (first,) = run(core, [rec("cam", 0, jpeg, T0)])
+    assert first.inferred and first.looks and first.suppressed is None and first.spill_prob < 1.0
+    grid = grid_of(first.spill_map)
+    assert grid is not None
+    now = datetime.now(UTC)
+    learned = Entry(id=entry_id("cam", "inc-1"), camera_id="cam", grid=grid,
+                    cells=[LearnedCell(cell=lk[0], look=list(lk[1:]), spread=[0.0] * 6, frames=5) for lk in first.looks],
+                    incident_id="inc-1", by="op", source="test", created_at=now, expires_at=now + timedelta(days=1))
+    cache.replace([learned], 1)
+    (second,) = run(core, [rec("cam", 1, jpeg, T0 + timedelta(seconds=0.5))])
+    assert not second.inferred
+    assert second.suppressed and second.suppressed[0].entry == learned.id
+    assert sorted(second.suppressed[0].cells) == sorted(lk[0] for lk in first.looks)
+
+
+def test_old_classifications_without_the_field_read_as_inferred() -> None:
+    raw = b'{"v":1,"camera_id":"c","seq":1,"capture_time":"2026-12-01T09:00:00Z","spill_prob":0.1,"model_version":"m"}'
+    assert Classification.from_bytes(raw).inferred is True
+
+
+def test_a_frame_reuses_the_reference_it_was_judged_against_not_a_later_one_of_its_batch(tiny: Path) -> None:
+    """Seq 1 (clean, unchanged) and seq 2 (a spill) in one batch: seq 1 keeps the clean result even
+    though seq 2's inference replaces the camera's reference before the results are built."""
+    core = make_core(tiny)
+    run(core, [rec("cam", 0, clean_jpeg(), T0)])
+    ok, _ = core.process([rec("cam", 1, clean_jpeg(), T0 + timedelta(seconds=0.5)),
+                          rec("cam", 2, spill_jpeg(), T0 + timedelta(seconds=1))], now=T0 + timedelta(hours=1))
+    assert [(c.event.seq, c.event.inferred, c.event.spill_prob < 0.5) for c in ok] == [(1, False, True), (2, True, False)]

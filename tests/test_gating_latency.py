@@ -1,0 +1,109 @@
+"""Change gating does not delay confirmation: the shipped model (whatever models/ holds) and the
+pure confirmation state machine on synthetic clips, classified with gating on and with it off.
+
+* onset: the static bench scene of a spill camera (the bundled spill clip's last clean frame held
+  with sensor noise and flicker, then its growth frames, then the grown spill held);
+* slow growth: the same spill revealed pixel by pixel from its centre over 3 minutes, so that no frame
+  differs much from the one before it (a frame-to-frame gate would never fire).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from processors.bench import load_clip
+from processors.bench_scenes import build_static, decode, noisy_variants
+from processors.classifier import Classifier
+from processors.confirmation import CameraState, params_for
+from processors.confirmation import observe as confirm_step
+from processors.gating import block_difference, thumbnail_of_jpeg
+from spillwatch.events import AlertState, FrameHeader, encode_frame
+from spillwatch.model import SpillModel
+from spillwatch.settings import Settings
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+FPS = 2.0
+CAM = "cam-spill"
+
+
+@pytest.fixture(scope="module")
+def model() -> SpillModel:
+    return SpillModel.load(Settings().worker.model_path, threads=2)
+
+
+@pytest.fixture(scope="module")
+def clips() -> tuple[list[bytes], list[bytes], float, float]:
+    spill, clean = load_clip("spill", 480), load_clip("clean", 480)
+    assert spill.onset_s is not None
+    return spill.jpegs, clean.jpegs, spill.fps, spill.onset_s
+
+
+def onset_frames(clips: tuple[list[bytes], list[bytes], float, float], seconds: float = 40.0) -> list[bytes]:
+    spill, clean, fps, onset = clips
+    static = build_static(spill, clean, fps=fps, onset_s=onset, grow_s=5.0)
+    return [static.frame(0, True, i / FPS, i) for i in range(int(seconds * FPS))]
+
+
+def slow_growth_frames(clips: tuple[list[bytes], list[bytes], float, float], grow_s: float = 180.0) -> list[bytes]:
+    spill, _, fps, onset = clips
+    first = int(round(onset * fps))
+    before, after = decode(spill[first - 1]).astype(np.int16), decode(spill[first + 30]).astype(np.int16)
+    h, w = before.shape[:2]
+    mask = np.abs(after - before).max(axis=2) > 25
+    mask[: int(h * 0.45)] = False  # the floor only (the clip's people and glare move above it)
+    ys, xs = np.nonzero(mask)
+    cy, cx = ys.mean(), xs.mean()
+    order = np.argsort((ys - cy) ** 2 + ((xs - cx) / 1.6) ** 2)
+    lead = int(5 * FPS)  # 5 s before the spill starts
+    n = int(grow_s * FPS)
+    frames = []
+    for i in range(lead + n + int(10 * FPS)):
+        k = int(len(order) * min(1.0, max(0, i - lead) / n))
+        img = before.copy()
+        sel = order[:k]
+        img[ys[sel], xs[sel]] = after[ys[sel], xs[sel]]
+        frames.append(noisy_variants(img.astype(np.uint8), 1, seed=i)[0])
+    return frames
+
+
+def confirmed_at(model: SpillModel, frames: list[bytes], gating: bool) -> tuple[datetime | None, int]:
+    """Capture time of the frame that confirms the incident, and how many frames were inferred."""
+    settings = Settings(worker={"model_path": model.path}, gating={"enabled": gating})
+    core = Classifier(model, settings, "w-latency")
+    params = params_for(settings, CAM, model_threshold=model.threshold, map_threshold=model.map_threshold)
+    state = CameraState(camera_id=CAM)
+    confirmed = None
+    for seq, jpeg in enumerate(frames):
+        at = T0 + timedelta(seconds=seq / FPS)
+        h = FrameHeader(camera_id=CAM, seq=seq, capture_time=at, width=480, height=360)
+        ok, bad = core.process([(CAM.encode(), encode_frame(h, jpeg))], now=at)
+        assert bad == [] and len(ok) == 1
+        step = confirm_step(state, ok[0].event, params, at)
+        state = step.state
+        if confirmed is None and any(a.state == AlertState.CONFIRMED for a in step.alerts):
+            confirmed = at
+    return confirmed, core.counts["inferred"]
+
+
+def test_a_spill_onset_on_a_static_scene_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
+    frames = onset_frames(clips)
+    ungated, n_all = confirmed_at(model, frames, gating=False)
+    gated, n_gated = confirmed_at(model, frames, gating=True)
+    assert ungated is not None, "the model does not confirm the spill clip at all: the comparison would prove nothing"
+    assert gated is not None and gated <= ungated
+    assert n_gated < n_all
+
+
+def test_a_slowly_growing_spill_is_still_caught_and_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
+    frames = slow_growth_frames(clips)
+    thumbs = [thumbnail_of_jpeg(j) for j in frames]
+    step_peak = max(float(block_difference(a, b).max()) for a, b in zip(thumbs, thumbs[1:]))
+    assert step_peak < Settings().gating.threshold  # frame to frame, the growth never looks like a change
+    ungated, n_all = confirmed_at(model, frames, gating=False)
+    gated, n_gated = confirmed_at(model, frames, gating=True)
+    assert ungated is not None, "the model does not confirm the grown spill: the comparison would prove nothing"
+    assert gated is not None and gated <= ungated, f"gated {gated} vs ungated {ungated}"
+    assert n_gated < n_all
