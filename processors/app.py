@@ -41,7 +41,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from processors.retry import Attempts, holding, redis_error_is_outage, send_error_is_permanent
 from spillwatch import metrics
@@ -51,6 +51,9 @@ from spillwatch.logs import get_logger
 from spillwatch.model_card import ModelError, card_path_for, read_card
 from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
+
+if TYPE_CHECKING:  # the classifier's modules load the model runtime: imported where the role needs them
+    from processors.classifier import BatchTimings, Classified, Rejected
 
 Role = Literal["classifier", "aggregator"]
 log = get_logger("processors.app")
@@ -293,44 +296,37 @@ def create_app(settings: Settings, role: Role) -> Any:
 # --------------------------------------------------------------------------- classifier
 
 
-def _wire_classifier(app: Any, settings: Settings) -> None:
-    import redis.asyncio as aioredis
+class _ClassifierStage:
+    """The classifier agent's work on one batch, apart from Faust's wiring: classify the records
+    (isolating one that breaks the batch), turn the results into outgoing records, keep evidence
+    frames, then send and ack in that order."""
 
-    from processors.classifier import BatchTimings, Classified, Classifier, Rejected
-    from processors.suppression import SuppressionCache, refresh_suppressions, suppressor_for
-    from spillwatch.model import SpillModel
+    def __init__(self, app: Any, settings: Settings, core: Any, rds: Any, log: Any) -> None:
+        t = settings.topics
+        self.settings, self.core, self.rds, self.log = settings, core, rds, log
+        self.tries = settings.limits.record_attempts
+        self.out = _raw_topic(app, t.classifications)
+        self.dlq = _raw_topic(app, t.dead_letter(t.frames))
+        self.keys, self.ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
 
-    t = settings.topics
-    wid = worker_id()
-    tries = settings.limits.record_attempts
-    model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads)
-    suppressions = SuppressionCache()
-    core = Classifier(model, settings, wid, suppressor_for(settings, suppressions, model.map_threshold))
-    frames = _raw_topic(app, t.frames)
-    out = _raw_topic(app, t.classifications)
-    dlq = _raw_topic(app, t.dead_letter(t.frames))
-    rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
-    keys, ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
-    clog = get_logger("processors.classifier", worker=wid, model=model.version)
-    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads,
-              gating=settings.gating.enabled, gating_refresh_s=settings.gating.refresh_s)
-
-    async def classify_records(
-        records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
+    async def classify(
+        self, records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
     ) -> tuple[list[Classified], list[Rejected]]:
         """The batch at once; if that raises (a bug or a resource error, not a bad record: those are
         rejected per record), record by record, each up to ``limits.record_attempts`` times."""
+        from processors.classifier import Rejected
+
         try:
-            return await asyncio.to_thread(core.process, records, timings)
+            return await asyncio.to_thread(self.core.process, records, timings)
         except Exception as exc:  # noqa: BLE001 - isolate the record that breaks the batch
-            clog.warning("batch failed; classifying its records one by one", error=repr(exc), records=len(records))
+            self.log.warning("batch failed; classifying its records one by one", error=repr(exc), records=len(records))
         ok: list[Classified] = []
         bad: list[Rejected] = []
         for i, rec in enumerate(records):
             error: BaseException | None = None
-            for _ in range(tries):
+            for _ in range(self.tries):
                 try:
-                    o, b = await asyncio.to_thread(core.process, [rec], timings)
+                    o, b = await asyncio.to_thread(self.core.process, [rec], timings)
                 except Exception as exc:  # noqa: BLE001
                     error = exc
                     continue
@@ -338,31 +334,44 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                 bad += [r.at(i) for r in b]
                 break
             else:
-                clog.exception("frame could not be classified; dead-lettered", error=repr(error))
-                bad.append(Rejected(rec[0], rec[1], f"classifier error after {tries} attempts: {error!r}", "error", index=i))
+                self.log.exception("frame could not be classified; dead-lettered", error=repr(error))
+                bad.append(Rejected(rec[0], rec[1], f"classifier error after {self.tries} attempts: {error!r}", "error", index=i))
         return ok, bad
 
-    def unpublishable(c: Classified, coords: tuple[int, int]) -> Callable[[BaseException], Outgoing | None]:
+    def outgoing(self, ok: list[Classified], bad: list[Rejected], coords: list[tuple[int, int]]) -> list[Outgoing]:
+        """The batch's classifications, then the dead letters of its rejected frames."""
+        frames_topic = self.settings.topics.frames
+        sends = [Outgoing(self.out, c.key, c.event.to_bytes(), "classification", self._unpublishable(c, coords[c.index]))
+                 for c in ok]
+        for r in bad:
+            part, off = coords[r.index] if 0 <= r.index < len(coords) else (None, None)
+            self.log.warning("frame dead-lettered", reason=r.reason, category=r.category, partition=part, offset=off,
+                             key=(r.key or b"").decode("utf-8", "replace")[:128])
+            sends.append(_dead_letter_out(self.settings, self.dlq, frames_topic, r.key, r.payload, r.reason, r.category,
+                                          "classifier", partition=part, offset=off))
+        return sends
+
+    def _unpublishable(self, c: Classified, coords: tuple[int, int]) -> Callable[[BaseException], Outgoing | None]:
         def instead(exc: BaseException) -> Outgoing | None:
             reason = f"classification refused by the broker: {exc!r}"
-            return _dead_letter_out(settings, dlq, t.frames, c.key, c.event.to_bytes(), reason, "unpublishable",
-                                    "classifier", partition=coords[0], offset=coords[1])
+            return _dead_letter_out(self.settings, self.dlq, self.settings.topics.frames, c.key, c.event.to_bytes(), reason,
+                                    "unpublishable", "classifier", partition=coords[0], offset=coords[1])
         return instead
 
-    async def finish(guard: AckWhenDone, sends: list[Outgoing], ok: list[Classified], bad: list[Rejected],
+    async def finish(self, guard: AckWhenDone, sends: list[Outgoing], ok: list[Classified], bad: list[Rejected],
                      timings: BatchTimings) -> None:
         """Evidence frames, then every record of the batch acknowledged by the broker, then the
         batch's frames acked (``guard``): never the other way round."""
         suspicious = [c for c in ok if c.suspicious]
         if suspicious:
             try:
-                async with rds.pipeline(transaction=False) as pipe:
+                async with self.rds.pipeline(transaction=False) as pipe:
                     for c in suspicious:
-                        pipe.set(keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=ttl)
+                        pipe.set(self.keys.evidence_frame(c.event.camera_id, c.event.seq), c.jpeg, ex=self.ttl)
                     await pipe.execute()
             except Exception as exc:  # noqa: BLE001 - evidence is best effort, the alert is not
-                clog.warning("could not keep evidence frames in Redis", error=repr(exc))
-        await _send_all(sends, attempts=tries)
+                self.log.warning("could not keep evidence frames in Redis", error=repr(exc))
+        await _send_all(sends, attempts=self.tries)
         guard.__exit__(None, None, None)  # only now: a cancelled or failed batch keeps its references
         if ok:
             inferred = len(ok) - timings.reused
@@ -373,8 +382,28 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                 metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()
                 if not c.event.inferred:
                     metrics.FRAMES_REUSED.labels(c.event.camera_id).inc()
-        clog.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
-                   inference_ms=round(timings.inference_ms, 1))
+        self.log.debug("batch", frames=len(ok), reused=timings.reused, rejected=len(bad), decode_ms=round(timings.decode_ms, 1),
+                       inference_ms=round(timings.inference_ms, 1))
+
+
+def _wire_classifier(app: Any, settings: Settings) -> None:
+    import redis.asyncio as aioredis
+
+    from processors.classifier import BatchTimings, Classifier
+    from processors.suppression import SuppressionCache, refresh_suppressions, suppressor_for
+    from spillwatch.model import SpillModel
+
+    t = settings.topics
+    wid = worker_id()
+    model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads)
+    suppressions = SuppressionCache()
+    core = Classifier(model, settings, wid, suppressor_for(settings, suppressions, model.map_threshold))
+    frames = _raw_topic(app, t.frames)
+    rds = aioredis.from_url(settings.redis.url, socket_timeout=5, socket_connect_timeout=5)
+    clog = get_logger("processors.classifier", worker=wid, model=model.version)
+    stage = _ClassifierStage(app, settings, core, rds, clog)
+    clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads,
+              gating=settings.gating.enabled, gating_refresh_s=settings.gating.refresh_s)
 
     @app.agent(frames, name=f"{app.conf.id}.classify")
     async def classify(stream: Any) -> None:
@@ -388,20 +417,12 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
                 records = [(e.message.key, e.message.value) for e in events]
                 coords = [(e.message.partition, e.message.offset) for e in events]
                 timings = BatchTimings()
-                work = asyncio.ensure_future(classify_records(records, timings))
+                work = asyncio.ensure_future(stage.classify(records, timings))
                 if previous is not None:
                     await previous  # the broker has batch N before batch N+1 is sent
                     previous = None
                 ok, bad = await work
-                sends = [Outgoing(out, c.key, c.event.to_bytes(), "classification", unpublishable(c, coords[c.index]))
-                         for c in ok]
-                for r in bad:
-                    part, off = coords[r.index] if 0 <= r.index < len(coords) else (None, None)
-                    clog.warning("frame dead-lettered", reason=r.reason, category=r.category, partition=part, offset=off,
-                                 key=(r.key or b"").decode("utf-8", "replace")[:128])
-                    sends.append(_dead_letter_out(settings, dlq, t.frames, r.key, r.payload, r.reason, r.category,
-                                                  "classifier", partition=part, offset=off))
-                previous = asyncio.ensure_future(finish(guard, sends, ok, bad, timings))
+                previous = asyncio.ensure_future(stage.finish(guard, stage.outgoing(ok, bad, coords), ok, bad, timings))
             if previous is not None:
                 await previous
         finally:
@@ -416,7 +437,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
 
         @app.timer(interval=settings.suppression.refresh_s)
         async def _suppressions() -> None:
-            await refresh_suppressions(suppressions, rds, keys)
+            await refresh_suppressions(suppressions, rds, keys=RedisKeys(settings.redis.key_prefix))
 
 
 # --------------------------------------------------------------------------- aggregator
