@@ -78,14 +78,17 @@ def choose_threshold(
     max_floor_fpr: float = 0.01,
     neg_caps: dict[str, tuple[np.ndarray, float]] | None = None,
     margin: float = 1e-3,
+    group_targets: dict[str, float] | None = None,
 ) -> ThresholdChoice:
     """The decision threshold: the lowest of the per-group thresholds that reach ``target_recall``
     (so the recall target holds in every group, e.g. each liquid), then raised if needed so the
     false-positive rate on the hard negatives stays within its cap: the floor photos at
     ``max_floor_fpr`` and each ``neg_caps`` set (scores, max FPR). Caps win over recall; a note says
     when they had to. ``margin`` keeps a cap threshold clear of the negative it sits on (int8 and
-    float rounding must not flip it)."""
-    per = {name: threshold_for_recall(s, target_recall) for name, s in pos_groups.items()}
+    float rounding must not flip it). ``group_targets`` gives a group its own recall target (e.g.
+    wet-floor photos 0.8); the others use ``target_recall``."""
+    targets = group_targets or {}
+    per = {name: threshold_for_recall(s, targets.get(name, target_recall)) for name, s in pos_groups.items()}
     valid = [t for t in per.values() if t is not None]
     t_recall = min(valid) if valid else 0.5
     caps: dict[str, float | None] = {"floor": threshold_for_fpr(floor_neg, max_floor_fpr)}
@@ -93,7 +96,10 @@ def choose_threshold(
         caps[name] = threshold_for_fpr(scores, fpr)
     caps = {k: (None if v is None else (v if v == 0.0 else v + margin)) for k, v in caps.items()}
     t_floor = caps["floor"]
-    choice = ThresholdChoice(threshold=t_recall, rule=f"min over groups of recall>={target_recall}",
+    rule = f"min over groups of recall>={target_recall}"
+    if targets:
+        rule += " (" + ", ".join(f"{k}>={v}" for k, v in sorted(targets.items())) + ")"
+    choice = ThresholdChoice(threshold=t_recall, rule=rule,
                              recall_thresholds=per, floor_threshold=t_floor)
     binding = max(((v, k) for k, v in caps.items() if v is not None), default=None)
     if binding is not None and binding[0] > t_recall:
