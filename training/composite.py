@@ -26,7 +26,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class CompositeConfig:
-    min_width: float = 0.15          # pasted liquid width, fraction of the target width
+    min_width: float = 0.2           # pasted liquid width, fraction of the target width
     max_width: float = 0.55
     squash: tuple[float, float] = (0.45, 1.0)   # vertical scale (floor foreshortening)
     perspective: float = 0.15        # corner jitter of the cut-out, fraction of its size
@@ -97,7 +97,9 @@ def composite_spill(rng: np.random.Generator, source: np.ndarray, source_mask: n
     if int(hard.sum()) < cfg.min_pixels:
         return None
     fs = max(0.5, cfg.feather * W * rng.uniform(0.5, 1.5))
-    alpha = np.clip(cv2.GaussianBlur(a, (0, 0), fs), 0.0, 1.0)[..., None]
+    alpha = np.clip(cv2.GaussianBlur(a, (0, 0), fs), 0.0, 1.0)
+    alpha[alpha < 0.004] = 0.0  # the feather's far tail would only re-round untouched pixels
+    alpha = alpha[..., None]
     tgt = target.astype(np.float32)
 
     # appearance: own colour vs transferred change (multiplicative, so it follows the new floor's tone)
@@ -127,4 +129,7 @@ def composite_spill(rng: np.random.Generator, source: np.ndarray, source_mask: n
         glint = cv2.GaussianBlur(glint, (0, 0), max(0.5, W * 0.006)) * hard
         tint = tint + glint[..., None]
     out = tgt * (1 - alpha) + np.clip(tint, 0, 255) * alpha
-    return np.clip(out, 0, 255).astype(np.uint8), hard
+    frame = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    untouched = alpha[..., 0] == 0
+    frame[untouched] = target[untouched]
+    return frame, hard
