@@ -21,6 +21,8 @@ def metrics_table(m: Mapping[str, SetMetrics]) -> list[str]:
     rows = ["| set | n | recall | precision | FPR | floor FPR | ROC AUC | PR AUC | log loss |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in m.items():
+        if name == "all-sources":  # mixes in-sample train frames: shown per source below
+            continue
         rows.append(f"| {name} | {r.n} | {_f(r.recall)} | {_f(r.precision)} | {_f(r.fpr)} | "
                     f"{_f(r.floor_fpr)} | {_f(r.roc_auc)} | {_f(r.pr_auc)} | {_f(r.log_loss)} |")
     return rows
@@ -31,6 +33,32 @@ def groups_table(m: Mapping[str, SetMetrics]) -> list[str]:
     for name, r in m.items():
         for g, v in r.groups.items():
             rows.append(f"| {name} / {g} | {v.n} | {_f(v.recall if v.recall is not None else v.fpr)} |")
+    return rows
+
+
+def sources_table(m32: Mapping[str, SetMetrics], m8: Mapping[str, SetMetrics] | None = None, key: str = "all-sources") -> list[str]:
+    """Every source and split (``<source>/<split>``; 'tune' = held out of train for the threshold, train
+    rows are in-sample): n, recall (spill frames) or FPR (clean frames), ROC AUC, for fp32 (and int8)."""
+    a = m32.get(key)
+    if a is None or not a.sources:
+        return []
+    b = (m8 or {}).get(key)
+    head = "| source / split | n | fp32 recall | fp32 FPR | fp32 ROC AUC |"
+    sep = "|---|---|---|---|---|"
+    if b is not None:
+        head += " int8 recall | int8 FPR | int8 ROC AUC |"
+        sep += "---|---|---|"
+    rows = [head, sep]
+
+    def cell(v: Any, num: int, den: int) -> str:
+        return f"{_f(v)} ({num}/{den})" if v is not None else ""
+
+    for k, r in a.sources.items():
+        line = f"| {k} | {r.n} | {cell(r.recall, r.tp, r.spill)} | {cell(r.fpr, r.fp, r.clean)} | {_f(r.roc_auc)} |"
+        if b is not None:
+            q = b.sources.get(k)
+            line += (f" {cell(q.recall, q.tp, q.spill)} | {cell(q.fpr, q.fp, q.clean)} | {_f(q.roc_auc)} |" if q else " | | |")
+        rows.append(line)
     return rows
 
 
@@ -86,7 +114,9 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
             L.append(f"- {name}: {_f(v, 4)}")
         for name, v in (t.fpr_caps or {"floor": t.floor_threshold}).items():
             L.append(f"- false-positive cap '{name}': threshold {_f(v, 4)}")
-        L.append(f"  (caps: floor photos FPR <= {t.max_floor_fpr}, synthetic clean scenes FPR <= {t.max_synth_clean_fpr})")
+        L.append(f"  (caps: floor photos FPR <= {t.max_floor_fpr}, synthetic clean scenes FPR <= {t.max_synth_clean_fpr}"
+                 + (f", held-out clean sets FPR <= {tr_set.get('max_tune_clean_fpr')}" if (tr_set := (fp32.training.settings if fp32.training else {})).get("max_tune_clean_fpr") is not None else "")
+                 + ")")
     L += ["", "## Metrics at the threshold (ONNX Runtime)", ""]
     m32 = fp32.metrics.onnx_fp32 or {}
     L += ["fp32:", ""] + metrics_table(m32)
@@ -105,7 +135,11 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
     p32 = fp32.parity.onnx_fp32_vs_torch
     if p32 is not None:
         L.append(f"ONNX fp32 vs torch: max |dp| {_f(p32.max_abs_prob_diff, 6)}.")
-    L += ["", "Groups (fp32):", ""] + groups_table(m32)
+    st = sources_table(m32, int8.metrics.onnx_int8 if int8 is not None else None)
+    if st:
+        L += ["", "Per source and split at the threshold ('tune' = held out of the train split to set the threshold; "
+                  "train rows are in-sample; a one-class slice's ROC AUC ranks it against the other class of all frames):", ""] + st
+    L += ["", "Groups (fp32):", ""] + groups_table({k: v for k, v in m32.items() if k != "all-sources"})
     if fp32.ablation is not None:
         L += ["", "## Ablation (same recipe, shorter runs; threshold chosen per arm by the same rule)", ""]
         L += ablation_table(fp32.ablation)
