@@ -134,6 +134,7 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
                       f"max |dp| {_f(p.max_abs_prob_diff, 4)}, map-cell agreement {_f(p.map_cell_agreement, 4)}."]
     p32 = fp32.parity.onnx_fp32_vs_torch
     if p32 is not None:
+        L.append("")
         L.append(f"ONNX fp32 vs torch: max |dp| {_f(p32.max_abs_prob_diff, 6)}.")
     st = sources_table(m32, int8.metrics.onnx_int8 if int8 is not None else None)
     if st:

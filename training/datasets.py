@@ -212,11 +212,11 @@ class SynthSet:
                 "generator": self.generator, "liquids": dict(sorted(liq.items()))}
 
 
-def _gen_one(args: tuple[int, int, float]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+def _gen_one(args: tuple[int, int, float, tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
     from training.synth import generate_sample
 
-    seed, size, p_spill = args
-    s = generate_sample(seed, size=size, p_spill=p_spill)
+    seed, size, p_spill, exclude = args
+    s = generate_sample(seed, size=size, p_spill=p_spill, **({"exclude_distractors": exclude} if exclude else {}))
     meta = {k: v for k, v in (s.meta or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
     return s.image, s.mask.astype(np.uint8), int(s.label == "spill"), meta
 
@@ -234,10 +234,13 @@ def generator_fingerprint() -> str:
 
 
 def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: int = 2,
-                   cache_dir: Path | None = None, progress: Callable[[int], None] | None = None) -> SynthSet:
-    """Render ``n`` samples with seeds ``seed*1_000_003 + i`` (deterministic), optionally cached as .npz."""
+                   cache_dir: Path | None = None, progress: Callable[[int], None] | None = None,
+                   exclude: Sequence[str] = ()) -> SynthSet:
+    """Render ``n`` samples with seeds ``seed*1_000_003 + i`` (deterministic), optionally cached as .npz.
+    ``exclude``: distractors the generator leaves out (ablation)."""
     fp = generator_fingerprint()
-    key = f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}"
+    ex = tuple(sorted(exclude))
+    key = f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}" + (f"-x{'+'.join(ex)}" if ex else "")
     if cache_dir is not None:
         cp = Path(cache_dir) / f"{key}.npz"
         if cp.is_file():
@@ -249,7 +252,7 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
     masks = np.zeros((n, size, size), np.uint8)
     labels = np.zeros(n, np.int8)
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
-    args = [(s, size, p_spill) for s in seeds]
+    args = [(s, size, p_spill, ex) for s in seeds]
 
     def put(i: int, res: tuple[np.ndarray, np.ndarray, int, dict[str, Any]]) -> None:
         img, mk, y, meta = res

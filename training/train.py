@@ -64,6 +64,7 @@ class TrainConfig:
     composite_fraction: float = 0.2            # share of composites in a batch
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
+    synth_exclude: list[str] = field(default_factory=list)  # generator distractors left out (ablation)
     report_all_sources: bool = True            # also evaluate every source and split (per-source table)
     use_real: bool = True
     use_synthetic: bool = True
@@ -396,7 +397,8 @@ def train(cfg: TrainConfig) -> ModelCard:
         n_syn = cfg.synthetic if cfg.use_synthetic else 0
         with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
             if n_syn > 0:
-                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
+                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update,
+                                       exclude=cfg.synth_exclude)
             if want_val:
                 synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
         _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")

@@ -188,6 +188,7 @@ class Scene:
         clip_mode: bool = False,
         liquid_at: tuple[float, float] | None = None,
         liquid_radius: float | None = None,
+        exclude_distractors: tuple[str, ...] = (),
     ) -> "Scene":
         """``liquid_at`` (x, y as fractions of the image) and ``liquid_radius`` (fraction of the
         width) pin where the liquid lies; the random stream is consumed as without them, so the
@@ -209,11 +210,13 @@ class Scene:
                 # clean frames carry more look-alikes (hard negatives); people, signs, cables, pallets and
                 # objects keep the same rate in both classes so that clutter itself is no cue for "clean"
                 probs = {k: (min(0.9, v * 1.8) if k in ("shadow", "glare", "stain", "markings", "window") else v) for k, v in probs.items()}
+            probs = {k: v for k, v in probs.items() if k not in exclude_distractors}
             for k, p in probs.items():
                 if rng.random() < p:
                     chosen.append(k)
-            if not spill and hard_negatives and not ({"shadow", "glare", "stain", "window"} & set(chosen)):
-                chosen.append(["shadow", "glare", "stain", "window"][int(rng.integers(4))])
+            hard = [k for k in ("shadow", "glare", "stain", "window") if k not in exclude_distractors]
+            if not spill and hard_negatives and hard and not (set(hard) & set(chosen)):
+                chosen.append(hard[int(rng.integers(len(hard)))])
         else:
             chosen = list(distractors)
         if fl.name == "epoxy" and rng.random() < 0.7 and "markings" not in chosen:
