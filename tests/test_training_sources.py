@@ -137,3 +137,21 @@ def test_tiny_run_holds_out_tune_frames_for_the_threshold_and_only_evaluates_ext
     # tune frames never train
     assert card.data is not None and card.data.real_train is not None
     assert all(not k.startswith("tune/") for k in card.data.real_train.by_split_source_label)
+
+
+def test_ingredient_arms_are_train_configs_and_render_per_source_columns() -> None:
+    from dataclasses import replace
+
+    from spillwatch.model_card import Ablation, AblationArm, SliceMetrics
+    from training.ablation import INGREDIENT_ARMS
+    from training.card import ablation_table
+    from training.train import TrainConfig
+
+    for flags in INGREDIENT_ARMS.values():
+        replace(TrainConfig(), **flags)  # every flag is a real setting
+    wet = SliceMetrics(n=19, spill=19, clean=0, tp=17, fn=2, fp=0, tn=0, recall=17 / 19, roc_auc=0.9)
+    rooms = SliceMetrics(n=33, spill=0, clean=33, tp=0, fn=0, fp=1, tn=32, fpr=1 / 33, roc_auc=0.95)
+    ab = Ablation(steps=10, threshold_rule="r", arms={"a": AblationArm(steps=10, threshold=0.5, sources={
+        "wet-floor-stock/val": wet, "interiors/val": rooms})})
+    rows = ablation_table(ab)
+    assert "wet-floors val recall" in rows[0] and "| 0.895 |" in rows[2] and "| 0.030 |" in rows[2]

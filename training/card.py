@@ -63,6 +63,8 @@ def sources_table(m32: Mapping[str, SetMetrics], m8: Mapping[str, SetMetrics] | 
 
 
 def ablation_table(ab: Ablation) -> list[str]:
+    if any(r.sources for r in ab.arms.values()):
+        return ingredients_table(ab)
     rows = ["| arm | steps | train s | threshold | val recall | val precision | val ROC AUC | floor FPR | scene-clean FPR | synth-val recall | synth-val FPR | synth-val AUC |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, r in ab.arms.items():
@@ -70,6 +72,23 @@ def ablation_table(ab: Ablation) -> list[str]:
             f"| {arm} | {r.steps} | {_f(r.train_seconds, 0)} | {_f(r.threshold)} | {_f(r.val_recall)} | "
             f"{_f(r.val_precision)} | {_f(r.val_roc_auc)} | {_f(r.floor_fpr)} | {_f(r.scene_clean_fpr)} | "
             f"{_f(r.synth_recall)} | {_f(r.synth_fpr)} | {_f(r.synth_roc_auc)} |")
+    return rows
+
+
+def ingredients_table(ab: Ablation) -> list[str]:
+    def src(r: Any, key: str, field: str) -> str:
+        v = r.sources.get(key)
+        return _f(getattr(v, field)) if v is not None else "n/a"
+
+    rows = ["| arm | steps | train s | threshold | spills-real val recall | val ROC AUC | floor FPR | wet-floors val recall | "
+            "wet-floors val AUC | interiors val FPR | interiors val AUC | wet tune recall | interiors tune FPR | synth-val AUC |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, r in ab.arms.items():
+        rows.append(
+            f"| {arm} | {r.steps} | {_f(r.train_seconds, 0)} | {_f(r.threshold)} | {_f(r.val_recall)} | {_f(r.val_roc_auc)} | "
+            f"{_f(r.floor_fpr)} | {src(r, 'wet-floor-stock/val', 'recall')} | {src(r, 'wet-floor-stock/val', 'roc_auc')} | "
+            f"{src(r, 'interiors/val', 'fpr')} | {src(r, 'interiors/val', 'roc_auc')} | {src(r, 'wet-floor-stock/tune', 'recall')} | "
+            f"{src(r, 'interiors/tune', 'fpr')} | {_f(r.synth_roc_auc)} |")
     return rows
 
 

@@ -56,6 +56,7 @@ class TrainConfig:
     # extra data sets (e.g. wet-floors, interiors): their train split trains (less a held-out "tune"
     # part that sets the threshold), their val split is only evaluated
     extra_manifests: list[Path] = field(default_factory=list)
+    train_on_extra: bool = True                # False: extra sets are only evaluated (tune + val; ablation)
     tune_fraction: float = 0.25                # share of each extra train split held out for the threshold
     frame_only_sources: list[str] = field(default_factory=lambda: ["wet-floor-stock"])  # boxes, not outlines: no map loss
     extra_spill_share: float = 0.25            # share of extra-set spill frames among real spill draws
@@ -375,14 +376,15 @@ def train(cfg: TrainConfig) -> ModelCard:
     # ---- data
     train_recs, val_recs = load_real(cfg)
     extra = load_extra(cfg)
-    train_recs = train_recs + extra.train
+    if cfg.train_on_extra:
+        train_recs = train_recs + extra.train
     t0 = time.time()
     fo = cfg.frame_only_sources
     train_imgs = load_images(train_recs, s, fo, "load train", cfg.progress)
     val_imgs = load_images(val_recs, s, fo, "load val", cfg.progress)
     tune_imgs = load_images(extra.tune, s, fo, "load tune", cfg.progress)
     xval_imgs = load_images(extra.val, s, fo, "load extra val", cfg.progress)
-    _log(f"real data: {len(train_recs)} train ({len(extra.train)} extra), {len(extra.tune)} tune, {len(val_recs)} val "
+    _log(f"real data: {len(train_recs)} train ({len(extra.train) if cfg.train_on_extra else 0} extra), {len(extra.tune)} tune, {len(val_recs)} val "
          f"+ {len(extra.val)} extra val frames loaded in {time.time() - t0:.1f}s")
 
     synth: SynthSet | None = None
