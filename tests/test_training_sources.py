@@ -155,3 +155,22 @@ def test_ingredient_arms_are_train_configs_and_render_per_source_columns() -> No
         "wet-floor-stock/val": wet, "interiors/val": rooms})})
     rows = ablation_table(ab)
     assert "wet-floors val recall" in rows[0] and "| 0.895 |" in rows[2] and "| 0.030 |" in rows[2]
+
+
+def test_conflicting_caps_give_the_threshold_that_breaks_the_fewest() -> None:
+    # real liquids need t <= 0.9 (recall 0.97), wet photos t <= 0.7 (recall 0.8); rooms cap t >= 0.6;
+    # one floor photo scores 0.999 (its cap cannot be met without losing every recall target) and a
+    # synthetic clean cap wants t >= 0.8 but counts half
+    liquids = np.concatenate([np.full(3, 0.5), np.linspace(0.9, 1.0, 97)])
+    wet = np.array([0.1, 0.2, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99])
+    floor = np.array([0.1, 0.2, 0.999])
+    rooms = np.array([0.3, 0.5, 0.599])
+    synth_clean = np.concatenate([np.full(97, 0.1), [0.799, 0.8, 0.85]])
+    c = choose_threshold({"real": liquids, "wet": wet}, floor, 0.97, 0.0,
+                         {"rooms": (rooms, 0.0), "synthetic clean": (synth_clean, 0.02)},
+                         group_targets={"wet": 0.8}, weights={"synthetic clean": 0.5})
+    assert c.threshold == c.caps["rooms"]                      # 0.6 + margin: meets rooms, wet and real
+    assert np.mean(wet >= c.threshold) >= 0.8 and np.mean(liquids >= c.threshold) >= 0.97
+    assert np.mean(rooms >= c.threshold) == 0.0
+    assert "conflict" in c.rule
+    assert any("FPR cap 'floor'" in n and "FPR cap 'synthetic clean'" in n for n in c.notes)

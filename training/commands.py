@@ -48,6 +48,8 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             "the threshold), its val split is only evaluated (repeatable; default: interiors + wet-floors of the data root)"),
         no_extra: bool = typer.Option(False, "--no-extra", help="no extra data sets"),
         composites: int = typer.Option(1500, help="real liquids pasted onto clean train frames (0: none)"),
+        resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
+                                    "calibration, threshold and export"),
         threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
         target_recall: float = typer.Option(0.97),
         no_int8: bool = typer.Option(False, "--no-int8", help="skip the int8 export"),
@@ -69,7 +71,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             epochs=epochs, seed=seed, input_size=input_size, batch_size=batch_size, max_steps=max_steps,
             synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
             export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
-            extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites,
+            extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
         )
         card = train(cfg)
         typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

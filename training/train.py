@@ -66,6 +66,7 @@ class TrainConfig:
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
     synth_exclude: list[str] = field(default_factory=list)  # generator distractors left out (ablation)
+    resume: Path | None = None                 # a model.pt of an earlier run: skip training, redo calibration/threshold/export
     report_all_sources: bool = True            # also evaluate every source and split (per-source table)
     use_real: bool = True
     use_synthetic: bool = True
@@ -441,11 +442,19 @@ def train(cfg: TrainConfig) -> ModelCard:
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    pre = Prefetcher(maker.make, total)
+    history: list[dict[str, float]] = []
+    resumed: dict[str, Any] | None = None
+    if cfg.resume is not None:
+        ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["state_dict"])
+        resumed = ck.get("card_base", {}).get("training") or {}
+        history = [dict(h) for h in resumed.get("history", [])]
+        total = int(resumed.get("steps", total))
+        _log(f"resumed the trained weights of {cfg.resume} ({total} steps): training skipped")
+    pre = Prefetcher(maker.make, 0 if resumed is not None else total)
     net.train()
     t_train = time.time()
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(total), desc="train", disable=not cfg.progress)
+    bar = tqdm(range(0 if resumed is not None else total), desc="train", disable=not cfg.progress)
     run_loss = run_map = 0.0
     for step in bar:
         xs, ys, ms, valid = pre.get()
@@ -470,6 +479,8 @@ def train(cfg: TrainConfig) -> ModelCard:
             history.append({"step": step + 1, "frame_loss": round(run_loss, 4), "map_loss": round(run_map, 4),
                             "elapsed_s": round(time.time() - t_train, 1)})
     train_seconds = time.time() - t_train
+    if resumed is not None and resumed.get("train_seconds") is not None:
+        train_seconds = float(resumed["train_seconds"])
     net.eval()
 
     # ---- calibration + threshold on validation (real val + held-out synthetic)
@@ -529,8 +540,13 @@ def train(cfg: TrainConfig) -> ModelCard:
                 idx = np.array([x == src for x in e.sources]) & (e.y == 0)
                 if idx.sum():
                     neg_caps[f"tune/{src}"] = (probs[e.name][idx], cfg.max_tune_clean_fpr)
+    # in a conflict the synthetic sets count less than real frames: all synthetic liquid groups together
+    # weigh 0.5, the synthetic clean cap 0.5
+    synth_groups = [k for k in pos_groups if k.startswith("synthetic-val/")]
+    weights = {k: 0.5 / len(synth_groups) for k in synth_groups}
+    weights.update({k: 0.5 for k in neg_caps if k.startswith("synthetic")})
     choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps,
-                                          group_targets=group_targets)
+                                          group_targets=group_targets, weights=weights)
     thr = choice.threshold
     val_metrics = {e.name: group_report(probs[e.name], e, thr) for e in evsets}
     for name, m in val_metrics.items():
