@@ -287,6 +287,53 @@ def group_report(probs: np.ndarray, ev: EvalSet, threshold: float) -> dict[str, 
     return out
 
 
+def pick_threshold(cfg: TrainConfig, evsets: Sequence[EvalSet], probs: dict[str, np.ndarray]) -> calibration.ThresholdChoice:
+    """The threshold rule on the threshold-picking sets: spills-real val (recall per liquid, floor-photo
+    cap), synthetic val (recall per liquid, clean cap), the extra sets' tune part (own recall target,
+    FPR cap). ``extra-val`` and ``all-sources`` are never used."""
+    pos_groups: dict[str, np.ndarray] = {}
+    group_targets: dict[str, float] = {}
+    floor_neg = np.zeros(0)
+    for e in evsets:
+        if e.name == "synthetic-val" and (cfg.threshold_groups != "real+synth" or not cfg.use_synthetic):
+            continue
+        if e.name in ("extra-val", "all-sources"):
+            continue  # evaluated only
+        if e.name == "tune":
+            p = probs[e.name]
+            for src in sorted({x for x in e.sources}):
+                idx = np.array([x == src for x in e.sources])
+                if e.y[idx].min() == 1 and idx.sum() >= 5:
+                    pos_groups[f"tune/{src}"] = p[idx]
+                    group_targets[f"tune/{src}"] = cfg.tune_target_recall
+            continue
+        p = probs[e.name]
+        for gname in sorted(set(e.groups)):
+            if gname.startswith("spill"):
+                idx = np.array([gg == gname for gg in e.groups])
+                if idx.sum() >= 20:  # tiny groups would make the threshold noise
+                    pos_groups[f"{e.name}/{gname}"] = p[idx]
+        if e.is_floor.any():
+            floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
+    neg_caps: dict[str, tuple[np.ndarray, float]] = {}
+    for e in evsets:
+        if e.name == "synthetic-val" and cfg.use_synthetic and cfg.max_synth_clean_fpr is not None:
+            neg_caps["synthetic clean scenes (distractors)"] = (probs[e.name][e.y == 0], cfg.max_synth_clean_fpr)
+        if e.name == "tune" and cfg.max_tune_clean_fpr is not None:
+            for src in sorted(set(e.sources)):
+                idx = np.array([x == src for x in e.sources]) & (e.y == 0)
+                if idx.sum():
+                    neg_caps[f"tune/{src}"] = (probs[e.name][idx], cfg.max_tune_clean_fpr)
+    # in a conflict the synthetic sets count less than real frames: all synthetic liquid groups together
+    # weigh 0.5, the synthetic clean cap 0.5
+    synth_groups = [k for k in pos_groups if k.startswith("synthetic-val/")]
+    weights = {k: 0.5 / len(synth_groups) for k in synth_groups}
+    weights.update({k: 0.5 for k in neg_caps if k.startswith("synthetic")})
+    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps,
+                                          group_targets=group_targets, weights=weights)
+    return choice
+
+
 # ------------------------------------------------------------------ main
 def _log(msg: str) -> None:
     from spillwatch.logs import get_logger
@@ -507,46 +554,7 @@ def train(cfg: TrainConfig) -> ModelCard:
     temperature = calibration.fit_temperature(cal_l, cal_y, cal_w)
     probs = {name: calibration.sigmoid(l.astype(np.float64) / temperature) for name, l in logits.items()}
 
-    pos_groups: dict[str, np.ndarray] = {}
-    group_targets: dict[str, float] = {}
-    floor_neg = np.zeros(0)
-    for e in evsets:
-        if e.name == "synthetic-val" and (cfg.threshold_groups != "real+synth" or not cfg.use_synthetic):
-            continue
-        if e.name in ("extra-val", "all-sources"):
-            continue  # evaluated only
-        if e.name == "tune":
-            p = probs[e.name]
-            for src in sorted({x for x in e.sources}):
-                idx = np.array([x == src for x in e.sources])
-                if e.y[idx].min() == 1 and idx.sum() >= 5:
-                    pos_groups[f"tune/{src}"] = p[idx]
-                    group_targets[f"tune/{src}"] = cfg.tune_target_recall
-            continue
-        p = probs[e.name]
-        for gname in sorted(set(e.groups)):
-            if gname.startswith("spill"):
-                idx = np.array([gg == gname for gg in e.groups])
-                if idx.sum() >= 20:  # tiny groups would make the threshold noise
-                    pos_groups[f"{e.name}/{gname}"] = p[idx]
-        if e.is_floor.any():
-            floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
-    neg_caps: dict[str, tuple[np.ndarray, float]] = {}
-    for e in evsets:
-        if e.name == "synthetic-val" and cfg.use_synthetic and cfg.max_synth_clean_fpr is not None:
-            neg_caps["synthetic clean scenes (distractors)"] = (probs[e.name][e.y == 0], cfg.max_synth_clean_fpr)
-        if e.name == "tune" and cfg.max_tune_clean_fpr is not None:
-            for src in sorted(set(e.sources)):
-                idx = np.array([x == src for x in e.sources]) & (e.y == 0)
-                if idx.sum():
-                    neg_caps[f"tune/{src}"] = (probs[e.name][idx], cfg.max_tune_clean_fpr)
-    # in a conflict the synthetic sets count less than real frames: all synthetic liquid groups together
-    # weigh 0.5, the synthetic clean cap 0.5
-    synth_groups = [k for k in pos_groups if k.startswith("synthetic-val/")]
-    weights = {k: 0.5 / len(synth_groups) for k in synth_groups}
-    weights.update({k: 0.5 for k in neg_caps if k.startswith("synthetic")})
-    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps,
-                                          group_targets=group_targets, weights=weights)
+    choice = pick_threshold(cfg, evsets, probs)
     thr = choice.threshold
     val_metrics = {e.name: group_report(probs[e.name], e, thr) for e in evsets}
     for name, m in val_metrics.items():
