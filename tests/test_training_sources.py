@@ -174,3 +174,32 @@ def test_conflicting_caps_give_the_threshold_that_breaks_the_fewest() -> None:
     assert np.mean(rooms >= c.threshold) == 0.0
     assert "conflict" in c.rule
     assert any("FPR cap 'floor'" in n and "FPR cap 'synthetic clean'" in n for n in c.notes)
+
+
+def test_rethreshold_rewrites_only_the_cards(tmp_path: Path) -> None:
+    from spillwatch.model import SpillModel, sha256_file
+    from training.rethreshold import rethreshold
+    from training.train import TrainConfig, train
+
+    real = write_synthetic_manifest(tmp_path / "real", 16, seed=5, split="train")
+    lines = real.read_text().splitlines()
+    real.write_text("\n".join(lines[:8] + [json.dumps({**json.loads(x), "split": "val"}) for x in lines[8:]]) + "\n")
+    rooms, wet = _extra_sets(tmp_path)
+    cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, extra_manifests=[rooms, wet], tune_fraction=0.5,
+                      synthetic=12, synthetic_val=8, synth_size=96, input_size=64, batch_size=4, max_steps=2,
+                      calib_frames=8, check_frames=8, cache_dir=None, gen_workers=1, progress=False, seed=3,
+                      composites=6, export_int8=False)
+    train(cfg)
+    onnx = tmp_path / "out" / "spillwatch.onnx"
+    sha = sha256_file(onnx)
+    # recorded paths are portable (data root / repository): data elsewhere is named again
+    cards = rethreshold(tmp_path / "out", overrides={"threshold_groups": "real", "real_manifest": real,
+                                                     "extra_manifests": [rooms, wet], "cache_dir": None})
+    c = cards["fp32"]
+    assert sha256_file(onnx) == sha == c.sha256
+    assert c.threshold_choice is not None and any("re-picked" in n for n in c.threshold_choice.notes)
+    assert not any(k.startswith("synthetic-val/") for k in c.threshold_choice.recall_thresholds)
+    m = c.metrics.onnx_fp32 or {}
+    assert {"real-val", "tune", "extra-val", "all-sources"} <= set(m) and m["real-val"].threshold == c.threshold
+    assert SpillModel.load(onnx).threshold == c.threshold
+    assert (tmp_path / "out" / "MODEL_CARD.md").read_text().count(f"{c.threshold:.4f}") >= 1
