@@ -10,7 +10,11 @@ import numpy as np
 
 from training.calibration import choose_threshold
 from training.composite import composite_spill, liquid_cutout
-from training.datasets import load_manifest, load_record_image, split_tune, write_synthetic_manifest
+from training.datasets import (
+    load_manifest,
+    split_tune,
+    write_synthetic_manifest,
+)
 
 
 def _scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,7 +62,7 @@ def test_tune_part_is_stable_disjoint_and_keeps_sequences_whole(tmp_path: Path) 
     mp.write_text("\n".join(json.dumps(d) for d in lines) + "\n")
     recs = load_manifest(mp)
     tr, tune = split_tune(recs, 0.3)
-    tr2, tune2 = split_tune(recs, 0.3)
+    _, tune2 = split_tune(recs, 0.3)
     assert [r.path for r in tune] == [r.path for r in tune2]
     assert len(tr) + len(tune) == len(recs) and not {r.path for r in tr} & {r.path for r in tune}
     assert all(r.split == "tune" for r in tune) and all(r.split == "train" for r in tr)
@@ -106,7 +110,7 @@ def test_batches_draw_extra_sets_and_frame_only_sources_have_no_map_loss(tmp_pat
     assert all(li.mask is not None for r, li in zip(recs, imgs) if r.source == "rooms")
     mk = BatchMaker(cfg, recs, imgs, None, None, frozenset(r.manifest for r in recs))
     assert len(mk.pools.extra_spill) == sum(r.y for r in recs) and len(mk.pools.extra_clean) == sum(1 - r.y for r in recs)
-    xs, ys, ms, valid = mk.make(0)
+    _, ys, _, valid = mk.make(0)
     assert 0 < ys.sum() < len(ys)
     assert np.all(valid[ys == 1] == 0.0) and np.all(valid[ys == 0] == 1.0)
 

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from spillwatch.model_card import Metrics, ModelCard, SetMetrics, ThresholdChoice, card_path_for, load_card
+from spillwatch.model_card import (
+    Metrics,
+    ModelCard,
+    SetMetrics,
+    ThresholdChoice,
+    card_path_for,
+    load_card,
+)
 from training.train import (
     EvalSet,
     TrainConfig,
