@@ -306,6 +306,8 @@ class AblationArm(_Section):
     synth_fpr: float | None = None
     synth_roc_auc: float | None = None
     synth_groups: dict[str, GroupMetrics] = Field(default_factory=dict)
+    # extra data sets (val splits: evaluated only; "<source>/<split>" slices)
+    sources: dict[str, SliceMetrics] = Field(default_factory=dict)
     version: str | None = None
 
 

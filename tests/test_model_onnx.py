@@ -13,7 +13,7 @@ from spillwatch.model_card import card_path_for, load_card, sha256_file
 from spillwatch.settings import DEFAULT_MODEL, REPO_ROOT
 from training.datasets import default_real_manifest
 
-SHIPPED = [DEFAULT_MODEL, REPO_ROOT / "models" / "spillwatch-int8.onnx"]
+SHIPPED = [REPO_ROOT / "models" / "spillwatch.onnx", REPO_ROOT / "models" / "spillwatch-int8.onnx"]  # fp32, int8
 
 
 @pytest.mark.timeout(120)

@@ -17,7 +17,7 @@ from spillwatch.model import SpillModel
 from spillwatch.settings import DEFAULT_MODEL
 from spillwatch.suppression import learn_cells, match, plan_false_alarm
 from spillwatch.suppression_store import observations_from_archive
-from tests.helpers.lookalike import render_clips
+from tests.helpers.lookalike import STAIN_CELLS, render_clips
 from training.replay_sources import SourceFrame
 
 CAMERA = "lobby-1"
@@ -43,7 +43,8 @@ def test_archive_frames_teach_the_same_cells_and_a_spill_there_still_escapes(tmp
     obs = observations_from_archive(tmp_path / "archive", "inc-lookalike", model)
     assert len(obs) >= 30 and {o.camera_id for o in obs} == {CAMERA}
     grid, cells = learn_cells(obs, margin=10.0, min_frames=2)
-    assert grid == (10, 10) and {c.cell for c in cells} == {62, 63}
+    stain = STAIN_CELLS[grid]
+    assert grid == (model.card.map_size, model.card.map_size) and {c.cell for c in cells} == stain
     plan = plan_false_alarm("inc-lookalike", obs, [], by="op", source="cli", now=obs[-1].capture_time, margin=10.0,
                             min_frames=2, ttl=timedelta(days=30), warn_area=0.1, max_area=0.25)
     assert plan.entry is not None and plan.outcome.status == "created"
@@ -52,7 +53,7 @@ def test_archive_frames_teach_the_same_cells_and_a_spill_there_still_escapes(tmp
     on_spot = clips["spill_on_spot"]
     archive_incident(juice, "inc-juice", on_spot[14:])  # the juice is visible from 7 s on
     spill = observations_from_archive(juice, "inc-juice", model)
-    on_cells = [o for o in spill if {lk[0] for lk in o.looks} & {62, 63}]
+    on_cells = [o for o in spill if {lk[0] for lk in o.looks} & stain]
     assert on_cells
-    suppressed = [o for o in on_cells if match([plan.entry], [lk for lk in o.looks if lk[0] in (62, 63)], (10, 10), 10.0)]
+    suppressed = [o for o in on_cells if match([plan.entry], [lk for lk in o.looks if lk[0] in stain], grid, 10.0)]
     assert not suppressed  # same place, another look: never suppressed

@@ -27,13 +27,20 @@ from typing import Any
 
 import pytest
 
-from spillwatch.events import Classification, FrameHeader, SpillAlert, encode_frame, new_epoch
+from spillwatch.events import (
+    Classification,
+    FrameHeader,
+    SpillAlert,
+    encode_frame,
+    new_epoch,
+)
+from spillwatch.model import SpillModel
 from spillwatch.settings import REPO_ROOT, Settings
 from spillwatch.supervisor import ChildProcess, ServiceGroup
 from spillwatch.suppression_store import SuppressionStore
 from spillwatch.topic_reader import TopicReader
 from tests.helpers import run_cli, settled_alerts, settled_pages, wait_until
-from tests.helpers.lookalike import FPS, render_clips
+from tests.helpers.lookalike import FPS, STAIN_CELLS, render_clips
 from training.replay_sources import SourceFrame
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -140,7 +147,8 @@ def test_a_false_alarm_teaches_its_camera_and_real_spills_still_page(
             entry = store.get(outcome["entry_id"])
             assert entry is not None and entry.camera_id == CAMERA and entry.by == "night-shift"
             learned = entry.cell_ids
-            assert learned == {62, 63} and entry.area <= s.suppression.warn_area  # the stain's cells, nothing more
+            g = SpillModel.load(s.worker.model_path).card.map_size
+            assert learned == STAIN_CELLS[(g, g)] and entry.area <= s.suppression.warn_area  # the stain's cells, nothing more
             wait_until(lambda: loaded_version(worker) >= 1, 30)  # the worker applies it from now on
 
             # 3. the same clip: no page; the open false alarm clears

@@ -88,7 +88,7 @@ def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
     extra = write_synthetic_manifest(tmp_path / "archive", 4, seed=6, split="train")
     cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, archives=[extra], synthetic=12, synthetic_val=8,
                       synth_size=96, input_size=64, batch_size=4, max_steps=3, calib_frames=8, cache_dir=None,
-                      gen_workers=1, progress=False, seed=3)
+                      gen_workers=1, progress=False, seed=3, composites=8)
     card = train(cfg)
     assert card.training is not None and card.data is not None
     assert card.training.steps == 3

@@ -78,14 +78,24 @@ def choose_threshold(
     max_floor_fpr: float = 0.01,
     neg_caps: dict[str, tuple[np.ndarray, float]] | None = None,
     margin: float = 1e-3,
+    group_targets: dict[str, float] | None = None,
+    weights: dict[str, float] | None = None,
 ) -> ThresholdChoice:
     """The decision threshold: the lowest of the per-group thresholds that reach ``target_recall``
     (so the recall target holds in every group, e.g. each liquid), then raised if needed so the
     false-positive rate on the hard negatives stays within its cap: the floor photos at
     ``max_floor_fpr`` and each ``neg_caps`` set (scores, max FPR). Caps win over recall; a note says
     when they had to. ``margin`` keeps a cap threshold clear of the negative it sits on (int8 and
-    float rounding must not flip it)."""
-    per = {name: threshold_for_recall(s, target_recall) for name, s in pos_groups.items()}
+    float rounding must not flip it). ``group_targets`` gives a group its own recall target (e.g.
+    wet-floor photos 0.8); the others use ``target_recall``.
+
+    When no threshold meets every target and every cap (the caps would push it above a recall
+    group's threshold), the threshold is the one that breaks the fewest of them, each recall group and
+    each cap counted with its ``weights`` entry (default 1; e.g. the synthetic sets count less than
+    the real ones), ties going to the one that breaks fewer caps, then to the lowest (most recall); the notes name every
+    target and cap it breaks."""
+    targets = group_targets or {}
+    per = {name: threshold_for_recall(s, targets.get(name, target_recall)) for name, s in pos_groups.items()}
     valid = [t for t in per.values() if t is not None]
     t_recall = min(valid) if valid else 0.5
     caps: dict[str, float | None] = {"floor": threshold_for_fpr(floor_neg, max_floor_fpr)}
@@ -93,15 +103,33 @@ def choose_threshold(
         caps[name] = threshold_for_fpr(scores, fpr)
     caps = {k: (None if v is None else (v if v == 0.0 else v + margin)) for k, v in caps.items()}
     t_floor = caps["floor"]
-    choice = ThresholdChoice(threshold=t_recall, rule=f"min over groups of recall>={target_recall}",
+    rule = f"min over groups of recall>={target_recall}"
+    if targets:
+        rule += " (" + ", ".join(f"{k}>={v}" for k, v in sorted(targets.items())) + ")"
+    choice = ThresholdChoice(threshold=t_recall, rule=rule,
                              recall_thresholds=per, floor_threshold=t_floor)
     binding = max(((v, k) for k, v in caps.items() if v is not None), default=None)
     if binding is not None and binding[0] > t_recall:
-        choice.threshold = binding[0]
-        choice.rule += f", raised by the '{binding[1]}' false-positive cap"
+        w = weights or {}
+        valid_caps = {k: v for k, v in caps.items() if v is not None}
+        valid_rec = {k: v for k, v in per.items() if v is not None}
+
+        def broken(t: float) -> tuple[float, list[str]]:
+            names = [f"recall target of '{k}'" for k, v in valid_rec.items() if t > v]
+            names += [f"FPR cap '{k}'" for k, v in valid_caps.items() if t < v]
+            cost = sum(w.get(k, 1.0) for k, v in valid_rec.items() if t > v) + sum(w.get(k, 1.0) for k, v in valid_caps.items() if t < v)
+            return cost, names
+
+        candidates = sorted({*valid_caps.values(), *valid_rec.values()})
+        best = min(candidates, key=lambda t: (broken(t)[0], sum(1 for v in valid_caps.values() if t < v), t))
+        cost, names = broken(best)
+        choice.threshold = best
+        if best == binding[0]:
+            choice.rule += f", raised by the '{binding[1]}' false-positive cap"
+        else:
+            choice.rule += ", caps and targets in conflict: the threshold that breaks the fewest (weighted)"
         choice.notes.append(
-            f"the '{binding[1]}' FPR cap raised the threshold from {t_recall:.4f} to {binding[0]:.4f}: "
-            "the recall target is not met in every group"
+            f"no threshold meets every target and cap; {best:.4f} breaks (weight {cost:g}): " + "; ".join(names)
         )
     choice.caps = caps
     choice.threshold = float(min(max(choice.threshold, 1e-4), 0.9999))

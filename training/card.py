@@ -21,6 +21,8 @@ def metrics_table(m: Mapping[str, SetMetrics]) -> list[str]:
     rows = ["| set | n | recall | precision | FPR | floor FPR | ROC AUC | PR AUC | log loss |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in m.items():
+        if name == "all-sources":  # mixes in-sample train frames: shown per source below
+            continue
         rows.append(f"| {name} | {r.n} | {_f(r.recall)} | {_f(r.precision)} | {_f(r.fpr)} | "
                     f"{_f(r.floor_fpr)} | {_f(r.roc_auc)} | {_f(r.pr_auc)} | {_f(r.log_loss)} |")
     return rows
@@ -34,7 +36,35 @@ def groups_table(m: Mapping[str, SetMetrics]) -> list[str]:
     return rows
 
 
+def sources_table(m32: Mapping[str, SetMetrics], m8: Mapping[str, SetMetrics] | None = None, key: str = "all-sources") -> list[str]:
+    """Every source and split (``<source>/<split>``; 'tune' = held out of train for the threshold, train
+    rows are in-sample): n, recall (spill frames) or FPR (clean frames), ROC AUC, for fp32 (and int8)."""
+    a = m32.get(key)
+    if a is None or not a.sources:
+        return []
+    b = (m8 or {}).get(key)
+    head = "| source / split | n | fp32 recall | fp32 FPR | fp32 ROC AUC |"
+    sep = "|---|---|---|---|---|"
+    if b is not None:
+        head += " int8 recall | int8 FPR | int8 ROC AUC |"
+        sep += "---|---|---|"
+    rows = [head, sep]
+
+    def cell(v: Any, num: int, den: int) -> str:
+        return f"{_f(v)} ({num}/{den})" if v is not None else ""
+
+    for k, r in a.sources.items():
+        line = f"| {k} | {r.n} | {cell(r.recall, r.tp, r.spill)} | {cell(r.fpr, r.fp, r.clean)} | {_f(r.roc_auc)} |"
+        if b is not None:
+            q = b.sources.get(k)
+            line += (f" {cell(q.recall, q.tp, q.spill)} | {cell(q.fpr, q.fp, q.clean)} | {_f(q.roc_auc)} |" if q else " | | |")
+        rows.append(line)
+    return rows
+
+
 def ablation_table(ab: Ablation) -> list[str]:
+    if any(r.sources for r in ab.arms.values()):
+        return ingredients_table(ab)
     rows = ["| arm | steps | train s | threshold | val recall | val precision | val ROC AUC | floor FPR | scene-clean FPR | synth-val recall | synth-val FPR | synth-val AUC |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, r in ab.arms.items():
@@ -42,6 +72,23 @@ def ablation_table(ab: Ablation) -> list[str]:
             f"| {arm} | {r.steps} | {_f(r.train_seconds, 0)} | {_f(r.threshold)} | {_f(r.val_recall)} | "
             f"{_f(r.val_precision)} | {_f(r.val_roc_auc)} | {_f(r.floor_fpr)} | {_f(r.scene_clean_fpr)} | "
             f"{_f(r.synth_recall)} | {_f(r.synth_fpr)} | {_f(r.synth_roc_auc)} |")
+    return rows
+
+
+def ingredients_table(ab: Ablation) -> list[str]:
+    def src(r: Any, key: str, field: str) -> str:
+        v = r.sources.get(key)
+        return _f(getattr(v, field)) if v is not None else "n/a"
+
+    rows = ["| arm | steps | train s | threshold | spills-real val recall | val ROC AUC | floor FPR | wet-floors val recall | "
+            "wet-floors val AUC | interiors val FPR | interiors val AUC | wet tune recall | interiors tune FPR | synth-val AUC |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for arm, r in ab.arms.items():
+        rows.append(
+            f"| {arm} | {r.steps} | {_f(r.train_seconds, 0)} | {_f(r.threshold)} | {_f(r.val_recall)} | {_f(r.val_roc_auc)} | "
+            f"{_f(r.floor_fpr)} | {src(r, 'wet-floor-stock/val', 'recall')} | {src(r, 'wet-floor-stock/val', 'roc_auc')} | "
+            f"{src(r, 'interiors/val', 'fpr')} | {src(r, 'interiors/val', 'roc_auc')} | {src(r, 'wet-floor-stock/tune', 'recall')} | "
+            f"{src(r, 'interiors/tune', 'fpr')} | {_f(r.synth_roc_auc)} |")
     return rows
 
 
@@ -86,7 +133,9 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
             L.append(f"- {name}: {_f(v, 4)}")
         for name, v in (t.fpr_caps or {"floor": t.floor_threshold}).items():
             L.append(f"- false-positive cap '{name}': threshold {_f(v, 4)}")
-        L.append(f"  (caps: floor photos FPR <= {t.max_floor_fpr}, synthetic clean scenes FPR <= {t.max_synth_clean_fpr})")
+        L.append(f"  (caps: floor photos FPR <= {t.max_floor_fpr}, synthetic clean scenes FPR <= {t.max_synth_clean_fpr}"
+                 + (f", held-out clean sets FPR <= {tr_set.get('max_tune_clean_fpr')}" if (tr_set := (fp32.training.settings if fp32.training else {})).get("max_tune_clean_fpr") is not None else "")
+                 + ")")
     L += ["", "## Metrics at the threshold (ONNX Runtime)", ""]
     m32 = fp32.metrics.onnx_fp32 or {}
     L += ["fp32:", ""] + metrics_table(m32)
@@ -104,8 +153,13 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
                       f"max |dp| {_f(p.max_abs_prob_diff, 4)}, map-cell agreement {_f(p.map_cell_agreement, 4)}."]
     p32 = fp32.parity.onnx_fp32_vs_torch
     if p32 is not None:
+        L.append("")
         L.append(f"ONNX fp32 vs torch: max |dp| {_f(p32.max_abs_prob_diff, 6)}.")
-    L += ["", "Groups (fp32):", ""] + groups_table(m32)
+    st = sources_table(m32, int8.metrics.onnx_int8 if int8 is not None else None)
+    if st:
+        L += ["", "Per source and split at the threshold ('tune' = held out of the train split to set the threshold; "
+                  "train rows are in-sample; a one-class slice's ROC AUC ranks it against the other class of all frames):", ""] + st
+    L += ["", "Groups (fp32):", ""] + groups_table({k: v for k, v in m32.items() if k != "all-sources"})
     if fp32.ablation is not None:
         L += ["", "## Ablation (same recipe, shorter runs; threshold chosen per arm by the same rule)", ""]
         L += ablation_table(fp32.ablation)

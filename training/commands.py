@@ -39,10 +39,17 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
         ),
         manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP),
         seed: int = typer.Option(20261129),
-        input_size: int = typer.Option(160, help="model input side (multiple of 32)"),
+        input_size: int = typer.Option(192, help="model input side (multiple of 32)"),
         batch_size: int = typer.Option(32),
         max_steps: int = typer.Option(None, help="hard cap on optimiser steps"),
-        synth_fraction: float = typer.Option(0.5, help="share of synthetic samples in a batch when both are used"),
+        synth_fraction: float = typer.Option(0.35, help="share of synthetic samples in a batch when both are used"),
+        extra: list[Path] = typer.Option(
+            None, "--extra", help="extra data set manifest: its train split trains (less a held-out 'tune' part that sets "
+            "the threshold), its val split is only evaluated (repeatable; default: interiors + wet-floors of the data root)"),
+        no_extra: bool = typer.Option(False, "--no-extra", help="no extra data sets"),
+        composites: int = typer.Option(1500, help="real liquids pasted onto clean train frames (0: none)"),
+        resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
+                                    "calibration, threshold and export"),
         threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
         target_recall: float = typer.Option(0.97),
         no_int8: bool = typer.Option(False, "--no-int8", help="skip the int8 export"),
@@ -53,6 +60,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     ) -> None:
         """Fine-tune, calibrate, pick the threshold, export ONNX fp32 + int8 with model cards."""
         from training.archive_export import resolve_archive_manifest
+        from training.datasets import default_extra_manifests
         from training.train import TrainConfig, train
 
         out_dir = out or Path("runs") / f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
@@ -63,6 +71,7 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             epochs=epochs, seed=seed, input_size=input_size, batch_size=batch_size, max_steps=max_steps,
             synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
             export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
+            extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
         )
         card = train(cfg)
         typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

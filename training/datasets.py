@@ -38,6 +38,16 @@ def default_real_manifest() -> Path:
     return Path(env) if env else (REPO_ROOT / DEFAULT_REAL_MANIFEST_REL).resolve()
 
 
+EXTRA_DATASETS = ("interiors", "wet-floors")
+
+
+def default_extra_manifests() -> list[Path]:
+    """The extra data sets of the data root (``$SPILLWATCH_DATA_ROOT`` or ``<repo>/../shared/data``) that exist."""
+    from spillwatch.model_card import data_root
+
+    return [p for p in (data_root() / d / "manifest.jsonl" for d in EXTRA_DATASETS) if p.is_file()]
+
+
 class ManifestError(ValueError):
     """A manifest line is malformed."""
 
@@ -202,11 +212,11 @@ class SynthSet:
                 "generator": self.generator, "liquids": dict(sorted(liq.items()))}
 
 
-def _gen_one(args: tuple[int, int, float]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+def _gen_one(args: tuple[int, int, float, tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
     from training.synth import generate_sample
 
-    seed, size, p_spill = args
-    s = generate_sample(seed, size=size, p_spill=p_spill)
+    seed, size, p_spill, exclude = args
+    s = generate_sample(seed, size=size, p_spill=p_spill, **({"exclude_distractors": exclude} if exclude else {}))
     meta = {k: v for k, v in (s.meta or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
     return s.image, s.mask.astype(np.uint8), int(s.label == "spill"), meta
 
@@ -224,10 +234,13 @@ def generator_fingerprint() -> str:
 
 
 def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: int = 2,
-                   cache_dir: Path | None = None, progress: Callable[[int], None] | None = None) -> SynthSet:
-    """Render ``n`` samples with seeds ``seed*1_000_003 + i`` (deterministic), optionally cached as .npz."""
+                   cache_dir: Path | None = None, progress: Callable[[int], None] | None = None,
+                   exclude: Sequence[str] = ()) -> SynthSet:
+    """Render ``n`` samples with seeds ``seed*1_000_003 + i`` (deterministic), optionally cached as .npz.
+    ``exclude``: distractors the generator leaves out (ablation)."""
     fp = generator_fingerprint()
-    key = f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}"
+    ex = tuple(sorted(exclude))
+    key = f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}" + (f"-x{'+'.join(ex)}" if ex else "")
     if cache_dir is not None:
         cp = Path(cache_dir) / f"{key}.npz"
         if cp.is_file():
@@ -239,7 +252,7 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
     masks = np.zeros((n, size, size), np.uint8)
     labels = np.zeros(n, np.int8)
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
-    args = [(s, size, p_spill) for s in seeds]
+    args = [(s, size, p_spill, ex) for s in seeds]
 
     def put(i: int, res: tuple[np.ndarray, np.ndarray, int, dict[str, Any]]) -> None:
         img, mk, y, meta = res
@@ -306,3 +319,109 @@ def write_synthetic_manifest(folder: Path, n: int, seed: int, size: tuple[int, i
     mp = folder / "manifest.jsonl"
     mp.write_text("\n".join(lines) + "\n")
     return mp
+
+
+# ------------------------------------------------------------------ extra sources and composites
+def holdout_part(rec: Record, fraction: float, salt: str = "tune") -> bool:
+    """True for the records of a train split that are held out for the threshold ("tune" part): a
+    stable hash of the file name (and sequence, so a capture sequence is never cut in two)."""
+    if fraction <= 0:
+        return False
+    key = f"{salt}:{rec.sequence or rec.path.name}"
+    h = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return h < fraction
+
+
+def split_tune(records: Sequence[Record], fraction: float) -> tuple[list[Record], list[Record]]:
+    """(train part, held-out tune part) of a train split. Tune records keep ``split='tune'`` so every
+    report shows them as their own slice."""
+    from dataclasses import replace
+
+    train_part: list[Record] = []
+    tune: list[Record] = []
+    for r in records:
+        if holdout_part(r, fraction):
+            tune.append(replace(r, split="tune"))
+        else:
+            train_part.append(r)
+    return train_part, tune
+
+
+def _composite_one(args: tuple[int, Record, Record, int]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]] | None:
+    from training.composite import composite_spill
+
+    seed, src, dst, size = args
+    rng = np.random.default_rng(seed)
+    s_img = load_record_image(src, size)
+    t_img = load_record_image(dst, size)
+    if s_img.mask is None:
+        return None
+    res = composite_spill(rng, s_img.image, s_img.mask, t_img.image)
+    if res is None:
+        return None
+    img, mk = res
+    img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+    mk = cv2.resize(mk, (size, size), interpolation=cv2.INTER_NEAREST)
+    meta = {"liquid": "+".join(src.liquids) or "real", "target": dst.source or "-",
+            "source_file": src.path.name, "target_file": dst.path.name}
+    return img, mk.astype(np.uint8), 1, meta
+
+
+def composite_fingerprint() -> str:
+    import training.composite as comp
+
+    return hashlib.sha256(Path(comp.__file__).read_bytes()).hexdigest()[:16]
+
+
+def make_composite_set(sources: Sequence[Record], targets: Sequence[Record], n: int, seed: int, size: int,
+                       workers: int = 2, cache_dir: Path | None = None,
+                       progress: Callable[[int], None] | None = None) -> SynthSet:
+    """``n`` real liquids (``sources``: spill records with polygons) pasted onto clean ``targets``
+    (training/composite.py), rendered in a spawned process pool, cached as .npz. Deterministic in
+    (sources, targets, n, seed, size)."""
+    import multiprocessing
+
+    srcs = [r for r in sources if r.label == "spill" and r.polygons]
+    tgts = [r for r in targets if r.label == "clean"]
+    if not srcs or not tgts or n <= 0:
+        return SynthSet(np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), np.uint8), np.zeros(0, np.int8), [], seed, size, 1.0, "composite")
+    h = hashlib.sha256(composite_fingerprint().encode())
+    for r in list(srcs) + list(tgts):
+        h.update(str(r.path.name).encode())
+        h.update(str(r.polygons).encode())
+    fp = h.hexdigest()[:16]
+    key = f"composite-{fp}-s{seed}-n{n}-z{size}"
+    if cache_dir is not None:
+        cp = Path(cache_dir) / f"{key}.npz"
+        if cp.is_file():
+            z = np.load(cp, allow_pickle=False)
+            return SynthSet(z["images"], z["masks"], z["labels"], json.loads(str(z["metas"])), seed, size, 1.0, f"composite-{fp}")
+    rng = np.random.default_rng([seed, 77])
+    args = [(seed * 1_000_003 + i, srcs[int(rng.integers(len(srcs)))], tgts[int(rng.integers(len(tgts)))], size)
+            for i in range(n)]
+    results: list[tuple[np.ndarray, np.ndarray, int, dict[str, Any]] | None]
+    if workers > 1 and n > 8:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            results = []
+            for res in ex.map(_composite_one, args, chunksize=16):
+                results.append(res)
+                if progress:
+                    progress(1)
+    else:
+        results = []
+        for a in args:
+            results.append(_composite_one(a))
+            if progress:
+                progress(1)
+    ok = [r for r in results if r is not None]
+    images = np.stack([r[0] for r in ok]) if ok else np.zeros((0, size, size, 3), np.uint8)
+    masks = np.stack([r[1] for r in ok]) if ok else np.zeros((0, size, size), np.uint8)
+    labels = np.ones(len(ok), np.int8)
+    metas = [r[3] for r in ok]
+    out = SynthSet(images, masks, labels, metas, seed, size, 1.0, f"composite-{fp}")
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        tmp = Path(cache_dir) / f"{key}.tmp.npz"
+        np.savez(tmp, images=images, masks=masks, labels=labels, metas=np.array(json.dumps(metas)))
+        os.replace(tmp, Path(cache_dir) / f"{key}.npz")
+    return out

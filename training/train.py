@@ -53,15 +53,30 @@ class TrainConfig:
     out: Path = Path("runs/train")
     real_manifest: Path | None = None          # None: no real data
     archives: list[Path] = field(default_factory=list)
+    # extra data sets (e.g. wet-floors, interiors): their train split trains (less a held-out "tune"
+    # part that sets the threshold), their val split is only evaluated
+    extra_manifests: list[Path] = field(default_factory=list)
+    train_on_extra: bool = True                # False: extra sets are only evaluated (tune + val; ablation)
+    tune_fraction: float = 0.25                # share of each extra train split held out for the threshold
+    frame_only_sources: list[str] = field(default_factory=lambda: ["wet-floor-stock"])  # boxes, not outlines: no map loss
+    extra_spill_share: float = 0.25            # share of extra-set spill frames among real spill draws
+    extra_clean_share: float = 0.4             # share of extra-set clean frames (interiors) among real clean draws
+    composites: int = 1500                     # real liquids cut out along polygons, pasted onto clean train frames
+    composite_fraction: float = 0.2            # share of composites in a batch
+    tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
+    max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
+    synth_exclude: list[str] = field(default_factory=list)  # generator distractors left out (ablation)
+    resume: Path | None = None                 # a model.pt of an earlier run: skip training, redo calibration/threshold/export
+    report_all_sources: bool = True            # also evaluate every source and split (per-source table)
     use_real: bool = True
     use_synthetic: bool = True
     synthetic: int = 4000                      # synthetic training samples
     synthetic_val: int = 600                   # held-out synthetic samples (calibration, threshold groups)
     synth_size: int = 200                      # generator render size (augmentation crops it to input_size)
-    synth_fraction: float = 0.5                # share of synthetic samples in a batch when both are used
-    real_clean_fraction: float = 0.35          # share of clean frames among the real samples of a batch
+    synth_fraction: float = 0.35               # share of synthetic samples in a batch when both are used
+    real_clean_fraction: float = 0.45          # share of clean frames among the real samples of a batch
     floor_share_of_clean: float = 0.5          # of those, share drawn from the floor photos
-    input_size: int = 160
+    input_size: int = 192
     epochs: float = 4.0
     steps_per_epoch: int | None = None         # default: (real train + synthetic) / batch
     max_steps: int | None = None               # hard cap (tests)
@@ -112,22 +127,30 @@ class Pools:
     real_spill: list[int]
     real_scene_clean: list[int]
     real_floor: list[int]
+    extra_spill: list[int] = field(default_factory=list)
+    extra_clean: list[int] = field(default_factory=list)
 
 
 class BatchMaker:
     """Draws and augments batch ``step`` deterministically from ``rng([seed, step])``."""
 
-    def __init__(self, cfg: TrainConfig, real: Sequence[Record], real_imgs: Sequence[LoadedImage], synth: SynthSet | None) -> None:
+    def __init__(self, cfg: TrainConfig, real: Sequence[Record], real_imgs: Sequence[LoadedImage], synth: SynthSet | None,
+                 composites: SynthSet | None = None, extra: frozenset[str] = frozenset()) -> None:
+        """``extra``: manifests (paths as in ``Record.manifest``) whose frames form the extra pools."""
         self.cfg = cfg
         self.real = list(real)
         self.imgs = list(real_imgs)
         self.synth = synth if synth is not None and len(synth) else None
+        self.comp = composites if composites is not None and len(composites) else None
         self.grid = cfg.input_size // 16
         self.aug = AugmentConfig(strength=cfg.augment_strength)
+        ex = [r.manifest in extra for r in self.real]
         self.pools = Pools(
-            real_spill=[i for i, r in enumerate(self.real) if r.y == 1],
-            real_scene_clean=[i for i, r in enumerate(self.real) if r.y == 0 and not r.is_floor],
-            real_floor=[i for i, r in enumerate(self.real) if r.y == 0 and r.is_floor],
+            real_spill=[i for i, r in enumerate(self.real) if r.y == 1 and not ex[i]],
+            real_scene_clean=[i for i, r in enumerate(self.real) if r.y == 0 and not r.is_floor and not ex[i]],
+            real_floor=[i for i, r in enumerate(self.real) if r.y == 0 and r.is_floor and not ex[i]],
+            extra_spill=[i for i, r in enumerate(self.real) if r.y == 1 and ex[i]],
+            extra_clean=[i for i, r in enumerate(self.real) if r.y == 0 and ex[i]],
         )
         if not self.real and self.synth is None:
             raise ValueError("no training data: enable real data or the synthetic generator")
@@ -136,11 +159,16 @@ class BatchMaker:
         p = self.pools
         cfg = self.cfg
         clean_pool: list[int]
-        if rng.random() < cfg.real_clean_fraction and (p.real_scene_clean or p.real_floor):
-            use_floor = p.real_floor and (not p.real_scene_clean or rng.random() < cfg.floor_share_of_clean)
-            clean_pool = p.real_floor if use_floor else p.real_scene_clean
+        if rng.random() < cfg.real_clean_fraction and (p.real_scene_clean or p.real_floor or p.extra_clean):
+            if p.extra_clean and (not (p.real_scene_clean or p.real_floor) or rng.random() < cfg.extra_clean_share):
+                clean_pool = p.extra_clean
+            else:
+                use_floor = p.real_floor and (not p.real_scene_clean or rng.random() < cfg.floor_share_of_clean)
+                clean_pool = p.real_floor if use_floor else p.real_scene_clean
             return int(clean_pool[rng.integers(len(clean_pool))])
-        pool = p.real_spill or p.real_scene_clean or p.real_floor
+        if p.extra_spill and (not p.real_spill or rng.random() < cfg.extra_spill_share):
+            return int(p.extra_spill[rng.integers(len(p.extra_spill))])
+        pool = p.real_spill or p.real_scene_clean or p.real_floor or p.extra_clean
         return int(pool[rng.integers(len(pool))])
 
     def make(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -153,11 +181,17 @@ class BatchMaker:
         ms = np.zeros((b, g, g), np.float32)
         valid = np.zeros(b, np.float32)
         for k in range(b):
-            use_synth = self.synth is not None and (not self.real or rng.random() < cfg.synth_fraction)
-            if use_synth:
-                assert self.synth is not None
-                i = int(rng.integers(len(self.synth)))
-                img, mask, y = self.synth.images[i], self.synth.masks[i], int(self.synth.labels[i])
+            u = rng.random()
+            synth_p = cfg.synth_fraction if self.real else 1.0
+            comp_p = cfg.composite_fraction if self.comp is not None else 0.0
+            gen: SynthSet | None = None
+            if self.synth is not None and u < synth_p:
+                gen = self.synth
+            elif self.comp is not None and (u < synth_p + comp_p or (not self.real and self.synth is None)):
+                gen = self.comp
+            if gen is not None:
+                i = int(rng.integers(len(gen)))
+                img, mask, y = gen.images[i], gen.masks[i], int(gen.labels[i])
                 xs[k], ms[k] = augment(rng, img, mask, s, g, self.aug)
                 ys[k], valid[k] = y, 1.0
             else:
@@ -218,12 +252,13 @@ class EvalSet:
     y: np.ndarray                   # int [N]
     groups: list[str]
     is_floor: np.ndarray            # bool [N]
+    sources: list[str] = field(default_factory=list)   # "<source>/<split>" per frame (real sets)
 
 
 def real_eval_set(name: str, recs: Sequence[Record], imgs: Sequence[LoadedImage], size: int) -> EvalSet:
     x = np.stack([runtime_input(li.image, size) for li in imgs]) if imgs else np.zeros((0, size, size, 3), np.uint8)
     return EvalSet(name, x, np.array([r.y for r in recs], np.int64), [r.group for r in recs],
-                   np.array([r.is_floor for r in recs], bool))
+                   np.array([r.is_floor for r in recs], bool), [r.source_split for r in recs])
 
 
 def synth_eval_set(s: SynthSet, size: int) -> EvalSet:
@@ -247,7 +282,56 @@ def group_report(probs: np.ndarray, ev: EvalSet, threshold: float) -> dict[str, 
     fl = ev.is_floor
     out["floor_fpr"] = float(np.mean(probs[fl] >= threshold)) if fl.any() else None
     out["floor_n"] = int(fl.sum())
+    if ev.sources:
+        out["sources"] = metrics.slice_metrics(ev.y, probs, ev.sources, threshold)
     return out
+
+
+def pick_threshold(cfg: TrainConfig, evsets: Sequence[EvalSet], probs: dict[str, np.ndarray]) -> calibration.ThresholdChoice:
+    """The threshold rule on the threshold-picking sets: spills-real val (recall per liquid, floor-photo
+    cap), synthetic val (recall per liquid, clean cap), the extra sets' tune part (own recall target,
+    FPR cap). ``extra-val`` and ``all-sources`` are never used."""
+    pos_groups: dict[str, np.ndarray] = {}
+    group_targets: dict[str, float] = {}
+    floor_neg = np.zeros(0)
+    for e in evsets:
+        if e.name == "synthetic-val" and (cfg.threshold_groups != "real+synth" or not cfg.use_synthetic):
+            continue
+        if e.name in ("extra-val", "all-sources"):
+            continue  # evaluated only
+        if e.name == "tune":
+            p = probs[e.name]
+            for src in sorted({x for x in e.sources}):
+                idx = np.array([x == src for x in e.sources])
+                if e.y[idx].min() == 1 and idx.sum() >= 5:
+                    pos_groups[f"tune/{src}"] = p[idx]
+                    group_targets[f"tune/{src}"] = cfg.tune_target_recall
+            continue
+        p = probs[e.name]
+        for gname in sorted(set(e.groups)):
+            if gname.startswith("spill"):
+                idx = np.array([gg == gname for gg in e.groups])
+                if idx.sum() >= 20:  # tiny groups would make the threshold noise
+                    pos_groups[f"{e.name}/{gname}"] = p[idx]
+        if e.is_floor.any():
+            floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
+    neg_caps: dict[str, tuple[np.ndarray, float]] = {}
+    for e in evsets:
+        if e.name == "synthetic-val" and cfg.use_synthetic and cfg.max_synth_clean_fpr is not None:
+            neg_caps["synthetic clean scenes (distractors)"] = (probs[e.name][e.y == 0], cfg.max_synth_clean_fpr)
+        if e.name == "tune" and cfg.max_tune_clean_fpr is not None:
+            for src in sorted(set(e.sources)):
+                idx = np.array([x == src for x in e.sources]) & (e.y == 0)
+                if idx.sum():
+                    neg_caps[f"tune/{src}"] = (probs[e.name][idx], cfg.max_tune_clean_fpr)
+    # in a conflict the synthetic sets count less than real frames: all synthetic liquid groups together
+    # weigh 0.5, the synthetic clean cap 0.5
+    synth_groups = [k for k in pos_groups if k.startswith("synthetic-val/")]
+    weights = {k: 0.5 / len(synth_groups) for k in synth_groups}
+    weights.update({k: 0.5 for k in neg_caps if k.startswith("synthetic")})
+    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps,
+                                          group_targets=group_targets, weights=weights)
+    return choice
 
 
 # ------------------------------------------------------------------ main
@@ -277,6 +361,50 @@ def load_real(cfg: TrainConfig) -> tuple[list[Record], list[Record]]:
     return train_recs, val_recs
 
 
+@dataclass
+class ExtraData:
+    """Extra data sets: train part (trains), tune part (held out of train: sets the threshold), val
+    split (evaluated only: never calibrates, never sets the threshold)."""
+    train: list[Record]
+    tune: list[Record]
+    val: list[Record]
+    manifests: frozenset[str]
+
+
+def load_extra(cfg: TrainConfig) -> ExtraData:
+    from training.datasets import split_tune
+
+    tr: list[Record] = []
+    tune: list[Record] = []
+    val: list[Record] = []
+    names: set[str] = set()
+    if not cfg.use_real:
+        return ExtraData(tr, tune, val, frozenset())
+    for m in cfg.extra_manifests:
+        if not Path(m).is_file():
+            raise FileNotFoundError(f"extra manifest not found: {m}")
+        recs = load_manifest(m)
+        names.update(r.manifest for r in recs)
+        a, b = split_tune(split_records(recs, "train"), cfg.tune_fraction)
+        tr += a
+        tune += b
+        val += split_records(recs, "val")
+    return ExtraData(tr, tune, val, frozenset(names))
+
+
+def load_images(recs: Sequence[Record], size: int, frame_only: Sequence[str], desc: str, progress: bool) -> list[LoadedImage]:
+    """Decoded like the runtime; frames of a ``frame_only`` source lose their mask (boxes are not outlines)."""
+    from tqdm import tqdm
+
+    out = []
+    for r in tqdm(recs, desc=desc, disable=not progress or not recs):
+        li = load_record_image(r, size)
+        if r.source in frame_only and r.y == 1:
+            li = LoadedImage(li.image, None)
+        out.append(li)
+    return out
+
+
 def train(cfg: TrainConfig) -> ModelCard:
     """Train, calibrate, choose the threshold, export. Returns the fp32 card."""
     import torch
@@ -295,10 +423,17 @@ def train(cfg: TrainConfig) -> ModelCard:
 
     # ---- data
     train_recs, val_recs = load_real(cfg)
+    extra = load_extra(cfg)
+    if cfg.train_on_extra:
+        train_recs = train_recs + extra.train
     t0 = time.time()
-    train_imgs = [load_record_image(r, s) for r in tqdm(train_recs, desc="load train", disable=not cfg.progress or not train_recs)]
-    val_imgs = [load_record_image(r, s) for r in tqdm(val_recs, desc="load val", disable=not cfg.progress or not val_recs)]
-    _log(f"real data: {len(train_recs)} train, {len(val_recs)} val frames loaded in {time.time() - t0:.1f}s")
+    fo = cfg.frame_only_sources
+    train_imgs = load_images(train_recs, s, fo, "load train", cfg.progress)
+    val_imgs = load_images(val_recs, s, fo, "load val", cfg.progress)
+    tune_imgs = load_images(extra.tune, s, fo, "load tune", cfg.progress)
+    xval_imgs = load_images(extra.val, s, fo, "load extra val", cfg.progress)
+    _log(f"real data: {len(train_recs)} train ({len(extra.train) if cfg.train_on_extra else 0} extra), {len(extra.tune)} tune, {len(val_recs)} val "
+         f"+ {len(extra.val)} extra val frames loaded in {time.time() - t0:.1f}s")
 
     synth: SynthSet | None = None
     synth_val: SynthSet | None = None
@@ -312,13 +447,26 @@ def train(cfg: TrainConfig) -> ModelCard:
         n_syn = cfg.synthetic if cfg.use_synthetic else 0
         with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
             if n_syn > 0:
-                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
+                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update,
+                                       exclude=cfg.synth_exclude)
             if want_val:
                 synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
         _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
 
-    maker = BatchMaker(cfg, train_recs, train_imgs, synth)
-    n_train = len(train_recs) + (len(synth) if synth is not None else 0)
+    comp: SynthSet | None = None
+    if cfg.composites > 0 and cfg.use_real:
+        from training.datasets import make_composite_set
+
+        t0 = time.time()
+        targets = [r for r in train_recs if r.y == 0]
+        with tqdm(total=cfg.composites, desc="render composites", disable=not cfg.progress) as bar:
+            sources = [r for r in train_recs if r.source not in cfg.frame_only_sources]
+            comp = make_composite_set(sources, targets, cfg.composites, cfg.seed, cfg.synth_size, cfg.gen_workers,
+                                      cfg.cache_dir, bar.update)
+        _log(f"composites: {len(comp)} real liquids on {len(targets)} clean train frames in {time.time() - t0:.1f}s")
+
+    maker = BatchMaker(cfg, train_recs, train_imgs, synth, comp, extra.manifests)
+    n_train = len(train_recs) + (len(synth) if synth is not None else 0) + (len(comp) if comp is not None else 0)
     spe = cfg.steps_per_epoch or max(1, math.ceil(n_train / cfg.batch_size))
     total = max(1, int(round(spe * cfg.epochs)))
     if cfg.max_steps is not None:
@@ -341,11 +489,19 @@ def train(cfg: TrainConfig) -> ModelCard:
         return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
     bce = torch.nn.functional.binary_cross_entropy_with_logits
-    pre = Prefetcher(maker.make, total)
+    history: list[dict[str, float]] = []
+    resumed: dict[str, Any] | None = None
+    if cfg.resume is not None:
+        ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["state_dict"])
+        resumed = ck.get("card_base", {}).get("training") or {}
+        history = [dict(h) for h in resumed.get("history", [])]
+        total = int(resumed.get("steps", total))
+        _log(f"resumed the trained weights of {cfg.resume} ({total} steps): training skipped")
+    pre = Prefetcher(maker.make, 0 if resumed is not None else total)
     net.train()
     t_train = time.time()
-    history: list[dict[str, float]] = []
-    bar = tqdm(range(total), desc="train", disable=not cfg.progress)
+    bar = tqdm(range(0 if resumed is not None else total), desc="train", disable=not cfg.progress)
     run_loss = run_map = 0.0
     for step in bar:
         xs, ys, ms, valid = pre.get()
@@ -370,6 +526,8 @@ def train(cfg: TrainConfig) -> ModelCard:
             history.append({"step": step + 1, "frame_loss": round(run_loss, 4), "map_loss": round(run_map, 4),
                             "elapsed_s": round(time.time() - t_train, 1)})
     train_seconds = time.time() - t_train
+    if resumed is not None and resumed.get("train_seconds") is not None:
+        train_seconds = float(resumed["train_seconds"])
     net.eval()
 
     # ---- calibration + threshold on validation (real val + held-out synthetic)
@@ -378,9 +536,17 @@ def train(cfg: TrainConfig) -> ModelCard:
         evsets.append(real_eval_set("real-val", val_recs, val_imgs, s))
     if synth_val is not None and len(synth_val):
         evsets.append(synth_eval_set(synth_val, s))
+    if extra.tune:
+        evsets.append(real_eval_set("tune", extra.tune, tune_imgs, s))
+    if extra.val:
+        evsets.append(real_eval_set("extra-val", extra.val, xval_imgs, s))
+    if cfg.report_all_sources and (train_recs or val_recs):
+        # every source and split (train figures are in-sample), for the per-source table
+        evsets.append(real_eval_set("all-sources", train_recs + extra.tune + val_recs + extra.val,
+                                    train_imgs + tune_imgs + val_imgs + xval_imgs, s))
     logits = {e.name: torch_logits(net, e.images)[0] for e in evsets}
     # without synthetic training, the synthetic set is for evaluation only
-    cal_sets = [e for e in evsets if cfg.use_synthetic or e.name != "synthetic-val"]
+    cal_sets = [e for e in evsets if (cfg.use_synthetic or e.name != "synthetic-val") and e.name in ("real-val", "synthetic-val")]
     cal_l = np.concatenate([logits[e.name] for e in cal_sets]) if cal_sets else np.zeros(0)
     cal_y = np.concatenate([e.y for e in cal_sets]) if cal_sets else np.zeros(0)
     # each set weighs the same in the calibration NLL (real val is 90 % spill frames)
@@ -388,24 +554,7 @@ def train(cfg: TrainConfig) -> ModelCard:
     temperature = calibration.fit_temperature(cal_l, cal_y, cal_w)
     probs = {name: calibration.sigmoid(l.astype(np.float64) / temperature) for name, l in logits.items()}
 
-    pos_groups: dict[str, np.ndarray] = {}
-    floor_neg = np.zeros(0)
-    for e in evsets:
-        if e.name == "synthetic-val" and (cfg.threshold_groups != "real+synth" or not cfg.use_synthetic):
-            continue
-        p = probs[e.name]
-        for gname in sorted(set(e.groups)):
-            if gname.startswith("spill"):
-                idx = np.array([gg == gname for gg in e.groups])
-                if idx.sum() >= 20:  # tiny groups would make the threshold noise
-                    pos_groups[f"{e.name}/{gname}"] = p[idx]
-        if e.is_floor.any():
-            floor_neg = np.concatenate([floor_neg, p[e.is_floor]])
-    neg_caps: dict[str, tuple[np.ndarray, float]] = {}
-    for e in evsets:
-        if e.name == "synthetic-val" and cfg.use_synthetic and cfg.max_synth_clean_fpr is not None:
-            neg_caps["synthetic clean scenes (distractors)"] = (probs[e.name][e.y == 0], cfg.max_synth_clean_fpr)
-    choice = calibration.choose_threshold(pos_groups, floor_neg, cfg.target_recall, cfg.max_floor_fpr, neg_caps)
+    choice = pick_threshold(cfg, evsets, probs)
     thr = choice.threshold
     val_metrics = {e.name: group_report(probs[e.name], e, thr) for e in evsets}
     for name, m in val_metrics.items():

@@ -23,7 +23,7 @@ from training.synth.liquids import SHAPE_WEIGHTS, SHAPES, Liquid, alpha_from_fie
 
 LIGHTINGS: tuple[str, ...] = ("fluorescent", "daylight", "dim", "night_ir", "flicker")
 LIGHTING_WEIGHTS = np.array([0.35, 0.25, 0.15, 0.12, 0.13])
-DISTRACTORS: tuple[str, ...] = ("shadow", "glare", "stain", "markings", "cable", "pallet", "person", "sign", "object")
+DISTRACTORS: tuple[str, ...] = ("shadow", "glare", "window", "stain", "markings", "cable", "pallet", "person", "sign", "object")
 _WALLS = [(0.78, 0.84, 0.86), (0.7, 0.8, 0.85), (0.6, 0.62, 0.62), (0.75, 0.7, 0.6), (0.55, 0.6, 0.5), (0.8, 0.8, 0.8)]
 _FURNITURE = [(0.15, 0.45, 0.75), (0.45, 0.35, 0.15), (0.2, 0.2, 0.2), (0.6, 0.6, 0.6), (0.2, 0.3, 0.45)]
 
@@ -188,6 +188,7 @@ class Scene:
         clip_mode: bool = False,
         liquid_at: tuple[float, float] | None = None,
         liquid_radius: float | None = None,
+        exclude_distractors: tuple[str, ...] = (),
     ) -> "Scene":
         """``liquid_at`` (x, y as fractions of the image) and ``liquid_radius`` (fraction of the
         width) pin where the liquid lies; the random stream is consumed as without them, so the
@@ -204,16 +205,18 @@ class Scene:
         if distractors is None:
             chosen: list[str] = []
             probs = {"shadow": 0.45, "glare": 0.4, "stain": 0.3, "markings": 0.25, "cable": 0.2,
-                     "pallet": 0.1, "person": 0.3, "sign": 0.15}
+                     "pallet": 0.1, "person": 0.3, "sign": 0.15, "window": 0.2}
             if not spill and hard_negatives:
                 # clean frames carry more look-alikes (hard negatives); people, signs, cables, pallets and
                 # objects keep the same rate in both classes so that clutter itself is no cue for "clean"
-                probs = {k: (min(0.9, v * 1.8) if k in ("shadow", "glare", "stain", "markings") else v) for k, v in probs.items()}
+                probs = {k: (min(0.9, v * 1.8) if k in ("shadow", "glare", "stain", "markings", "window") else v) for k, v in probs.items()}
+            probs = {k: v for k, v in probs.items() if k not in exclude_distractors}
             for k, p in probs.items():
                 if rng.random() < p:
                     chosen.append(k)
-            if not spill and hard_negatives and not ({"shadow", "glare", "stain"} & set(chosen)):
-                chosen.append(["shadow", "glare", "stain"][int(rng.integers(3))])
+            hard = [k for k in ("shadow", "glare", "stain", "window") if k not in exclude_distractors]
+            if not spill and hard_negatives and hard and not (set(hard) & set(chosen)):
+                chosen.append(hard[int(rng.integers(len(hard)))])
         else:
             chosen = list(distractors)
         if fl.name == "epoxy" and rng.random() < 0.7 and "markings" not in chosen:
@@ -341,6 +344,8 @@ class Scene:
                 ax = (W * rng.uniform(0.03, 0.12), H * rng.uniform(0.08, 0.3))
                 cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.2, 0.55)), -1)
             glare = noise.blur(glare, W * rng.uniform(0.02, 0.06))
+        if "window" in chosen:
+            glare = glare + window_reflections(rng, W, H, fl.gloss)
         base_img = room + rep3(glare * floor_mask) * light
 
         scene = cls(W=W, H=H, seed=seed, view=view, floor=fl, lighting=lighting,
@@ -453,6 +458,43 @@ class Scene:
 
 
 @functools.lru_cache(maxsize=64)
+def window_reflections(rng: np.random.Generator, W: int, H: int, gloss: float) -> np.ndarray:
+    """Mirror images of windows and lamps on a polished dry floor (the false alarm of glossy rooms):
+    bright panes split by mullions, and lamps stretched into vertical streaks towards the camera.
+    Sharp on glossy floors, soft on matte ones. Returns an HxW brightness layer (0..~0.8)."""
+    layer = np.zeros((H, W), np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        if rng.random() < 0.6:  # window: a tall bright quadrilateral with 1-3 mullions
+            cx, top = rng.uniform(0.1, 0.9) * W, rng.uniform(0.3, 0.75) * H
+            w, h = W * rng.uniform(0.08, 0.3), H * rng.uniform(0.15, 0.5)
+            skew = rng.uniform(-0.3, 0.3) * w
+            quad = np.float32([[cx - w / 2, top], [cx + w / 2, top], [cx + w / 2 + skew + 0.2 * w, top + h], [cx - w / 2 + skew - 0.2 * w, top + h]])
+            pane = np.zeros((H, W), np.float32)
+            cv2.fillPoly(pane, [quad.astype(np.int32)], float(rng.uniform(0.25, 0.8)))
+            bars = int(rng.integers(1, 4))
+            thick = max(1, int(w * rng.uniform(0.03, 0.08)))
+            for k in range(1, bars + 1):
+                f = k / (bars + 1)
+                p0 = quad[0] + (quad[1] - quad[0]) * f
+                p1 = quad[3] + (quad[2] - quad[3]) * f
+                cv2.line(pane, tuple(int(v) for v in p0), tuple(int(v) for v in p1), 0.0, thick)
+            if rng.random() < 0.5:  # transom
+                yb = top + h * rng.uniform(0.3, 0.6)
+                cv2.line(pane, (int(cx - w), int(yb)), (int(cx + w + abs(skew)), int(yb)), 0.0, thick)
+            # the reflection fades with distance from the mirror line
+            fade = np.clip(1.0 - (np.arange(H, dtype=np.float32)[:, None] - top) / max(h * 1.3, 1.0), 0.2, 1.0)
+            layer = np.maximum(layer, pane * fade)
+        else:  # lamp: a vertical streak
+            x, y0 = rng.uniform(0.05, 0.95) * W, rng.uniform(0.3, 0.8) * H
+            length, wid = H * rng.uniform(0.1, 0.4), max(1, int(W * rng.uniform(0.01, 0.04)))
+            streak = np.zeros((H, W), np.float32)
+            cv2.ellipse(streak, (int(x), int(y0 + length / 2)), (wid, max(1, int(length / 2))), float(rng.uniform(-8, 8)), 0, 360,
+                        float(rng.uniform(0.3, 0.8)), -1)
+            layer = np.maximum(layer, streak)
+    sigma = max(0.4, W * (0.002 + 0.02 * (1.0 - gloss)) * rng.uniform(0.6, 1.4))
+    return cv2.GaussianBlur(layer, (0, 0), sigma)
+
+
 def _gamma_lut(gamma: float) -> np.ndarray:
     return np.clip(255 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
 
