@@ -120,10 +120,12 @@ class Classifier:
         return params_for(self.settings, camera, model_threshold=self.model.threshold).threshold
 
     def _camera_hot_level(self, camera: str) -> float:
-        """At or above this the camera's next frames are always inferred (a suspicion or an open
-        incident is judged on fresh inferences): the level below which a frame counts as clear."""
+        """At or above this the camera's next frames are always inferred: a suspicion or an open
+        incident is judged on fresh inferences (the clear level), and so is a score that is rising
+        towards the threshold (``gating.warm_ratio`` of it: a slowly growing spill whose score
+        climbs while its image barely changes must not wait for the refresh)."""
         p = params_for(self.settings, camera, model_threshold=self.model.threshold)
-        return p.threshold * p.clear_ratio
+        return p.threshold * min(p.clear_ratio, self.settings.gating.warm_ratio)
 
     def _reject(
         self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None

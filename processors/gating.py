@@ -8,9 +8,11 @@ until it crosses the threshold) and that frame's classification. A new frame is 
 * the camera has no reference yet (first frame after start or rebalance), or its producer epoch
   changed, or the frame was captured before the reference (a redelivery);
 * the reference is older than ``refresh_s`` (capture time, so replays decide the same way);
-* the last classification was "hot": spill probability at or above the camera's clear level
-  (threshold x ``aggregator.clear_threshold_ratio``), i.e. a suspicion or an open incident is
-  always judged on fresh inferences, so k-of-n confirmation and clearing keep their meaning;
+* the last classification was "hot": spill probability at or above threshold x
+  ``gating.warm_ratio`` (0.25; never above the camera's clear level, threshold x
+  ``aggregator.clear_threshold_ratio``), i.e. a suspicion, an open incident or a score rising
+  towards the threshold is always judged on fresh inferences, so k-of-n confirmation and clearing
+  keep their meaning and a slowly growing spill is not held back until the refresh;
 * the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
   mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
   of the block means over an 8 x 8 grid: per-pixel sensor and JPEG noise averages out); ``min_blocks``

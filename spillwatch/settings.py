@@ -408,6 +408,10 @@ class GatingSettings(_Section):
         description="a block of the 8x8 grid changed when its mean absolute difference to the last classified frame reaches this (units of the frame's own contrast, after brightness normalisation)",
     )
     min_blocks: int = Field(default=1, ge=1, le=64, description="changed blocks that make a frame 'changed'")
+    warm_ratio: float = Field(
+        default=0.25, gt=0, le=1,
+        description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is classified on every frame: a rising score is never frozen by a reused result",
+    )
     max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
 
 

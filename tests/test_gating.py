@@ -185,7 +185,8 @@ def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:
     """A firing result that is reused is matched against the suppressions the worker has now (an
     entry learned after the frame was inferred applies to the reused frames)."""
     cache = SuppressionCache()
-    settings = {"cameras": [{"id": "cam", "source": "x", "threshold": 1.0}], "aggregator": {"clear_threshold_ratio": 1.0}}
+    settings = {"cameras": [{"id": "cam", "source": "x", "threshold": 1.0}], "aggregator": {"clear_threshold_ratio": 1.0},
+                "gating": {"warm_ratio": 1.0}}  # never hot: the tiny model's firing result is reused
     core = make_core(tiny, FrameSuppressor(cache, margin=10.0, map_threshold=0.5), **settings)
     jpeg = spill_jpeg()
     (first,) = run(core, [rec("cam", 0, jpeg, T0)])
