@@ -35,6 +35,7 @@ from spillwatch.events import (
     new_epoch,
 )
 from spillwatch.model import SpillModel
+from spillwatch.model_card import card_path_for, read_card
 from spillwatch.settings import REPO_ROOT, Settings
 from spillwatch.supervisor import ChildProcess, ServiceGroup
 from spillwatch.suppression_store import SuppressionStore
@@ -126,6 +127,7 @@ def test_a_false_alarm_teaches_its_camera_and_real_spills_still_page(
         "suppression": stack_settings.suppression.model_copy(update={"refresh_s": 0.5}),
     })
     store = SuppressionStore(redis_client, s.redis.key_prefix, s.suppression)
+    threshold = read_card(card_path_for(s.worker.model_path)).threshold  # the shipped model's
     with ServiceGroup(s, tmp_path / "logs", cwd=REPO_ROOT) as group:
         worker = group.start("worker")
         group.start("aggregator")
@@ -136,7 +138,7 @@ def test_a_false_alarm_teaches_its_camera_and_real_spills_still_page(
             alerts, cls1, _ = cam.play("lookalike")
             assert len(confirmed(alerts)) == 1, alerts
             false_alarm = confirmed(alerts)[0].incident_id
-            assert sum(c.spill_prob >= 0.867 for c in cls1) >= 20  # the shipped model does flag it (26 of 40 frames)
+            assert sum(c.spill_prob >= threshold for c in cls1) >= 20  # the shipped model does flag it (38 of 40 frames)
             assert [p["incident_id"] for p in settled_pages(s) if p["state"] == "confirmed"] == [false_alarm]
 
             # 2. the operator says: false alarm (the CLI verdict; the console's button is tests/test_console_suppressions.py)
@@ -180,11 +182,13 @@ def test_a_false_alarm_teaches_its_camera_and_real_spills_still_page(
             assert onset is not None and len(confirmed(alerts)) == 1, alerts
             juice = confirmed(alerts)[0]
             assert (juice.confirmed_at - onset).total_seconds() <= NORMAL_CONFIRMATION_S
-            # hits of the confirming window that fired on the learned cells alone and still counted:
-            # their place matched, their look did not
-            by_look = [c for c in cls5 if c.seq in set(juice.evidence.frame_seqs) and c.capture_time >= onset
-                       and c.spill_prob >= 0.867 and c.looks and {lk[0] for lk in c.looks} <= learned and not c.suppressed]
-            assert by_look, [(c.seq, round(c.spill_prob, 2), c.looks, c.suppressed) for c in cls5 if c.capture_time >= onset]
+            # frames of the juice that fired on the learned cells alone and were not suppressed: their
+            # place matched, their look did not (the very first frame or two, while the liquid arrives,
+            # can still look like the stain: docs/suppression.md)
+            by_look = [c for c in cls5 if c.capture_time >= onset + timedelta(seconds=1)
+                       and c.spill_prob >= threshold and c.looks and {lk[0] for lk in c.looks} <= learned and not c.suppressed]
+            assert by_look, (juice.evidence.confirming_seq, sorted(learned),
+                             [(c.seq, round(c.spill_prob, 2), [lk[0] for lk in c.looks or []], c.suppressed) for c in cls5 if c.capture_time >= onset])
             before = [c for c in cls5 if c.capture_time < onset]
             assert before and all(c.suppressed for c in before if c.looks and {lk[0] for lk in c.looks} <= learned)
             pages = [p["incident_id"] for p in settled_pages(s) if p["state"] == "confirmed"]
