@@ -121,7 +121,7 @@ def test_health_heartbeats_repeat_the_state_every_interval() -> None:
     for i in range(1, 41):  # 4 s with frames every 0.1 s
         t = i / 10
         tr.on_frame(t)
-        if (r := tr.tick(t)) is not None:
+        if tr.tick(t) is not None:
             beats.append(t)
     assert beats == pytest.approx([2.0, 4.0])
 
