@@ -96,8 +96,18 @@ def test_choose_threshold_holds_recall_in_every_group_and_respects_floor_cap() -
     c = calibration.choose_threshold(groups, np.array([0.05, 0.1]), 0.97)
     for s in groups.values():
         assert np.mean(s >= c.threshold) >= 0.97
-    capped = calibration.choose_threshold(groups, np.array([0.6]), 0.97, max_floor_fpr=0.0)
-    assert capped.threshold > 0.6 and capped.notes
+    # a cap that conflicts with one recall group: the cap wins (one target broken either way, and a
+    # tie goes to the choice that keeps the caps)
+    capped = calibration.choose_threshold({"a": groups["a"]}, np.array([0.6]), 0.97, max_floor_fpr=0.0)
+    assert capped.threshold > 0.6 and capped.notes and "recall target of 'a'" in capped.notes[0]
+    # the same cap against two recall groups: raising it would break two targets to keep one cap,
+    # so the threshold stays where both groups keep their recall and the note names the broken cap
+    kept = calibration.choose_threshold(groups, np.array([0.6]), 0.97, max_floor_fpr=0.0)
+    assert kept.threshold < 0.6 and all(np.mean(s >= kept.threshold) >= 0.97 for s in groups.values())
+    assert kept.notes and "FPR cap 'floor'" in kept.notes[0]
+    # and with both groups weighted less (synthetic sets: 0.5 together), the cap wins again
+    light = calibration.choose_threshold(groups, np.array([0.6]), 0.97, max_floor_fpr=0.0, weights={"a": 0.25, "b": 0.25})
+    assert light.threshold > 0.6
 
 
 def test_fit_temperature_recovers_the_scale() -> None:

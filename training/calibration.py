@@ -84,8 +84,8 @@ def choose_threshold(
     """The decision threshold: the lowest of the per-group thresholds that reach ``target_recall``
     (so the recall target holds in every group, e.g. each liquid), then raised if needed so the
     false-positive rate on the hard negatives stays within its cap: the floor photos at
-    ``max_floor_fpr`` and each ``neg_caps`` set (scores, max FPR). Caps win over recall; a note says
-    when they had to. ``margin`` keeps a cap threshold clear of the negative it sits on (int8 and
+    ``max_floor_fpr`` and each ``neg_caps`` set (scores, max FPR), when that breaks no more than it
+    mends (below). ``margin`` keeps a cap threshold clear of the negative it sits on (int8 and
     float rounding must not flip it). ``group_targets`` gives a group its own recall target (e.g.
     wet-floor photos 0.8); the others use ``target_recall``.
 
