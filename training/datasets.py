@@ -272,11 +272,16 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
             put(i, _gen_one(a))
     out = SynthSet(images, masks, labels, metas, seed, size, p_spill, fp)
     if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache_dir) / f"{key}.tmp.npz"
-        np.savez(tmp, images=images, masks=masks, labels=labels, metas=np.array(json.dumps(metas)))
-        os.replace(tmp, Path(cache_dir) / f"{key}.npz")
+        _save_cached(Path(cache_dir), key, out)
     return out
+
+
+def _save_cached(cache_dir: Path, key: str, data: SynthSet) -> None:
+    """Write a rendered set to ``<cache_dir>/<key>.npz`` atomically (a temporary file, then a rename)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f"{key}.tmp.npz"
+    np.savez(tmp, images=data.images, masks=data.masks, labels=data.labels, metas=np.array(json.dumps(data.metas)))
+    os.replace(tmp, cache_dir / f"{key}.npz")
 
 
 def synth_available() -> bool:
@@ -420,8 +425,5 @@ def make_composite_set(sources: Sequence[Record], targets: Sequence[Record], n: 
     metas = [r[3] for r in ok]
     out = SynthSet(images, masks, labels, metas, seed, size, 1.0, f"composite-{fp}")
     if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(cache_dir) / f"{key}.tmp.npz"
-        np.savez(tmp, images=images, masks=masks, labels=labels, metas=np.array(json.dumps(metas)))
-        os.replace(tmp, Path(cache_dir) / f"{key}.npz")
+        _save_cached(Path(cache_dir), key, out)
     return out
