@@ -29,15 +29,15 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
-from processors.gating import ChangeGate, Decision, Reference, params_from, thumbnail_of_jpeg
+from processors.gating import ChangeGate, Reference, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
 from spillwatch.logs import get_logger
+from spillwatch.settings import Settings
 from spillwatch.suppression import firing_cells
 
 log = get_logger("processors.classifier")
-from spillwatch.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -109,23 +109,19 @@ class Classifier:
         lim = settings.limits
         self.max_bytes = lim.frame_bytes
         self.max_pixels, self.max_scans, self.ahead_s = lim.image_pixels, lim.image_scans, lim.capture_ahead_s
-        self._threshold = lru_cache(maxsize=4096)(self._camera_threshold)
-        self._hot_level = lru_cache(maxsize=4096)(self._camera_hot_level)
+        self._levels = lru_cache(maxsize=4096)(self._camera_levels)
         gate = params_from(settings)
         self.gate: ChangeGate[Classification] | None = ChangeGate(gate) if gate is not None else None
         self.counts = {"inferred": 0, "reused": 0}
-        self.reasons: dict[str, int] = {}  # gate decisions by reason, since start
 
-    def _camera_threshold(self, camera: str) -> float:
-        return params_for(self.settings, camera, model_threshold=self.model.threshold).threshold
-
-    def _camera_hot_level(self, camera: str) -> float:
-        """At or above this the camera's next frames are always inferred: a suspicion or an open
-        incident is judged on fresh inferences (the clear level), and so is a score that is rising
-        towards the threshold (``gating.warm_ratio`` of it: a slowly growing spill whose score
-        climbs while its image barely changes must not wait for the refresh)."""
+    def _camera_levels(self, camera: str) -> tuple[float, float]:
+        """(threshold, hot level) of the camera. At or above the hot level the camera's next frames
+        are always inferred: a suspicion or an open incident is judged on fresh inferences (the
+        clear level), and so is a score that is rising towards the threshold (``gating.warm_ratio``
+        of it: a slowly growing spill whose score climbs while its image barely changes must not
+        wait for the refresh)."""
         p = params_for(self.settings, camera, model_threshold=self.model.threshold)
-        return p.threshold * min(p.clear_ratio, self.settings.gating.warm_ratio)
+        return p.threshold, p.threshold * min(p.clear_ratio, self.settings.gating.warm_ratio)
 
     def _reject(
         self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None
@@ -197,7 +193,7 @@ class Classifier:
             )
             if self.gate is not None and f.thumb is not None:
                 f.result = event
-                f.hot = event.spill_prob >= self._hot_level(h.camera_id)
+                f.hot = event.spill_prob >= self._levels(h.camera_id)[1]
                 self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event, hot=f.hot)
             if self.suppressor is not None:
                 event = self.suppressor.annotate(event, x)
@@ -253,14 +249,12 @@ class Classifier:
         for f in frames:
             cam = f.header.camera_id
             src = staged.get(cam)
-            if f.thumb is None:  # pragma: no cover - the thumbnail is made with the checks
-                d = Decision(True, "thumbnail")
-            elif src is not None and src.thumb is not None:
+            assert f.thumb is not None  # made with the checks whenever gating is on
+            if src is not None and src.thumb is not None:  # src: a frame of this batch, about to be inferred
                 d = self.gate.judge(Reference(src.thumb, src.header.capture_time, src.header.epoch, None, False),
                                     f.thumb, f.header.capture_time, f.header.epoch)
             else:
                 d = self.gate.decide(cam, f.thumb, f.header.capture_time, f.header.epoch)
-            self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
             if d.classify:
                 infer.append(f)
                 staged[cam] = f
@@ -297,7 +291,7 @@ class Classifier:
         return f.image
 
     def _classified(self, f: "_Frame", event: Classification) -> Classified:
-        return Classified(f.key, event, f.jpeg, event.spill_prob >= self._threshold(f.header.camera_id), f.index)
+        return Classified(f.key, event, f.jpeg, event.spill_prob >= self._levels(f.header.camera_id)[0], f.index)
 
 
 @dataclass
