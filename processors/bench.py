@@ -279,23 +279,22 @@ def _cpu_seconds() -> dict[int, tuple[str, float]]:
                 ours = True
                 break
             p = parents.get(p, 1)
-        role = "other (not this bench)"
-        if pid == me:
-            role = "bench (publisher, readers)"
-        elif not ours:
-            pass
-        elif "spillwatch.cli worker" in cmd:
-            role = "workers"
-        elif "spillwatch.cli aggregator" in cmd:
-            role = "aggregator"
-        elif "broker" in cmd and "--listener-url" in cmd:
-            role = "broker"
-        elif "redis-server" in cmd or "valkey" in cmd:
-            role = "redis"
-        else:
-            role = "bench (other)"
+        role = "bench (publisher, readers)" if pid == me else _role_of(cmd) if ours else "other (not this bench)"
         out[pid] = (role, cpu)
     return out
+
+
+def _role_of(cmd: str) -> str:
+    """The bench's own child process, named by its command line."""
+    if "spillwatch.cli worker" in cmd:
+        return "workers"
+    if "spillwatch.cli aggregator" in cmd:
+        return "aggregator"
+    if "broker" in cmd and "--listener-url" in cmd:
+        return "broker"
+    if "redis-server" in cmd or "valkey" in cmd:
+        return "redis"
+    return "bench (other)"
 
 
 def _cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], seconds: float) -> dict[str, float]:
