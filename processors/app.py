@@ -437,7 +437,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
 
         @app.timer(interval=settings.suppression.refresh_s)
         async def _suppressions() -> None:
-            await refresh_suppressions(suppressions, rds, keys=RedisKeys(settings.redis.key_prefix))
+            await refresh_suppressions(suppressions, rds, stage.keys)
 
 
 # --------------------------------------------------------------------------- aggregator

@@ -4,6 +4,7 @@ held-out tune part, per-group recall targets in the threshold rule, and a tiny r
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +116,9 @@ def test_batches_draw_extra_sets_and_frame_only_sources_have_no_map_loss(tmp_pat
     assert np.all(valid[ys == 1] == 0.0) and np.all(valid[ys == 0] == 1.0)
 
 
-def test_tiny_run_holds_out_tune_frames_for_the_threshold_and_only_evaluates_extra_val(tmp_path: Path) -> None:
-    from training.train import TrainConfig, train
+def _tiny_run(tmp_path: Path) -> tuple[Any, Path, Path, Path]:
+    """A 2-step training run on 8 synthetic real-train + 8 real-val frames and the two small extra sets."""
+    from training.train import TrainConfig
 
     real = write_synthetic_manifest(tmp_path / "real", 16, seed=5, split="train")
     lines = real.read_text().splitlines()
@@ -126,6 +128,13 @@ def test_tiny_run_holds_out_tune_frames_for_the_threshold_and_only_evaluates_ext
                       synthetic=12, synthetic_val=8, synth_size=96, input_size=64, batch_size=4, max_steps=2,
                       calib_frames=8, check_frames=8, cache_dir=None, gen_workers=1, progress=False, seed=3,
                       composites=6, export_int8=False)
+    return cfg, real, rooms, wet
+
+
+def test_tiny_run_holds_out_tune_frames_for_the_threshold_and_only_evaluates_extra_val(tmp_path: Path) -> None:
+    from training.train import train
+
+    cfg, *_ = _tiny_run(tmp_path)
     card = train(cfg)
     m = card.metrics.onnx_fp32 or {}
     assert {"real-val", "synthetic-val", "tune", "extra-val", "all-sources"} <= set(m)
@@ -183,16 +192,9 @@ def test_conflicting_caps_give_the_threshold_that_breaks_the_fewest() -> None:
 def test_rethreshold_rewrites_only_the_cards(tmp_path: Path) -> None:
     from spillwatch.model import SpillModel, sha256_file
     from training.rethreshold import rethreshold
-    from training.train import TrainConfig, train
+    from training.train import train
 
-    real = write_synthetic_manifest(tmp_path / "real", 16, seed=5, split="train")
-    lines = real.read_text().splitlines()
-    real.write_text("\n".join(lines[:8] + [json.dumps({**json.loads(x), "split": "val"}) for x in lines[8:]]) + "\n")
-    rooms, wet = _extra_sets(tmp_path)
-    cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, extra_manifests=[rooms, wet], tune_fraction=0.5,
-                      synthetic=12, synthetic_val=8, synth_size=96, input_size=64, batch_size=4, max_steps=2,
-                      calib_frames=8, check_frames=8, cache_dir=None, gen_workers=1, progress=False, seed=3,
-                      composites=6, export_int8=False)
+    cfg, real, rooms, wet = _tiny_run(tmp_path)
     train(cfg)
     onnx = tmp_path / "out" / "spillwatch.onnx"
     sha = sha256_file(onnx)

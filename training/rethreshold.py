@@ -26,13 +26,12 @@ from spillwatch.model_card import (
 from training.train import (
     EvalSet,
     TrainConfig,
+    eval_sets,
     group_report,
     load_extra,
     load_images,
     load_real,
     pick_threshold,
-    real_eval_set,
-    synth_eval_set,
 )
 
 
@@ -66,34 +65,20 @@ def config_from_card(card: ModelCard) -> TrainConfig:
     return TrainConfig(**kw)
 
 
-def eval_sets(cfg: TrainConfig) -> list[EvalSet]:
-    """The evaluation sets of ``training.train.train`` (same names, same frames)."""
+def rethreshold_sets(cfg: TrainConfig) -> list[EvalSet]:
+    """The evaluation sets of ``training.train.train`` (same names, same frames), loaded again."""
     from training.datasets import make_synth_set
 
-    s = cfg.input_size
-    fo = cfg.frame_only_sources
+    s, fo = cfg.input_size, cfg.frame_only_sources
     train_recs, val_recs = load_real(cfg)
     extra = load_extra(cfg)
     if cfg.train_on_extra:
         train_recs = train_recs + extra.train
-    out: list[EvalSet] = []
-    val_imgs = load_images(val_recs, s, fo, "", False)
-    tune_imgs = load_images(extra.tune, s, fo, "", False)
-    xval_imgs = load_images(extra.val, s, fo, "", False)
-    if val_recs:
-        out.append(real_eval_set("real-val", val_recs, val_imgs, s))
-    if cfg.synthetic_val > 0:
-        sv = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir)
-        out.append(synth_eval_set(sv, s))
-    if extra.tune:
-        out.append(real_eval_set("tune", extra.tune, tune_imgs, s))
-    if extra.val:
-        out.append(real_eval_set("extra-val", extra.val, xval_imgs, s))
-    if cfg.report_all_sources:
-        train_imgs = load_images(train_recs, s, fo, "", False)
-        out.append(real_eval_set("all-sources", train_recs + extra.tune + val_recs + extra.val,
-                                 train_imgs + tune_imgs + val_imgs + xval_imgs, s))
-    return out
+    train_imgs = load_images(train_recs, s, fo, "", False) if cfg.report_all_sources else []
+    sv = (make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir)
+          if cfg.synthetic_val > 0 else None)
+    return eval_sets(cfg, (train_recs, train_imgs), (val_recs, load_images(val_recs, s, fo, "", False)), extra,
+                     load_images(extra.tune, s, fo, "", False), load_images(extra.val, s, fo, "", False), sv)
 
 
 def rethreshold(models: Path, stem: str = "spillwatch", overrides: dict[str, Any] | None = None) -> dict[str, ModelCard]:
@@ -108,7 +93,7 @@ def rethreshold(models: Path, stem: str = "spillwatch", overrides: dict[str, Any
     c32 = load_card(p32)
     c8 = load_card(p8) if p8.is_file() else None
     cfg = replace(config_from_card(c32), **(overrides or {}))
-    evs = eval_sets(cfg)
+    evs = rethreshold_sets(cfg)
     s32 = ort_session(p32)
     r32 = {e.name: ort_run(s32, e.images) for e in evs}
     choice = pick_threshold(cfg, evs, {k: v[0].astype(np.float64) for k, v in r32.items()})

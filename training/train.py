@@ -405,6 +405,34 @@ def load_images(recs: Sequence[Record], size: int, frame_only: Sequence[str], de
     return out
 
 
+def eval_sets(
+    cfg: TrainConfig,
+    train: tuple[Sequence[Record], Sequence[LoadedImage]],
+    val: tuple[Sequence[Record], Sequence[LoadedImage]],
+    extra: ExtraData,
+    tune_imgs: Sequence[LoadedImage],
+    xval_imgs: Sequence[LoadedImage],
+    synth_val: SynthSet | None,
+) -> list[EvalSet]:
+    """The evaluation sets, by name: real-val, synthetic-val, tune (sets the threshold), extra-val
+    (evaluated only) and all-sources (every source and split, train in-sample: the per-source table)."""
+    s = cfg.input_size
+    (train_recs, train_imgs), (val_recs, val_imgs) = train, val
+    out: list[EvalSet] = []
+    if val_recs:
+        out.append(real_eval_set("real-val", val_recs, val_imgs, s))
+    if synth_val is not None and len(synth_val):
+        out.append(synth_eval_set(synth_val, s))
+    if extra.tune:
+        out.append(real_eval_set("tune", extra.tune, tune_imgs, s))
+    if extra.val:
+        out.append(real_eval_set("extra-val", extra.val, xval_imgs, s))
+    if cfg.report_all_sources and (train_recs or val_recs):
+        out.append(real_eval_set("all-sources", [*train_recs, *extra.tune, *val_recs, *extra.val],
+                                 [*train_imgs, *tune_imgs, *val_imgs, *xval_imgs], s))
+    return out
+
+
 def train(cfg: TrainConfig) -> ModelCard:
     """Train, calibrate, choose the threshold, export. Returns the fp32 card."""
     import torch
@@ -531,19 +559,7 @@ def train(cfg: TrainConfig) -> ModelCard:
     net.eval()
 
     # ---- calibration + threshold on validation (real val + held-out synthetic)
-    evsets: list[EvalSet] = []
-    if val_recs:
-        evsets.append(real_eval_set("real-val", val_recs, val_imgs, s))
-    if synth_val is not None and len(synth_val):
-        evsets.append(synth_eval_set(synth_val, s))
-    if extra.tune:
-        evsets.append(real_eval_set("tune", extra.tune, tune_imgs, s))
-    if extra.val:
-        evsets.append(real_eval_set("extra-val", extra.val, xval_imgs, s))
-    if cfg.report_all_sources and (train_recs or val_recs):
-        # every source and split (train figures are in-sample), for the per-source table
-        evsets.append(real_eval_set("all-sources", train_recs + extra.tune + val_recs + extra.val,
-                                    train_imgs + tune_imgs + val_imgs + xval_imgs, s))
+    evsets = eval_sets(cfg, (train_recs, train_imgs), (val_recs, val_imgs), extra, tune_imgs, xval_imgs, synth_val)
     logits = {e.name: torch_logits(net, e.images)[0] for e in evsets}
     # without synthetic training, the synthetic set is for evaluation only
     cal_sets = [e for e in evsets if (cfg.use_synthetic or e.name != "synthetic-val") and e.name in ("real-val", "synthetic-val")]
