@@ -66,35 +66,20 @@ def map_region(spill_map: np.ndarray, threshold: float) -> Region | None:
 def decode_jpeg(data: bytes, target: int | None = None) -> np.ndarray:
     """Decode to BGR. With ``target`` the decoder is asked for a reduced size (much cheaper) when the
     image is at least twice as large as needed."""
-    if not data:
-        raise ImageDecodeError("empty image payload")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    flag = cv2.IMREAD_COLOR
-    if target is not None:
-        # The size comes from the JPEG's SOF marker (no decode); reduce only while the short side
-        # stays >= target.
-        flag = _reduced_flag(data, target)
-    img = cv2.imdecode(buf, flag)
-    if img is None or img.size == 0:
-        raise ImageDecodeError("image could not be decoded (corrupt or not a JPEG/PNG)")
-    return img
+    # The size comes from the JPEG's SOF marker (no decode); reduce only while the short side stays >= target.
+    return _imdecode(data, cv2.IMREAD_COLOR if target is None else _reduced_flag(data, target))
 
 
 def decode_jpeg_gray(data: bytes, min_short: int) -> np.ndarray:
     """Grayscale, decoded at the smallest JPEG scale (1/8, 1/4, 1/2) whose short side stays at least
     ``min_short`` pixels: at 1/8 the decoder reads the DC coefficients only (each pixel is the mean of
     an 8 x 8 block), about half the cost of a colour decode at 1/2."""
+    return _imdecode(data, _reduced_flag(data, min_short, gray=True))
+
+
+def _imdecode(data: bytes, flag: int) -> np.ndarray:
     if not data:
         raise ImageDecodeError("empty image payload")
-    size = _jpeg_size(data)
-    flag = cv2.IMREAD_GRAYSCALE
-    if size is not None:
-        short = min(size)
-        for factor, f in ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                          (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)):
-            if short >= factor * min_short:
-                flag = f
-                break
     img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flag)
     if img is None or img.size == 0:
         raise ImageDecodeError("image could not be decoded (corrupt or not a JPEG/PNG)")
@@ -124,16 +109,21 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _reduced_flag(data: bytes, target: int) -> int:
+# reduced decoding scales by output: (factor, flag), largest first; the colour path stops at 1/4
+_REDUCED = {
+    False: ((4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)),
+    True: ((8, cv2.IMREAD_REDUCED_GRAYSCALE_8), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2)),
+}
+
+
+def _reduced_flag(data: bytes, target: int, gray: bool = False) -> int:
+    """The imdecode flag for the smallest scale whose short side stays >= ``target`` (from the SOF marker)."""
+    full = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
     size = _jpeg_size(data)
     if size is None:
-        return cv2.IMREAD_COLOR
+        return full
     short = min(size)
-    if short >= 4 * target:
-        return cv2.IMREAD_REDUCED_COLOR_4
-    if short >= 2 * target:
-        return cv2.IMREAD_REDUCED_COLOR_2
-    return cv2.IMREAD_COLOR
+    return next((flag for factor, flag in _REDUCED[gray] if short >= factor * target), full)
 
 
 class SpillModel:
