@@ -108,7 +108,7 @@ def holding(attempts: Attempts, what: str, **log_context: Any) -> AsyncRetrying:
 
     return AsyncRetrying(
         retry=retry,
-        wait=wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S, jitter=BACKOFF_INITIAL_S),
+        wait=wait_exponential_jitter(multiplier=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S, jitter=BACKOFF_INITIAL_S),
         stop=stop_never,
         before_sleep=before_sleep,
         reraise=True,
