@@ -193,8 +193,8 @@ class Classifier:
             )
             if self.gate is not None and f.thumb is not None:
                 f.result = event
-                f.hot = event.spill_prob >= self._levels(h.camera_id)[1]
-                self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event, hot=f.hot)
+                f.hot = self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event,
+                                         hot=event.spill_prob >= self._levels(h.camera_id)[1])
             if self.suppressor is not None:
                 event = self.suppressor.annotate(event, x)
             out.append(self._classified(f, event))

@@ -12,7 +12,10 @@ until it crosses the threshold) and that frame's classification. A new frame is 
   ``gating.warm_ratio`` (0.25; never above the camera's clear level, threshold x
   ``aggregator.clear_threshold_ratio``), i.e. a suspicion, an open incident or a score rising
   towards the threshold is always judged on fresh inferences, so k-of-n confirmation and clearing
-  keep their meaning and a slowly growing spill is not held back until the refresh;
+  keep their meaning and a slowly growing spill is not held back until the refresh; a camera stays
+  hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot score, so one low score in a
+  rising, noisy series does not freeze it (with a low model threshold the hot level lies close to the
+  scores of clean scenes);
 * the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
   mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
   of the block means over an 8 x 8 grid: per-pixel sensor and JPEG noise averages out); ``min_blocks``
@@ -28,6 +31,7 @@ frame's ids and times and ``inferred: false``.
 >>> gate.decide("cam", gate.thumbnail(img), t0, None).classify
 True
 >>> gate.commit("cam", gate.thumbnail(img), t0, None, result="r0", hot=False)
+False
 >>> brighter = np.clip(img.astype(int) * 1.1 + 8, 0, 255).astype(np.uint8)  # auto-exposure
 >>> gate.decide("cam", gate.thumbnail(brighter), t0 + timedelta(seconds=1), None).reason
 'unchanged'
@@ -56,6 +60,7 @@ class GateParams:
     threshold: float = 0.3
     min_blocks: int = 1
     max_cameras: int = 100_000
+    hot_hold_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,10 @@ class Reference(Generic[R]):
     epoch: int | None
     result: R
     hot: bool
+    hot_until: datetime | None = None  # still hot until then (capture time): the hold after a hot score
+
+    def is_hot(self, capture_time: datetime) -> bool:
+        return self.hot or (self.hot_until is not None and capture_time < self.hot_until)
 
 
 def thumbnail_of_jpeg(jpeg: bytes) -> np.ndarray:
@@ -130,7 +139,7 @@ class ChangeGate(Generic[R]):
             return Decision(True, "older")
         if capture_time - ref.capture_time >= timedelta(seconds=self.params.refresh_s):
             return Decision(True, "refresh")
-        if ref.hot:
+        if ref.is_hot(capture_time):
             return Decision(True, "hot")
         blocks = block_difference(thumb, ref.thumb)
         changed = int((blocks >= self.params.threshold).sum())
@@ -139,12 +148,20 @@ class ChangeGate(Generic[R]):
             return Decision(True, "changed", changed, peak)
         return Decision(False, "unchanged", changed, peak)
 
-    def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool) -> None:
-        """The frame the model just classified becomes the camera's reference."""
-        self._refs[camera] = Reference(thumb, capture_time, epoch, result, hot)
+    def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool) -> bool:
+        """The frame the model just classified becomes the camera's reference. Returns whether the
+        camera is hot now (its score, or the hold after its last hot score)."""
+        prev = self._refs.get(camera)
+        if hot:
+            until: datetime | None = capture_time + timedelta(seconds=self.params.hot_hold_s)
+        else:
+            until = prev.hot_until if prev is not None and prev.epoch == epoch else None
+        ref = Reference(thumb, capture_time, epoch, result, hot, until)
+        self._refs[camera] = ref
         self._refs.move_to_end(camera)
         while len(self._refs) > self.params.max_cameras:
             self._refs.popitem(last=False)
+        return ref.is_hot(capture_time)
 
     def __len__(self) -> int:
         return len(self._refs)
@@ -155,4 +172,5 @@ def params_from(settings: Any) -> GateParams | None:
     g = settings.gating
     if not g.enabled:
         return None
-    return GateParams(refresh_s=g.refresh_s, threshold=g.threshold, min_blocks=g.min_blocks, max_cameras=g.max_cameras)
+    return GateParams(refresh_s=g.refresh_s, threshold=g.threshold, min_blocks=g.min_blocks, max_cameras=g.max_cameras,
+                      hot_hold_s=g.hot_hold_s)

@@ -412,6 +412,10 @@ class GatingSettings(_Section):
         default=0.25, gt=0, le=1,
         description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is classified on every frame: a rising score is never frozen by a reused result",
     )
+    hot_hold_s: float = Field(
+        default=5.0, ge=0, le=3600,
+        description="after a hot score a camera stays hot (classified on every frame) for this long (capture time): one low score in a rising series does not freeze it",
+    )
     max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
 
 

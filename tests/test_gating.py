@@ -98,6 +98,26 @@ def test_refresh_hot_epoch_and_redelivery_always_classify() -> None:
     assert gate.decide("cam", t, T0 + timedelta(seconds=1), 1).reason == "hot"
 
 
+def test_one_low_score_after_a_hot_one_does_not_freeze_the_camera_until_the_hold_ends() -> None:
+    """A rising score is noisy: one result just under the hot level must not hand the camera to the
+    refresh interval (with a low model threshold the hot level lies near clean scores)."""
+    gate: ChangeGate[str] = ChangeGate(PARAMS)  # hot_hold_s 5 s by default
+    t = thumb_of(to_jpeg(scene()))
+    assert gate.commit("cam", t, T0, 1, result="hot", hot=True)
+    assert gate.commit("cam", t, T0 + timedelta(seconds=1), 1, result="dip", hot=False)  # still held
+    assert gate.decide("cam", t, T0 + timedelta(seconds=1.5), 1).reason == "hot"
+    assert gate.decide("cam", t, T0 + timedelta(seconds=4.9), 1).reason == "hot"
+    assert not gate.commit("cam", t, T0 + timedelta(seconds=5), 1, result="cold", hot=False)
+    assert gate.decide("cam", t, T0 + timedelta(seconds=5.5), 1).reason == "unchanged"
+    gate.commit("cam", t, T0 + timedelta(seconds=6), 1, result="hot", hot=True)
+    gate.commit("cam", t, T0 + timedelta(seconds=7), 2, result="cold", hot=False)  # producer restarted: no hold
+    assert gate.decide("cam", t, T0 + timedelta(seconds=7.5), 2).reason == "unchanged"
+    off: ChangeGate[str] = ChangeGate(GateParams(refresh_s=10.0, threshold=0.3, min_blocks=1, hot_hold_s=0.0))
+    off.commit("cam", t, T0, 1, result="hot", hot=True)
+    off.commit("cam", t, T0 + timedelta(seconds=1), 1, result="dip", hot=False)
+    assert off.decide("cam", t, T0 + timedelta(seconds=1.5), 1).reason == "unchanged"
+
+
 def test_references_are_bounded_least_recently_seen_first() -> None:
     gate: ChangeGate[str] = ChangeGate(GateParams(max_cameras=2))
     t = thumb_of(clean_jpeg())
