@@ -28,7 +28,7 @@ INGREDIENT_ARMS: dict[str, dict[str, Any]] = {
     "spills-real + generator (no window reflections)": {"train_on_extra": False, "composites": 0, "synth_exclude": ["window"]},
     "+ window/lamp reflections": {"train_on_extra": False, "composites": 0},
     "+ wet-floors/interiors train": {"train_on_extra": True, "composites": 0},
-    "+ composited real liquids (shipped recipe)": {"train_on_extra": True},
+    "+ composited real liquids (previous recipe)": {"train_on_extra": True, "composites": 1500},
 }
 
 

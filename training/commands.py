@@ -45,7 +45,7 @@ def train_cmd(
         None, "--extra", help="extra data set manifest: its train split trains (less a held-out 'tune' part that sets "
         "the threshold), its val split is only evaluated (repeatable; default: interiors + wet-floors of the data root)"),
     no_extra: bool = typer.Option(False, "--no-extra", help="no extra data sets"),
-    composites: int = typer.Option(1500, help="real liquids pasted onto clean train frames (0: none)"),
+    composites: int = typer.Option(0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),

@@ -61,7 +61,7 @@ class TrainConfig:
     frame_only_sources: list[str] = field(default_factory=lambda: ["wet-floor-stock"])  # boxes, not outlines: no map loss
     extra_spill_share: float = 0.25            # share of extra-set spill frames among real spill draws
     extra_clean_share: float = 0.4             # share of extra-set clean frames (interiors) among real clean draws
-    composites: int = 1500                     # real liquids cut out along polygons, pasted onto clean train frames
+    composites: int = 0                        # real liquids cut out along polygons, pasted onto clean train frames (0: the shipped recipe; docs/model.md)
     composite_fraction: float = 0.2            # share of composites in a batch
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)

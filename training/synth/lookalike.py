@@ -6,7 +6,7 @@ dark, wet-looking stain, seen by a fixed oblique camera, people walking by:
 
 * ``lookalike.mp4``: no liquid at all. The shipped model (models/spillwatch.onnx) flags the stain
   (spill probability >= its card threshold, the stain's map cells) in most of the 40 frames (26 with the
-  160-px model at 0.867, 38 with the 192-px model at 0.690), the others
+  160-px model at 0.867, 38 with the first 192-px model at 0.690, 39 with the shipped one at 0.209), the others
   mostly while a passer-by hides it: a persistent false alarm that pages;
 * ``spill_elsewhere.mp4``: the same, and at ``ONSET_S`` a tea pool appears on another part of
   the floor (``ELSEWHERE``);
