@@ -204,6 +204,7 @@ def effective_score(
     zone: Polygon | None,
     map_threshold: float,
     suppressed: Collection[int] = (),
+    threshold: float | None = None,
 ) -> float:
     """The score a frame contributes to its camera's window.
 
@@ -227,6 +228,12 @@ def effective_score(
     cannot hold an incident open with its halo. A frame with no suppressed cell is scored exactly
     as without suppression.
 
+    ``threshold`` (the camera's decision threshold) puts ``z`` on the frame score's scale: a map value
+    below ``map_threshold`` becomes ``z x threshold / map_threshold``, so "no cell of the region fires"
+    always means "below the threshold", whatever the model's threshold is (a model whose threshold is
+    below the map threshold would otherwise count a frame on the sub-threshold halo of a zone's edge or
+    of a suppressed look-alike). Without it ``z`` is used as it is.
+
     A classification without a map cannot be localised: it counts with its frame probability
     (fail-open: a missed spill costs more than a page for a spill near the zone)."""
     if (zone is None and not suppressed) or not spill_map:
@@ -249,6 +256,8 @@ def effective_score(
     if cells:
         rest = mask & ~_neighbourhood(cells, grid.shape)
         z = float(grid[rest].max()) if rest.any() else 0.0
+    if threshold is not None and map_threshold > 0:
+        z *= threshold / map_threshold
     return float(min(prob, z))
 
 
@@ -515,7 +524,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
         if st.phase == Phase.SUSPECTED:
             st.phase, st.suspect_seq, st.suspect_since = Phase.IDLE, None, None
 
-    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold, suppressed_cells(c))
+    score = effective_score(c.spill_prob, c.spill_map, params.zone, params.map_threshold, suppressed_cells(c), params.threshold)
     st.window.append(Sample(seq=c.seq, at=c.capture_time, prob=c.spill_prob, score=score))
     st.window = st.window[-params.window :]
     _take(st, c.epoch, c.seq, c.capture_time, verdict)

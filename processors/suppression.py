@@ -123,13 +123,21 @@ class FrameSuppressor:
         self.map_threshold = map_threshold
 
     def annotate(self, event: Classification, image_rgb: np.ndarray) -> Classification:
-        """``event`` with the looks of its firing cells and the cells an entry matched; unchanged
-        when no cell fires, and on any error (fail-open: the frame counts as without suppression)."""
+        """``event`` with the looks of its firing cells and the cells an entry matched; on any error
+        unchanged (fail-open: the frame counts as without suppression).
+
+        A frame whose map fires nowhere (a passer-by hides part of a learned look-alike and its cells
+        dip under the map threshold, while the frame score stays above the decision threshold) is
+        localised by its strongest cell, on a camera that has entries: when that cell's place and look
+        match an entry it is suppressed like a firing cell (the aggregator then scores the frame over
+        the rest of the map, confirmation.effective_score). Nothing is measured into ``looks`` for it."""
         try:
             cells = firing_cells(event.spill_map, self.map_threshold)
             grid = grid_of(event.spill_map)
-            if not cells or grid is None:
+            if grid is None:
                 return event
+            if not cells:
+                return self._strongest_cell(event, image_rgb, grid)
             looks = cell_looks(image_rgb, cells, grid)
             entries = self.cache.for_camera(event.camera_id, event.classified_at)
             suppressed = match(entries, looks, grid, self.margin) if entries else []
@@ -137,6 +145,14 @@ class FrameSuppressor:
         except Exception as exc:  # noqa: BLE001 - never cost a classification
             log.warning("suppression step failed; frame left unsuppressed", camera=event.camera_id, seq=event.seq, error=repr(exc))
             return event
+
+    def _strongest_cell(self, event: Classification, image_rgb: np.ndarray, grid: tuple[int, int]) -> Classification:
+        entries = self.cache.for_camera(event.camera_id, event.classified_at)
+        strongest = firing_cells(event.spill_map, 1.0 / 255.0, limit=1)  # the strongest non-zero cell
+        if not entries or not strongest:
+            return event
+        suppressed = match(entries, cell_looks(image_rgb, strongest, grid), grid, self.margin)
+        return event.model_copy(update={"suppressed": suppressed}) if suppressed else event
 
 
 def learning_incident(state: CameraState) -> str | None:

@@ -161,6 +161,20 @@ def test_the_gate_scores_a_frame_over_its_unsuppressed_cells() -> None:
     assert effective_score(0.97, qmap({62: 0.95, 20: 0.9}), zone, THR, {62}) < THR  # the unsuppressed cell is outside the zone
 
 
+@pytest.mark.parametrize("threshold", [0.21, 0.69, 0.9])
+def test_no_firing_cell_outside_the_suppressed_ones_is_below_the_threshold_whatever_the_threshold(threshold: float) -> None:
+    """A model whose decision threshold (0.21) is below the map threshold (0.5): a frame whose only
+    firing cells are suppressed must not count on the sub-map-threshold rest of its map (a passer-by
+    beside the look-alike at 0.45), nor a frame on a zone's sub-threshold edge."""
+    m = qmap({62: 0.95, 63: 0.9, 20: 0.45})
+    assert effective_score(0.97, m, None, THR, {62, 63}, threshold) < threshold
+    assert effective_score(0.97, m, None, THR, {62}, threshold) == 0.97  # 63 fires unsuppressed: full score
+    zone = ((0.0, 0.0), (1.0, 0.0), (1.0, 0.3), (0.0, 0.3))  # rows 0..2: only the 0.45 cell
+    assert effective_score(0.97, m, zone, THR, (), threshold) < threshold
+    assert effective_score(0.97, qmap({20: 0.6}), zone, THR, (), threshold) == 0.97  # a firing cell in the zone
+    assert effective_score(0.3, m, None, THR, {62, 63}, threshold) <= 0.3  # never above the frame's own probability
+
+
 looks_st = st.lists(st.integers(0, 255), min_size=6, max_size=6)
 
 
@@ -203,6 +217,24 @@ def test_frame_suppressor_marks_the_matching_cells_and_is_fail_open() -> None:
     assert out.suppressed == [SuppressedCells(entry=entry_id("cam-1", "inc-1"), cells=[62])]
     assert step.annotate(cls(2, 0.2, {}), img).looks is None  # nothing fires: nothing measured
     assert step.annotate(c, np.zeros((0, 0), np.uint8)) == c  # a broken image: the frame counts unsuppressed
+
+
+def test_a_flagged_frame_whose_map_fires_nowhere_is_judged_by_its_strongest_cell() -> None:
+    """A passer-by hides part of the learned look-alike: no cell reaches the map threshold, the frame
+    score stays high. Its strongest cell is the stain's, with the stain's look: suppressed, and the
+    frame no longer counts. The same frame with its strongest cell elsewhere counts in full."""
+    img = np.full((160, 160, 3), 200, np.uint8)
+    now = datetime.now(UTC)
+    cache = SuppressionCache()
+    cache.replace([entry({62: cell_looks(img, [62], GRID)[0][1:]}, created=now)], 1)
+    step = FrameSuppressor(cache, margin=MARGIN, map_threshold=THR)
+    hidden = cls(1, 0.57, {62: 0.45, 63: 0.2}).model_copy(update={"classified_at": now})
+    out = step.annotate(hidden, img)
+    assert out.suppressed == [SuppressedCells(entry=entry_id("cam-1", "inc-1"), cells=[62])] and out.looks is None
+    assert effective_score(0.57, out.spill_map, None, THR, suppressed_cells(out)) < 0.2
+    elsewhere = cls(2, 0.57, {20: 0.45, 62: 0.3}).model_copy(update={"classified_at": now})
+    assert step.annotate(elsewhere, img) == elsewhere
+    assert FrameSuppressor(SuppressionCache(), margin=MARGIN, map_threshold=THR).annotate(hidden, img) == hidden  # no entries
 
 
 # --------------------------------------------------------------------------- verdicts and the area cap
