@@ -228,11 +228,13 @@ def effective_score(
     cannot hold an incident open with its halo. A frame with no suppressed cell is scored exactly
     as without suppression.
 
-    ``threshold`` (the camera's decision threshold) puts ``z`` on the frame score's scale: a map value
-    below ``map_threshold`` becomes ``z x threshold / map_threshold``, so "no cell of the region fires"
-    always means "below the threshold", whatever the model's threshold is (a model whose threshold is
-    below the map threshold would otherwise count a frame on the sub-threshold halo of a zone's edge or
-    of a suppressed look-alike). Without it ``z`` is used as it is.
+    ``threshold`` (the camera's decision threshold) puts ``z`` on the frame score's scale when the
+    threshold is below the map threshold: a map value below ``map_threshold`` becomes
+    ``z x threshold / map_threshold``, so "no cell of the region fires" always means "below the
+    threshold" (such a model would otherwise count a frame on the sub-threshold halo of a zone's edge
+    or of a suppressed look-alike). It never raises ``z`` (a threshold at or above the map threshold
+    already puts every non-firing ``z`` below it, and clearing keeps its meaning). Without it ``z`` is
+    used as it is.
 
     A classification without a map cannot be localised: it counts with its frame probability
     (fail-open: a missed spill costs more than a page for a spill near the zone)."""
@@ -257,7 +259,7 @@ def effective_score(
         rest = mask & ~_neighbourhood(cells, grid.shape)
         z = float(grid[rest].max()) if rest.any() else 0.0
     if threshold is not None and map_threshold > 0:
-        z *= threshold / map_threshold
+        z *= min(1.0, threshold / map_threshold)
     return float(min(prob, z))
 
 

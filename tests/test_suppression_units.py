@@ -173,6 +173,8 @@ def test_no_firing_cell_outside_the_suppressed_ones_is_below_the_threshold_whate
     assert effective_score(0.97, m, zone, THR, (), threshold) < threshold
     assert effective_score(0.97, qmap({20: 0.6}), zone, THR, (), threshold) == 0.97  # a firing cell in the zone
     assert effective_score(0.3, m, None, THR, {62, 63}, threshold) <= 0.3  # never above the frame's own probability
+    if threshold >= THR:  # a threshold at or above the map threshold changes nothing (clearing keeps its meaning)
+        assert effective_score(0.97, m, None, THR, {62, 63}, threshold) == effective_score(0.97, m, None, THR, {62, 63})
 
 
 looks_st = st.lists(st.integers(0, 255), min_size=6, max_size=6)
