@@ -196,7 +196,7 @@ class Classifier:
                 f.hot = self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event,
                                          hot=event.spill_prob >= self._levels(h.camera_id)[1])
             if self.suppressor is not None:
-                event = self.suppressor.annotate(event, x)
+                event = self.suppressor.annotate(event, x, min_prob=self._levels(h.camera_id)[1])
             out.append(self._classified(f, event))
         return len(ready), infer_ms
 

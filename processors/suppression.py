@@ -122,7 +122,7 @@ class FrameSuppressor:
         self.margin = margin
         self.map_threshold = map_threshold
 
-    def annotate(self, event: Classification, image_rgb: np.ndarray) -> Classification:
+    def annotate(self, event: Classification, image_rgb: np.ndarray, min_prob: float = 0.0) -> Classification:
         """``event`` with the looks of its firing cells and the cells an entry matched; on any error
         unchanged (fail-open: the frame counts as without suppression).
 
@@ -130,14 +130,16 @@ class FrameSuppressor:
         dip under the map threshold, while the frame score stays above the decision threshold) is
         localised by its strongest cell, on a camera that has entries: when that cell's place and look
         match an entry it is suppressed like a firing cell (the aggregator then scores the frame over
-        the rest of the map, confirmation.effective_score). Nothing is measured into ``looks`` for it."""
+        the rest of the map, confirmation.effective_score). Nothing is measured into ``looks`` for it,
+        and a frame under ``min_prob`` (the worker passes the camera's hot level, at or below its clear
+        level: such a frame counts as clear whatever is suppressed) is not measured at all."""
         try:
             cells = firing_cells(event.spill_map, self.map_threshold)
             grid = grid_of(event.spill_map)
             if grid is None:
                 return event
             if not cells:
-                return self._strongest_cell(event, image_rgb, grid)
+                return self._strongest_cell(event, image_rgb, grid) if event.spill_prob >= min_prob else event
             looks = cell_looks(image_rgb, cells, grid)
             entries = self.cache.for_camera(event.camera_id, event.classified_at)
             suppressed = match(entries, looks, grid, self.margin) if entries else []
