@@ -26,11 +26,8 @@ from spillwatch.model_card import (
 from training.train import (
     EvalSet,
     TrainConfig,
-    eval_sets,
     group_report,
-    load_extra,
-    load_images,
-    load_real,
+    load_training_data,
     pick_threshold,
 )
 
@@ -66,19 +63,11 @@ def config_from_card(card: ModelCard) -> TrainConfig:
 
 
 def rethreshold_sets(cfg: TrainConfig) -> list[EvalSet]:
-    """The evaluation sets of ``training.train.train`` (same names, same frames), loaded again."""
-    from training.datasets import make_synth_set
+    """The evaluation sets of ``training.train.train`` (same names, same frames), loaded again by its
+    own data stage (no synthetic training set, no composites: they are not evaluated)."""
+    from dataclasses import replace
 
-    s, fo = cfg.input_size, cfg.frame_only_sources
-    train_recs, val_recs = load_real(cfg)
-    extra = load_extra(cfg)
-    if cfg.train_on_extra:
-        train_recs = train_recs + extra.train
-    train_imgs = load_images(train_recs, s, fo, "", False) if cfg.report_all_sources else []
-    sv = (make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir)
-          if cfg.synthetic_val > 0 else None)
-    return eval_sets(cfg, (train_recs, train_imgs), (val_recs, load_images(val_recs, s, fo, "", False)), extra,
-                     load_images(extra.tune, s, fo, "", False), load_images(extra.val, s, fo, "", False), sv)
+    return load_training_data(replace(cfg, synthetic=0, composites=0)).evaluation_sets(cfg)
 
 
 def rethreshold(models: Path, stem: str = "spillwatch", overrides: dict[str, Any] | None = None) -> dict[str, ModelCard]:
