@@ -81,7 +81,7 @@ def ack(
 
     label = renamed(None if verdict is None else str(verdict).lower(), old_label, new="--true/--false", old="--label")
     try:
-        req = AckRequest(by=by or getpass.getuser() or "unknown", note=note, label=label)
+        req = AckRequest.model_validate({"by": by or getpass.getuser() or "unknown", "note": note, "label": label})
     except ValidationError as exc:
         typer.echo(f"invalid acknowledgement: {exc.errors()[0]['msg']}", err=True)
         raise typer.Exit(2) from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from enum import Enum
 
 from spillwatch.events import AlertState, CameraAlertState

@@ -119,7 +119,7 @@ class AlertingService:
         self.errors: list[str] = []  # fatal errors of the background threads (for health / CLI)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "AlertingService":
+    def start(self) -> AlertingService:
         from spillwatch.kafka import make_producer
 
         self.redis.ping()
@@ -163,7 +163,7 @@ class AlertingService:
         while not self._stop.wait(0.5):
             pass
 
-    def __enter__(self) -> "AlertingService":
+    def __enter__(self) -> AlertingService:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -100,7 +100,7 @@ class Job:
         return json.dumps(self.__dict__, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, raw: str) -> "Job":
+    def from_json(cls, raw: str) -> Job:
         return cls(**json.loads(raw))
 
 

@@ -53,7 +53,7 @@ class IncidentFacts:
     kind: str | None = None  # "spill" or "camera"; None: nothing recorded yet
 
     @classmethod
-    def from_record(cls, record: Mapping[str, str]) -> "IncidentFacts":
+    def from_record(cls, record: Mapping[str, str]) -> IncidentFacts:
         """From the incident hash of ``AlertStore.incident`` (``alert:<state>`` fields mark the states
         seen; a record written before kinds existed is a spill incident)."""
         seen = frozenset(k.split(":", 1)[1] for k in record if k.startswith("alert:"))

@@ -56,10 +56,10 @@ from console.models import (
     SuppressionView,
     VerdictView,
 )
-from spillwatch.suppression import Outcome
 from console.security import GuardMiddleware
 from spillwatch.logs import get_logger
 from spillwatch.settings import Settings
+from spillwatch.suppression import Outcome
 
 log = get_logger("console.app")
 

@@ -68,7 +68,11 @@ DEPLOY_DOCS: dict[str, str] = {
     "DEPLOY_PROMETHEUS_BIND": "host address of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_PORT": "host port of Prometheus (monitoring profile)",
     "DEPLOY_PROMETHEUS_RETENTION": "how long Prometheus keeps samples",
-    "DEPLOY_SECRETS_DIR": "folder of the Docker secrets (one file each: camera_sources.json, webhook_secret, slack_webhook_url, pagerduty_routing_key, smtp_password); keep it outside the repository, mode 700. Secrets never go in this file: every service reads all of it",
+    "DEPLOY_SECRETS_DIR": (
+        "folder of the Docker secrets (one file each: camera_sources.json, webhook_secret, slack_webhook_url, "
+        "pagerduty_routing_key, smtp_password); keep it outside the repository, mode 700. Secrets never go in "
+        "this file: every service reads all of it"
+    ),
 }
 
 _INTERP = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

@@ -85,7 +85,7 @@ class TopicWatcher:
         self._reader = TopicReader(settings, [t.classifications, t.spill_alerts], handler=self._handle, keep=False,
                                    client_id="spillwatch-demo-watcher")
 
-    def start(self) -> "TopicWatcher":
+    def start(self) -> TopicWatcher:
         self._reader.start()
         return self
 

@@ -48,7 +48,7 @@ from pydantic import SecretStr
 from spillwatch.events import Classification, EventError, SpillAlert, new_epoch, utcnow
 from spillwatch.logs import get_logger
 from spillwatch.redis_keys import RedisKeys
-from spillwatch.settings import REPO_ROOT, Settings
+from spillwatch.settings import REPO_ROOT, KafkaSettings, RedisSettings, Settings
 from spillwatch.supervisor import ChildProcess, ServiceGroup
 from spillwatch.topic_reader import Received, TopicReader
 
@@ -102,7 +102,7 @@ class Footage:
     spill: list[bytes]
 
     @classmethod
-    def load(cls) -> "Footage":
+    def load(cls) -> Footage:
         from processors.bench import load_clip
 
         return cls(clean=load_clip("clean", 480).jpegs, spill=load_clip("spill", 480).jpegs[SPILL_FROM_FRAME:])
@@ -265,8 +265,8 @@ class Namespace:
         self.hook_port = free_port()
         self.pages_file = self.dir / "webhook-pages.jsonl"
         base = Settings(
-            kafka={"bootstrap": stack.bootstrap, "profile": "local", "topic_prefix": f"faults-{name}-{uid}.", "partitions": 2},
-            redis={"url": stack.redis_url, "key_prefix": f"faults:{name}:{uid}"},
+            kafka=KafkaSettings(bootstrap=stack.bootstrap, profile="local", topic_prefix=f"faults-{name}-{uid}.", partitions=2),
+            redis=RedisSettings(url=stack.redis_url, key_prefix=f"faults:{name}:{uid}"),
             data_dir=self.dir / "data",
             log_format="json",
         )
@@ -295,7 +295,7 @@ class Namespace:
         return self.settings.kafka.topic_prefix
 
     # ------------------------------------------------------------------ services
-    def start(self, workers: int = 1) -> "Namespace":
+    def start(self, workers: int = 1) -> Namespace:
         from spillwatch.kafka import create_topics
 
         create_topics(self.settings, timeout_s=60)

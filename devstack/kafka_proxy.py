@@ -19,8 +19,12 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from spillwatch.logs import get_logger
+
+if TYPE_CHECKING:
+    from spillwatch.supervisor import ChildProcess
 
 log = get_logger("devstack.kafka_proxy")
 
@@ -64,7 +68,7 @@ class KafkaProxy:
         self._lock = threading.Lock()
         self.held_requests = 0
 
-    def start(self) -> "KafkaProxy":
+    def start(self) -> KafkaProxy:
         threading.Thread(target=self._accept, name="kafka-proxy", daemon=True).start()
         return self
 
@@ -179,19 +183,19 @@ class ProxiedBroker:
         self.host = host
         self.broker_port = free_port(host)
         self.proxy = KafkaProxy((host, self.broker_port), host=host)
-        self.child = None
+        self.child: ChildProcess | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.proxy.port}"
 
-    def start(self) -> "ProxiedBroker":
+    def start(self) -> ProxiedBroker:
         from devstack.stack import broker_binary
         from spillwatch.kafka import broker_ready
         from spillwatch.supervisor import ChildProcess
 
         self.proxy.start()
-        self.child = ChildProcess(
+        child = self.child = ChildProcess(
             "broker",
             [broker_binary(), "broker", "--listener-url", f"tcp://{self.host}:{self.broker_port}",
              "--advertised-listener-url", f"tcp://{self.host}:{self.proxy.port}", "--storage-engine", "memory://tansu/"],
@@ -200,8 +204,8 @@ class ProxiedBroker:
         ).start()
         deadline = time.monotonic() + 20
         while not broker_ready(self.bootstrap, timeout_s=2.0):
-            if not self.child.running() or time.monotonic() > deadline:
-                raise RuntimeError(f"proxied broker not ready:\n{self.child.tail()}")
+            if not child.running() or time.monotonic() > deadline:
+                raise RuntimeError(f"proxied broker not ready:\n{child.tail()}")
             time.sleep(0.1)
         return self
 
@@ -210,7 +214,7 @@ class ProxiedBroker:
             self.child.stop(5.0)
         self.proxy.stop()
 
-    def __enter__(self) -> "ProxiedBroker":
+    def __enter__(self) -> ProxiedBroker:
         return self.start()
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:

@@ -165,7 +165,7 @@ class LocalStack:
             argv += ["--appendonly", "no", "--save", ""]
         return ChildProcess(name="redis", argv=argv, env=dict(os.environ), log_path=self.work_dir / "redis.log")
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         try:
             if self.with_broker:
                 self.start_broker()
@@ -255,14 +255,14 @@ class LocalStack:
         out["ok"] = all(v["ready"] for k, v in out.items() if isinstance(v, dict))
         return out
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # ---------------------------------------------------------------- daemon state
-    def state(self) -> "StackState":
+    def state(self) -> StackState:
         return StackState(
             host=self.host,
             broker_port=self.broker_port,
@@ -276,7 +276,7 @@ class LocalStack:
         )
 
     @classmethod
-    def from_state(cls, st: "StackState") -> "LocalStack":
+    def from_state(cls, st: StackState) -> LocalStack:
         s = cls(st.broker_port, st.redis_port, host=st.host, work_dir=st.work_dir, detached=True)
         if st.broker_pid:
             s.broker = ChildProcess("broker", st.broker_argv, {}, Path(st.work_dir) / "broker.log", pid=st.broker_pid)
@@ -306,7 +306,7 @@ class StackState:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> "StackState | None":
+    def load(cls, path: Path) -> StackState | None:
         try:
             return cls(**json.loads(path.read_text()))
         except (OSError, ValueError, TypeError):

@@ -121,7 +121,7 @@ class Aggregator:
             acked = inc.acknowledged or await self.store.is_acknowledged(inc.id)
             if acked == inc.acknowledged and (inc.escalated or (at - inc.confirmed_wall).total_seconds() < params.escalate_after_s):
                 continue  # nothing to change: avoid a write per tick
-            result = await self.store.apply(camera, lambda st: tick(st, params, at, acknowledged=acked))
+            result = await self.store.apply(camera, lambda st: tick(st, params, at, acknowledged=acked))  # noqa: B023 - awaited here
             self._count(result)
         return await self.store.flush(self.publish)
 

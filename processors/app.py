@@ -112,7 +112,7 @@ class AckWhenDone:
     def __init__(self, events: Sequence[Any]) -> None:
         self.events = list(events)
 
-    def __enter__(self) -> "AckWhenDone":
+    def __enter__(self) -> AckWhenDone:
         for e in self.events:
             e.message.incref()
         return self
@@ -132,7 +132,7 @@ class Outgoing:
     key: bytes | None
     value: bytes
     what: str = "record"
-    fallback: Callable[[BaseException], "Outgoing | None"] | None = None
+    fallback: Callable[[BaseException], Outgoing | None] | None = None
 
 
 class SendIncomplete(RuntimeError):

@@ -43,7 +43,6 @@ def label(
     a false alarm teaches its camera at once (docs/suppression.md)."""
     from processors.archive_labels import label_incident
     from spillwatch.cli_options import emit
-
     from spillwatch.settings import get_settings
     from spillwatch.suppression_store import apply_verdict_quietly, outcome_line
 

@@ -128,7 +128,7 @@ class PolicyConfig:
     ring_slack_s: float = 30.0
 
     @classmethod
-    def from_settings(cls, a: Any) -> "PolicyConfig":
+    def from_settings(cls, a: Any) -> PolicyConfig:
         return cls(
             low_score=a.low_score,
             sample_every=a.sample_every,

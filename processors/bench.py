@@ -111,7 +111,7 @@ def start_workers(group: ServiceGroup, settings: Settings, n: int) -> int:
     return threads
 
 
-_PARSED: "weakref.WeakKeyDictionary[TopicReader, tuple[int, list[tuple[float, Classification]]]]" = weakref.WeakKeyDictionary()
+_PARSED: weakref.WeakKeyDictionary[TopicReader, tuple[int, list[tuple[float, Classification]]]] = weakref.WeakKeyDictionary()
 
 
 def classifications(reader: TopicReader, prefix: str = "") -> list[tuple[float, Classification]]:

@@ -47,7 +47,9 @@ def noisy_variants(image_bgr: np.ndarray, n: int, seed: int, quality: int = 85) 
 def decode(jpeg: bytes) -> np.ndarray:
     import cv2
 
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "undecodable JPEG"
+    return img
 
 
 @dataclass
@@ -89,7 +91,7 @@ def build_static(spill_jpegs: list[bytes], clean_jpegs: list[bytes], *, fps: flo
 FrameSource = Callable[[int, bool, float, int], bytes]
 
 
-def frame_source(scene: str | None, static: StaticClips | None, spill: "ClipLike", clean: "ClipLike") -> FrameSource:
+def frame_source(scene: str | None, static: StaticClips | None, spill: ClipLike, clean: ClipLike) -> FrameSource:
     """``(camera index, spill camera?, video time s, tick) -> JPEG`` for the scene."""
 
     def busy(camera: int, is_spill: bool, video_t: float, tick: int) -> bytes:

@@ -82,12 +82,12 @@ class OutageParams(BaseModel):
     silence_s: float = Field(default=15.0, gt=0)
 
 
-def silence_for(settings: "Settings") -> float:
+def silence_for(settings: Settings) -> float:
     """No heartbeat this long = silent: ``outages.silence_s``, default 3 heartbeat intervals."""
     return settings.outages.silence_s or 3.0 * settings.producer.heartbeat_s
 
 
-def params_for(settings: "Settings", camera_id: str) -> OutageParams:
+def params_for(settings: Settings, camera_id: str) -> OutageParams:
     """``outages.grace_s`` / ``recovery_s``, the camera's ``outage_grace_s`` overriding the grace."""
     o = settings.outages
     cam = settings.camera(camera_id)
@@ -186,7 +186,7 @@ class OutageState(BaseModel):
         return self.model_dump_json().encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "OutageState":
+    def from_json(cls, raw: bytes | str) -> OutageState:
         return cls.model_validate_json(raw)
 
 

@@ -32,8 +32,8 @@ from processors.confirmation import params_for
 from processors.gating import ChangeGate, Reference, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
-from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
 from spillwatch.logs import get_logger
+from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
 from spillwatch.settings import Settings
 from spillwatch.suppression import firing_cells
 
@@ -48,7 +48,7 @@ class Classified:
     suspicious: bool  # spill_prob >= the camera's threshold: kept for the evidence snapshot
     index: int = 0  # position of the record in the batch given to ``process``
 
-    def at(self, index: int) -> "Classified":
+    def at(self, index: int) -> Classified:
         return replace(self, index=index)
 
 
@@ -61,7 +61,7 @@ class Rejected:
     header: FrameHeader | None = None
     index: int = -1  # position of the record in the batch given to ``process``
 
-    def at(self, index: int) -> "Rejected":
+    def at(self, index: int) -> Rejected:
         return replace(self, index=index)
 
 
@@ -161,7 +161,7 @@ class Classifier:
             timings.rejected += len(rejected)
         return out, rejected
 
-    def _infer(self, frames: list["_Frame"], rejected: list[Rejected], out: list[Classified]) -> tuple[int, float]:
+    def _infer(self, frames: list[_Frame], rejected: list[Rejected], out: list[Classified]) -> tuple[int, float]:
         """Run the model on ``frames`` (appending to ``out`` / ``rejected``); the last inferred frame
         of each camera becomes its gate reference. Returns (frames inferred, inference ms)."""
         xs: list[np.ndarray] = []
@@ -201,7 +201,7 @@ class Classifier:
         return len(ready), infer_ms
 
     # -------------------------------------------------------------- steps of process
-    def _decode(self, records: list[tuple[bytes | None, bytes | None]], at: datetime) -> tuple[list["_Frame"], list[Rejected]]:
+    def _decode(self, records: list[tuple[bytes | None, bytes | None]], at: datetime) -> tuple[list[_Frame], list[Rejected]]:
         """Checks, cheapest first, then the (reduced) JPEG decode: the frames to go on with."""
         good: list[_Frame] = []
         rejected: list[Rejected] = []
@@ -238,7 +238,7 @@ class Classifier:
             good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg, image, thumb))
         return good, rejected
 
-    def _gate(self, frames: list["_Frame"]) -> tuple[list["_Frame"], list["_Frame"]]:
+    def _gate(self, frames: list[_Frame]) -> tuple[list[_Frame], list[_Frame]]:
         """(frames to infer, frames that reuse a result). A camera's later frames in the batch are
         judged against its frame of the batch that is about to be inferred (``_Frame.source``)."""
         if self.gate is None:
@@ -266,7 +266,7 @@ class Classifier:
                 reuse.append(f)
         return infer, reuse
 
-    def _reused(self, f: "_Frame") -> Classification:
+    def _reused(self, f: _Frame) -> Classification:
         """The result this frame reuses (its camera's reference, or a frame of this batch), as this
         frame's (``inferred: false``)."""
         result = f.source.result if f.source is not None else f.reuses
@@ -284,13 +284,13 @@ class Classifier:
                 log.warning("suppression step failed on a reused frame", camera=h.camera_id, seq=h.seq, error=repr(exc))
         return event
 
-    def _image(self, f: "_Frame") -> np.ndarray:
+    def _image(self, f: _Frame) -> np.ndarray:
         """The frame decoded for the model (reduced size, BGR), decoded on first use."""
         if f.image is None:
             f.image = decode_jpeg(f.jpeg, target=self.model.input_size)
         return f.image
 
-    def _classified(self, f: "_Frame", event: Classification) -> Classified:
+    def _classified(self, f: _Frame, event: Classification) -> Classified:
         return Classified(f.key, event, f.jpeg, event.spill_prob >= self._levels(f.header.camera_id)[0], f.index)
 
 
@@ -307,5 +307,5 @@ class _Frame:
     thumb: np.ndarray | None = None
     result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
     hot: bool = False
-    source: "_Frame | None" = None  # reusing a frame of the same batch (None: the camera's reference)
+    source: _Frame | None = None  # reusing a frame of the same batch (None: the camera's reference)
     reuses: Classification | None = None  # the camera's reference result when the decision was taken

@@ -128,7 +128,7 @@ class ConfirmParams(BaseModel):
 
 
 def params_for(
-    settings: "Settings", camera_id: str, *, model_threshold: float, map_threshold: float = 0.5
+    settings: Settings, camera_id: str, *, model_threshold: float, map_threshold: float = 0.5
 ) -> ConfirmParams:
     """Global aggregator settings, overridden by the camera's entry in ``settings.cameras``.
 
@@ -193,7 +193,7 @@ def zone_mask(zone: Polygon, rows: int, cols: int, samples: int = 4) -> np.ndarr
     xs = (np.arange(cols)[:, None] + off[None, :]).reshape(-1) / cols
     gx, gy = np.meshgrid(xs, ys)
     inside = _inside(gx, gy, zone).reshape(rows, samples, cols, samples)
-    mask = inside.any(axis=(1, 3))
+    mask = np.asarray(inside.any(axis=(1, 3)))
     mask.setflags(write=False)
     return mask
 
@@ -366,7 +366,7 @@ class CameraState(BaseModel):
         return self.model_dump_json()
 
     @classmethod
-    def from_json(cls, data: str | bytes) -> "CameraState":
+    def from_json(cls, data: str | bytes) -> CameraState:
         return cls.model_validate_json(data)
 
     @property

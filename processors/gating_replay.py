@@ -67,7 +67,7 @@ def write_clip(path: Path, frames: list[np.ndarray], labels: list[str]) -> Path:
     import cv2
 
     h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (w, h))
     for f in frames:
         writer.write(f)
     writer.release()

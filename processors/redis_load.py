@@ -186,7 +186,7 @@ def scene_ops(base: Settings, model: Path, logdir: Path, clip: Clip, scene: str,
         seconds = time.monotonic() - t_start
         delta = diff(after, before)
         ops = per_frame(delta, idle, seconds, len(frames))
-        rss = {"worker": peak_rss_mb(worker.pid), "aggregator": peak_rss_mb(aggregator.pid)}
+        rss = {role: peak_rss_mb(child.pid) if child.pid is not None else None for role, child in (("worker", worker), ("aggregator", aggregator))}
         mine = [r.value for r in reader.snapshot() if r.value and f'"camera_id":"{scene}-'.encode() in r.value]
         return {"scene": scene, "cameras": cameras, "frames": len(frames), "seconds": round(seconds, 1),
                 "peak_rss_mib": rss, "frame_bytes_mean": round(sum(len(j) for _, _, j in frames) / len(frames)),

@@ -99,7 +99,7 @@ async def refresh_suppressions(cache: SuppressionCache, redis: Any, keys: RedisK
         log.warning("could not refresh the suppressions; keeping the ones loaded", error=repr(exc), version=cache.version)
 
 
-def suppressor_for(settings: Any, cache: SuppressionCache, map_threshold: float) -> "FrameSuppressor | None":
+def suppressor_for(settings: Any, cache: SuppressionCache, map_threshold: float) -> FrameSuppressor | None:
     """The worker's step for ``settings`` (None when ``suppression.enabled`` is off), its cache
     loaded once now."""
     if not settings.suppression.enabled:

@@ -70,7 +70,7 @@ def produce(
     max_frames: int = typer.Option(None, "--max-frames", min=1, help="stop each camera after N frames"),
     speed: float = typer.Option(None, "--speed", min=0.0, help="play files at X times real time; 0 = as fast as possible [default: 1]"),
     preload: bool = typer.Option(False, "--preload", help="decode video files once, play from memory (many cameras)"),
-    out: Path = typer.Option(None, "--out", help="write per-camera counts (JSON) here at the end"),
+    out: Path | None = typer.Option(None, "--out", help="write per-camera counts (JSON) here at the end"),
     wait: float = typer.Option(60.0, "--wait", help="seconds to wait for the broker at start-up"),
     old_fast: bool = typer.Option(False, "--fast", hidden=True, help="deprecated: --speed 0"),
     old_realtime: bool = typer.Option(False, "--realtime", hidden=True, help="deprecated: --speed 1"),

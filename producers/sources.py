@@ -15,11 +15,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
 
+from spillwatch.events import FrameLabel
 from spillwatch.redact import redact_url
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -42,8 +43,8 @@ class EndOfStream(Exception):
 class RawFrame:
     image: np.ndarray | None  # None: not decoded (read(decode=False)) or undecodable: use decode_last()
     media_time: float  # seconds from the start of the source (loops continue counting)
-    encoded: "EncodedFrame | None" = None  # already downsized and JPEG-encoded (preloaded clips)
-    label: str | None = None  # ground truth from a clip's sidecar JSON ("spill"/"clean"), if any
+    encoded: EncodedFrame | None = None  # already downsized and JPEG-encoded (preloaded clips)
+    label: FrameLabel | None = None  # ground truth from a clip's sidecar JSON, if any
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ class EncodedFrame:
     jpeg: bytes
     width: int
     height: int
-    label: str | None = None
+    label: FrameLabel | None = None
 
 
-def sidecar_labels(video: Path) -> list[str] | None:
+def sidecar_labels(video: Path) -> list[FrameLabel] | None:
     """Per-frame ground truth of a (synthetic/annotated) clip: ``<clip>.json`` with ``labels``."""
     side = video.with_suffix(".json")
     if not side.is_file():
@@ -66,7 +67,7 @@ def sidecar_labels(video: Path) -> list[str] | None:
         return None
     if not isinstance(labels, list) or not all(x in ("spill", "clean") for x in labels):
         return None
-    return labels
+    return cast(list[FrameLabel], labels)
 
 
 class Source(Protocol):
@@ -106,7 +107,7 @@ class VideoFileSource:
         self._index = 0
         self._offset = 0.0
         self._fps = 25.0
-        self._labels: list[str] | None = None
+        self._labels: list[FrameLabel] | None = None
 
     def open(self) -> None:
         if not self.path.is_file():

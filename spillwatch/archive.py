@@ -171,7 +171,7 @@ def read_index_records(root: Path | str) -> Iterator[IndexRecord]:
                 continue
 
 
-def read_incidents(root: Path | str) -> dict[str, "IncidentInfo"]:
+def read_incidents(root: Path | str) -> dict[str, IncidentInfo]:
     """Incidents by id, merged over their alert states (earliest first_seen, latest clearing)."""
     out: dict[str, IncidentInfo] = {}
     for obj in _read_jsonl(index_dir(root) / INCIDENTS_FILE):

@@ -42,7 +42,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
+
+# Ground truth of a frame, where known (replay, synthetic clips, labelled archives).
+FrameLabel = Literal["spill", "clean"]
 FRAME_MAGIC = b"SWF1"
 MAX_FRAME_HEADER_BYTES = 16 * 1024
 MAX_FRAME_BYTES = 4_000_000  # default of limits.frame_bytes: one frames record
@@ -118,7 +121,7 @@ class FrameHeader(Event):
     producer: str = ""
     source_uri: str = ""
     # Ground-truth / replay context travels with the frame when known (replay, synthetic clips).
-    label: Literal["spill", "clean"] | None = None
+    label: FrameLabel | None = None
 
 
 def new_epoch() -> int:
@@ -302,7 +305,7 @@ class Classification(Event):
     worker: str = ""
     inference_ms: float = Field(ge=0, default=0.0)
     classified_at: UtcDatetime = Field(default_factory=utcnow)
-    label: Literal["spill", "clean"] | None = None
+    label: FrameLabel | None = None
     looks: list[CellLook] | None = Field(
         default=None,
         max_length=MAX_LOOK_CELLS,
@@ -387,7 +390,7 @@ class SpillAlert(Event):
     zone: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SpillAlert":
+    def _consistent(self) -> SpillAlert:
         if self.confirmed_at < self.first_seen:
             raise ValueError("confirmed_at is before first_seen")
         if self.state == AlertState.CLEARED:
@@ -458,7 +461,7 @@ class CameraAlert(Event):
     event_time: AlertTime = Field(default_factory=utcnow, description="when this event was emitted")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "CameraAlert":
+    def _consistent(self) -> CameraAlert:
         if self.opened_at < self.since:
             raise ValueError("opened_at is before since")
         if self.state == CameraAlertState.RECOVERED:
@@ -524,7 +527,7 @@ class DeadLetter(Event):
         offset: int | None = None,
         payload_limit: int = DEAD_LETTER_PAYLOAD_BYTES,
         **extra: Any,
-    ) -> "DeadLetter":
+    ) -> DeadLetter:
         k = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         data = payload or b""
         keep = max(0, min(payload_limit, MAX_DEAD_LETTER_PAYLOAD_BYTES))

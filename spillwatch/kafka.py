@@ -88,7 +88,7 @@ PROFILES: dict[str, ClientProfile] = {
 }
 
 
-def profile(settings: "Settings") -> ClientProfile:
+def profile(settings: Settings) -> ClientProfile:
     return PROFILES[settings.kafka.profile]
 
 
@@ -96,7 +96,7 @@ def bootstrap_list(bootstrap: str) -> list[str]:
     return [b.strip() for b in bootstrap.replace(";", ",").split(",") if b.strip()]
 
 
-def security_config(settings: "Settings") -> dict[str, Any]:
+def security_config(settings: Settings) -> dict[str, Any]:
     """TLS and SASL settings of every client (kafka-python names): ``kafka.security_protocol``
     (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), ``sasl_*`` (PLAIN, SCRAM-SHA-256/512) and
     ``ssl_cafile`` (a private CA, e.g. a Strimzi cluster CA; None trusts the system CAs)."""
@@ -111,7 +111,7 @@ def security_config(settings: "Settings") -> dict[str, Any]:
     return cfg
 
 
-def common_config(settings: "Settings", client_id: str | None = None) -> dict[str, Any]:
+def common_config(settings: Settings, client_id: str | None = None) -> dict[str, Any]:
     """Connection settings shared by producers, consumers and admin clients (kafka-python names)."""
     k = settings.kafka
     cfg: dict[str, Any] = {
@@ -125,7 +125,7 @@ def common_config(settings: "Settings", client_id: str | None = None) -> dict[st
     return cfg
 
 
-def producer_config(settings: "Settings", client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+def producer_config(settings: Settings, client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
     """kafka-python ``KafkaProducer`` keyword arguments for the configured profile."""
     p = profile(settings)
     max_record = settings.limits.frame_bytes
@@ -147,14 +147,14 @@ def producer_config(settings: "Settings", client_id: str | None = None, **overri
     return cfg
 
 
-def make_producer(settings: "Settings", client_id: str | None = None, **overrides: Any) -> "KafkaProducer":
+def make_producer(settings: Settings, client_id: str | None = None, **overrides: Any) -> KafkaProducer:
     from kafka import KafkaProducer
 
     return KafkaProducer(**producer_config(settings, client_id, **overrides))
 
 
 def consumer_config(
-    settings: "Settings", group_id: str | None, client_id: str | None = None, **overrides: Any
+    settings: Settings, group_id: str | None, client_id: str | None = None, **overrides: Any
 ) -> dict[str, Any]:
     """kafka-python ``KafkaConsumer`` keyword arguments for the configured profile."""
     p = profile(settings)
@@ -177,8 +177,8 @@ def consumer_config(
 
 
 def make_consumer(
-    settings: "Settings", topics: str | list[str] | tuple[str, ...], group_id: str | None = None, **kw: Any
-) -> "KafkaConsumer":
+    settings: Settings, topics: str | list[str] | tuple[str, ...], group_id: str | None = None, **kw: Any
+) -> KafkaConsumer:
     """A kafka-python consumer subscribed to ``topics`` (none when empty: assign() yourself)."""
     from kafka import KafkaConsumer
 
@@ -186,7 +186,7 @@ def make_consumer(
     return KafkaConsumer(*names, **consumer_config(settings, group_id, **kw))
 
 
-def faust_broker_settings(settings: "Settings", *, safe_offsets: bool | None = None) -> dict[str, Any]:
+def faust_broker_settings(settings: Settings, *, safe_offsets: bool | None = None) -> dict[str, Any]:
     """Keyword arguments of ``faust.App`` for the configured broker and profile.
 
     ``safe_offsets`` (default: on for the local profile) sets ``producer_max_batch_size=1`` so the
@@ -251,7 +251,7 @@ class TopicSpec:
     configs: dict[str, str]
 
 
-def topic_specs(settings: "Settings", partitions: int | None = None) -> list[TopicSpec]:
+def topic_specs(settings: Settings, partitions: int | None = None) -> list[TopicSpec]:
     """The pipeline's topics: frames/classifications carry the load (``kafka.partitions``,
     co-partitioned by camera id); the low-volume topics get one partition (total order).
 
@@ -275,7 +275,7 @@ def topic_specs(settings: "Settings", partitions: int | None = None) -> list[Top
     return specs
 
 
-def make_admin(settings: "Settings", client_id: str = "spillwatch-admin") -> Any:
+def make_admin(settings: Settings, client_id: str = "spillwatch-admin") -> Any:
     """A kafka-python admin client for the configured brokers.
 
     kafka-python 3 rejects the ``authorized_operations`` bitmask some brokers (Tansu) return in
@@ -290,7 +290,7 @@ def make_admin(settings: "Settings", client_id: str = "spillwatch-admin") -> Any
     return _Admin(**common_config(settings, client_id))
 
 
-def groups_ready(settings: "Settings", members: dict[str, int]) -> bool:
+def groups_ready(settings: Settings, members: dict[str, int]) -> bool:
     """True when every consumer group in ``members`` is Stable with at least that many members
     (its consumers own their partitions). False while groups form or the broker is busy."""
     admin = make_admin(settings, "spillwatch-admin-groups")
@@ -308,7 +308,7 @@ def groups_ready(settings: "Settings", members: dict[str, int]) -> bool:
     return True
 
 
-def group_lag(settings: "Settings", group: str, topic: str) -> int:
+def group_lag(settings: Settings, group: str, topic: str) -> int:
     """Records of ``topic`` the consumer group has not committed yet (end offset - committed offset,
     summed over partitions; a partition never committed counts in full). The positive signal that a
     group has processed everything published before the call; also the autoscaling metric."""
@@ -333,7 +333,7 @@ def group_lag(settings: "Settings", group: str, topic: str) -> int:
     return lag
 
 
-def delete_topics_with_prefix(settings: "Settings", prefix: str) -> int:
+def delete_topics_with_prefix(settings: Settings, prefix: str) -> int:
     """Delete every topic whose name starts with ``prefix`` (a private namespace); returns how many."""
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
@@ -347,7 +347,7 @@ def delete_topics_with_prefix(settings: "Settings", prefix: str) -> int:
         admin.close()
 
 
-def create_topics(settings: "Settings", partitions: int | None = None, timeout_s: float = 30.0) -> dict[str, str]:
+def create_topics(settings: Settings, partitions: int | None = None, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the pipeline's topics if missing (idempotent). Returns {topic: "created"|"exists"}."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -397,7 +397,7 @@ def _wait_topics_ready(admin: Any, names: list[str], timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def topic_partitions(settings: "Settings", topic: str) -> int:
+def topic_partitions(settings: Settings, topic: str) -> int:
     """Number of partitions of ``topic`` (0 if it does not exist)."""
     admin = make_admin(settings)
     try:

@@ -149,7 +149,7 @@ class SpillModel:
         self._pool: Any = None
 
     @classmethod
-    def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True) -> "SpillModel":
+    def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True) -> SpillModel:
         p = Path(path)
         if not p.is_file():
             raise ModelError(f"model file not found: {p}")

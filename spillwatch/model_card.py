@@ -372,7 +372,7 @@ class ModelCard(TrainedModel):
 
     @classmethod
     def for_file(cls, model_path: Path, trained: TrainedModel, *, version: str, precision: Literal["fp32", "int8"],
-                 created: datetime | None = None, **sections: Any) -> "ModelCard":
+                 created: datetime | None = None, **sections: Any) -> ModelCard:
         """The card of ``model_path``: its identity (name, size, sha256) plus what training recorded."""
         return cls.model_validate({
             **trained.model_dump(), **sections, "version": version, "precision": precision,

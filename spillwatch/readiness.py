@@ -51,7 +51,7 @@ def wait_for_redis(url: str, timeout_s: float = 30.0) -> None:
 
 
 def require(
-    settings: "Settings", *, kafka: bool = False, redis: bool = False, wait_s: float = 60.0, local_option: bool = False
+    settings: Settings, *, kafka: bool = False, redis: bool = False, wait_s: float = 60.0, local_option: bool = False
 ) -> None:
     """Wait up to ``wait_s`` seconds for each service a command needs (the broker, then Redis).
     ``local_option``: the command has ``--local``; the error then says so (:class:`Unreachable`)."""

@@ -20,7 +20,7 @@ What is hidden:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 MASK = "***"
@@ -118,6 +118,6 @@ def redact_value(value: Any, key: str | None = None) -> Any:
     return value
 
 
-def structlog_processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def structlog_processor(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: redact every value of the event (message, fields, formatted traceback)."""
     return {k: redact_value(v, k) for k, v in event_dict.items()}

@@ -36,8 +36,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from spillwatch.redact import redact_url
 from spillwatch.events import DEAD_LETTER_PAYLOAD_BYTES, MAX_DEAD_LETTER_PAYLOAD_BYTES, MAX_EVENT_BYTES, MAX_FRAME_BYTES
+from spillwatch.redact import redact_url
 from spillwatch.topics import Topics
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -216,7 +216,7 @@ class AggregatorSettings(_Section):
     metrics_port: int | None = None
 
     @model_validator(mode="after")
-    def _k_le_n(self) -> "AggregatorSettings":
+    def _k_le_n(self) -> AggregatorSettings:
         if self.confirm_k > self.window:
             raise SettingError(
                 ("confirm_k",), f"{self.confirm_k} > aggregator.window {self.window} (a spill could never be confirmed)"
@@ -388,7 +388,7 @@ class SuppressionSettings(_Section):
     refresh_s: float = Field(default=2.0, gt=0, description="how often workers re-read the suppressions (one Redis GET when nothing changed)")
 
     @model_validator(mode="after")
-    def _areas(self) -> "SuppressionSettings":
+    def _areas(self) -> SuppressionSettings:
         if self.warn_area > self.max_area:
             raise ValueError(f"warn_area {self.warn_area:g} must not exceed max_area {self.max_area:g}")
         return self
@@ -405,16 +405,19 @@ class GatingSettings(_Section):
     )
     threshold: float = Field(
         default=0.3, gt=0, le=10,
-        description="a block of the 8x8 grid changed when its mean absolute difference to the last classified frame reaches this (units of the frame's own contrast, after brightness normalisation)",
+        description="a block of the 8x8 grid changed when its mean absolute difference to the last classified frame reaches this "
+                    "(units of the frame's own contrast, after brightness normalisation)",
     )
     min_blocks: int = Field(default=1, ge=1, le=64, description="changed blocks that make a frame 'changed'")
     warm_ratio: float = Field(
         default=0.25, gt=0, le=1,
-        description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is classified on every frame: a rising score is never frozen by a reused result",
+        description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is classified "
+                    "on every frame: a rising score is never frozen by a reused result",
     )
     hot_hold_s: float = Field(
         default=5.0, ge=0, le=3600,
-        description="after a hot score a camera stays hot (classified on every frame) for this long (capture time): one low score in a rising series does not freeze it",
+        description="after a hot score a camera stays hot (classified on every frame) for this long (capture time): "
+                    "one low score in a rising series does not freeze it",
     )
     max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
 
@@ -473,7 +476,7 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @model_validator(mode="after")
-    def _limits_consistent(self) -> "Settings":
+    def _limits_consistent(self) -> Settings:
         if self.aggregator.stale_after_s <= self.limits.capture_ahead_s:
             raise ValueError(
                 f"aggregator.stale_after_s {self.aggregator.stale_after_s:g} must exceed limits.capture_ahead_s "
@@ -482,7 +485,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _cameras_consistent(self) -> "Settings":
+    def _cameras_consistent(self) -> Settings:
         ids = [c.id for c in self.cameras]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -500,7 +503,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _silence_longer_than_heartbeats(self) -> "Settings":
+    def _silence_longer_than_heartbeats(self) -> Settings:
         silence = self.outages.silence_s
         if silence is not None and silence <= self.producer.heartbeat_s:
             raise SettingError(
@@ -510,7 +513,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _camera_sources(self) -> "Settings":
+    def _camera_sources(self) -> Settings:
         """``producer.camera_sources`` (a secret the producer alone receives) replaces the sources
         of the cameras it names; naming a camera that is not configured is an error."""
         sources = self.producer.camera_sources

@@ -82,7 +82,7 @@ class ChildProcess:
         self.pid = pid
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, detached: bool = False, cwd: Path | None = None, show_output: bool = False) -> "ChildProcess":
+    def start(self, *, detached: bool = False, cwd: Path | None = None, show_output: bool = False) -> ChildProcess:
         """Start it; ``env`` is the child's whole environment. ``show_output``: stdout to the
         terminal (stderr still to the log)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ class ServiceGroup:
     ``settings`` is the group's default hand-off; ``start(..., settings=...)`` gives one child other
     settings (e.g. fewer inference threads). Use as a context manager to stop everything on exit."""
 
-    def __init__(self, settings: "Settings | None", work_dir: Path | str, *, cwd: Path | None = None) -> None:
+    def __init__(self, settings: Settings | None, work_dir: Path | str, *, cwd: Path | None = None) -> None:
         self.settings = settings
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +193,7 @@ class ServiceGroup:
         role_args: list[str] | str,
         *,
         name: str | None = None,
-        settings: "Settings | None" = None,
+        settings: Settings | None = None,
         env: dict[str, str] | None = None,
         show_output: bool = False,
     ) -> ChildProcess:
@@ -223,7 +223,7 @@ class ServiceGroup:
             if id(c) not in skip and not c.running():
                 raise ServiceError(f"{c.name} exited (code {c.returncode}):\n{c.tail()}")
 
-    def wait_groups(self, members: dict[str, int], timeout_s: float = 90.0, settings: "Settings | None" = None) -> float:
+    def wait_groups(self, members: dict[str, int], timeout_s: float = 90.0, settings: Settings | None = None) -> float:
         """Wait until each consumer group has that many members and is Stable; returns the seconds
         waited. Raises ServiceError when a child dies first or the time runs out."""
         from spillwatch.kafka import groups_ready
@@ -249,7 +249,7 @@ class ServiceGroup:
         """SIGTERM all at once (faster when order does not matter), SIGKILL stragglers."""
         stop_all(self.children, grace_s)
 
-    def __enter__(self) -> "ServiceGroup":
+    def __enter__(self) -> ServiceGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -228,7 +228,8 @@ def learn_cells(observations: Sequence[Observation], *, margin: float, min_frame
         return None, []
     grids: dict[tuple[int, int], int] = {}
     for o in observations:
-        grids[tuple(o.grid)] = grids.get(tuple(o.grid), 0) + 1  # type: ignore[index]
+        g = (int(o.grid[0]), int(o.grid[1]))
+        grids[g] = grids.get(g, 0) + 1
     grid = max(grids, key=lambda g: (grids[g], g))
     per_cell: dict[int, list[list[int]]] = {}
     for o in observations:
@@ -373,7 +374,8 @@ def plan_false_alarm(
     check = check_area((c.cell for c in cells), others, grid, warn_area=warn_area, max_area=max_area, camera_id=camera)
     if check.level == "refuse" and not force:
         return Plan(Outcome(**base, status="refused", cells=len(cells), area=check.area,  # type: ignore[arg-type]
-                            message=f"not suppressed: {check.message}; force it with `spillwatch suppressions add {incident_id} --force` or as a console admin"))
+                            message=f"not suppressed: {check.message}; force it with "
+                                    f"`spillwatch suppressions add {incident_id} --force` or as a console admin"))
     warning = check.message if check.level != "ok" else None
     prev = next((e for e in existing if e.id == eid), None)
     entry = Entry(

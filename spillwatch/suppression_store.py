@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -193,7 +193,7 @@ class SuppressionStore:
         if not observations and fallback is not None:
             observations = fallback()
         key = self.keys.supp_entries
-        for attempt in range(50):
+        for _attempt in range(50):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(key)  # two verdicts at once must not both pass the area cap

@@ -58,7 +58,7 @@ class TopicReader:
 
     def __init__(
         self,
-        settings: "Settings",
+        settings: Settings,
         topics: Iterable[str],
         *,
         wait_topics_s: float = 20.0,
@@ -230,7 +230,7 @@ class TopicReader:
             return len(self.records)
 
     # ------------------------------------------------------------------ background
-    def start(self) -> "TopicReader":
+    def start(self) -> TopicReader:
         """Collect in a daemon thread until ``close``."""
         self._thread = threading.Thread(target=self._run, name="topic-reader", daemon=True)
         self._thread.start()
@@ -250,7 +250,7 @@ class TopicReader:
             self._thread.join(5)
         self._c.close()
 
-    def __enter__(self) -> "TopicReader":
+    def __enter__(self) -> TopicReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

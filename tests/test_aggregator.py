@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 
 from processors.aggregator import Aggregator, Rejected
-from spillwatch.redis_keys import RedisKeys
 from processors.state_store import StateStore, event_key
 from spillwatch.events import Classification, Region, SpillAlert
+from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import Settings
 from tests.helpers.tiny_model import spill_jpeg
 

@@ -14,9 +14,9 @@ import pytest
 
 from alerting.receiver import WebhookReceiver
 from alerting.service import AlertingService
+from devstack.stack import free_port
 from spillwatch.events import AlertState, DeadLetter, SpillAlert
 from spillwatch.settings import REPO_ROOT, Settings
-from devstack.stack import free_port
 from spillwatch.supervisor import ServiceGroup
 from tests.helpers import read_to_end, run_cli, wait_until
 from tests.helpers.alerts import SECRET, configure, make_alert, page_status, publish, running

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from alerting.acks import AckRequest, AckStore
-from spillwatch.redis_keys import RedisKeys
 from alerting.routing import job_id
 from alerting.service import make_redis
 from alerting.store import AlertStore, Job
 from spillwatch.events import AlertState
+from spillwatch.redis_keys import RedisKeys
 from tests.helpers import wait_until
 from tests.helpers.alerts import make_alert
 

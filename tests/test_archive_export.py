@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 from processors.archive_labels import label_frames, label_incident
 from processors.archive_store import apply_retention
 from spillwatch.archive import load_archive
+from tests.helpers.archive_builder import T0, Incident, build_camera
 from training.archive_export import (
     SplitConfig,
     archive_to_manifest_records,
     export_manifest,
     resolve_archive_manifest,
 )
-from tests.helpers.archive_builder import T0, Incident, build_camera
 
 MANIFEST_KEYS = {"file", "label", "source", "sequence", "liquids", "polygons", "split"}
 

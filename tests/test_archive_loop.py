@@ -11,11 +11,11 @@ import pytest
 from processors.archive_labels import label_incident
 from processors.archiver import Archiver
 from spillwatch.archive import load_archive
-from training.archive_export import export_manifest
 from spillwatch.settings import Settings
 from tests.helpers import wait_until
 from tests.helpers.replay import SPILL, write_sequence
 from tests.helpers.tiny_model import build_tiny_model
+from training.archive_export import export_manifest
 from training.replay import ReplayOptions, cleanup_namespace, replay_settings, run_replay
 from training.replay_sources import from_manifest
 

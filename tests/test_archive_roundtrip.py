@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from processors.archive_labels import label_incident
-from training.archive_export import export_manifest
 from tests.helpers.archive_builder import Incident, build_camera
 from tests.helpers.tiny_model import build_tiny_model
+from training.archive_export import export_manifest
 
 
 @pytest.mark.timeout(120)

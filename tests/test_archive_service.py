@@ -13,8 +13,8 @@ from processors.archiver import Archiver
 from spillwatch.archive import load_archive, read_incidents
 from spillwatch.events import AlertState, Classification, FrameHeader, SpillAlert, encode_frame
 from spillwatch.settings import Settings
-from tests.helpers.archive_builder import T0
 from tests.helpers import wait_until
+from tests.helpers.archive_builder import T0
 from tests.helpers.tiny_model import clean_jpeg, spill_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -9,8 +9,8 @@ import pytest
 
 from processors.archive_labels import label_incident
 from spillwatch.model_card import portable_path
-from training.archive_export import SplitConfig, resolve_archive_manifest
 from tests.helpers.archive_builder import Incident, build_camera
+from training.archive_export import SplitConfig, resolve_archive_manifest
 
 
 @pytest.mark.timeout(300)

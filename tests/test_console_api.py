@@ -23,6 +23,7 @@ from spillwatch.events import AlertState, CameraState, utcnow
 from spillwatch.settings import REPO_ROOT, Settings, write_settings_file
 from spillwatch.supervisor import child_env
 from tests.helpers import wait_until
+from tests.helpers.alerts import make_alert
 from tests.helpers.console import (
     PASSWORD,
     classification,
@@ -35,7 +36,6 @@ from tests.helpers.console import (
     sign_in,
     status_of,
 )
-from tests.helpers.alerts import make_alert
 
 pytestmark = pytest.mark.integration
 

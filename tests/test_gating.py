@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -72,7 +73,7 @@ def test_slow_growth_adds_up_against_the_last_classified_frame() -> None:
     gate: ChangeGate[str] = ChangeGate(GateParams(refresh_s=1e6, threshold=0.3))
     base = scene()
     frames = [thumb_of(to_jpeg(with_stain(base, 0.25 * i))) for i in range(0, 200)]  # +0.25 px radius a frame
-    steps = [float(block_difference(a, b).max()) for a, b in zip(frames, frames[1:])]
+    steps = [float(block_difference(a, b).max()) for a, b in pairwise(frames)]
     assert max(steps) < PARAMS.threshold  # frame-to-frame comparison would never fire
     gate.commit("cam", frames[0], T0, None, result="r", hot=False)
     classified = []

@@ -10,6 +10,7 @@ pure confirmation state machine on synthetic clips, classified with gating on an
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -100,7 +101,7 @@ def test_a_spill_onset_on_a_static_scene_confirms_as_fast_with_gating(model: Spi
 def test_a_slowly_growing_spill_is_still_caught_and_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
     frames = slow_growth_frames(clips)
     thumbs = [thumbnail_of_jpeg(j) for j in frames]
-    step_peak = max(float(block_difference(a, b).max()) for a, b in zip(thumbs, thumbs[1:]))
+    step_peak = max(float(block_difference(a, b).max()) for a, b in pairwise(thumbs))
     assert step_peak < Settings().gating.threshold  # frame to frame, the growth never looks like a change
     ungated, n_all = confirmed_at(model, frames, gating=False)
     gated, n_gated = confirmed_at(model, frames, gating=True)

@@ -146,7 +146,7 @@ def test_aggregator_dead_letters_oversized_forged_and_poison_records_and_goes_on
         "future": hostile.classification("cam-s", hostile.HUGE_SEQ, 0.99, capture=hostile.FAR_FUTURE),
         "json": b"{broken json",
     }
-    for name, v in values.items():
+    for v in values.values():
         prod.send(t.classifications, key=b"cam-s", value=v)
     epoch, t0 = new_epoch(), utcnow() - timedelta(seconds=4)
     for i in range(6):

@@ -124,7 +124,7 @@ def test_preprocess_many_matches_preprocess_jpeg_and_flags_corrupt_frames(tmp_pa
     jpegs.insert(2, b"\xff\xd8garbage")
     out = m.preprocess_many(jpegs)
     assert isinstance(out[2], ImageDecodeError)
-    for j, x in zip(jpegs[:2] + jpegs[3:], out[:2] + out[3:]):
+    for j, x in zip(jpegs[:2] + jpegs[3:], out[:2] + out[3:], strict=True):
         assert isinstance(x, np.ndarray) and np.array_equal(x, m.preprocess_jpeg(j))
     with pytest.raises(ImageDecodeError):
         m.predict_jpegs(jpegs)

@@ -131,7 +131,7 @@ def test_aggregator_one_alert_per_incident_under_redelivery(stack_settings: Sett
     agg = procs.start("aggregator", settings=procs.settings.model_copy(update={"cameras": cams}))
     prod = make_producer(s)
     spill = [0.1] * 4 + [0.9] * 12
-    for rnd in range(2):  # the second round is a full redelivery of the first
+    for _round in range(2):  # the second round is a full redelivery of the first
         for seq, p in enumerate(spill):
             prod.send(t.classifications, key=b"spill", value=cls_bytes("spill", seq, p))
             prod.send(t.classifications, key=b"clean", value=cls_bytes("clean", seq, 0.2 if seq % 5 else 0.9))
@@ -183,7 +183,7 @@ def test_sigkill_classifier_mid_stream_incident_confirmed_exactly_once(stack_set
         # kill the worker that classifies k0 (a spill camera), mid-stream, just before the onset
         k0_worker = [Classification.from_bytes(v) for v in values(out) if b'"k0"' in v][-1].worker.rsplit("-", 1)[1]
         victim = by_pid[k0_worker]
-        for seq in range(seq, n):
+        for seq in range(seq, n):  # noqa: B020 - carries on from the last seq sent
             for cam in cams:
                 prod.send(t.frames, key=cam.encode(), value=frame(cam, seq, jpegs[cam in spill_cams and seq >= onset]))
             prod.flush()
@@ -214,8 +214,8 @@ def test_sigkill_classifier_mid_stream_incident_confirmed_exactly_once(stack_set
 def test_sigkill_aggregator_mid_incident_state_survives_in_redis(
     stack_settings: Settings, procs: ServiceGroup, redis_client: Any
 ) -> None:
-    from spillwatch.redis_keys import RedisKeys
     from spillwatch.kafka import make_producer
+    from spillwatch.redis_keys import RedisKeys
 
     s, t = stack_settings, stack_settings.topics
     agg1 = procs.start("aggregator")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from devstack.stack import LocalStack
 from producers.runner import run_cameras
 from spillwatch.events import CameraHealth, CameraState, decode_frame
 from spillwatch.kafka import create_topics
 from spillwatch.settings import CameraConfig, Settings
-from devstack.stack import LocalStack
 from tests.helpers import TopicTail, consume_all, make_video, read_to_end, wait_until
 
 pytestmark = [pytest.mark.integration]
@@ -309,7 +310,7 @@ def test_preloaded_clips_many_cameras_match_decoding_and_are_cheap(
     assert normal.published == 4 and [f.jpeg for f in p00[:4]] == [f.jpeg for f in ref]  # same bytes
     assert [f.jpeg for f in p00[4:8]] == [f.jpeg for f in ref]  # looping
     caps = [f.header.capture_time.timestamp() for f in p00]
-    assert all(b > a for a, b in zip(caps, caps[1:]))  # capture time keeps increasing across loops
+    assert all(b > a for a, b in pairwise(caps))  # capture time keeps increasing across loops
 
 
 @pytest.mark.timeout(60)

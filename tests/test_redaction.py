@@ -168,8 +168,7 @@ def test_services_receive_the_webhook_secret_by_file_never_argv_or_environment(s
     from devstack.stack import free_port
     from spillwatch.supervisor import ServiceGroup
     from tests.helpers import wait_until
-    from tests.helpers.alerts import publish
-    from tests.helpers.alerts import make_alert
+    from tests.helpers.alerts import make_alert, publish
 
     secret = "Sup3rS3cretHookKey"
     hook_port = free_port()

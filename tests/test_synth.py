@@ -123,7 +123,7 @@ def test_clip_sidecar_matches_video(tmp_path):
     assert s["onset_s"] == 1.0 and s["labels"].index("spill") == 5 and set(s["labels"][5:]) == {"spill"}
     assert all(v == 0 for v in s["visible_px"][:5]) and s["visible_px"][-1] > 0
     # per-frame masks agree with the sidecar's pixel counts and boxes
-    for i, (v, box) in enumerate(zip(s["visible_px"], s["bboxes"])):
+    for i, (v, box) in enumerate(zip(s["visible_px"], s["bboxes"], strict=True)):
         mp = tmp_path / "s_masks" / f"frame_{i:05d}.png"
         assert mp.exists() == (v > 0)
         if v:

@@ -120,6 +120,6 @@ def test_batches_are_reproducible(tmp_path: Path) -> None:
     mk1 = BatchMaker(cfg, recs, [lri(r, 64) for r in recs], None)
     mk2 = BatchMaker(cfg, recs, [lri(r, 64) for r in recs], None)
     a, b = mk1.make(7), mk2.make(7)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert np.array_equal(x, y)
     assert not np.array_equal(mk1.make(8)[0], a[0])

@@ -4,8 +4,8 @@ held-out tune part, per-group recall targets in the threshold rule, and a tiny r
 from __future__ import annotations
 
 import json
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,8 +107,8 @@ def test_batches_draw_extra_sets_and_frame_only_sources_have_no_map_loss(tmp_pat
     recs = [r for r in load_manifest(rooms) + load_manifest(wet) if r.split == "train"]
     cfg = TrainConfig(input_size=64, batch_size=64, seed=1, real_clean_fraction=0.5)
     imgs = load_images(recs, 64, cfg.frame_only_sources, "", False)
-    assert all(li.mask is None for r, li in zip(recs, imgs) if r.source == "wet-floor-stock")
-    assert all(li.mask is not None for r, li in zip(recs, imgs) if r.source == "rooms")
+    assert all(li.mask is None for r, li in zip(recs, imgs, strict=True) if r.source == "wet-floor-stock")
+    assert all(li.mask is not None for r, li in zip(recs, imgs, strict=True) if r.source == "rooms")
     mk = BatchMaker(cfg, recs, imgs, None, None, frozenset(r.manifest for r in recs))
     assert len(mk.pools.extra_spill) == sum(r.y for r in recs) and len(mk.pools.extra_clean) == sum(1 - r.y for r in recs)
     _, ys, _, valid = mk.make(0)

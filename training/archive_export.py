@@ -21,6 +21,7 @@ from typing import Any
 
 from spillwatch.archive import ArchivedFrame, index_dir, load_archive
 
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Time-block split by camera: each (camera, block) goes wholly to train or val.

@@ -9,9 +9,11 @@ infrared greyscale, blur, sensor noise, low resolution and JPEG artefacts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def photometric(rng: np.random.Generator, img: np.ndarray, cfg: AugmentConfig) -
             kern = np.zeros((k, k), np.float32)
             kern[k // 2, :] = 1.0 / k
             rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), float(rng.uniform(0, 180)), 1.0)
-            kern = cv2.warpAffine(kern, rot, (k, k))
+            kern = cast(npt.NDArray[np.float32], cv2.warpAffine(kern, rot, (k, k)))  # float32 in, float32 out
             kern /= max(kern.sum(), 1e-6)
             out = cv2.filter2D(out, -1, kern)
     # sensor noise

@@ -48,7 +48,8 @@ def val_jpegs(manifest: Path | None, limit: int = 256, split: str = "val") -> tu
 
 
 def _batches(jpegs: Sequence[bytes], batch: int, n_frames: int) -> list[list[bytes]]:
-    out, i = [], 0
+    out: list[list[bytes]] = []
+    i = 0
     while len(out) * batch < n_frames:
         out.append([jpegs[(i + k) % len(jpegs)] for k in range(batch)])
         i += batch

@@ -65,7 +65,8 @@ def sources_table(m32: Mapping[str, SetMetrics], m8: Mapping[str, SetMetrics] | 
 def ablation_table(ab: Ablation) -> list[str]:
     if any(r.sources for r in ab.arms.values()):
         return ingredients_table(ab)
-    rows = ["| arm | steps | train s | threshold | val recall | val precision | val ROC AUC | floor FPR | scene-clean FPR | synth-val recall | synth-val FPR | synth-val AUC |",
+    rows = ["| arm | steps | train s | threshold | val recall | val precision | val ROC AUC | floor FPR | scene-clean FPR"
+            " | synth-val recall | synth-val FPR | synth-val AUC |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm, r in ab.arms.items():
         rows.append(
@@ -133,8 +134,10 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
             L.append(f"- {name}: {_f(v, 4)}")
         for name, v in (t.fpr_caps or {"floor": t.floor_threshold}).items():
             L.append(f"- false-positive cap '{name}': threshold {_f(v, 4)}")
+        tr_set = fp32.training.settings if fp32.training else {}
+        tune_cap = tr_set.get("max_tune_clean_fpr")
         L.append(f"  (caps: floor photos FPR <= {t.max_floor_fpr}, synthetic clean scenes FPR <= {t.max_synth_clean_fpr}"
-                 + (f", held-out clean sets FPR <= {tr_set.get('max_tune_clean_fpr')}" if (tr_set := (fp32.training.settings if fp32.training else {})).get("max_tune_clean_fpr") is not None else "")
+                 + (f", held-out clean sets FPR <= {tune_cap}" if tune_cap is not None else "")
                  + ")")
     L += ["", "## Metrics at the threshold (ONNX Runtime)", ""]
     m32 = fp32.metrics.onnx_fp32 or {}

@@ -45,7 +45,8 @@ def train_cmd(
         None, "--extra", help="extra data set manifest: its train split trains (less a held-out 'tune' part that sets "
         "the threshold), its val split is only evaluated (repeatable; default: interiors + wet-floors of the data root)"),
     no_extra: bool = typer.Option(False, "--no-extra", help="no extra data sets"),
-    composites: int = typer.Option(0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
+    composites: int = typer.Option(
+        0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
@@ -84,7 +85,7 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the metrics JSON on stdout instead of the tables"),
     model: Path = typer.Option(None, help="ONNX model (card beside it); default settings.worker.model_path"),
     threshold: float = typer.Option(None, help="decision threshold (default: the model card's)"),
-    report_dir: Path = typer.Option(None, "--report-dir", help="report folder (curves, plots, worst errors). Real data: keep it OUTSIDE the repo"),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="report folder (curves, plots, worst errors). Real data: keep it OUTSIDE the repo"),
     split: str = typer.Option(None, help="only records of this split (train/val)"),
     threads: int = typer.Option(2),
     old_report: Path = typer.Option(None, "--report", hidden=True, help="deprecated: --report-dir"),

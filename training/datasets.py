@@ -162,6 +162,8 @@ def load_record_image(rec: Record, target: int) -> LoadedImage:
     full = jpeg_size(data)
     if full is None:
         full_img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if full_img is None:
+            raise ValueError(f"{rec.path}: not a decodable image")
         full = (full_img.shape[1], full_img.shape[0])
     h, w = img.shape[:2]
     if rec.label == "clean":
@@ -206,7 +208,7 @@ class SynthSet:
         return int(self.labels.shape[0])
 
     def summary(self) -> dict[str, Any]:
-        liq = Counter(str(m.get("liquid", "-")) for m, y in zip(self.metas, self.labels) if y == 1)
+        liq = Counter(str(m.get("liquid", "-")) for m, y in zip(self.metas, self.labels, strict=True) if y == 1)
         return {"n": len(self), "seed": self.seed, "size": self.size, "p_spill": self.p_spill,
                 "spill": int(self.labels.sum()), "clean": int(len(self) - self.labels.sum()),
                 "generator": self.generator, "liquids": dict(sorted(liq.items()))}
@@ -245,8 +247,8 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
         cp = Path(cache_dir) / f"{key}.npz"
         if cp.is_file():
             z = np.load(cp, allow_pickle=False)
-            metas = json.loads(str(z["metas"]))
-            return SynthSet(z["images"], z["masks"], z["labels"], metas, seed, size, p_spill, fp)
+            cached_metas = json.loads(str(z["metas"]))
+            return SynthSet(z["images"], z["masks"], z["labels"], cached_metas, seed, size, p_spill, fp)
     seeds = [seed * 1_000_003 + i for i in range(n)]
     images = np.zeros((n, size, size, 3), np.uint8)
     masks = np.zeros((n, size, size), np.uint8)
@@ -264,8 +266,8 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
             progress(1)
 
     if workers > 1 and n > 8:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
-            for i, res in enumerate(ex.map(_gen_one, args, chunksize=16)):
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, res in enumerate(pool.map(_gen_one, args, chunksize=16)):
                 put(i, res)
     else:
         for i, a in enumerate(args):

@@ -162,7 +162,7 @@ def draw_prediction(img_bgr: np.ndarray, spill_map: np.ndarray, prob: float, thr
     a = (0.55 * heat)[..., None]
     out = (out * (1 - a) + red * a).astype(np.uint8)
     g = spill_map.shape[0]
-    for (cy, cx) in zip(*np.nonzero(spill_map >= map_threshold)):
+    for (cy, cx) in zip(*np.nonzero(spill_map >= map_threshold), strict=True):
         x0, y0 = int(cx * w / g), int(cy * h / g)
         x1, y1 = int((cx + 1) * w / g), int((cy + 1) * h / g)
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), (0, 255, 255), 1)

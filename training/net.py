@@ -27,6 +27,9 @@ def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
 class SpillNet(nn.Module):
     """Input: normalised float [N,3,S,S]. Output: (frame logit [N], map logits [N,S/16,S/16])."""
 
+    norm_mean: torch.Tensor  # buffers (register_buffer below)
+    norm_inv_std: torch.Tensor
+
     def __init__(self, input_size: int = 160, pretrained: bool = True, freeze_blocks: int = 3, dropout: float = 0.2,
                  normalisation: str = DEFAULT_NORMALISATION) -> None:
         super().__init__()
@@ -69,13 +72,14 @@ class SpillNet(nn.Module):
         self.map32 = _conv_bn(c32, 64)
         self.map_mix = _conv_bn(64, 32, 3)
         self.map_out = nn.Conv2d(32, 1, 1)
+        assert self.map_out.bias is not None
         nn.init.constant_(self.map_out.bias, -2.0)
         self.frozen: list[nn.Module] = [self.stem, *self.blocks16[:freeze_blocks]]
         for m in self.frozen:
             for p in m.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "SpillNet":
+    def train(self, mode: bool = True) -> SpillNet:
         super().train(mode)
         for m in self.frozen:  # frozen layers keep their ImageNet BN statistics
             m.eval()
@@ -99,6 +103,8 @@ class SpillNet(nn.Module):
 
 class ExportWrapper(nn.Module):
     """uint8 RGB NHWC in, (calibrated spill_prob [N], spill_map [N,G,G]) out: the ONNX contract."""
+
+    inv_t: torch.Tensor  # buffer
 
     def __init__(self, net: SpillNet, temperature: float = 1.0) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 producer (producers.publisher.FramePublisher) -> broker -> classifier workers -> aggregator ->
 alerting (dry run), each service a subprocess of the ``spillwatch`` CLI (``worker``, ``aggregator``,
 ``alerting --dry-run``) in a :class:`~spillwatch.supervisor.ServiceGroup`, which hands them the
-replay's settings as their only configuration (nothing of the live namespace leaks in). The namespace: topic prefix ``<live prefix>replay-<id>.``, Redis key prefix
+replay's settings as their only configuration (nothing of the live namespace leaks in). The namespace:
+topic prefix ``<live prefix>replay-<id>.``, Redis key prefix
 ``<live key prefix>:replay-<id>``, alerting in dry-run with no acknowledgement port and escalation
 off, evidence under the replay's work folder. A live system on the same broker and Redis is not
 touched: other topics, other keys, no notifier is even built.
@@ -142,7 +143,7 @@ class Collector:
     def error(self) -> str | None:
         return self._reader.error
 
-    def start(self) -> "Collector":
+    def start(self) -> Collector:
         self._reader.start()
         return self
 

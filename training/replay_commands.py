@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 
-def load_frames(archive: Path | None, manifest: Path | None, video: Path | None, fps: float, split: str | None = None, camera: str | None = None) -> tuple[list, str]:  # type: ignore[type-arg]
+def load_frames(archive: Path | None, manifest: Path | None, video: Path | None, fps: float, split: str | None = None,
+                camera: str | None = None) -> tuple[list, str]:  # type: ignore[type-arg]
     from training import replay_sources as rs
 
     given = [x for x in (archive, manifest, video) if x is not None]

@@ -35,6 +35,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from training import metrics as frame_metrics
@@ -130,7 +131,7 @@ def camera_hours(frames: Sequence[ReplayedFrame]) -> float:
         if not fs:
             continue
         span = (fs[-1].capture_time - fs[0].capture_time).total_seconds()
-        gaps = [(b.capture_time - a.capture_time).total_seconds() for a, b in zip(fs, fs[1:])]
+        gaps = [(b.capture_time - a.capture_time).total_seconds() for a, b in pairwise(fs)]
         step = statistics.median(gaps) if gaps else 0.0
         total += span + step
     return total / 3600.0
@@ -159,8 +160,8 @@ def incident_metrics(
             if s.start <= inc.confirmed_at and (inc.confirmed_at - s.end).total_seconds() <= tolerance_s:
                 detecting.add(inc.incident_id)
                 s.incidents.append(inc.incident_id)
-                ttp = (inc.confirmed_at - s.start).total_seconds()
-                s.time_to_page_s = ttp if s.time_to_page_s is None else min(s.time_to_page_s, ttp)
+                to_page = (inc.confirmed_at - s.start).total_seconds()
+                s.time_to_page_s = to_page if s.time_to_page_s is None else min(s.time_to_page_s, to_page)
             elif inc.open_at(s.start):
                 detecting.add(inc.incident_id)
                 s.open_incidents.append(inc.incident_id)

@@ -14,11 +14,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_CAMERA = "replay"
 
@@ -35,6 +35,10 @@ class SourceFrame:
 
 def _reader(path: Path) -> Callable[[], bytes]:
     return lambda: path.read_bytes()
+
+
+def _held(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
 
 
 def _parse_time(v: Any) -> datetime | None:
@@ -108,7 +112,7 @@ def from_video(
             seq = len(out)
             k = int(round(pos / 1000 * clip_fps)) if labels else -1
             label = labels[k] if 0 <= k < len(labels) and labels[k] in ("spill", "clean") else None
-            out.append(SourceFrame(camera, seq, start + timedelta(milliseconds=pos), label, (lambda d=data: d), f"{pos / 1000:.2f}s"))
+            out.append(SourceFrame(camera, seq, start + timedelta(milliseconds=pos), label, _held(data), f"{pos / 1000:.2f}s"))
             next_ms += step_ms
             while next_ms <= pos:
                 next_ms += step_ms

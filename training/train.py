@@ -236,8 +236,8 @@ def torch_logits(net: Any, images: np.ndarray, batch: int = 64) -> tuple[np.ndar
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = normalise_batch(torch.from_numpy(np.ascontiguousarray(images[i : i + batch])), net)
-            l, m = net(x)
-            outs_l.append(l.numpy())
+            logit, m = net(x)
+            outs_l.append(logit.numpy())
             outs_m.append(m.numpy())
     if not outs_l:
         g = net.grid
@@ -263,7 +263,7 @@ def real_eval_set(name: str, recs: Sequence[Record], imgs: Sequence[LoadedImage]
 
 def synth_eval_set(s: SynthSet, size: int) -> EvalSet:
     x = np.stack([runtime_input(im, size) for im in s.images]) if len(s) else np.zeros((0, size, size, 3), np.uint8)
-    groups = [("spill:" + str(m.get("liquid", "synthetic"))) if y else "clean:synthetic" for m, y in zip(s.metas, s.labels)]
+    groups = [("spill:" + str(m.get("liquid", "synthetic"))) if y else "clean:synthetic" for m, y in zip(s.metas, s.labels, strict=True)]
     return EvalSet("synthetic-val", x, s.labels.astype(np.int64), groups, np.zeros(len(s), bool))
 
 
@@ -578,7 +578,7 @@ def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResul
     run_loss = run_map = 0.0
     for step in bar:
         xs, ys, ms, valid = pre.get()
-        for grp, base in zip(opt.param_groups, base_lrs):
+        for grp, base in zip(opt.param_groups, base_lrs, strict=True):
             grp["lr"] = base * lr_factor(step)
         x = normalise_batch(torch.from_numpy(xs), net)
         logit, mlog = net(x)
@@ -616,7 +616,7 @@ def calibrate(cfg: TrainConfig, net: Any, evsets: Sequence[EvalSet]) -> Calibrat
     # each set weighs the same in the calibration NLL (real val is 90 % spill frames)
     cal_w = np.concatenate([np.full(len(e.y), 1.0 / max(1, len(e.y))) for e in cal_sets]) if cal_sets else None
     temperature = calibration.fit_temperature(cal_l, cal_y, cal_w)
-    probs = {name: calibration.sigmoid(l.astype(np.float64) / temperature) for name, l in logits.items()}
+    probs = {name: calibration.sigmoid(lg.astype(np.float64) / temperature) for name, lg in logits.items()}
 
     choice = pick_threshold(cfg, evsets, probs)
     thr = choice.threshold
@@ -657,7 +657,7 @@ def describe(cfg: TrainConfig, data: TrainData, fitted: FitResult, cal: Calibrat
         data=data_summary,
         metrics=Metrics(torch_fp32={k: SetMetrics.model_validate(v) for k, v in cal.metrics.items()}),
         training=Training(settings=cfg.to_json(), seed=cfg.seed, steps=fitted.steps, steps_per_epoch=fitted.steps_per_epoch,
-                          train_seconds=round(fitted.train_seconds, 1), history=[HistoryPoint(**h) for h in fitted.history],
+                          train_seconds=round(fitted.train_seconds, 1), history=[HistoryPoint.model_validate(h) for h in fitted.history],
                           torch=torch.__version__, python=platform.python_version(), machine=platform.machine()),
     )
 

@@ -36,15 +36,15 @@ class DeliveryResult:
     status: int | None = None
 
     @classmethod
-    def sent(cls, reason: str = "ok", status: int | None = None) -> "DeliveryResult":
+    def sent(cls, reason: str = "ok", status: int | None = None) -> DeliveryResult:
         return cls(ok=True, reason=reason, status=status)
 
     @classmethod
-    def retry(cls, reason: str, status: int | None = None) -> "DeliveryResult":
+    def retry(cls, reason: str, status: int | None = None) -> DeliveryResult:
         return cls(ok=False, retryable=True, reason=reason, status=status)
 
     @classmethod
-    def permanent(cls, reason: str, status: int | None = None) -> "DeliveryResult":
+    def permanent(cls, reason: str, status: int | None = None) -> DeliveryResult:
         return cls(ok=False, retryable=False, reason=reason, status=status)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 
 def main(bootstrap: str, prefix: str, mode: str) -> None:
+    import faust
     from faust.worker import Worker
 
-    import faust
     from processors.app import AckWhenDone, _faust_kwargs, _raw_topic
     from spillwatch.settings import Settings
 

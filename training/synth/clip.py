@@ -116,10 +116,12 @@ def render_clip(
     start = dt.datetime(2026, 3, 18, 9, 0, 0) + dt.timedelta(seconds=int(rng.integers(0, 8 * 3600)))
     fmax = float(scene.liquid_field.max()) if scene.liquid_field is not None else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (W, H))
     if not writer.isOpened():
         raise RuntimeError(f"cannot open video writer for {path}")
-    labels, visible, boxes = [], [], []
+    labels: list[str] = []
+    visible: list[int] = []
+    boxes: list[list[int] | None] = []
     try:
         for i in range(n):
             t = i / fps

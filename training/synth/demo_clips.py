@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TypedDict
 
 from training.synth.clip import ClipTruth, render_clip
 
 DEMO_SEED = 11
-DEMO_KW = dict(seconds=24, fps=5, size=(640, 480), liquid="tea", floor="marble", view="oblique",
-               lighting="fluorescent", distractors=["shadow", "glare", "cable"])
+
+
+class DemoKw(TypedDict):
+    """The keyword arguments of `render_clip` that both demo clips share."""
+
+    seconds: float
+    fps: float
+    size: tuple[int, int]
+    liquid: str
+    floor: str
+    view: str
+    lighting: str
+    distractors: list[str]
+
+
+DEMO_KW = DemoKw(seconds=24, fps=5, size=(640, 480), liquid="tea", floor="marble", view="oblique",
+                 lighting="fluorescent", distractors=["shadow", "glare", "cable"])
 DEMO_ONSET_S = 6.0
 
 

@@ -90,7 +90,11 @@ def random_person(rng: np.random.Generator, x: float, y: float, height: float) -
     shirts = [(0.6, 0.3, 0.1), (0.15, 0.15, 0.15), (0.85, 0.85, 0.85), (0.2, 0.2, 0.6), (0.3, 0.5, 0.3), (0.7, 0.5, 0.4)]
     trousers = [(0.1, 0.1, 0.1), (0.35, 0.25, 0.15), (0.3, 0.3, 0.3), (0.45, 0.55, 0.65)]
     skin = [(0.45, 0.6, 0.8), (0.3, 0.4, 0.55), (0.2, 0.28, 0.4)]
-    pick = lambda opts: tuple(float(v) for v in np.clip(np.array(opts[rng.integers(len(opts))]) * rng.uniform(0.85, 1.15), 0, 1))
+
+    def pick(opts: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+        c0, c1, c2 = (float(v) for v in np.clip(np.array(opts[rng.integers(len(opts))]) * rng.uniform(0.85, 1.15), 0, 1))
+        return c0, c1, c2
+
     return Person(x, y, height, float(rng.uniform(0, 2 * np.pi)), pick(shirts), pick(trousers), pick(skin))
 
 
@@ -156,7 +160,8 @@ def draw_shadow_blob(rng: np.random.Generator, shadow: np.ndarray, floor: np.nda
         L, w = W * rng.uniform(0.4, 1.2), W * rng.uniform(0.03, 0.12)
         d = np.array([np.cos(a), np.sin(a)])
         n = np.array([-d[1], d[0]])
-        poly = np.array([c - d * L / 2 - n * w / 2, c + d * L / 2 - n * w * rng.uniform(0.3, 1.5), c + d * L / 2 + n * w / 2, c - d * L / 2 + n * w / 2], np.int32)
+        poly = np.array([c - d * L / 2 - n * w / 2, c + d * L / 2 - n * w * rng.uniform(0.3, 1.5),
+                         c + d * L / 2 + n * w / 2, c - d * L / 2 + n * w / 2], np.int32)
         cv2.fillPoly(shadow, [poly], strength)
     else:  # irregular blob
         pts = []
@@ -181,14 +186,16 @@ def draw_object(rng: np.random.Generator, x: float, y: float, height: float, occ
         d = w * rng.uniform(0.2, 0.5)
         s = rng.choice([-1, 1])
         front = np.array([[x - w / 2, y], [x + w / 2, y], [x + w / 2, y - h], [x - w / 2, y - h]], np.int32)
-        top = np.array([[x - w / 2, y - h], [x + w / 2, y - h], [x + w / 2 + s * d * 0.5, y - h - d * 0.5], [x - w / 2 + s * d * 0.5, y - h - d * 0.5]], np.int32)
+        top = np.array([[x - w / 2, y - h], [x + w / 2, y - h],
+                        [x + w / 2 + s * d * 0.5, y - h - d * 0.5], [x - w / 2 + s * d * 0.5, y - h - d * 0.5]], np.int32)
         xe = x + s * w / 2
         side = np.array([[xe, y], [xe + s * d * 0.5, y - d * 0.5], [xe + s * d * 0.5, y - h - d * 0.5], [xe, y - h]], np.int32)
         for poly, k in ((side, 0.6), (front, 0.85), (top, 1.1)):
             cv2.fillPoly(occ, [poly], 1.0)
             cv2.fillPoly(col, [poly], tuple(float(v) for v in np.clip(c * k, 0, 1)))
         if rng.random() < 0.5:  # tape / label
-            cv2.line(col, (int(x - w / 2), int(y - h * 0.5)), (int(x + w / 2), int(y - h * 0.5)), tuple(float(v) for v in np.clip(c * 1.3, 0, 1)), max(1, int(h * 0.06)))
+            cv2.line(col, (int(x - w / 2), int(y - h * 0.5)), (int(x + w / 2), int(y - h * 0.5)),
+                     tuple(float(v) for v in np.clip(c * 1.3, 0, 1)), max(1, int(h * 0.06)))
     else:  # bin: cylinder
         r = w / 2
         cv2.rectangle(occ, (int(x - r), int(y - h)), (int(x + r), int(y)), 1.0, -1)

@@ -101,7 +101,7 @@ class Scene:
         H, W = self.H, self.W
         rng = np.random.default_rng(frame_seed)
         img = self.base.copy()
-        alpha = np.zeros((H, W), np.float32)
+        alpha: np.ndarray = np.zeros((H, W), np.float32)
         if self.liquid is not None and self.liquid_field is not None and level is not None:
             y0, y1, x0, x1 = self.liquid_box
             alpha[y0:y1, x0:x1] = alpha_from_field(self.liquid_field[y0:y1, x0:x1], level)
@@ -131,11 +131,11 @@ class Scene:
             band = (1 + cam.banding * np.sin(yy / H * np.pi * rng.uniform(3, 8) + rng.uniform(0, 6.3))).astype(np.float32)
             img = img * rep3(np.repeat(band[:, None], W, axis=1))
         if cam.ir:
-            img = rep3(cv2.transform(img, np.float32([[0.2, 0.5, 0.3]])))
+            img = rep3(cv2.transform(img, np.array([[0.2, 0.5, 0.3]], np.float32)))
         elif cam.colour is not None:  # camera colour pipeline: saturation, white balance, gamma
             sat, _, wb_b, wb_g, wb_r = cam.colour
-            lum = np.float32([[0.114, 0.587, 0.299]] * 3)
-            m = np.diag(np.float32([wb_b, wb_g, wb_r])) @ (sat * np.eye(3, dtype=np.float32) + (1 - sat) * lum)
+            lum = np.array([[0.114, 0.587, 0.299]] * 3, np.float32)
+            m = np.diag(np.array([wb_b, wb_g, wb_r], np.float32)) @ (sat * np.eye(3, dtype=np.float32) + (1 - sat) * lum)
             img = cv2.transform(img, m.astype(np.float32))
         if self.lens_maps is not None:
             mx, my = self.lens_maps
@@ -150,7 +150,7 @@ class Scene:
         if cam.noise > 0:
             n = noise.white(rng, H, W)
             img = img + rep3(cam.noise * n) if cam.ir else img + cam.noise * cv2.merge((n, noise.white(rng, H, W), noise.white(rng, H, W)))
-        out = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+        out: np.ndarray = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
         if cam.colour is not None and cam.colour[1] != 1.0:
             out = cv2.LUT(out, _gamma_lut(round(cam.colour[1], 2)))
         # the mask is the support of the drawn liquid: every pixel it contributes to (its 1-px
@@ -160,13 +160,15 @@ class Scene:
             fs = W / 640 * 0.55
             th = max(1, int(round(W / 640 * 1.5)))
             (tw, tht), _ = cv2.getTextSize(stamp_text, cv2.FONT_HERSHEY_SIMPLEX, fs, th)
-            m = int(W * 0.01) + 2
-            org = {"tr": (W - tw - m, tht + m), "tl": (m, tht + m), "bl": (m, H - m)}[cam.stamp]
+            margin = int(W * 0.01) + 2
+            org = {"tr": (W - tw - margin, tht + margin), "tl": (margin, tht + margin), "bl": (margin, H - margin)}[cam.stamp]
             cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (0, 0, 0), th + 2, cv2.LINE_AA)
             cv2.putText(out, stamp_text, org, cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), th, cv2.LINE_AA)
         if cam.jpeg:
             ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cam.jpeg])
-            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            assert decoded is not None  # we just encoded it
+            out = decoded
         return out, mask
 
     # ------------------------------------------------------------------ construction
@@ -189,7 +191,7 @@ class Scene:
         liquid_at: tuple[float, float] | None = None,
         liquid_radius: float | None = None,
         exclude_distractors: tuple[str, ...] = (),
-    ) -> "Scene":
+    ) -> Scene:
         """``liquid_at`` (x, y as fractions of the image) and ``liquid_radius`` (fraction of the
         width) pin where the liquid lies; the random stream is consumed as without them, so the
         rest of the scene stays the same."""
@@ -232,7 +234,7 @@ class Scene:
             dis.draw_pallet(rng, albedo, tuple(rng.uniform(0.2, 0.8, 2) * T), T * rng.uniform(0.15, 0.3))
 
         # ---- camera geometry: floor texture (TxT) -> image homography
-        src = np.float32([[0, 0], [T, 0], [T, T], [0, T]])
+        src = np.array([[0, 0], [T, 0], [T, T], [0, T]], np.float32)
         if view == "oblique":
             yw = H * rng.uniform(0.12, 0.5)
             tw = W * rng.uniform(1.0, 2.2)
@@ -244,11 +246,11 @@ class Scene:
             bw = tw * rng.uniform(1.15, 1.8)
             yb = H * 1.08
         cx = W / 2 + rng.uniform(-0.15, 0.15) * W
-        dst = np.float32([[cx - tw / 2, yw], [cx + tw / 2, yw], [cx + bw / 2, yb], [cx - bw / 2, yb]])
+        dst = np.array([[cx - tw / 2, yw], [cx + tw / 2, yw], [cx + bw / 2, yb], [cx - bw / 2, yb]], np.float32)
         roll = np.radians(rng.uniform(-7, 7) if view == "oblique" else rng.uniform(-25, 25))
         c, s = np.cos(roll), np.sin(roll)
-        ctr = np.float32([W / 2, H / 2])
-        dst = (dst - ctr) @ np.float32([[c, s], [-s, c]]) + ctr
+        ctr = np.array([W / 2, H / 2], np.float32)
+        dst = (dst - ctr) @ np.array([[c, s], [-s, c]], np.float32) + ctr
         Hm = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
         horizon = np.linalg.inv(Hm).T @ np.array([0.0, 0.0, 1.0])
         floor_img = cv2.warpPerspective(albedo, Hm, (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -314,9 +316,9 @@ class Scene:
             src_y = 2 * yline[None, :] - yy
             env = cv2.remap(wall * light, xx, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             # fresnel is smooth: on a coarse grid
-            fy = np.linspace(0, H - 1, gh, dtype=np.float32)[:, None]
+            fgy = np.linspace(0, H - 1, gh, dtype=np.float32)[:, None]
             fyl = cv2.resize(yline[None, :], (gw, 1), interpolation=cv2.INTER_AREA)
-            depth = np.clip((fy - fyl) / np.maximum(H - fyl, 1), 0, 1)
+            depth = np.clip((fgy - fyl) / np.maximum(H - fyl, 1), 0, 1)
             fresnel = cv2.resize((0.2 + 0.8 * (1 - depth) ** 2).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
         else:
             ceil = np.full((H, W, 3), rng.uniform(0.25, 0.55), np.float32)
@@ -342,7 +344,8 @@ class Scene:
             for _ in range(int(rng.integers(1, 3))):
                 gx, gy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.35, 0.95) * H
                 ax = (W * rng.uniform(0.03, 0.12), H * rng.uniform(0.08, 0.3))
-                cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)), 0, 360, float(rng.uniform(0.2, 0.55)), -1)
+                cv2.ellipse(glare, (int(gx), int(gy)), (int(ax[0]), int(ax[1])), float(np.degrees(roll) + rng.uniform(-20, 20)),
+                            0, 360, float(rng.uniform(0.2, 0.55)), -1)
             glare = noise.blur(glare, W * rng.uniform(0.02, 0.06))
         if "window" in chosen:
             glare = glare + window_reflections(rng, W, H, fl.gloss)
@@ -434,8 +437,9 @@ class Scene:
                     oh = min(scene.person_height(x, y, rng2.uniform(0.15, 0.45)), 0.22 * H)
                     dis.draw_object(rng2, x, y, oh, scene.occ, scene.occ_col, scene.shadow)
             if rng2.random() < 0.7 and not scene.camera.ir:
-                scene.camera.colour = (float(rng2.uniform(0.55, 1.2)), float(rng2.uniform(0.8, 1.25)),
-                                       *(float(v) for v in rng2.uniform(0.9, 1.1, 3)))
+                sat, gam = float(rng2.uniform(0.55, 1.2)), float(rng2.uniform(0.8, 1.25))
+                wb_b, wb_g, wb_r = (float(v) for v in rng2.uniform(0.9, 1.1, 3))
+                scene.camera.colour = (sat, gam, wb_b, wb_g, wb_r)
         if "person" in chosen and not clip_mode:
             for _ in range(int(rng.integers(1, 4))):
                 x, y = scene.random_floor_point(rng, 0.2, 1.05)
@@ -447,17 +451,16 @@ class Scene:
                 dis.draw_person(pr, scene.occ, scene.occ_col)
 
         # ---- lens distortion maps
-        k = scene.camera.lens_k
-        if k > 0:
+        lens_k = scene.camera.lens_k
+        if lens_k > 0:
             nx = (xx - W / 2) / (W / 2)
             ny = (yy - H / 2) / (W / 2)
             r2 = nx * nx + ny * ny
-            f = (1 + k * r2) / (1 + k * 0.6)
+            f = (1 + lens_k * r2) / (1 + lens_k * 0.6)
             scene.lens_maps = ((W / 2 + nx * f * (W / 2)).astype(np.float32), (H / 2 + ny * f * (W / 2)).astype(np.float32))
         return scene
 
 
-@functools.lru_cache(maxsize=64)
 def window_reflections(rng: np.random.Generator, W: int, H: int, gloss: float) -> np.ndarray:
     """Mirror images of windows and lamps on a polished dry floor (the false alarm of glossy rooms):
     bright panes split by mullions, and lamps stretched into vertical streaks towards the camera.
@@ -468,7 +471,8 @@ def window_reflections(rng: np.random.Generator, W: int, H: int, gloss: float) -
             cx, top = rng.uniform(0.1, 0.9) * W, rng.uniform(0.3, 0.75) * H
             w, h = W * rng.uniform(0.08, 0.3), H * rng.uniform(0.15, 0.5)
             skew = rng.uniform(-0.3, 0.3) * w
-            quad = np.float32([[cx - w / 2, top], [cx + w / 2, top], [cx + w / 2 + skew + 0.2 * w, top + h], [cx - w / 2 + skew - 0.2 * w, top + h]])
+            quad = np.array([[cx - w / 2, top], [cx + w / 2, top], [cx + w / 2 + skew + 0.2 * w, top + h], [cx - w / 2 + skew - 0.2 * w, top + h]],
+                            np.float32)
             pane = np.zeros((H, W), np.float32)
             cv2.fillPoly(pane, [quad.astype(np.int32)], float(rng.uniform(0.25, 0.8)))
             bars = int(rng.integers(1, 4))
