@@ -487,22 +487,50 @@ def _wire_aggregator(app: Any, settings: Settings) -> None:
             with attempt:
                 await agg.handle(c)
 
+    async def decide_one(msg: Any, c: Classification) -> None:
+        try:
+            await decide(c)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this record, not an outage: park it, go on
+            alog.exception("classification could not be processed", camera=c.camera_id, seq=c.seq)
+            await dead_letter(msg, f"aggregator error after {tries} attempts: {type(exc).__name__}: {exc}", "error")
+
+    async def decide_batch(batch: list[tuple[Any, Classification]]) -> None:
+        """The batch in one Redis transaction; Redis away: hold. A fault (not an outage) commits
+        nothing of the batch (one transaction), so its records are then decided one by one, each
+        with ``limits.record_attempts`` tries and a dead letter: one bad record never blocks the rest."""
+        if len(batch) == 1:
+            await decide_one(*batch[0])
+            return
+        try:
+            async for attempt in holding(Attempts(1, redis_error_is_outage), "classification batch", records=len(batch)):
+                with attempt:
+                    await agg.handle_batch([c for _, c in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolate the record that breaks the batch
+            alog.warning("classification batch failed; deciding its records one by one", error=repr(exc), records=len(batch))
+            for msg, c in batch:
+                await decide_one(msg, c)
+
     @app.agent(source, name=f"{app.conf.id}.aggregate")
     async def aggregate(stream: Any) -> None:
-        async for event in stream.events():
-            with AckWhenDone([event]):
-                msg = event.message
-                c = agg.validate(msg.key, msg.value)
-                if isinstance(c, Rejected):
-                    await dead_letter(msg, c.reason, c.category)
-                    continue
-                try:
-                    await decide(c)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - this record, not an outage: park it, go on
-                    alog.exception("classification could not be processed", camera=c.camera_id, seq=c.seq)
-                    await dead_letter(msg, f"aggregator error after {tries} attempts: {type(exc).__name__}: {exc}", "error")
+        """Batches of up to ``aggregator.batch_size`` records (waiting at most ``batch_timeout_s``
+        for a batch to fill), acked when all of the batch is decided or dead-lettered."""
+        agg_cfg = settings.aggregator
+        async for events in stream.take_events(agg_cfg.batch_size, within=agg_cfg.batch_timeout_s):
+            with AckWhenDone(events):
+                batch: list[tuple[Any, Classification]] = []
+                for event in events:
+                    msg = event.message
+                    c = agg.validate(msg.key, msg.value)
+                    if isinstance(c, Rejected):
+                        await dead_letter(msg, c.reason, c.category)
+                    else:
+                        batch.append((msg, c))
+                if batch:
+                    await decide_batch(batch)
 
     @app.timer(interval=settings.aggregator.tick_interval_s)
     async def _tick() -> None:

@@ -11,8 +11,9 @@ broker + Redis, by reading Redis's own counters (``INFO commandstats``) before a
   ``frames`` frames of ``cameras`` cameras at 2 fps capture spacing go through worker + aggregator;
   commands per frame = (commands after - before - the idle timer's commands over the same time) / frames;
 * aggregator throughput: the same frames are classified first with the aggregator stopped, then one
-  aggregator is started on the full ``classifications`` backlog and its transactions (``EXEC``) are
-  counted per second while it drains it.
+  aggregator is started on the full ``classifications`` backlog and the classifications it has
+  taken (its cameras' frame counters) are counted per second while it drains it, with its
+  transactions (``EXEC``: one per batch of ``aggregator.batch_size``).
 
 Writes JSON (``--out``, e.g. docs/bench/redis-ops.json) and prints a table.
 """
@@ -45,6 +46,7 @@ from processors.bench import (
 )
 from spillwatch.events import FrameHeader
 from spillwatch.model import card_path_for
+from spillwatch.redis_keys import RedisKeys
 from spillwatch.settings import REPO_ROOT, Settings, get_settings
 from spillwatch.supervisor import ServiceGroup
 from spillwatch.topic_reader import TopicReader
@@ -200,6 +202,13 @@ def scene_ops(base: Settings, model: Path, logdir: Path, clip: Clip, scene: str,
         svc.stop()
 
 
+def decided(r: Any, pattern: str) -> int:
+    """Classifications the aggregator has taken so far: the sum of its cameras' frame counters
+    (a transaction decides a whole batch, so EXECs no longer count decisions)."""
+    keys = list(r.scan_iter(match=pattern, count=1000))
+    return sum(int(json.loads(v).get("frames", 0)) for v in r.mget(keys) if v) if keys else 0
+
+
 def aggregator_rate(base: Settings, model: Path, logdir: Path, clip: Clip, cameras: int, per_camera: int) -> dict[str, Any]:
     """One aggregator draining a backlog of classifications: decisions (EXEC) per second."""
     s = _fresh(bench_settings(base, model, logdir), "redis-agg")
@@ -214,22 +223,24 @@ def aggregator_rate(base: Settings, model: Path, logdir: Path, clip: Clip, camer
         _until(lambda: len(classifications(reader, "agg-")) >= len(frames), 180, "backlog classified")
         svc.stop()  # the worker: the aggregator gets the CPU to itself
         n = reader.count()  # every classification on the topic (warm-up ones included)
-        start = counters.read().get("exec", 0)
+        start_exec = counters.read().get("exec", 0)
         svc.start("aggregator")
-        samples: list[tuple[float, int]] = []
+        samples: list[tuple[float, int, int]] = []
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            done = counters.read().get("exec", 0) - start
-            samples.append((time.monotonic(), done))
+            done = decided(counters.r, RedisKeys(s.redis.key_prefix).agg_state("*"))
+            samples.append((time.monotonic(), done, counters.read().get("exec", 0) - start_exec))
             if done >= n:
                 break
-            time.sleep(0.1)
-        moving = [(t, d) for t, d in samples if 0 < d < n]
+            time.sleep(0.2)
+        moving = [x for x in samples if 0 < x[1] < n]
         if len(moving) < 2:
             raise RuntimeError(f"aggregator drained {samples[-1][1]} of {n} classifications: too few samples")
-        (ta, da), (tb, db) = moving[0], moving[-1]
+        (ta, da, ea), (tb, db, eb) = moving[0], moving[-1]
         return {"classifications": n, "decisions_per_s": round((db - da) / (tb - ta), 1),
-                "drain_s": round(samples[-1][0] - moving[0][0], 1)}
+                "transactions_per_s": round((eb - ea) / (tb - ta), 1),
+                "decisions_per_transaction": round((db - da) / max(1, eb - ea), 1),
+                "batch_size": s.aggregator.batch_size, "drain_s": round(samples[-1][0] - moving[0][0], 1)}
     finally:
         counters.close()
         reader.close()
@@ -277,7 +288,8 @@ def run(*, cameras: int, per_camera: int, out: Path, idle_s: float = 6.0, settin
         result["aggregator"] = aggregator_rate(base, model, logdir, clips["clean"], cameras, 3 * per_camera)
         a = result["aggregator"]
         print(f"aggregator  {a['classifications']} classifications drained at {a['decisions_per_s']} decisions/s "
-              f"(one process)", flush=True)
+              f"(one process; {a['transactions_per_s']} transactions/s, {a['decisions_per_transaction']} decisions each)",
+              flush=True)
     finally:
         stack.stop()
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -210,6 +210,14 @@ class AggregatorSettings(_Section):
         "must exceed limits.capture_ahead_s",
     )
     tick_interval_s: float = Field(default=2.0, gt=0, description="escalation timer and outbox flush period")
+    batch_size: int = Field(
+        default=64, ge=1, le=10_000,
+        description="classifications decided in one Redis transaction (one round trip set per batch instead of per record)",
+    )
+    batch_timeout_s: float = Field(
+        default=0.02, gt=0, le=5,
+        description="longest wait for a batch to fill: at low rates every record waits at most this long",
+    )
     evidence_frame_ttl_s: int = Field(
         default=60, gt=0, description="classifier keeps suspicious JPEGs this long for the evidence snapshot"
     )

@@ -4,6 +4,7 @@ it is marked integration by tests/helpers/markers.py)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from processors.aggregator import Aggregator, Rejected
+from processors.confirmation import observe
 from processors.state_store import StateStore, event_key
 from spillwatch.events import Classification, Region, SpillAlert
 from spillwatch.redis_keys import RedisKeys
@@ -264,3 +266,91 @@ def test_validation_rejects_with_reasons() -> None:
     # no cameras configured: any camera is accepted
     open_agg = Aggregator(Settings(), StateStore(None, "p", 10), Sink(), model_threshold=0.5)
     assert isinstance(open_agg.validate(b"x", cls(1, 0.5, cam="other").to_bytes()), Classification)
+
+
+def _stream(rng: random.Random, cameras: int, frames: int) -> list[Classification]:
+    """Several cameras interleaved, each with spells of spill and clean frames, a few redeliveries."""
+    out: list[Classification] = []
+    probs = {c: [0.9 if (i // 7) % 2 else 0.1 for i in range(frames)] for c in range(cameras)}
+    for i in range(frames):
+        for c in rng.sample(range(cameras), cameras):
+            out.append(cls(i, probs[c][i] if rng.random() > 0.1 else 1 - probs[c][i], cam=f"cam-{c}"))
+            if out and rng.random() < 0.08:
+                out.append(rng.choice(out))  # a redelivered record
+    return out
+
+
+def _decisions(alerts: list[SpillAlert]) -> list[tuple[str, str, int | None, datetime]]:
+    return sorted((a.camera_id, a.state.value, a.evidence.confirming_seq, a.first_seen) for a in alerts)
+
+
+def test_a_batch_decides_exactly_as_one_by_one(local_stack: Any, tmp_path: Path) -> None:
+    """handle_batch (one Redis transaction a batch) against handle (one a record), on the same
+    interleaved stream of 6 cameras with spills, clears and redeliveries, cut into batches of
+    random sizes: the same pages, the same stored states."""
+
+    async def body(r: Any, prefix: str) -> None:
+        rng = random.Random(12)
+        stream = _stream(rng, cameras=6, frames=60)
+        now = datetime.now(UTC)
+        one, many = Sink(), Sink()
+        a1 = make(r, prefix + ":one", one, tmp_path)
+        a2 = make(r, prefix + ":many", many, tmp_path)
+        for c in stream:
+            await a1.handle(c, now=now)
+        i = 0
+        while i < len(stream):
+            n = rng.choice([1, 2, 5, 17, 64])
+            results = await a2.handle_batch(stream[i : i + n], now=now)
+            assert len(results) == len(stream[i : i + n])
+            i += n
+        assert len(one.alerts) >= 12, "the stream should confirm and clear several incidents"
+        assert _decisions(many.alerts) == _decisions(one.alerts)
+        for cam in {c.camera_id for c in stream}:
+            s1, s2 = await a1.store.load(cam), await a2.store.load(cam)
+            ignore: dict[str, Any] = {"incident": {"id"}, "last_incident_id": True}
+            assert s2.model_dump(exclude=ignore) == s1.model_dump(exclude=ignore)
+            assert (await a2.store.r.sismember(a2.store.open_key, cam)) == (await a1.store.r.sismember(a1.store.open_key, cam))
+        assert await a2.store.pending() == []
+
+    run(local_stack, body)
+
+
+def test_a_batch_retried_after_a_concurrent_write_decides_once(local_stack: Any, tmp_path: Path) -> None:
+    """Another aggregator takes one of the batch's frames between the batch's read and its commit
+    (a rebalance overlap): the transaction fails, the whole batch runs again on the stored states,
+    the frame the other took is a duplicate, and the spill is confirmed once."""
+    import redis
+
+    async def body(r: Any, prefix: str) -> None:
+        sink = Sink()
+        agg = make(r, prefix, sink, tmp_path)
+        await agg.handle_batch([cls(0, 0.9, cam="a"), cls(0, 0.1, cam="b")])
+        store = agg.store
+        params = agg.params("a")
+        real_decode = store.decode_state
+        sync = redis.Redis.from_url(local_stack.redis_url)
+        interfered: list[int] = []
+
+        def decode_then_interfere(raw: bytes) -> Any:
+            state = real_decode(raw)
+            if state.camera_id == "a" and not interfered:
+                # the other member decides a's frame 1 and commits, after this batch's MGET
+                taken = observe(state, cls(1, 0.9, cam="a"), params, datetime.now(UTC)).state
+                sync.set(store.state_key("a"), taken.to_json())
+                interfered.append(taken.frames)
+            return state
+
+        store.decode_state = decode_then_interfere  # type: ignore[method-assign]
+        try:
+            results = await agg.handle_batch([cls(1, 0.9, cam="a"), cls(2, 0.9, cam="a"), cls(1, 0.1, cam="b")])
+        finally:
+            sync.close()
+        assert interfered == [2]
+        assert [res.duplicate for res in results] == [True, False, False]  # frame 1: the other's
+        assert [k for _, k in sink.kinds()] == ["confirmed"]
+        assert sink.alerts[0].evidence.confirming_seq == 2
+        a, b = await store.load("a"), await store.load("b")
+        assert a.frames == 3 and a.incident is not None and b.frames == 2
+
+    run(local_stack, body)

@@ -73,6 +73,7 @@ class Inputs:
     suspicious_fraction: float  # frames kept for the evidence snapshot, spill scene (extra SETs per frame)
     scenes: dict[str, float | None] = field(default_factory=dict)  # static/busy -> rate_1core
     sources: list[str] = field(default_factory=list)
+    aggregator_batch: int | None = None  # classifications a transaction when the rate was measured
 
 
 def _rate_1core(docs: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
@@ -126,6 +127,7 @@ def load_inputs(bench_dir: Path = BENCH_DIR) -> Inputs:
         ),
         scenes=scenes,
         sources=[f"docs/bench/{p.name}" for p in pipeline_files] + ["docs/bench/redis-ops.json"],
+        aggregator_batch=redis["aggregator"].get("batch_size"),
     )
 
 
@@ -224,7 +226,8 @@ def plan(inputs: Inputs, *, sites: int = 1000, cameras: int = 20, fps: float = 2
             "rate_1core": inputs.rate_1core, "rate_rows": inputs.rate_rows, "rate_2threads": inputs.rate_2threads,
             "frame_bytes": inputs.frame_bytes, "classification_bytes": inputs.classification_bytes,
             "redis_ops_per_frame": inputs.redis_ops, "redis_server_ops": inputs.redis_server_ops,
-            "aggregator_rate": inputs.aggregator_rate, "peak_rss_mib": inputs.rss_mib, "sources": inputs.sources,
+            "aggregator_rate": inputs.aggregator_rate, "aggregator_batch": inputs.aggregator_batch,
+            "peak_rss_mib": inputs.rss_mib, "sources": inputs.sources,
         },
         "assumptions": dict(a),
         "workers": {"per_pod_target": u * inputs.rate_1core, "pods": workers,
@@ -268,9 +271,11 @@ def _render_inputs(p: dict[str, Any]) -> list[str]:
         f"- Frame size S = {_n(i['frame_bytes'])} bytes (480 px JPEG, quality 85); classification record "
         + (f"{_n(i['classification_bytes'])} bytes." if i["classification_bytes"] else "not measured."),
         "- Redis commands per frame: " + ", ".join(f"{k} scene {v:g}" for k, v in ops.items())
-        + " (WATCH, GET, MULTI, SET, SREM/SADD, EXEC per classification; a suspicious frame adds a SET of its JPEG "
-        "for the evidence snapshot; incidents add the outbox commands).",
-        f"- One aggregator process: {_n(i['aggregator_rate'])} decisions/s (draining a backlog).",
+        + " (the aggregator decides a batch of classifications in one transaction: WATCH, MGET, MULTI, EXEC a batch, "
+        "SET and SREM/SADD a camera in it; a suspicious frame adds a SET of its JPEG for the evidence snapshot; "
+        "incidents add the outbox commands).",
+        f"- One aggregator process: {_n(i['aggregator_rate'])} decisions/s (draining a backlog"
+        + (f", batches of {i['aggregator_batch']}" if i.get("aggregator_batch") else "") + ").",
         "- One Redis primary: " + (f"{_n(i['redis_server_ops'])} commands/s unpipelined (redis-benchmark SET/GET, "
                                    "50 clients, on the 2-core machine)." if i["redis_server_ops"] else "not measured."),
         "- Peak memory: " + ", ".join(f"{k} {v:g} MiB" for k, v in sorted(i["peak_rss_mib"].items())) + ".",
@@ -337,7 +342,7 @@ def _render_plan(p: dict[str, Any]) -> list[str]:
         "",
         "**Redis.** " + ", ".join(f"{k2} scene: {_n(v)} commands/s" for k2, v in r["commands_per_s"].items())
         + " in all; per cell " + ", ".join(f"{_n(v)}" for v in r["per_cell_commands_per_s"].values())
-        + ". Redis Cluster does not help: one decision is a transaction over the camera's state key, the "
+        + ". Redis Cluster does not help: a decision is a transaction over the cameras' state keys, the "
         "outbox and the open-incidents set (several hash slots), so each cell keeps one primary (with a replica "
         f"for failover). Evidence JPEGs (kept {r['evidence_ttl_s']} s) cost memory only while cameras see spills: "
         f"in the spill scene {r['suspicious_fraction_spill']:.0%} of frames were kept; if every camera did that, "
