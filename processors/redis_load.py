@@ -210,7 +210,7 @@ def decided(r: Any, pattern: str) -> int:
 
 
 def aggregator_rate(base: Settings, model: Path, logdir: Path, clip: Clip, cameras: int, per_camera: int) -> dict[str, Any]:
-    """One aggregator draining a backlog of classifications: decisions (EXEC) per second."""
+    """One aggregator draining a backlog of classifications: decisions (classifications taken) per second."""
     s = _fresh(bench_settings(base, model, logdir), "redis-agg")
     svc = ServiceGroup(s, logdir / "redis-agg", cwd=REPO_ROOT)
     reader = TopicReader(s, [s.topics.classifications]).start()
