@@ -354,3 +354,26 @@ def test_a_batch_retried_after_a_concurrent_write_decides_once(local_stack: Any,
         assert a.frames == 3 and a.incident is not None and b.frames == 2
 
     run(local_stack, body)
+
+
+def test_bench_redis_counts_decisions_from_the_cameras_frame_counters(local_stack: Any, tmp_path: Path) -> None:
+    """`spillwatch bench redis` times the aggregator by the classifications it has taken (a batch is one
+    EXEC): after the aggregator decided a stream, the count is the frames taken, duplicates and other
+    prefixes' cameras left out."""
+    import redis
+
+    from processors.redis_load import decided
+
+    async def body(r: Any, prefix: str) -> None:
+        agg = make(r, prefix, Sink(), tmp_path)
+        other = make(r, prefix + "-other", Sink(), tmp_path)
+        stream = [cls(i, 0.1, cam=f"cam-{c}") for i in range(7) for c in range(3)]
+        await agg.handle_batch(stream + stream[:5])  # 5 redelivered: not taken again
+        await other.handle_batch([cls(0, 0.1, cam="cam-0")])
+        sync = redis.Redis.from_url(local_stack.redis_url)
+        try:
+            assert decided(sync, RedisKeys(prefix).agg_state("*")) == 21
+        finally:
+            sync.close()
+
+    run(local_stack, body)
