@@ -103,11 +103,11 @@ def _mib(quantity: str) -> float:
     return int(m.group(1)) * (1024 if m.group(2) == "Gi" else 1)
 
 
-def _peak_rss_mib(pid: int) -> float:
-    """Peak resident set size of a running process (Linux: VmHWM)."""
-    status = Path(f"/proc/{pid}/status").read_text()
+def _peak_rss_mib(pod: Pod) -> float:
+    """Peak resident set size of a pod's process, which must still be running (Linux: VmHWM)."""
+    status = Path(f"/proc/{pod.proc.pid}/status").read_text()
     m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-    assert m, status
+    assert m and pod.proc.poll() is None, f"{pod.name} exited ({pod.proc.poll()}):\n{pod.tail()}"
     return int(m.group(1)) / 1024
 
 
@@ -168,7 +168,7 @@ def test_local_overlay_pods_run_and_answer_their_probes(local_stack: Any, tmp_pa
         # without the probe's Host header the kubelet would send the pod's IP: refused
         console = by_name["console"]
         assert _get(f"http://127.0.0.1:{console.ports['http']}/healthz", {"Host": "10.244.0.17:8088"})[0] == 400
-        peaks = {p.name: _peak_rss_mib(p.proc.pid) for p in pods}
+        peaks = {p.name: _peak_rss_mib(p) for p in pods}
         over = {n: (round(v), by_name[n].memory_limit_mib) for n, v in peaks.items() if v >= by_name[n].memory_limit_mib}
         assert not over, f"peak RSS (MiB) at or above the container's memory limit: {over}"
         print(f"k8s local overlay: {len(pods)} pods, {len(answered)} probes answered 200; peak RSS MiB: "
