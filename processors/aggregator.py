@@ -88,27 +88,7 @@ class Aggregator:
     # ------------------------------------------------------------------ processing
     async def handle(self, c: Classification, now: datetime | None = None) -> StepResult:
         """Process one classification; alerts are committed, then published before returning."""
-        params = self.params(c.camera_id)
-        at = now or utcnow()
-
-        async def prepare(result: StepResult) -> list[SpillAlert]:
-            return [await self._with_snapshot(a, c, params) if a.state == AlertState.CONFIRMED else a for a in result.alerts]
-
-        result = await self.store.apply(c.camera_id, lambda st: observe(st, c, params, at), prepare)
-        if result.duplicate:
-            metrics.DUPLICATES_SKIPPED.labels("aggregator").inc()
-            if result.admission.value != "duplicate":
-                log.info("classification not taken", camera=c.camera_id, seq=c.seq, epoch=c.epoch, admission=result.admission.value)
-            return result
-        if self.suppression is not None:
-            await self.suppression.after(c, result)
-        if result.alerts:
-            self._count(result)
-            try:
-                await self.store.flush(self.publish, result.alerts)
-            except Exception as exc:  # noqa: BLE001 - committed: the outbox keeps it, the timer retries
-                log.warning("alert publish failed; kept in the outbox", camera=c.camera_id, error=repr(exc))
-        return result
+        return (await self.handle_batch([c], now))[0]
 
     async def handle_batch(self, cs: list[Classification], now: datetime | None = None) -> list[StepResult]:
         """``handle`` for a batch of classifications (of any cameras, in stream order) in one Redis

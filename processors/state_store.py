@@ -135,32 +135,7 @@ class TransactionalStore(ABC, Generic[S, R, E]):
         in the outbox in the same transaction. ``prepare`` (optional) may enrich the alerts before
         the commit (e.g. the evidence snapshot); it must be idempotent (it can run again on a retry).
         Returns the step result with the alerts as committed."""
-        key = self.state_key(camera)
-        for attempt in range(50):
-            async with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)
-                    state = self.decode_state(raw) if raw else self.new_state(camera)
-                    result = transition(state)
-                    if result.duplicate:
-                        await pipe.unwatch()
-                        return result
-                    alerts = await prepare(result) if (prepare and result.alerts) else result.alerts
-                    pipe.multi()
-                    pipe.set(key, result.state.to_json(), ex=self.ttl_s if self.state_expires else None)
-                    for a in alerts:
-                        pipe.hset(self.outbox_key, event_key(a), a.to_bytes())
-                    if self.is_open(result.state):
-                        pipe.sadd(self.open_key, camera)
-                    else:
-                        pipe.srem(self.open_key, camera)
-                    await pipe.execute()
-                    return result.model_copy(update={"alerts": alerts})
-                except WatchError:
-                    await asyncio.sleep(0.001 * attempt)
-                    continue
-        raise RuntimeError(f"state of camera {camera} kept changing under 50 transaction attempts")
+        return (await self.apply_batch([(camera, transition, prepare)]))[0]
 
     async def apply_batch(
         self, steps: Sequence[tuple[str, Callable[[S], R], Callable[[R], Awaitable[list[E]]] | None]]
