@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.augment import AugmentConfig, augment, map_target
+from training.augment import AugmentConfig, augment, geometric, map_target
 from training.datasets import (
     ManifestError,
     load_manifest,
@@ -73,6 +73,28 @@ def test_map_target_marks_half_covered_cells() -> None:
     t = map_target(m, 4)
     assert np.allclose(t[:, :2], 1) and np.allclose(t[:, 2:], 0)
     assert map_target(None, 4).sum() == 0
+
+
+def test_close_up_views_magnify_the_spill_and_look_at_the_floor() -> None:
+    # a CCTV-like frame: ceiling red (top quarter), floor grey, one small spill on the floor
+    img = np.full((180, 240, 3), 90, np.uint8)
+    img[:45] = (0, 0, 255)
+    img[130:145, 150:170] = 255
+    spill = (img.min(axis=2) == 255).astype(np.uint8)
+    floor_only = np.where(spill[..., None] > 0, np.uint8(90), img)
+    cfg = AugmentConfig(closeup=1.0)
+    default_views_ceiling = []
+    for seed in range(30):
+        _, warped = geometric(np.random.default_rng(seed), img, spill, 96, cfg)
+        assert warped is not None
+        # a close-up is 30-60 % of the frame's side: the spill fills >= 1/0.6^2 of what it did (less the jitter)
+        assert warped.mean() > 2.2 * spill.mean(), "the close-up of a spill frame is around the spill, magnified"
+        view, _ = geometric(np.random.default_rng(seed), floor_only, np.zeros_like(spill), 96, cfg)
+        ceiling = (view[..., 2] > 150) & (view[..., 0] < 100)  # BGR: the red ceiling
+        assert ceiling.mean() < 0.01, "a close-up of a clean frame is of its lower part (the floor)"
+        whole, _ = geometric(np.random.default_rng(seed), floor_only, None, 96, AugmentConfig())
+        default_views_ceiling.append(((whole[..., 2] > 150) & (whole[..., 0] < 100)).mean())
+    assert np.mean(default_views_ceiling) > 0.1  # the default views show the ceiling (the colour test can see it)
 
 
 @pytest.mark.timeout(240)

@@ -28,6 +28,8 @@ class AugmentConfig:
     noise: float = 0.4
     jpeg: float = 0.5
     lowres: float = 0.2
+    closeup: float = 0.0           # share of close-up views: a small part of the frame fills the input
+    closeup_side: tuple[float, float] = (0.3, 0.6)  # the close-up's side, fraction of the frame's
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -35,12 +37,34 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _homography(rng: np.random.Generator, w: int, h: int, size: int, cfg: AugmentConfig, mild: bool) -> np.ndarray:
-    crop = cfg.max_crop * (0.4 if mild else 1.0) * cfg.strength
-    cw = w * (1 - rng.uniform(0, crop))
-    ch = h * (1 - rng.uniform(0, crop))
-    x0 = rng.uniform(0, w - cw)
-    y0 = rng.uniform(0, h - ch)
+def _closeup_window(rng: np.random.Generator, w: int, h: int, cfg: AugmentConfig,
+                    mask: np.ndarray | None) -> tuple[float, float, float, float]:
+    """A close-up (x0, y0, cw, ch): around a labelled spill pixel when there is a mask with one,
+    else in the lower part of the frame (the floor of a CCTV view; the whole of a floor photo)."""
+    side = rng.uniform(*cfg.closeup_side)
+    cw, ch = w * side, h * side
+    ys, xs = np.nonzero(mask > 0.5) if mask is not None else (np.empty(0), np.empty(0))
+    if mask is not None and len(xs):
+        j = int(rng.integers(len(xs)))
+        px, py = xs[j] * w / mask.shape[1], ys[j] * h / mask.shape[0]
+        x0 = float(np.clip(px - cw * rng.uniform(0.2, 0.8), 0, w - cw))
+        y0 = float(np.clip(py - ch * rng.uniform(0.2, 0.8), 0, h - ch))
+    else:
+        x0 = rng.uniform(0, w - cw)
+        y0 = rng.uniform(min(0.35 * h, h - ch), h - ch)
+    return x0, y0, cw, ch
+
+
+def _homography(rng: np.random.Generator, w: int, h: int, size: int, cfg: AugmentConfig, mild: bool,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    if not mild and cfg.closeup > 0 and rng.random() < cfg.closeup * cfg.strength:
+        x0, y0, cw, ch = _closeup_window(rng, w, h, cfg, mask)
+    else:
+        crop = cfg.max_crop * (0.4 if mild else 1.0) * cfg.strength
+        cw = w * (1 - rng.uniform(0, crop))
+        ch = h * (1 - rng.uniform(0, crop))
+        x0 = rng.uniform(0, w - cw)
+        y0 = rng.uniform(0, h - ch)
     src = np.array([[x0, y0], [x0 + cw, y0], [x0 + cw, y0 + ch], [x0, y0 + ch]], dtype=np.float32)
     j = cfg.perspective * cfg.strength
     src += (rng.uniform(-j, j, size=(4, 2)) * np.array([cw, ch])).astype(np.float32)
@@ -59,7 +83,7 @@ def geometric(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray | None
     if cfg.strength <= 0:
         return resize_square(img, size), (None if mask is None else resize_square(mask.astype(np.float32), size))
     h, w = img.shape[:2]
-    m = _homography(rng, w, h, size, cfg, mild)
+    m = _homography(rng, w, h, size, cfg, mild, mask)
     out = cv2.warpPerspective(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if mask is None:
         return out, None

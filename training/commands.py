@@ -47,6 +47,8 @@ def train_cmd(
     no_extra: bool = typer.Option(False, "--no-extra", help="no extra data sets"),
     composites: int = typer.Option(
         0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
+    closeups: float = typer.Option(0.0, help="share of training views that are close-ups (30-60 %% of the frame's side: "
+                                   "around a labelled spill, else on the floor); 0: the shipped recipe"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
@@ -71,6 +73,7 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
+        closeup_fraction=closeups,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

@@ -63,6 +63,7 @@ class TrainConfig:
     extra_clean_share: float = 0.4             # share of extra-set clean frames (interiors) among real clean draws
     composites: int = 0                        # real liquids cut out along polygons, pasted onto clean train frames (0: the shipped recipe; docs/model.md)
     composite_fraction: float = 0.2            # share of composites in a batch
+    closeup_fraction: float = 0.0              # share of close-up views in augmentation (augment.AugmentConfig.closeup)
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
     synth_exclude: list[str] = field(default_factory=list)  # generator distractors left out (ablation)
@@ -143,7 +144,7 @@ class BatchMaker:
         self.synth = synth if synth is not None and len(synth) else None
         self.comp = composites if composites is not None and len(composites) else None
         self.grid = cfg.input_size // 16
-        self.aug = AugmentConfig(strength=cfg.augment_strength)
+        self.aug = AugmentConfig(strength=cfg.augment_strength, closeup=cfg.closeup_fraction)
         ex = [r.manifest in extra for r in self.real]
         self.pools = Pools(
             real_spill=[i for i, r in enumerate(self.real) if r.y == 1 and not ex[i]],
