@@ -92,7 +92,10 @@ def choose_threshold(
     When no threshold meets every target and every cap (the caps would push it above a recall
     group's threshold), the threshold is the one that breaks the fewest of them, each recall group and
     each cap counted with its ``weights`` entry (default 1; e.g. the synthetic sets count less than
-    the real ones), ties going to the one that breaks fewer caps, then to the lowest (most recall); the notes name every
+    the real ones), ties going to the one that breaks fewer caps. What is still tied: if the tied
+    thresholds keep every recall target they break the same caps, and the highest of them flags the
+    fewest of those caps' negatives (as without a conflict: the highest threshold that keeps every
+    recall target); if they break a recall target, the lowest (most recall). The notes name every
     target and cap it breaks."""
     targets = group_targets or {}
     per = {name: threshold_for_recall(s, targets.get(name, target_recall)) for name, s in pos_groups.items()}
@@ -120,8 +123,24 @@ def choose_threshold(
             cost = sum(w.get(k, 1.0) for k, v in valid_rec.items() if t > v) + sum(w.get(k, 1.0) for k, v in valid_caps.items() if t < v)
             return cost, names
 
+        def caps_broken(t: float) -> int:
+            return sum(1 for v in valid_caps.values() if t < v)
+
+        def recall_broken(t: float) -> int:
+            return sum(1 for v in valid_rec.values() if t > v)
+
         candidates = sorted({*valid_caps.values(), *valid_rec.values()})
-        best = min(candidates, key=lambda t: (broken(t)[0], sum(1 for v in valid_caps.values() if t < v), t))
+        fewest = min((broken(t)[0], caps_broken(t)) for t in candidates)
+        tied = [t for t in candidates if (broken(t)[0], caps_broken(t)) == fewest]
+        keeps_recall = [t for t in tied if recall_broken(t) == 0]
+        if keeps_recall:
+            # every tied threshold keeps every recall target and breaks the same caps (the caps
+            # broken below t can only shrink as t rises): the highest flags the fewest of their
+            # negatives. It is what the rule picks without a conflict too: the highest threshold
+            # that keeps every recall target.
+            best = max(keeps_recall)
+        else:
+            best = min(tied)  # a recall target is broken either way: keep the most recall
         cost, names = broken(best)
         choice.threshold = best
         if best == binding[0]:
