@@ -61,6 +61,14 @@ def threshold_for_fpr(neg_scores: np.ndarray, max_fpr: float) -> float | None:
     return float(np.nextafter(s[allowed], np.inf))
 
 
+def midpoint_logit(lo: float, hi: float) -> float:
+    """The probability halfway between ``lo`` and ``hi`` in logit space (``lo`` when they are equal)."""
+    if lo >= hi:
+        return lo
+    a, b = (float(np.log(v / (1.0 - v))) for v in np.clip([lo, hi], 1e-6, 1 - 1e-6))
+    return float(sigmoid(np.array((a + b) / 2)))
+
+
 @dataclass
 class ThresholdChoice:
     threshold: float
@@ -93,9 +101,10 @@ def choose_threshold(
     group's threshold), the threshold is the one that breaks the fewest of them, each recall group and
     each cap counted with its ``weights`` entry (default 1; e.g. the synthetic sets count less than
     the real ones), ties going to the one that breaks fewer caps. What is still tied: if the tied
-    thresholds keep every recall target they break the same caps, and the highest of them flags the
-    fewest of those caps' negatives (as without a conflict: the highest threshold that keeps every
-    recall target); if they break a recall target, the lowest (most recall). The notes name every
+    thresholds keep every recall target, every threshold between the lowest and the highest of them
+    breaks the same caps, and the threshold is their middle in logit space (the largest margin to the
+    cap's negative below and the recall group's positive above, each one held-out frame); if they
+    break a recall target, the lowest (most recall). The notes name every
     target and cap it breaks."""
     targets = group_targets or {}
     per = {name: threshold_for_recall(s, targets.get(name, target_recall)) for name, s in pos_groups.items()}
@@ -134,11 +143,12 @@ def choose_threshold(
         tied = [t for t in candidates if (broken(t)[0], caps_broken(t)) == fewest]
         keeps_recall = [t for t in tied if recall_broken(t) == 0]
         if keeps_recall:
-            # every tied threshold keeps every recall target and breaks the same caps (the caps
-            # broken below t can only shrink as t rises): the highest flags the fewest of their
-            # negatives. It is what the rule picks without a conflict too: the highest threshold
-            # that keeps every recall target.
-            best = max(keeps_recall)
+            # every threshold from the lowest to the highest tied one keeps every recall target and
+            # breaks the same caps (the broken caps can only shrink as t rises and are the same at
+            # both ends). Both ends sit on one held-out frame each (the lowest on a cap's negative,
+            # the highest on a recall group's last kept positive), so take the middle (in logit
+            # space, the model's own scale): the largest margin to both.
+            best = midpoint_logit(min(keeps_recall), max(keeps_recall))
         else:
             best = min(tied)  # a recall target is broken either way: keep the most recall
         cost, names = broken(best)
@@ -150,6 +160,9 @@ def choose_threshold(
         choice.notes.append(
             f"no threshold meets every target and cap; {best:.4f} breaks (weight {cost:g}): " + "; ".join(names)
         )
+        if keeps_recall and len(set(keeps_recall)) > 1:
+            choice.notes.append(f"every threshold from {min(keeps_recall):.4f} to {max(keeps_recall):.4f} breaks the "
+                                f"same; {best:.4f} is their middle in logit space")
     choice.caps = caps
     choice.threshold = float(min(max(choice.threshold, 1e-4), 0.9999))
     return choice
