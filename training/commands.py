@@ -48,7 +48,7 @@ def train_cmd(
     composites: int = typer.Option(
         0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
     closeups: float = typer.Option(0.0, help="share of training views that are close-ups (30-60 %% of the frame's side: "
-                                   "around a labelled spill, else on the floor); 0: the shipped recipe"),
+                                   "around a labelled spill, else on the floor); the shipped model used 0.3 (docs/model.md)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
