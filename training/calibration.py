@@ -126,22 +126,17 @@ def choose_threshold(
         valid_caps = {k: v for k, v in caps.items() if v is not None}
         valid_rec = {k: v for k, v in per.items() if v is not None}
 
-        def broken(t: float) -> tuple[float, list[str]]:
-            names = [f"recall target of '{k}'" for k, v in valid_rec.items() if t > v]
-            names += [f"FPR cap '{k}'" for k, v in valid_caps.items() if t < v]
-            cost = sum(w.get(k, 1.0) for k, v in valid_rec.items() if t > v) + sum(w.get(k, 1.0) for k, v in valid_caps.items() if t < v)
-            return cost, names
-
-        def caps_broken(t: float) -> int:
-            return sum(1 for v in valid_caps.values() if t < v)
-
-        def recall_broken(t: float) -> int:
-            return sum(1 for v in valid_rec.values() if t > v)
+        def broken(t: float) -> tuple[float, list[str], list[str]]:
+            """(weighted cost, recall groups broken, caps broken) at threshold t."""
+            rec = [k for k, v in valid_rec.items() if t > v]
+            cap = [k for k, v in valid_caps.items() if t < v]
+            return sum(w.get(k, 1.0) for k in rec) + sum(w.get(k, 1.0) for k in cap), rec, cap
 
         candidates = sorted({*valid_caps.values(), *valid_rec.values()})
-        fewest = min((broken(t)[0], caps_broken(t)) for t in candidates)
-        tied = [t for t in candidates if (broken(t)[0], caps_broken(t)) == fewest]
-        keeps_recall = [t for t in tied if recall_broken(t) == 0]
+        at = {t: broken(t) for t in candidates}
+        fewest = min((b[0], len(b[2])) for b in at.values())
+        tied = [t for t, b in at.items() if (b[0], len(b[2])) == fewest]
+        keeps_recall = [t for t in tied if not at[t][1]]
         if keeps_recall:
             # every threshold from the lowest to the highest tied one keeps every recall target and
             # breaks the same caps (the broken caps can only shrink as t rises and are the same at
@@ -151,7 +146,8 @@ def choose_threshold(
             best = midpoint_logit(min(keeps_recall), max(keeps_recall))
         else:
             best = min(tied)  # a recall target is broken either way: keep the most recall
-        cost, names = broken(best)
+        cost, rec, cap = broken(best)
+        names = [f"recall target of '{k}'" for k in rec] + [f"FPR cap '{k}'" for k in cap]
         choice.threshold = best
         if best == binding[0]:
             choice.rule += f", raised by the '{binding[1]}' false-positive cap"
@@ -160,7 +156,7 @@ def choose_threshold(
         choice.notes.append(
             f"no threshold meets every target and cap; {best:.4f} breaks (weight {cost:g}): " + "; ".join(names)
         )
-        if keeps_recall and len(set(keeps_recall)) > 1:
+        if len(keeps_recall) > 1:
             choice.notes.append(f"every threshold from {min(keeps_recall):.4f} to {max(keeps_recall):.4f} breaks the "
                                 f"same; {best:.4f} is their middle in logit space")
     choice.caps = caps
