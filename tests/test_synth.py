@@ -79,6 +79,39 @@ def test_clean_images_carry_hard_negatives():
     assert len(hard) == len(cleans)
 
 
+def test_figured_floors_add_dark_knots_and_motifs_and_leave_the_plain_generator_alone():
+    # opt-in hard negatives (training/synth/figures.py): at 0 the scenes are those of the plain generator
+    # (the shipped recipe stays reproducible); at 1 wooden floors get knots and carpets a motif
+    for seed in (2, 9):
+        plain, zero = generate_sample(seed), generate_sample(seed, figured_floors=0.0)
+        assert np.array_equal(plain.image, zero.image) and plain.meta == zero.meta
+    for seed in range(4):
+        wood = generate_sample(seed, p_spill=0.0, floor="wood", figured_floors=1.0)
+        carpet = generate_sample(seed, p_spill=0.0, floor="carpet", figured_floors=1.0)
+        assert "knots" in wood.meta["distractors"] and wood.label == "clean" and wood.mask.sum() == 0
+        assert "motif" in carpet.meta["distractors"] and carpet.label == "clean"
+    vinyl = generate_sample(0, floor="vinyl", figured_floors=1.0)
+    assert not {"knots", "motif"} & set(vinyl.meta["distractors"])
+
+
+def test_a_knot_is_a_dark_patch_in_the_wood():
+    from training.synth.figures import draw_knots, draw_motif
+    from training.synth.floors import make_floor
+
+    rng = np.random.default_rng(0)
+    fl = make_floor(rng, 160, "wood")
+    before = fl.albedo.copy()
+    draw_knots(rng, fl.albedo)
+    ratio = fl.albedo.mean(axis=2) / np.maximum(before.mean(axis=2), 1e-3)
+    assert ratio.max() <= 1.0 + 1e-5  # knots only darken
+    assert (ratio < 0.6).sum() >= 20  # a core at least ~5 px across is much darker than its plank
+    carpet = make_floor(rng, 160, "carpet")
+    before = carpet.albedo.copy()
+    draw_motif(rng, carpet.albedo)
+    changed = np.abs(carpet.albedo - before).max(axis=2) > 0.1
+    assert 0.03 < changed.mean() < 0.8  # a pattern over part of the carpet, not a new colour everywhere
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("liquid", sorted(LIQUIDS))
 def test_mask_covers_exactly_the_pixels_the_liquid_changed(liquid):

@@ -49,6 +49,8 @@ def train_cmd(
         0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
     closeups: float = typer.Option(0.0, help="share of training views that are close-ups (30-60 %% of the frame's side: "
                                    "around a labelled spill, else on the floor); the shipped model used 0.3 (docs/model.md)"),
+    figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
+                                         "motif: dry look-alikes of a puddle (training set only; docs/model.md)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
@@ -73,7 +75,7 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
-        closeup_fraction=closeups,
+        closeup_fraction=closeups, figured_floors=figured_floors,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

@@ -214,11 +214,14 @@ class SynthSet:
                 "generator": self.generator, "liquids": dict(sorted(liq.items()))}
 
 
-def _gen_one(args: tuple[int, int, float, tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+def _gen_one(args: tuple[int, int, float, tuple[str, ...], float]) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
     from training.synth import generate_sample
 
-    seed, size, p_spill, exclude = args
-    s = generate_sample(seed, size=size, p_spill=p_spill, **({"exclude_distractors": exclude} if exclude else {}))
+    seed, size, p_spill, exclude, figured = args
+    kw: dict[str, Any] = {"exclude_distractors": exclude} if exclude else {}
+    if figured > 0:
+        kw["figured_floors"] = figured
+    s = generate_sample(seed, size=size, p_spill=p_spill, **kw)
     meta = {k: v for k, v in (s.meta or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
     return s.image, s.mask.astype(np.uint8), int(s.label == "spill"), meta
 
@@ -237,12 +240,14 @@ def generator_fingerprint() -> str:
 
 def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: int = 2,
                    cache_dir: Path | None = None, progress: Callable[[int], None] | None = None,
-                   exclude: Sequence[str] = ()) -> SynthSet:
+                   exclude: Sequence[str] = (), figured: float = 0.0) -> SynthSet:
     """Render ``n`` samples with seeds ``seed*1_000_003 + i`` (deterministic), optionally cached as .npz.
-    ``exclude``: distractors the generator leaves out (ablation)."""
+    ``exclude``: distractors the generator leaves out (ablation); ``figured``: the chance that a wooden
+    floor, desk or carpet gets knots or a motif (training/synth/figures.py; 0: the plain generator)."""
     fp = generator_fingerprint()
     ex = tuple(sorted(exclude))
-    key = f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}" + (f"-x{'+'.join(ex)}" if ex else "")
+    key = (f"synth-{fp}-s{seed}-n{n}-z{size}-p{p_spill:g}" + (f"-x{'+'.join(ex)}" if ex else "")
+           + (f"-f{figured:g}" if figured > 0 else ""))
     if cache_dir is not None:
         cp = Path(cache_dir) / f"{key}.npz"
         if cp.is_file():
@@ -254,7 +259,7 @@ def make_synth_set(n: int, seed: int, size: int, p_spill: float = 0.5, workers: 
     masks = np.zeros((n, size, size), np.uint8)
     labels = np.zeros(n, np.int8)
     metas: list[dict[str, Any]] = [{} for _ in range(n)]
-    args = [(s, size, p_spill, ex) for s in seeds]
+    args = [(s, size, p_spill, ex, figured) for s in seeds]
 
     def put(i: int, res: tuple[np.ndarray, np.ndarray, int, dict[str, Any]]) -> None:
         img, mk, y, meta = res

@@ -64,6 +64,7 @@ class TrainConfig:
     composites: int = 0                        # real liquids cut out along polygons, pasted onto clean train frames (0: the shipped recipe; docs/model.md)
     composite_fraction: float = 0.2            # share of composites in a batch
     closeup_fraction: float = 0.0              # share of close-up views in augmentation (augment.AugmentConfig.closeup)
+    figured_floors: float = 0.0                # chance that a generated wooden floor/desk/carpet gets knots or a motif (synth/figures.py); train set only
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
     synth_exclude: list[str] = field(default_factory=list)  # generator distractors left out (ablation)
@@ -511,7 +512,7 @@ def _render_synthetic(cfg: TrainConfig) -> tuple[SynthSet | None, SynthSet | Non
     with tqdm(total=n_syn + cfg.synthetic_val, desc="render synthetic", disable=not cfg.progress) as bar:
         if n_syn > 0:
             synth = make_synth_set(cfg.synthetic, cfg.seed, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update,
-                                   exclude=cfg.synth_exclude)
+                                   exclude=cfg.synth_exclude, figured=cfg.figured_floors)
         if want_val:
             synth_val = make_synth_set(cfg.synthetic_val, cfg.seed + 7919, cfg.synth_size, 0.5, cfg.gen_workers, cfg.cache_dir, bar.update)
     _log(f"synthetic: {n_syn} train + {cfg.synthetic_val} val rendered/loaded in {time.time() - t0:.1f}s")

@@ -18,6 +18,7 @@ import numpy as np
 from training.synth import distractors as dis
 from training.synth import noise
 from training.synth.fastops import rep3, tint3
+from training.synth.figures import FIGURED, figure_floor
 from training.synth.floors import Floor, draw_markings, make_floor
 from training.synth.liquids import SHAPE_WEIGHTS, SHAPES, Liquid, alpha_from_field, composite, pick_liquid, shape_field
 
@@ -191,15 +192,21 @@ class Scene:
         liquid_at: tuple[float, float] | None = None,
         liquid_radius: float | None = None,
         exclude_distractors: tuple[str, ...] = (),
+        figured_floors: float = 0.0,
     ) -> Scene:
         """``liquid_at`` (x, y as fractions of the image) and ``liquid_radius`` (fraction of the
         width) pin where the liquid lies; the random stream is consumed as without them, so the
-        rest of the scene stays the same."""
+        rest of the scene stays the same. ``figured_floors``: the chance that a wooden floor, desk or
+        carpet gets knots or a motif (training/synth/figures.py); at 0 no random number is drawn for
+        it, so every scene is what it was without the option."""
         rng = np.random.default_rng(seed)
         scale = max(W, H) / 256.0
         T = int(0.9 * max(W, H))
         fl = make_floor(rng, T, floor)
         albedo = fl.albedo
+        figure = None
+        if figured_floors > 0 and fl.name in FIGURED and rng.random() < figured_floors:
+            figure = figure_floor(rng, fl.name, albedo)
         view = view or ("oblique" if rng.random() < 0.55 else "ceiling")
         lighting = lighting or LIGHTINGS[int(rng.choice(len(LIGHTINGS), p=LIGHTING_WEIGHTS))]
 
@@ -221,6 +228,8 @@ class Scene:
                 chosen.append(hard[int(rng.integers(len(hard)))])
         else:
             chosen = list(distractors)
+        if figure is not None:
+            chosen.append(figure)
         if fl.name == "epoxy" and rng.random() < 0.7 and "markings" not in chosen:
             chosen.append("markings")
         if fl.name == "desk":  # a table top: no people, pallets, signs or painted lines standing on it
