@@ -50,7 +50,7 @@ def train_cmd(
     closeups: float = typer.Option(0.0, help="share of training views that are close-ups (30-60 %% of the frame's side: "
                                    "around a labelled spill, else on the floor); the shipped model used 0.3 (docs/model.md)"),
     figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
-                                         "motif: dry look-alikes of a puddle (training set only; docs/model.md)"),
+                                         "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
