@@ -4,7 +4,7 @@ The 2026-12-02 model's false alarms on photos of dry floors it had never seen we
 knot in a wooden floor (spill probability 0.996) and a patterned carpet (0.44): a dark, rounded,
 sharp-edged patch on a regular floor is what a puddle looks like from above. The plain generator
 floors have none (its wood is planks and straight grain, its carpets are pile noise), so these are
-hard negatives it can add: knots in wood and desk tops (a dark core, rings, grain bent around it) and
+hard negatives it can add: knots in wood and desk tops (a dark core elongated along the grain, rings, a resin tint) and
 motifs on carpets (a lattice of diamonds, dots or squares in a contrasting colour, sometimes a striped
 border band). They are drawn into the floor albedo, before the perspective warp, like the floor itself.
 """
