@@ -219,9 +219,7 @@ def _gen_one(args: tuple[int, int, float, tuple[str, ...], float]) -> tuple[np.n
 
     seed, size, p_spill, exclude, figured = args
     kw: dict[str, Any] = {"exclude_distractors": exclude} if exclude else {}
-    if figured > 0:
-        kw["figured_floors"] = figured
-    s = generate_sample(seed, size=size, p_spill=p_spill, **kw)
+    s = generate_sample(seed, size=size, p_spill=p_spill, figured_floors=figured, **kw)
     meta = {k: v for k, v in (s.meta or {}).items() if isinstance(v, (str, int, float, bool)) or v is None}
     return s.image, s.mask.astype(np.uint8), int(s.label == "spill"), meta
 

@@ -21,8 +21,8 @@ CARPETS = ("carpet",)
 FIGURED = WOODS + CARPETS
 
 
-def draw_knots(rng: np.random.Generator, albedo: np.ndarray, grain_along_y: bool = True) -> int:
-    """1-4 knots into a TxTx3 float32 albedo (in place); returns how many."""
+def draw_knots(rng: np.random.Generator, albedo: np.ndarray, grain_along_y: bool = True) -> None:
+    """1-4 knots into a TxTx3 float32 albedo (in place)."""
     T = albedo.shape[0]
     n = int(rng.integers(1, 5))
     yy, xx = np.mgrid[0:T, 0:T].astype(np.float32)
@@ -43,10 +43,9 @@ def draw_knots(rng: np.random.Generator, albedo: np.ndarray, grain_along_y: bool
     # knots are more saturated (resin): pull the darkened pixels towards brown-red
     dark = (1.0 - factor)[..., None]
     albedo[:] = np.clip(albedo * (1.0 + dark * np.array([-0.25, 0.0, 0.15], np.float32)), 0.0, 1.0)
-    return n
 
 
-def draw_motif(rng: np.random.Generator, albedo: np.ndarray) -> str:
+def draw_motif(rng: np.random.Generator, albedo: np.ndarray) -> None:
     """A repeating carpet motif (and sometimes a striped border band) into a TxTx3 albedo, in place."""
     T = albedo.shape[0]
     s = max(8.0, T / rng.uniform(5, 14))  # pattern period
@@ -79,15 +78,15 @@ def draw_motif(rng: np.random.Generator, albedo: np.ndarray) -> str:
         albedo[stripe] = albedo[stripe] * 0.3 + dark * 0.7
     np.clip(albedo, 0.0, 1.0, out=albedo)
     cv2.GaussianBlur(albedo, (3, 3), 0, dst=albedo)
-    return kind
 
 
-def figure_floor(rng: np.random.Generator, name: str, albedo: np.ndarray) -> str | None:
-    """Knots for wooden floors and desks, a motif for carpets (in place); the figure's name, or None."""
+def figure_floor(rng: np.random.Generator, name: str, albedo: np.ndarray) -> str:
+    """Knots for wooden floors and desks, a motif for carpets (in place); the figure's name. Only for
+    the floors in ``FIGURED``."""
     if name in WOODS:
         draw_knots(rng, albedo, grain_along_y=name == "wood")
         return "knots"
     if name in CARPETS:
         draw_motif(rng, albedo)
         return "motif"
-    return None
+    raise ValueError(f"floor {name!r} has no figure; figured floors: {FIGURED}")

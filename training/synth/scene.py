@@ -204,7 +204,7 @@ class Scene:
         T = int(0.9 * max(W, H))
         fl = make_floor(rng, T, floor)
         albedo = fl.albedo
-        figure = None
+        figure: str | None = None
         if figured_floors > 0 and fl.name in FIGURED and rng.random() < figured_floors:
             figure = figure_floor(rng, fl.name, albedo)
         view = view or ("oblique" if rng.random() < 0.55 else "ceiling")
