@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 
 from processors.confirmation import params_for
-from processors.gating import ChangeGate, Reference, params_from, thumbnail_of_jpeg
+from processors.gating import ChangeGate, Decision, Reference, log_odds_below, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.logs import get_logger
@@ -114,14 +114,17 @@ class Classifier:
         self.gate: ChangeGate[Classification] | None = ChangeGate(gate) if gate is not None else None
         self.counts = {"inferred": 0, "reused": 0}
 
-    def _camera_levels(self, camera: str) -> tuple[float, float]:
-        """(threshold, hot level) of the camera. At or above the hot level the camera's next frames
-        are always inferred: a suspicion or an open incident is judged on fresh inferences (the
-        clear level), and so is a score that is rising towards the threshold (``gating.warm_ratio``
-        of it: a slowly growing spill whose score climbs while its image barely changes must not
-        wait for the refresh)."""
+    def _camera_levels(self, camera: str) -> tuple[float, float, float]:
+        """(threshold, warm level, hot level) of the camera. At or above the hot level the camera's
+        next frames are always inferred: a suspicion or an open incident is judged on fresh
+        inferences (the clear level), and so is a score within ``gating.hot_margin`` log-odds of the
+        threshold. At or above the warm level (threshold x ``gating.warm_ratio``) its frames are held
+        to the stricter ``gating.warm_threshold``: a slowly growing spill whose score climbs while
+        its image barely changes must not wait for the refresh."""
         p = params_for(self.settings, camera, model_threshold=self.model.threshold)
-        return p.threshold, p.threshold * min(p.clear_ratio, self.settings.gating.warm_ratio)
+        g = self.settings.gating
+        clear = p.threshold * p.clear_ratio
+        return p.threshold, min(clear, p.threshold * g.warm_ratio), min(clear, log_odds_below(p.threshold, g.hot_margin))
 
     def _reject(
         self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None
@@ -143,11 +146,11 @@ class Classifier:
         inferred, infer_ms = self._infer(infer, rejected, out)
         # A frame that was to reuse a frame of this batch whose result came out hot (or that could
         # not be decoded after all) is inferred itself.
-        late = [f for f in reuse if f.source is not None and (f.source.hot or f.source.result is None)]
+        late = [f for f in reuse if self._late(f)]
         if late:
             n, ms = self._infer(late, rejected, out)
             inferred, infer_ms = inferred + n, infer_ms + ms
-        reused = [f for f in reuse if f.source is None or not (f.source.hot or f.source.result is None)]
+        reused = [f for f in reuse if not self._late(f)]
         for f in reused:
             out.append(self._classified(f, self._reused(f)))
         out.sort(key=lambda c: c.index)
@@ -193,8 +196,11 @@ class Classifier:
             )
             if self.gate is not None and f.thumb is not None:
                 f.result = event
+                _, warm, hot = self._levels(h.camera_id)
                 f.hot = self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event,
-                                         hot=event.spill_prob >= self._levels(h.camera_id)[1])
+                                         hot=event.spill_prob >= hot, warm=event.spill_prob >= warm)
+                ref = self.gate.reference(h.camera_id)
+                f.warm = ref is not None and ref.is_warm(h.capture_time)
             if self.suppressor is not None:
                 event = self.suppressor.annotate(event, x, min_prob=self._levels(h.camera_id)[1])
             out.append(self._classified(f, event))
@@ -259,12 +265,23 @@ class Classifier:
                 infer.append(f)
                 staged[cam] = f
             else:
-                f.source = src
+                f.source, f.decision = src, d
                 if src is None:  # the reference as it is now: this batch's inferences replace it below
                     ref = self.gate.reference(cam)
                     f.reuses = ref.result if ref is not None else None
                 reuse.append(f)
         return infer, reuse
+
+    def _late(self, f: _Frame) -> bool:
+        """Whether a frame that was to reuse a frame of this batch must be inferred after all: that
+        frame's result came out hot, or warm while this frame changed beyond the warm threshold,
+        or it could not be decoded."""
+        src = f.source
+        if src is None or self.gate is None:
+            return False
+        if src.hot or src.result is None:
+            return True
+        return src.warm and f.decision is not None and self.gate.warm_change(f.decision)
 
     def _reused(self, f: _Frame) -> Classification:
         """The result this frame reuses (its camera's reference, or a frame of this batch), as this
@@ -307,5 +324,7 @@ class _Frame:
     thumb: np.ndarray | None = None
     result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
     hot: bool = False
+    warm: bool = False
     source: _Frame | None = None  # reusing a frame of the same batch (None: the camera's reference)
     reuses: Classification | None = None  # the camera's reference result when the decision was taken
+    decision: Decision | None = None  # the gate's decision, for a frame that reuses a result

@@ -8,18 +8,20 @@ until it crosses the threshold) and that frame's classification. A new frame is 
 * the camera has no reference yet (first frame after start or rebalance), or its producer epoch
   changed, or the frame was captured before the reference (a redelivery);
 * the reference is older than ``refresh_s`` (capture time, so replays decide the same way);
-* the last classification was "hot": spill probability at or above threshold x
-  ``gating.warm_ratio`` (0.25; never above the camera's clear level, threshold x
-  ``aggregator.clear_threshold_ratio``), i.e. a suspicion, an open incident or a score rising
-  towards the threshold is always judged on fresh inferences, so k-of-n confirmation and clearing
-  keep their meaning and a slowly growing spill is not held back until the refresh; a camera stays
-  hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot score, so one low score in a
-  rising, noisy series does not freeze it (with a low model threshold the hot level lies close to the
-  scores of clean scenes);
+* the last classification was "hot": spill probability within ``gating.hot_margin`` log-odds of
+  the camera's threshold (or at its clear level, threshold x ``aggregator.clear_threshold_ratio``), i.e. a suspicion, an open incident or a score close to the
+  threshold is always judged on fresh inferences, so k-of-n confirmation and clearing keep their
+  meaning; a camera stays hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot
+  score, so one low score in a rising, noisy series does not freeze it;
 * the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
   mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
   of the block means over an 8 x 8 grid: per-pixel sensor and JPEG noise averages out); ``min_blocks``
-  blocks at or above ``threshold`` (in units of the frame's own contrast) count as a change.
+  blocks at or above ``threshold`` (in units of the frame's own contrast) count as a change. A
+  "warm" camera (last score at or above threshold x ``gating.warm_ratio`` but below the hot level:
+  further from the threshold than a fresh inference's noise, close enough that a slowly growing
+  spill could reach it) is held to the stricter ``gating.warm_threshold``: a change well inside what
+  flicker can do already sends it to the model, so a spill growing under the plain threshold is not
+  held back until the refresh, while a still scene within sensor noise keeps reusing its result.
 
 Otherwise the frame is "reused": the worker emits the reference's classification with this
 frame's ids and times and ``inferred: false``.
@@ -39,6 +41,7 @@ False
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta  # noqa: F401 - UTC: the module doctest
@@ -61,14 +64,16 @@ class GateParams:
     min_blocks: int = 1
     max_cameras: int = 100_000
     hot_hold_s: float = 5.0
+    warm_threshold: float = 0.0  # block threshold of a warm camera (0: a warm camera is classified on every frame)
 
 
 @dataclass(frozen=True)
 class Decision:
     classify: bool
-    reason: str  # first | epoch | older | refresh | hot | changed | unchanged | off
+    reason: str  # first | epoch | older | refresh | hot | changed | warm | unchanged | off
     changed_blocks: int = 0
     peak: float = 0.0  # largest block difference seen (contrast units)
+    warm_blocks: int = 0  # blocks at or above the warm threshold (0 when there is none)
 
 
 @dataclass
@@ -79,9 +84,14 @@ class Reference(Generic[R]):
     result: R
     hot: bool
     hot_until: datetime | None = None  # still hot until then (capture time): the hold after a hot score
+    warm: bool = False  # the score was warm (or hot): the next frames are held to the warm threshold
+    warm_until: datetime | None = None  # the same hold for warm scores
 
     def is_hot(self, capture_time: datetime) -> bool:
         return self.hot or (self.hot_until is not None and capture_time < self.hot_until)
+
+    def is_warm(self, capture_time: datetime) -> bool:
+        return self.warm or (self.warm_until is not None and capture_time < self.warm_until)
 
 
 def thumbnail_of_jpeg(jpeg: bytes) -> np.ndarray:
@@ -144,19 +154,30 @@ class ChangeGate(Generic[R]):
         blocks = block_difference(thumb, ref.thumb)
         changed = int((blocks >= self.params.threshold).sum())
         peak = float(blocks.max())
+        warm = int((blocks >= self.params.warm_threshold).sum())
         if changed >= self.params.min_blocks:
-            return Decision(True, "changed", changed, peak)
-        return Decision(False, "unchanged", changed, peak)
+            return Decision(True, "changed", changed, peak, warm)
+        if ref.is_warm(capture_time) and warm >= self.params.min_blocks:
+            return Decision(True, "warm", changed, peak, warm)
+        return Decision(False, "unchanged", changed, peak, warm)
 
-    def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool) -> bool:
-        """The frame the model just classified becomes the camera's reference. Returns whether the
-        camera is hot now (its score, or the hold after its last hot score)."""
+    def warm_change(self, d: Decision) -> bool:
+        """Whether a frame judged ``d`` against a reference that was not known to be warm changed
+        enough for a warm one (the classifier re-checks a batch's frames once their source's score is in)."""
+        return d.warm_blocks >= self.params.min_blocks
+
+    def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool,
+               warm: bool = False) -> bool:
+        """The frame the model just classified becomes the camera's reference (``hot``: its score
+        reached the hot level; ``warm``: the warm level). Returns whether the camera is hot now (its
+        score, or the hold after its last hot score). Warm scores are held the same way."""
         prev = self._refs.get(camera)
-        if hot:
-            until: datetime | None = capture_time + timedelta(seconds=self.params.hot_hold_s)
-        else:
-            until = prev.hot_until if prev is not None and prev.epoch == epoch else None
-        ref = Reference(thumb, capture_time, epoch, result, hot, until)
+        same = prev is not None and prev.epoch == epoch
+        hold = timedelta(seconds=self.params.hot_hold_s)
+        hot_until = capture_time + hold if hot else (prev.hot_until if same and prev else None)
+        warm = warm or hot
+        warm_until = capture_time + hold if warm else (prev.warm_until if same and prev else None)
+        ref = Reference(thumb, capture_time, epoch, result, hot, hot_until, warm, warm_until)
         self._refs[camera] = ref
         self._refs.move_to_end(camera)
         while len(self._refs) > self.params.max_cameras:
@@ -167,10 +188,21 @@ class ChangeGate(Generic[R]):
         return len(self._refs)
 
 
+def log_odds_below(p: float, margin: float) -> float:
+    """The probability ``margin`` log-odds below ``p`` (the hot level below a camera's threshold).
+
+    >>> round(log_odds_below(0.5, math.log(3)), 3)
+    0.25
+    """
+    if p <= 0.0 or p >= 1.0:
+        return p
+    return 1.0 / (1.0 + math.exp(margin - math.log(p / (1.0 - p))))
+
+
 def params_from(settings: Any) -> GateParams | None:
     """GateParams from ``settings.gating`` (None when gating is off)."""
     g = settings.gating
     if not g.enabled:
         return None
     return GateParams(refresh_s=g.refresh_s, threshold=g.threshold, min_blocks=g.min_blocks, max_cameras=g.max_cameras,
-                      hot_hold_s=g.hot_hold_s)
+                      hot_hold_s=g.hot_hold_s, warm_threshold=g.warm_threshold)

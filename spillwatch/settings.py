@@ -419,15 +419,33 @@ class GatingSettings(_Section):
     min_blocks: int = Field(default=1, ge=1, le=64, description="changed blocks that make a frame 'changed'")
     warm_ratio: float = Field(
         default=0.25, gt=0, le=1,
-        description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is classified "
-                    "on every frame: a rising score is never frozen by a reused result",
+        description="a camera whose last spill probability reached threshold x this (or its clear level, if lower) is 'warm': its "
+                    "frames are compared with warm_threshold instead of threshold, so a rising score is not frozen by a reused result",
+    )
+    hot_margin: float = Field(
+        default=1.0, ge=0, le=10,
+        description="a camera whose last spill probability came within this many log-odds of its threshold (or reached its clear "
+                    "level) is 'hot': classified on every frame. Keep it above what a reused result can under-state a fresh "
+                    "one by while the camera is warm (0.84 measured with warm_threshold 0.1: docs/performance.md)",
+    )
+    warm_threshold: float = Field(
+        default=0.1, ge=0, le=10,
+        description="the block threshold of a warm camera (units as threshold, at most threshold): above sensor and JPEG noise, "
+                    "below what light flicker can do; 0: a warm camera is classified on every frame (as before 2026-12-02)",
     )
     hot_hold_s: float = Field(
         default=5.0, ge=0, le=3600,
-        description="after a hot score a camera stays hot (classified on every frame) for this long (capture time): "
-                    "one low score in a rising series does not freeze it",
+        description="after a hot score a camera stays hot (classified on every frame) for this long (capture time), and after "
+                    "a warm score warm: one low score in a rising series does not freeze it",
     )
     max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
+
+    @model_validator(mode="after")
+    def _warm_is_stricter(self) -> GatingSettings:
+        if self.warm_threshold > self.threshold:
+            raise ValueError(f"warm_threshold {self.warm_threshold:g} must not exceed threshold {self.threshold:g} "
+                             "(a warm camera is held to the stricter comparison)")
+        return self
 
 
 class Settings(BaseSettings):

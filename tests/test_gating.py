@@ -119,6 +119,54 @@ def test_one_low_score_after_a_hot_one_does_not_freeze_the_camera_until_the_hold
     assert off.decide("cam", t, T0 + timedelta(seconds=1.5), 1).reason == "unchanged"
 
 
+WARM = GateParams(refresh_s=10.0, threshold=0.3, min_blocks=1, warm_threshold=0.1)
+
+
+def test_a_warm_camera_is_held_to_the_stricter_threshold_and_still_reuses_within_noise() -> None:
+    """A warm score (towards the threshold, not near it) sends a change under the plain threshold to
+    the model; sensor noise, flicker and JPEG still reuse the result."""
+    base = scene()
+    t0, stained = thumb_of(to_jpeg(base)), thumb_of(to_jpeg(with_stain(base, 9)))
+    assert WARM.warm_threshold <= float(block_difference(stained, t0).max()) < WARM.threshold  # a faint stain
+    at = T0 + timedelta(seconds=1)
+    cold: ChangeGate[str] = ChangeGate(WARM)
+    cold.commit("cam", t0, T0, None, result="r", hot=False)
+    assert cold.decide("cam", stained, at, None).reason == "unchanged"
+    warm: ChangeGate[str] = ChangeGate(WARM)
+    assert not warm.commit("cam", t0, T0, None, result="r", hot=False, warm=True)  # warm is not hot
+    assert warm.decide("cam", stained, at, None).reason == "warm"
+    noise = noisy_variants(base, 8, seed=4)
+    assert [warm.decide("cam", thumb_of(v), at, None).reason for v in noise] == ["unchanged"] * 8
+    every: ChangeGate[str] = ChangeGate(PARAMS)  # warm_threshold 0: a warm camera is classified on every frame
+    every.commit("cam", t0, T0, None, result="r", hot=False, warm=True)
+    assert every.decide("cam", t0, at, None).reason == "warm"
+
+
+def test_a_warm_score_is_held_like_a_hot_one() -> None:
+    gate: ChangeGate[str] = ChangeGate(WARM)  # hot_hold_s 5 s
+    base = scene()
+    t0, stained = thumb_of(to_jpeg(base)), thumb_of(to_jpeg(with_stain(base, 9)))
+    gate.commit("cam", t0, T0, 1, result="warm", hot=False, warm=True)
+    gate.commit("cam", t0, T0 + timedelta(seconds=1), 1, result="dip", hot=False)  # one cold score within the hold
+    assert gate.decide("cam", stained, T0 + timedelta(seconds=4.9), 1).reason == "warm"
+    assert gate.decide("cam", stained, T0 + timedelta(seconds=5), 1).reason == "unchanged"
+    gate.commit("cam", t0, T0 + timedelta(seconds=6), 1, result="hot", hot=True)  # a hot score is warm too
+    gate.commit("cam", t0, T0 + timedelta(seconds=11.5), 1, result="cold", hot=False)
+    assert gate.decide("cam", stained, T0 + timedelta(seconds=12), 1).reason == "unchanged"
+
+
+def test_a_warm_camera_catches_slow_growth_earlier() -> None:
+    base = scene()
+    frames = [thumb_of(to_jpeg(with_stain(base, 0.25 * i))) for i in range(0, 120)]
+
+    def first_classified(warm: bool) -> int:
+        gate: ChangeGate[str] = ChangeGate(GateParams(refresh_s=1e6, threshold=0.3, warm_threshold=0.1))
+        gate.commit("cam", frames[0], T0, None, result="r", hot=False, warm=warm)
+        return next(i for i, t in enumerate(frames[1:], 1) if gate.decide("cam", t, T0 + timedelta(seconds=0.5 * i), None).classify)
+
+    assert first_classified(warm=True) < first_classified(warm=False)
+
+
 def test_references_are_bounded_least_recently_seen_first() -> None:
     gate: ChangeGate[str] = ChangeGate(GateParams(max_cameras=2))
     t = thumb_of(clean_jpeg())
@@ -223,6 +271,27 @@ def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:
     assert not second.inferred
     assert second.suppressed and second.suppressed[0].entry == learned.id
     assert sorted(second.suppressed[0].cells) == sorted(lk[0] for lk in first.looks)
+
+
+def test_a_warm_camera_sends_a_faint_change_to_the_model_even_within_a_batch(tiny: Path) -> None:
+    """Any score is warm here (warm level ~0, never hot): a faint stain under the plain threshold is
+    inferred, against the reference and against a frame of the same batch whose result came out warm;
+    with the warm threshold at the plain one it is reused."""
+    def core_with(warm_threshold: float) -> Classifier:
+        return make_core(tiny, cameras=[{"id": "cam", "source": "x", "threshold": 1.0}], aggregator={"clear_threshold_ratio": 1.0},
+                         gating={"warm_ratio": 1e-6, "warm_threshold": warm_threshold})
+
+    base = scene(320, 240)
+    same, faint = to_jpeg(base), to_jpeg(with_stain(base, 6))
+    assert 0.1 <= float(block_difference(thumb_of(faint), thumb_of(same)).max()) < 0.3
+    frames = [rec("cam", 0, same, T0), rec("cam", 1, same, T0 + timedelta(seconds=0.5)), rec("cam", 2, faint, T0 + timedelta(seconds=1))]
+    warm = run(core_with(0.1), frames)
+    assert warm[0].spill_prob >= 1e-6 and [e.inferred for e in warm] == [True, False, True]
+    assert [e.inferred for e in run(core_with(0.3), frames)] == [True, False, False]
+    ok, _ = core_with(0.1).process([frames[0], frames[2]], now=T0 + timedelta(hours=1))  # one batch
+    assert [c.event.inferred for c in ok] == [True, True]
+    ok, _ = core_with(0.3).process([frames[0], frames[2]], now=T0 + timedelta(hours=1))
+    assert [c.event.inferred for c in ok] == [True, False]
 
 
 def test_old_classifications_without_the_field_read_as_inferred() -> None:
