@@ -238,3 +238,29 @@ def test_a_tie_that_keeps_every_recall_target_takes_its_middle() -> None:
     assert np.mean(rooms >= c.threshold) == 0.0 and np.mean(synth_clean >= c.threshold) == 0.1
     assert any("FPR cap 'floor'" in n and "FPR cap 'synthetic clean'" in n and "recall" not in n for n in c.notes)
     assert any("middle" in n for n in c.notes)
+
+
+def test_train_command_passes_the_floor_share_and_refuses_one_out_of_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`spillwatch train --floor-share F` sets the share of floor photos among the non-extra real clean
+    draws (the experiment in docs/model.md); a share outside [0, 1] is a clear usage error, not a run."""
+    from typer.testing import CliRunner
+
+    import training.train
+    from spillwatch.cli import app
+
+    seen: list[Any] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg: Any) -> Any:
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(training.train, "train", fake_train)
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra", "--floor-share", "0.8"])
+    assert isinstance(r.exception, Stop) and seen[0].floor_share_of_clean == 0.8
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra"])
+    assert isinstance(r.exception, Stop) and seen[1].floor_share_of_clean == 0.5  # the shipped recipe
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--floor-share", "1.5"])
+    assert r.exit_code == 2 and "floor-share" in r.output and len(seen) == 2

@@ -51,6 +51,8 @@ def train_cmd(
                                    "around a labelled spill, else on the floor); the shipped model used 0.3 (docs/model.md)"),
     figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
                                          "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
+    floor_share: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the floor photos among the real clean draws that are not "
+                                      "extra-set frames (the rest: same-scene clean frames); the shipped model used 0.5"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
@@ -75,7 +77,7 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
-        closeup_fraction=closeups, figured_floors=figured_floors,
+        closeup_fraction=closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")
