@@ -460,7 +460,8 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
         "gating": {"enabled": base.gating.enabled, "refresh_s": base.gating.refresh_s, "threshold": base.gating.threshold,
-                   "min_blocks": base.gating.min_blocks},
+                   "min_blocks": base.gating.min_blocks, "warm_ratio": base.gating.warm_ratio,
+                   "warm_threshold": base.gating.warm_threshold, "hot_margin": base.gating.hot_margin},
     }
     if scene is not None:
         result["scene"] = scene

@@ -131,7 +131,7 @@ class FrameSuppressor:
         localised by its strongest cell, on a camera that has entries: when that cell's place and look
         match an entry it is suppressed like a firing cell (the aggregator then scores the frame over
         the rest of the map, confirmation.effective_score). Nothing is measured into ``looks`` for it,
-        and a frame under ``min_prob`` (the worker passes the camera's hot level, at or below its clear
+        and a frame under ``min_prob`` (the worker passes the camera's warm level, at or below its clear
         level: such a frame counts as clear whatever is suppressed) is not measured at all."""
         try:
             cells = firing_cells(event.spill_map, self.map_threshold)
