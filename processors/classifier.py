@@ -144,8 +144,9 @@ class Classifier:
         infer, reuse = self._gate(frames)
         out: list[Classified] = []
         inferred, infer_ms = self._infer(infer, rejected, out)
-        # A frame that was to reuse a frame of this batch whose result came out hot (or that could
-        # not be decoded after all) is inferred itself.
+        # A frame that was to reuse a frame of this batch whose result came out hot, or warm while
+        # this frame moved by the warm threshold (or that could not be decoded after all), is
+        # inferred itself.
         late = [f for f in reuse if self._late(f)]
         if late:
             n, ms = self._infer(late, rejected, out)

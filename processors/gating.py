@@ -9,9 +9,9 @@ until it crosses the threshold) and that frame's classification. A new frame is 
   changed, or the frame was captured before the reference (a redelivery);
 * the reference is older than ``refresh_s`` (capture time, so replays decide the same way);
 * the last classification was "hot": spill probability within ``gating.hot_margin`` log-odds of
-  the camera's threshold (or at its clear level, threshold x ``aggregator.clear_threshold_ratio``), i.e. a suspicion, an open incident or a score close to the
-  threshold is always judged on fresh inferences, so k-of-n confirmation and clearing keep their
-  meaning; a camera stays hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot
+  the camera's threshold (or at its clear level, threshold x ``aggregator.clear_threshold_ratio``),
+  i.e. a suspicion, an open incident or a score close to the threshold is always judged on fresh
+  inferences, so k-of-n confirmation and clearing keep their meaning; a camera stays hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot
   score, so one low score in a rising, noisy series does not freeze it;
 * the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
   mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
@@ -73,7 +73,7 @@ class Decision:
     reason: str  # first | epoch | older | refresh | hot | changed | warm | unchanged | off
     changed_blocks: int = 0
     peak: float = 0.0  # largest block difference seen (contrast units)
-    warm_blocks: int = 0  # blocks at or above the warm threshold (0 when there is none)
+    warm_blocks: int = 0  # blocks at or above the warm threshold (all of them when it is 0)
 
 
 @dataclass

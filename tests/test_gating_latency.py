@@ -21,7 +21,7 @@ from processors.classifier import Classifier
 from processors.confirmation import CameraState, params_for
 from processors.confirmation import observe as confirm_step
 from processors.gating import block_difference, thumbnail_of_jpeg
-from spillwatch.events import AlertState, FrameHeader, encode_frame
+from spillwatch.events import AlertState, Classification, FrameHeader, encode_frame
 from spillwatch.model import SpillModel
 from spillwatch.settings import Settings
 
@@ -70,30 +70,41 @@ def slow_growth_frames(clips: tuple[list[bytes], list[bytes], float, float], gro
     return frames
 
 
-def confirmed_at(model: SpillModel, frames: list[bytes], gating: bool) -> tuple[datetime | None, int]:
-    """Capture time of the frame that confirms the incident, and how many frames were inferred."""
+def confirmed_at(model: SpillModel, frames: list[bytes], gating: bool) -> tuple[datetime | None, int, list[Classification]]:
+    """Capture time of the frame that confirms the incident, how many frames were inferred, and
+    every frame's classification."""
     settings = Settings(worker={"model_path": model.path}, gating={"enabled": gating})
     core = Classifier(model, settings, "w-latency")
     params = params_for(settings, CAM, model_threshold=model.threshold, map_threshold=model.map_threshold)
     state = CameraState(camera_id=CAM)
     confirmed = None
+    events = []
     for seq, jpeg in enumerate(frames):
         at = T0 + timedelta(seconds=seq / FPS)
         h = FrameHeader(camera_id=CAM, seq=seq, capture_time=at, width=480, height=360)
         ok, bad = core.process([(CAM.encode(), encode_frame(h, jpeg))], now=at)
         assert bad == [] and len(ok) == 1
+        events.append(ok[0].event)
         step = confirm_step(state, ok[0].event, params, at)
         state = step.state
         if confirmed is None and any(a.state == AlertState.CONFIRMED for a in step.alerts):
             confirmed = at
-    return confirmed, core.counts["inferred"]
+    return confirmed, core.counts["inferred"], events
+
+
+def hidden_suspicions(gated: list[Classification], fresh: list[Classification], threshold: float) -> list[int]:
+    """Seqs of reused frames that the model, run on the frame itself, calls suspicious while the
+    result they reuse does not: what the warm tier and the hot margin exist to prevent."""
+    return [g.seq for g, f in zip(gated, fresh, strict=True)
+            if not g.inferred and f.spill_prob >= threshold > g.spill_prob]
 
 
 def test_a_spill_onset_on_a_static_scene_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
     frames = onset_frames(clips)
-    ungated, n_all = confirmed_at(model, frames, gating=False)
-    gated, n_gated = confirmed_at(model, frames, gating=True)
+    ungated, n_all, fresh = confirmed_at(model, frames, gating=False)
+    gated, n_gated, events = confirmed_at(model, frames, gating=True)
     assert ungated is not None, "the model does not confirm the spill clip at all: the comparison would prove nothing"
+    assert hidden_suspicions(events, fresh, model.threshold) == []
     assert gated is not None and gated <= ungated
     assert n_gated < n_all
 
@@ -103,8 +114,11 @@ def test_a_slowly_growing_spill_is_still_caught_and_confirms_as_fast_with_gating
     thumbs = [thumbnail_of_jpeg(j) for j in frames]
     step_peak = max(float(block_difference(a, b).max()) for a, b in pairwise(thumbs))
     assert step_peak < Settings().gating.threshold  # frame to frame, the growth never looks like a change
-    ungated, n_all = confirmed_at(model, frames, gating=False)
-    gated, n_gated = confirmed_at(model, frames, gating=True)
+    ungated, n_all, fresh = confirmed_at(model, frames, gating=False)
+    gated, n_gated, events = confirmed_at(model, frames, gating=True)
     assert ungated is not None, "the model does not confirm the grown spill: the comparison would prove nothing"
+    assert hidden_suspicions(events, fresh, model.threshold) == []
     assert gated is not None and gated <= ungated, f"gated {gated} vs ungated {ungated}"
     assert n_gated < n_all
+    assert any(not e.inferred and e.spill_prob >= model.threshold * Settings().gating.warm_ratio for e in events), (
+        "no warm camera reused a result: the warm tier was not exercised")
