@@ -147,11 +147,13 @@ class Classifier:
         # A frame that was to reuse a frame of this batch whose result came out hot, or warm while
         # this frame moved by the warm threshold (or that could not be decoded after all), is
         # inferred itself.
-        late = [f for f in reuse if self._late(f)]
+        late: list[_Frame] = []
+        reused: list[_Frame] = []
+        for f in reuse:
+            (late if self._late(f) else reused).append(f)
         if late:
             n, ms = self._infer(late, rejected, out)
             inferred, infer_ms = inferred + n, infer_ms + ms
-        reused = [f for f in reuse if not self._late(f)]
         for f in reused:
             out.append(self._classified(f, self._reused(f)))
         out.sort(key=lambda c: c.index)

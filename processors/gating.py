@@ -172,11 +172,11 @@ class ChangeGate(Generic[R]):
         reached the hot level; ``warm``: the warm level). Returns whether the camera is hot now (its
         score, or the hold after its last hot score). Warm scores are held the same way."""
         prev = self._refs.get(camera)
-        same = prev is not None and prev.epoch == epoch
+        held = prev if prev is not None and prev.epoch == epoch else None  # holds carry over within an epoch
         hold = timedelta(seconds=self.params.hot_hold_s)
-        hot_until = capture_time + hold if hot else (prev.hot_until if same and prev else None)
+        hot_until = capture_time + hold if hot else (held.hot_until if held else None)
         warm = warm or hot
-        warm_until = capture_time + hold if warm else (prev.warm_until if same and prev else None)
+        warm_until = capture_time + hold if warm else (held.warm_until if held else None)
         ref = Reference(thumb, capture_time, epoch, result, hot, hot_until, warm, warm_until)
         self._refs[camera] = ref
         self._refs.move_to_end(camera)
