@@ -25,11 +25,12 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
 from processors.confirmation import params_for
-from processors.gating import ChangeGate, Decision, Reference, log_odds_below, params_from, thumbnail_of_jpeg
+from processors.gating import ChangeGate, Decision, Reference, log_odds_above, log_odds_below, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
 from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.logs import get_logger
@@ -63,6 +64,16 @@ class Rejected:
 
     def at(self, index: int) -> Rejected:
         return replace(self, index=index)
+
+
+class Levels(NamedTuple):
+    """A camera's gating levels (spill probabilities) and settle count."""
+
+    threshold: float
+    warm: float
+    hot: float
+    settle: float  # scores at or above count towards settling
+    settle_after: int  # inferred frames in a row at the settle level that settle the camera (0: never)
 
 
 @dataclass
@@ -114,17 +125,20 @@ class Classifier:
         self.gate: ChangeGate[Classification] | None = ChangeGate(gate) if gate is not None else None
         self.counts = {"inferred": 0, "reused": 0}
 
-    def _camera_levels(self, camera: str) -> tuple[float, float, float]:
-        """(threshold, warm level, hot level) of the camera. At or above the hot level the camera's
-        next frames are always inferred: a suspicion or an open incident is judged on fresh
-        inferences (the clear level), and so is a score within ``gating.hot_margin`` log-odds of the
-        threshold. At or above the warm level (threshold x ``gating.warm_ratio``) its frames are held
-        to the stricter ``gating.warm_threshold``: a slowly growing spill whose score climbs while
-        its image barely changes must not wait for the refresh."""
+    def _camera_levels(self, camera: str) -> Levels:
+        """The camera's levels. At or above the hot level the camera's next frames are always
+        inferred: a suspicion or an open incident is judged on fresh inferences (the clear level),
+        and so is a score within ``gating.hot_margin`` log-odds of the threshold; unless the camera
+        settled (``gating.settle_frames`` inferred frames in a row, at least its aggregator window,
+        ``gating.settle_margin`` log-odds above its threshold: those fresh frames alone confirm).
+        At or above the warm level (threshold x ``gating.warm_ratio``) its frames are held to the
+        stricter ``gating.warm_threshold``: a slowly growing spill whose score climbs while its image
+        barely changes must not wait for the refresh."""
         p = params_for(self.settings, camera, model_threshold=self.model.threshold)
         g = self.settings.gating
         clear = p.threshold * p.clear_ratio
-        return p.threshold, min(clear, p.threshold * g.warm_ratio), min(clear, log_odds_below(p.threshold, g.hot_margin))
+        return Levels(p.threshold, min(clear, p.threshold * g.warm_ratio), min(clear, log_odds_below(p.threshold, g.hot_margin)),
+                      log_odds_above(p.threshold, g.settle_margin), max(g.settle_frames, p.window) if g.settle_frames else 0)
 
     def _reject(
         self, key: bytes | None, value: bytes | None, reason: str, index: int, header: FrameHeader | None = None
@@ -144,9 +158,9 @@ class Classifier:
         infer, reuse = self._gate(frames)
         out: list[Classified] = []
         inferred, infer_ms = self._infer(infer, rejected, out)
-        # A frame that was to reuse a frame of this batch whose result came out hot, or warm while
-        # this frame moved by the warm threshold (or that could not be decoded after all), is
-        # inferred itself.
+        # A frame that was to reuse a frame of this batch whose result came out hot (and not
+        # settled), or warm or settled while this frame moved by the warm threshold (or that could
+        # not be decoded after all), is inferred itself.
         late: list[_Frame] = []
         reused: list[_Frame] = []
         for f in reuse:
@@ -199,13 +213,15 @@ class Classifier:
             )
             if self.gate is not None and f.thumb is not None:
                 f.result = event
-                _, warm, hot = self._levels(h.camera_id)
+                lv = self._levels(h.camera_id)
                 f.hot = self.gate.commit(h.camera_id, f.thumb, h.capture_time, h.epoch, result=event,
-                                         hot=event.spill_prob >= hot, warm=event.spill_prob >= warm)
+                                         hot=event.spill_prob >= lv.hot, warm=event.spill_prob >= lv.warm,
+                                         high=event.spill_prob >= lv.settle, settle_after=lv.settle_after)
                 ref = self.gate.reference(h.camera_id)
                 f.warm = ref is not None and ref.is_warm(h.capture_time)
+                f.settled = ref is not None and ref.settled
             if self.suppressor is not None:
-                event = self.suppressor.annotate(event, x, min_prob=self._levels(h.camera_id)[1])
+                event = self.suppressor.annotate(event, x, min_prob=self._levels(h.camera_id).warm)
             out.append(self._classified(f, event))
         return len(ready), infer_ms
 
@@ -277,14 +293,14 @@ class Classifier:
 
     def _late(self, f: _Frame) -> bool:
         """Whether a frame that was to reuse a frame of this batch must be inferred after all: that
-        frame's result came out hot, or warm while this frame changed beyond the warm threshold,
-        or it could not be decoded."""
+        frame's result came out hot and not settled, or warm or settled while this frame changed
+        beyond the warm threshold, or it could not be decoded."""
         src = f.source
         if src is None or self.gate is None:
             return False
-        if src.hot or src.result is None:
+        if src.result is None or (src.hot and not src.settled):
             return True
-        return src.warm and f.decision is not None and self.gate.warm_change(f.decision)
+        return (src.warm or src.settled) and f.decision is not None and self.gate.warm_change(f.decision)
 
     def _reused(self, f: _Frame) -> Classification:
         """The result this frame reuses (its camera's reference, or a frame of this batch), as this
@@ -311,7 +327,7 @@ class Classifier:
         return f.image
 
     def _classified(self, f: _Frame, event: Classification) -> Classified:
-        return Classified(f.key, event, f.jpeg, event.spill_prob >= self._levels(f.header.camera_id)[0], f.index)
+        return Classified(f.key, event, f.jpeg, event.spill_prob >= self._levels(f.header.camera_id).threshold, f.index)
 
 
 @dataclass
@@ -328,6 +344,7 @@ class _Frame:
     result: Classification | None = None  # when inferred (before suppression), for frames that reuse it
     hot: bool = False
     warm: bool = False
+    settled: bool = False
     source: _Frame | None = None  # reusing a frame of the same batch (None: the camera's reference)
     reuses: Classification | None = None  # the camera's reference result when the decision was taken
     decision: Decision | None = None  # the gate's decision, for a frame that reuses a result

@@ -12,7 +12,13 @@ until it crosses the threshold) and that frame's classification. A new frame is 
   the camera's threshold (or at its clear level, threshold x ``aggregator.clear_threshold_ratio``),
   i.e. a suspicion, an open incident or a score close to the threshold is always judged on fresh
   inferences, so k-of-n confirmation and clearing keep their meaning; a camera stays hot for ``gating.hot_hold_s`` (5 s of capture time) after its last hot
-  score, so one low score in a rising, noisy series does not freeze it;
+  score, so one low score in a rising, noisy series does not freeze it. One exception: a **settled**
+  camera (its last ``gating.settle_frames`` inferred frames, at least the aggregator's window, in a
+  row, all at least ``gating.settle_margin`` log-odds above its threshold: a confirmed spill that
+  sits there until someone cleans it) reuses its result on frames that did not change beyond the
+  warm threshold. Those fresh inferences alone have confirmed it, so a reused score never adds
+  evidence that was not seen; any change (a mop, a person, the spill spreading), a score under the
+  settle level or the refresh sends it back to the model;
 * the scene changed: thumbnails normalised for global brightness (mean subtracted, divided by the
   mean absolute deviation: auto-exposure, flicker), compared block by block (the absolute difference
   of the block means over an 8 x 8 grid: per-pixel sensor and JPEG noise averages out); ``min_blocks``
@@ -65,12 +71,13 @@ class GateParams:
     max_cameras: int = 100_000
     hot_hold_s: float = 5.0
     warm_threshold: float = 0.0  # block threshold of a warm camera (0: a warm camera is classified on every frame)
+    max_gap_s: float = 30.0  # a longer gap between two inferred frames restarts a camera's settle streak (aggregator.max_gap_s)
 
 
 @dataclass(frozen=True)
 class Decision:
     classify: bool
-    reason: str  # first | epoch | older | refresh | hot | changed | warm | unchanged | off
+    reason: str  # first | epoch | older | refresh | hot | changed | warm | settled | unchanged | off
     changed_blocks: int = 0
     peak: float = 0.0  # largest block difference seen (contrast units)
     warm_blocks: int = 0  # blocks at or above the warm threshold (all of them when it is 0)
@@ -86,6 +93,8 @@ class Reference(Generic[R]):
     hot_until: datetime | None = None  # still hot until then (capture time): the hold after a hot score
     warm: bool = False  # the score was warm (or hot): the next frames are held to the warm threshold
     warm_until: datetime | None = None  # the same hold for warm scores
+    streak: int = 0  # inferred frames in a row (within max_gap_s of each other) at or above the settle level
+    settled: bool = False  # this result is at the settle level and the streak reached the camera's settle count
 
     def is_hot(self, capture_time: datetime) -> bool:
         return self.hot or (self.hot_until is not None and capture_time < self.hot_until)
@@ -149,12 +158,17 @@ class ChangeGate(Generic[R]):
             return Decision(True, "older")
         if capture_time - ref.capture_time >= timedelta(seconds=self.params.refresh_s):
             return Decision(True, "refresh")
-        if ref.is_hot(capture_time):
+        hot = ref.is_hot(capture_time)
+        if hot and not ref.settled:
             return Decision(True, "hot")
         blocks = block_difference(thumb, ref.thumb)
         changed = int((blocks >= self.params.threshold).sum())
         peak = float(blocks.max())
         warm = int((blocks >= self.params.warm_threshold).sum())
+        if hot:  # settled: a change beyond the warm threshold is judged afresh
+            if warm >= self.params.min_blocks:
+                return Decision(True, "hot", changed, peak, warm)
+            return Decision(False, "settled", changed, peak, warm)
         if changed >= self.params.min_blocks:
             return Decision(True, "changed", changed, peak, warm)
         if ref.is_warm(capture_time) and warm >= self.params.min_blocks:
@@ -167,17 +181,22 @@ class ChangeGate(Generic[R]):
         return d.warm_blocks >= self.params.min_blocks
 
     def commit(self, camera: str, thumb: np.ndarray, capture_time: datetime, epoch: int | None, *, result: R, hot: bool,
-               warm: bool = False) -> bool:
+               warm: bool = False, high: bool = False, settle_after: int = 0) -> bool:
         """The frame the model just classified becomes the camera's reference (``hot``: its score
-        reached the hot level; ``warm``: the warm level). Returns whether the camera is hot now (its
-        score, or the hold after its last hot score). Warm scores are held the same way."""
+        reached the hot level; ``warm``: the warm level; ``high``: the settle level, and the camera
+        settles once ``settle_after`` such frames came in a row, 0: never). Returns whether the
+        camera is hot now (its score, or the hold after its last hot score). Warm scores are held
+        the same way."""
         prev = self._refs.get(camera)
         held = prev if prev is not None and prev.epoch == epoch else None  # holds carry over within an epoch
         hold = timedelta(seconds=self.params.hot_hold_s)
         hot_until = capture_time + hold if hot else (held.hot_until if held else None)
         warm = warm or hot
         warm_until = capture_time + hold if warm else (held.warm_until if held else None)
-        ref = Reference(thumb, capture_time, epoch, result, hot, hot_until, warm, warm_until)
+        in_row = held is not None and timedelta(0) <= capture_time - held.capture_time <= timedelta(seconds=self.params.max_gap_s)
+        streak = ((held.streak if held is not None and in_row else 0) + 1) if high else 0
+        settled = hot and high and 0 < settle_after <= streak
+        ref = Reference(thumb, capture_time, epoch, result, hot, hot_until, warm, warm_until, streak, settled)
         self._refs[camera] = ref
         self._refs.move_to_end(camera)
         while len(self._refs) > self.params.max_cameras:
@@ -205,4 +224,13 @@ def params_from(settings: Any) -> GateParams | None:
     if not g.enabled:
         return None
     return GateParams(refresh_s=g.refresh_s, threshold=g.threshold, min_blocks=g.min_blocks, max_cameras=g.max_cameras,
-                      hot_hold_s=g.hot_hold_s, warm_threshold=g.warm_threshold)
+                      hot_hold_s=g.hot_hold_s, warm_threshold=g.warm_threshold, max_gap_s=settings.aggregator.max_gap_s)
+
+
+def log_odds_above(p: float, margin: float) -> float:
+    """The probability ``margin`` log-odds above ``p`` (the settle level above a camera's threshold).
+
+    >>> round(log_odds_above(0.25, math.log(3)), 3)
+    0.5
+    """
+    return log_odds_below(p, -margin)

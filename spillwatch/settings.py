@@ -438,6 +438,16 @@ class GatingSettings(_Section):
         description="after a hot score a camera stays hot (classified on every frame) for this long (capture time), and after "
                     "a warm score warm: one low score in a rising series does not freeze it",
     )
+    settle_frames: int = Field(
+        default=5, ge=0, le=1000,
+        description="a camera whose last this many inferred frames in a row (at least its aggregator window) all scored "
+                    "settle_margin log-odds above its threshold is 'settled' (a confirmed spill waiting to be cleaned): frames "
+                    "that did not change beyond warm_threshold reuse its result until the refresh; 0: classified on every frame",
+    )
+    settle_margin: float = Field(
+        default=2.0, ge=0, le=20,
+        description="log-odds above a camera's threshold that a score must reach to count towards settling",
+    )
     max_cameras: int = Field(default=100_000, ge=1, description="cameras one worker keeps a reference frame for (least recently seen forgotten first)")
 
     @model_validator(mode="after")

@@ -167,6 +167,38 @@ def test_a_warm_camera_catches_slow_growth_earlier() -> None:
     assert first_classified(warm=True) < first_classified(warm=False)
 
 
+def test_a_settled_camera_reuses_its_result_until_the_scene_changes_the_score_drops_or_the_refresh() -> None:
+    gate: ChangeGate[str] = ChangeGate(WARM)  # warm_threshold 0.1, refresh 10 s, max_gap_s 30 s
+    base = scene()
+    t0, stained = thumb_of(to_jpeg(base)), thumb_of(to_jpeg(with_stain(base, 9)))  # faint: under the plain threshold
+    noise = [thumb_of(v) for v in noisy_variants(base, 6, seed=4)]
+
+    def high(at: float, n: int = 1, epoch: int = 1) -> None:
+        for i in range(n):
+            gate.commit("cam", t0, T0 + timedelta(seconds=at + 0.5 * i), epoch, result="spill", hot=True, high=True, settle_after=5)
+
+    high(0, 4)  # four in a row: not yet
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=2), 1).reason == "hot"
+    high(2)  # the fifth
+    assert [gate.decide("cam", t, T0 + timedelta(seconds=3), 1).reason for t in noise] == ["settled"] * 6
+    assert gate.decide("cam", stained, T0 + timedelta(seconds=3), 1).reason == "hot"  # a change: judged afresh
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=12), 1).reason == "refresh"
+    gate.commit("cam", t0, T0 + timedelta(seconds=12), 1, result="spill", hot=True, high=True, settle_after=5)
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=13), 1).reason == "settled"  # still settled after the refresh
+    gate.commit("cam", t0, T0 + timedelta(seconds=14), 1, result="lower", hot=True, high=False, settle_after=5)
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=14.5), 1).reason == "hot"  # a score under the settle level
+    high(15, 4)
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=17), 1).reason == "hot"  # the streak starts again
+    high(50, 1)  # more than max_gap_s after the last inferred frame: a new streak
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=50.5), 1).reason == "hot"
+    high(60, 4, epoch=2)  # a restarted producer: a new streak
+    assert gate.decide("cam", t0, T0 + timedelta(seconds=62), 2).reason == "hot"
+    never: ChangeGate[str] = ChangeGate(WARM)
+    for i in range(10):
+        never.commit("cam", t0, T0 + timedelta(seconds=0.5 * i), 1, result="spill", hot=True, high=True, settle_after=0)
+    assert never.decide("cam", t0, T0 + timedelta(seconds=5.5), 1).reason == "hot"
+
+
 def test_references_are_bounded_least_recently_seen_first() -> None:
     gate: ChangeGate[str] = ChangeGate(GateParams(max_cameras=2))
     t = thumb_of(clean_jpeg())
@@ -216,12 +248,21 @@ def test_static_scene_reuses_the_last_result_with_the_new_frames_ids(tiny: Path)
     assert core.counts == {"inferred": 2, "reused": 22}
 
 
-def test_a_spill_appearing_is_classified_at_once_and_then_on_every_frame(tiny: Path) -> None:
+def test_a_spill_appearing_is_classified_at_once_then_on_every_frame_until_it_settles(tiny: Path) -> None:
+    """The onset is a change; the spill's frames are then inferred one by one until the aggregator's
+    window (5) of them in a row scored well above the threshold (those alone confirm it); then the
+    unchanged spill reuses its result, and anything that changes is inferred again."""
     core = make_core(tiny)
-    frames = [clean_jpeg()] * 4 + [spill_jpeg()] * 6
+    frames = [clean_jpeg()] * 4 + [spill_jpeg()] * 9 + [clean_jpeg()]  # ... then someone cleans it up
     events = run(core, [rec("cam", i, j, T0 + timedelta(seconds=0.5 * i)) for i, j in enumerate(frames)])
-    assert [e.inferred for e in events] == [True, False, False, False] + [True] * 6  # change, then hot
-    assert all(e.spill_prob > 0.95 for e in events[4:])
+    assert [e.inferred for e in events] == [True, False, False, False] + [True] * 5 + [False] * 4 + [True]
+    assert all(e.spill_prob > 0.95 for e in events[4:13])
+    every = make_core(tiny, gating={"settle_frames": 0})  # off: a spill camera is classified on every frame
+    events = run(every, [rec("cam", i, j, T0 + timedelta(seconds=0.5 * i)) for i, j in enumerate(frames)])
+    assert [e.inferred for e in events] == [True, False, False, False] + [True] * 10
+    longer = make_core(tiny, aggregator={"window": 7, "confirm_k": 3})  # never fewer than the camera's window
+    events = run(longer, [rec("cam", i, j, T0 + timedelta(seconds=0.5 * i)) for i, j in enumerate(frames)])
+    assert [e.inferred for e in events] == [True, False, False, False] + [True] * 7 + [False] * 2 + [True]
 
 
 def test_gating_off_classifies_every_frame(tiny: Path) -> None:
@@ -248,6 +289,19 @@ def test_a_batch_frame_reusing_a_hot_result_is_inferred_after_all(tiny: Path) ->
     ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
     assert [(c.event.seq, c.event.inferred) for c in ok] == [(0, True), (1, True), (2, True)]
     assert core.counts == {"inferred": 3, "reused": 0}
+
+
+def test_a_batch_frame_reusing_a_settled_result_is_reused_unless_it_changed(tiny: Path) -> None:
+    core = make_core(tiny)
+    spill = spill_jpeg()
+    assert [e.inferred for e in run(core, [rec("cam", i, spill, T0 + timedelta(seconds=0.5 * i)) for i in range(5)])] == [True] * 5
+    batch = [rec("cam", 5 + i, spill, T0 + timedelta(seconds=2.5 + 0.5 * i)) for i in range(3)]
+    ok, _ = core.process(batch, now=T0 + timedelta(hours=1))
+    assert [c.event.inferred for c in ok] == [False] * 3 and all(c.suspicious for c in ok)
+    moved = to_jpeg(with_stain(frame_image(), 6))  # the scene changed under a settled camera
+    ok, _ = core.process([rec("cam", 8, moved, T0 + timedelta(seconds=4)), rec("cam", 9, spill, T0 + timedelta(seconds=4.5))],
+                         now=T0 + timedelta(hours=1))
+    assert [c.event.inferred for c in ok] == [True, True]  # both moved against what they would reuse
 
 
 def test_learned_suppression_runs_on_reused_frames(tiny: Path) -> None:

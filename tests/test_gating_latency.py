@@ -5,6 +5,8 @@ pure confirmation state machine on synthetic clips, classified with gating on an
   with sensor noise and flicker, then its growth frames, then the grown spill held);
 * slow growth: the same spill revealed pixel by pixel from its centre over 3 minutes, so that no frame
   differs much from the one before it (a frame-to-frame gate would never fire).
+
+A settled spill (the grown one, held) reuses its result, but only after fresh inferences confirmed it.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def clips() -> tuple[list[bytes], list[bytes], float, float]:
     return spill.jpegs, clean.jpegs, spill.fps, spill.onset_s
 
 
-def onset_frames(clips: tuple[list[bytes], list[bytes], float, float], seconds: float = 40.0) -> list[bytes]:
+def onset_frames(clips: tuple[list[bytes], list[bytes], float, float], seconds: float = 40.0, grow_s: float = 5.0) -> list[bytes]:
     spill, clean, fps, onset = clips
-    static = build_static(spill, clean, fps=fps, onset_s=onset, grow_s=5.0)
+    static = build_static(spill, clean, fps=fps, onset_s=onset, grow_s=grow_s)
     return [static.frame(0, True, i / FPS, i) for i in range(int(seconds * FPS))]
 
 
@@ -107,6 +109,21 @@ def test_a_spill_onset_on_a_static_scene_confirms_as_fast_with_gating(model: Spi
     assert hidden_suspicions(events, fresh, model.threshold) == []
     assert gated is not None and gated <= ungated
     assert n_gated < n_all
+
+
+def test_a_spill_that_appears_at_once_and_stays_is_confirmed_by_fresh_inferences_alone(model: SpillModel, clips: tuple) -> None:
+    """The grown spill held from one second after the onset (a dropped container): it settles and
+    reuses its result, but only after the fresh inferences confirmed it; a reused score never adds
+    evidence."""
+    frames = onset_frames(clips, grow_s=0.0)
+    ungated, _, fresh = confirmed_at(model, frames, gating=False)
+    gated, n_gated, events = confirmed_at(model, frames, gating=True)
+    assert ungated is not None and gated is not None and gated <= ungated
+    assert hidden_suspicions(events, fresh, model.threshold) == []
+    reused_hits = [e for e in events if not e.inferred and e.spill_prob >= model.threshold]
+    assert reused_hits, "no settled camera reused a result: the settle tier was not exercised"
+    assert gated < reused_hits[0].capture_time
+    assert n_gated < len(frames) // 2
 
 
 def test_a_slowly_growing_spill_is_still_caught_and_confirms_as_fast_with_gating(model: SpillModel, clips: tuple) -> None:
