@@ -80,6 +80,9 @@ def model_thresholds(settings: Settings) -> tuple[float, float]:
     raise ModelError(f"no model card at {card_path} and no aggregator.threshold set: cannot pick a threshold")
 
 
+MAX_POLL_BATCHES = 8  # a poll returns at most this many of the agent's batches
+
+
 def _faust_kwargs(settings: Settings, role: Role, web_port: int | None) -> dict[str, Any]:
     kw = faust_broker_settings(settings, safe_offsets=False)
     datadir = settings.faust_datadir(app_id(settings, role))
@@ -96,6 +99,21 @@ def _faust_kwargs(settings: Settings, role: Role, web_port: int | None) -> dict[
         stream_wait_empty=False,
         consumer_auto_offset_reset="earliest",
     )
+    if role == "classifier":
+        # Faust's stream buffer (4096 by default): past 80 % full Faust stops fetching the
+        # partitions that deliver to it, and fetches them again only once the agent has emptied it;
+        # the Kafka client meanwhile counts the consumer idle and leaves the group after the
+        # profile's Faust max poll interval. With 4096 and the 10 s the local profile had, a
+        # backlogged classifier under ~330 frames/s (~80 with 1024) left its group and the workers
+        # stalled for good (`bench pipeline`: nothing classified for 120 s after a 30 s run, both
+        # scenes). That interval is now 300 s (spillwatch/kafka.py); 1024 frames keeps the pause
+        # under it down to ~3 frames/s and bounds the frames a worker holds (~20-60 MB).
+        kw["stream_buffer_maxsize"] = settings.worker.stream_buffer
+    # The same idle clock runs while Faust pushes one poll's records into a full buffer: an
+    # unbounded poll returns every record the client prefetched. A poll of a few batches keeps
+    # that to about a second.
+    batch = settings.worker.batch_size if role == "classifier" else settings.aggregator.batch_size
+    kw["broker_max_poll_records"] = MAX_POLL_BATCHES * batch
     return kw
 
 

@@ -55,6 +55,15 @@ class ClientProfile:
     # How long a fetch may wait for data. The local broker answers a waiting fetch only at this
     # deadline (not when data arrives), so a long wait adds straight to latency there.
     fetch_max_wait_ms: int = 500
+    # How long a Faust consumer may fetch nothing before its client leaves the group. Faust stops
+    # fetching a partition while the agent's stream buffer is over 80 % full and fetches it again
+    # only once the agent has emptied the buffer, so a backlogged worker fetches nothing for
+    # 0.8 x stream buffer / its rate; with the 10 s of max_poll_interval_s a classifier under ~80
+    # frames/s left its group on every cycle and the workers stalled for good (processors/app.py).
+    # This is only the client's idle check (JoinGroup waits rebalance_timeout_s): a worker whose
+    # agent hangs while its event loop runs loses its partitions after this long, as with the
+    # apache profile; a dead or frozen process is still seen within the session timeout.
+    faust_max_poll_interval_s: float = 300.0
 
 
 PROFILES: dict[str, ClientProfile] = {
@@ -203,7 +212,7 @@ def faust_broker_settings(settings: Settings, *, safe_offsets: bool | None = Non
         "broker_session_timeout": p.session_timeout_s,
         "broker_heartbeat_interval": p.heartbeat_interval_s,
         "broker_rebalance_timeout": p.rebalance_timeout_s,
-        "broker_max_poll_interval": p.max_poll_interval_s,
+        "broker_max_poll_interval": p.faust_max_poll_interval_s,
         "broker_request_timeout": max(p.request_timeout_ms / 1000, p.session_timeout_s + 5),
         "topic_replication_factor": k.replication_factor,
         "topic_partitions": k.partitions,

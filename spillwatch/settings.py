@@ -182,6 +182,12 @@ class WorkerSettings(_Section):
         default=0.05, gt=0, description="longest a frame waits for its inference batch to fill (latency bound)"
     )
     intra_op_threads: int = Field(default=2, ge=1)
+    stream_buffer: int = Field(
+        default=1024, ge=64, le=65_536,
+        description="frames a classifier worker holds fetched but unprocessed (Faust stream_buffer_maxsize): past 80 % it stops "
+                    "fetching until 40 %; the client leaves the group when it fetches nothing for max_poll_interval (10 s on the "
+                    "local broker), so 40 % of this must take less than that at the worker's slowest rate",
+    )
     web_port: int | None = Field(default=None, description="Faust web port; None runs without web")
     fetch_max_wait_ms: int = Field(
         default=50, ge=1, le=1500, description="longest a Faust consumer's fetch waits at the broker (latency bound)"

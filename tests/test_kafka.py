@@ -13,6 +13,7 @@ from spillwatch.kafka import (
     make_consumer,
     make_producer,
     producer_config,
+    profile,
     topic_partitions,
     wait_for_broker,
 )
@@ -35,7 +36,7 @@ def test_local_profile_matches_broker_quirks() -> None:
     f = faust_broker_settings(s)
     assert f["broker"] == "kafka://10.0.0.1:9092;10.0.0.2:9092"
     assert f["broker_session_timeout"] == 6 and f["broker_heartbeat_interval"] == 1
-    assert f["broker_rebalance_timeout"] == 10 and f["broker_max_poll_interval"] == 10
+    assert f["broker_rebalance_timeout"] == 10 and f["broker_max_poll_interval"] == 300
     assert f["topic_replication_factor"] == 1 and f["producer_max_batch_size"] == 1
     assert "producer_max_batch_size" not in faust_broker_settings(s, safe_offsets=False)
 
@@ -47,6 +48,27 @@ def test_apache_profile_is_idempotent_with_normal_timeouts() -> None:
     assert consumer_config(s, "g")["session_timeout_ms"] >= 30_000
     f = faust_broker_settings(s)
     assert f["producer_acks"] == -1 and "producer_max_batch_size" not in f
+
+
+def test_a_backlogged_worker_never_stops_fetching_long_enough_to_leave_its_group() -> None:
+    """The Kafka client leaves the group when the app fetches nothing for the max poll interval.
+    Faust stops fetching at 80 % of a stream buffer and fetches again only once the agent has
+    emptied it, and it does not fetch while it pushes one poll's records into a full buffer. With
+    a 4096 buffer, unbounded polls and 10 s, backlogged classifiers left their group and stalled
+    for good (`bench pipeline`: nothing classified for 120 s after a 30 s run). Both pauses must fit
+    in the interval at a crawling worker's rate (10 frames/s), on both broker profiles."""
+    from processors.app import _faust_kwargs
+
+    for name in ("local", "apache"):
+        s = _settings(name)
+        cls = _faust_kwargs(s, "classifier", None)
+        interval = cls["broker_max_poll_interval"]
+        assert cls["stream_buffer_maxsize"] == s.worker.stream_buffer
+        assert cls["stream_buffer_maxsize"] * 0.8 / 10.0 < interval
+        assert cls["broker_max_poll_records"] / 10.0 < interval / 10
+        agg = _faust_kwargs(s, "aggregator", None)
+        assert 4096 * 0.8 / 100.0 < interval and agg["broker_max_poll_records"] / 100.0 < interval / 10
+    assert profile(_settings("local")).max_poll_interval_s == 10  # kafka-python consumers: their JoinGroup waits this long
 
 
 def test_crc32c_is_installed() -> None:
