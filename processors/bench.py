@@ -456,12 +456,13 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         "at": datetime.now(UTC).isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
         "python": platform.python_version(), "broker": "embedded Tansu" if embedded else base.kafka.bootstrap,
         "partitions": base.kafka.partitions, "batch_size": base.worker.batch_size,
-        "batch_timeout_s": base.worker.batch_timeout_s,
+        "batch_timeout_s": base.worker.batch_timeout_s, "stream_buffer": base.worker.stream_buffer,
         "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
         "gating": {"enabled": base.gating.enabled, "refresh_s": base.gating.refresh_s, "threshold": base.gating.threshold,
                    "min_blocks": base.gating.min_blocks, "warm_ratio": base.gating.warm_ratio,
-                   "warm_threshold": base.gating.warm_threshold, "hot_margin": base.gating.hot_margin},
+                   "warm_threshold": base.gating.warm_threshold, "hot_margin": base.gating.hot_margin,
+                   "settle_frames": base.gating.settle_frames, "settle_margin": base.gating.settle_margin},
     }
     if scene is not None:
         result["scene"] = scene

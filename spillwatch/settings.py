@@ -184,9 +184,9 @@ class WorkerSettings(_Section):
     intra_op_threads: int = Field(default=2, ge=1)
     stream_buffer: int = Field(
         default=1024, ge=64, le=65_536,
-        description="frames a classifier worker holds fetched but unprocessed (Faust stream_buffer_maxsize): past 80 % it stops "
-                    "fetching until 40 %; the client leaves the group when it fetches nothing for max_poll_interval (10 s on the "
-                    "local broker), so 40 % of this must take less than that at the worker's slowest rate",
+        description="frames a classifier worker holds fetched but unprocessed (Faust stream_buffer_maxsize): past 80 % full "
+                    "Faust stops fetching until the worker has emptied it, and a Faust consumer that fetches nothing for 300 s "
+                    "leaves its group, so 80 % of this must take the slowest worker well under 300 s",
     )
     web_port: int | None = Field(default=None, description="Faust web port; None runs without web")
     fetch_max_wait_ms: int = Field(
@@ -431,7 +431,7 @@ class GatingSettings(_Section):
     hot_margin: float = Field(
         default=1.0, ge=0, le=10,
         description="a camera whose last spill probability came within this many log-odds of its threshold (or reached its clear "
-                    "level) is 'hot': classified on every frame. Keep it above what a reused result can under-state a fresh "
+                    "level) is 'hot': classified on every frame (until it settles). Keep it above what a reused result can under-state a fresh "
                     "one by while the camera is warm (0.84 measured with warm_threshold 0.1: docs/performance.md)",
     )
     warm_threshold: float = Field(
