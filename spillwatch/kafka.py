@@ -58,8 +58,9 @@ class ClientProfile:
     # How long a Faust consumer may fetch nothing before its client leaves the group. Faust stops
     # fetching a partition while the agent's stream buffer is over 80 % full and fetches it again
     # only once the agent has emptied the buffer, so a backlogged worker fetches nothing for
-    # 0.8 x stream buffer / its rate; with the 10 s of max_poll_interval_s a classifier under ~80
-    # frames/s left its group on every cycle and the workers stalled for good (processors/app.py).
+    # 0.8 x stream buffer / its rate; with the 10 s of max_poll_interval_s a classifier under ~330
+    # frames/s (Faust's 4096-record buffer; ~80 with 1024) left its group and the workers stalled for
+    # good (processors/app.py, docs/performance.md).
     # This is only the client's idle check (JoinGroup waits rebalance_timeout_s): a worker whose
     # agent hangs while its event loop runs loses its partitions after this long, as with the
     # apache profile; a dead or frozen process is still seen within the session timeout.
