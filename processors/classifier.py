@@ -300,7 +300,7 @@ class Classifier:
             return False
         if src.result is None or (src.hot and not src.settled):
             return True
-        return (src.warm or src.settled) and f.decision is not None and self.gate.warm_change(f.decision)
+        return src.warm and f.decision is not None and self.gate.warm_change(f.decision)  # a settled result is hot, so warm
 
     def _reused(self, f: _Frame) -> Classification:
         """The result this frame reuses (its camera's reference, or a frame of this batch), as this
