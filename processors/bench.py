@@ -42,6 +42,7 @@ from spillwatch.topic_reader import TopicReader
 
 log = get_logger("processors.bench")
 CLIPS = REPO_ROOT / "samples" / "clips"
+OTHER_ROLE = "other (not this bench)"  # a process on this machine that the bench did not start
 
 
 # --------------------------------------------------------------------------- inputs
@@ -279,7 +280,7 @@ def _cpu_seconds() -> dict[int, tuple[str, float]]:
                 ours = True
                 break
             p = parents.get(p, 1)
-        role = "bench (publisher, readers)" if pid == me else _role_of(cmd) if ours else "other (not this bench)"
+        role = "bench (publisher, readers)" if pid == me else _role_of(cmd) if ours else OTHER_ROLE
         out[pid] = (role, cpu)
     return out
 
@@ -304,6 +305,21 @@ def _cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[st
         used = cpu - (before[pid][1] if pid in before else 0.0)
         roles[role] = roles.get(role, 0.0) + used
     return {k: round(v / seconds, 2) for k, v in sorted(roles.items(), key=lambda kv: -kv[1]) if v > 0.01 * seconds}
+
+
+def cpu_budget(cores: dict[str, float], done_fps: float, offered_fps: float, cpus: int | None) -> dict[str, Any]:
+    """What a classified frame cost in CPU, by role, during the latency run (``cores`` from
+    :func:`_cpu_by_role`, ``done_fps`` frames classified a second during it), and how many cores the
+    offered rate would take at that cost: a run that does not keep up shows here by how much the
+    machine is short. An estimate: a cost measured at the rate reached (batches fill more at a
+    higher rate, so somewhat less a frame there); processes that are not this bench's are left out."""
+    mine = {role: c for role, c in cores.items() if role != OTHER_ROLE}
+    if done_fps <= 0:
+        return {"ms_per_frame": None, "ms_per_frame_total": None, "cores_needed_at_offered_rate": None, "cpus": cpus}
+    per = {role: round(1000.0 * c / done_fps, 2) for role, c in mine.items()}
+    total = 1000.0 * sum(mine.values()) / done_fps
+    return {"ms_per_frame": per, "ms_per_frame_total": round(total, 2),
+            "cores_needed_at_offered_rate": round(total * offered_fps / 1000.0, 2), "cpus": cpus}
 
 
 @dataclass
@@ -374,16 +390,18 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         time.sleep(2.0 + 2 * s.aggregator.tick_interval_s)  # the last confirmations reach the alert topic
         classified = classifications(cls_reader, "cam-")
         alerts = [(r.received_at, SpillAlert.from_bytes(r.value)) for r in alert_reader.snapshot() if r.value]
+    done_fps = (run.published - backlog_at_end) / (run.t_end - run.t_start)
     out = {
         "cameras": cameras, "fps": fps, "seconds": seconds, "workers": workers, "threads_per_worker": threads,
         "offered_fps": round(cameras * fps, 1), "published": run.published,
         "classified": len(classified),
-        "classified_fps_during_run": round((run.published - backlog_at_end) / (run.t_end - run.t_start), 1),
+        "classified_fps_during_run": round(done_fps, 1),
         "backlog_at_end": backlog_at_end, "drain_s": round(drain_s, 1),
         "publisher_behind_max_ms": round(run.behind_max_s * 1000, 1),
         "inferred_fraction": inferred_fraction(classified),
         "cameras_spread_over_the_frame_period": source is not None,
         "cores_used_during_run": cores,
+        "cpu_budget": cpu_budget(cores, done_fps, cameras * fps, os.cpu_count()),
         "classified_distinct": len({(e.camera_id, e.seq) for _, e in classified}),
     }
     out.update(_latency_figures(classified, alerts, spill_cams, run.t_start + (spill.onset_s or 0.0)))
@@ -530,6 +548,12 @@ def _print_latency(r: dict[str, Any]) -> None:
         print(f"{'':4}{name:42}{d['n']:>6}{str(d['p50']):>10}{str(d['p99']):>10}{str(d['max']):>10}")
     print(f"    inferred fraction (the rest reused by change gating): {r['inferred_fraction']}; cores used during the run: "
           f"{r['cores_used_during_run']}")
+    b = r["cpu_budget"]
+    if b["ms_per_frame"]:
+        roles = ", ".join(f"{k} {v}" for k, v in b["ms_per_frame"].items())
+        print(f"    CPU per classified frame (ms): {roles} = {b['ms_per_frame_total']}; the offered "
+              f"{r['offered_fps']} frames/s would take ~{b['cores_needed_at_offered_rate']} cores at that cost "
+              f"(this machine: {b['cpus']})")
     print(f"    alerts: {r['confirmed_alerts']} confirmed on {len(r['alerted_cameras'])} of {r['spill_cameras']} spill "
           f"cameras, false-alert cameras {r['false_alert_cameras']}; clip onset -> alert "
           f"p50 {r['clip_onset_to_alert_s']['p50']} s", flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.bench import dist, run_bench
+from processors.bench import OTHER_ROLE, cpu_budget, dist, run_bench
 from spillwatch.settings import Settings
 from tests.helpers.tiny_model import build_tiny_model
 
@@ -16,6 +16,15 @@ def test_dist_percentiles() -> None:
     d = dist([float(x) for x in range(1, 101)])
     assert d["n"] == 100 and d["p50"] == pytest.approx(50.5) and d["p99"] == pytest.approx(99.0, abs=0.1)
     assert dist([])["p50"] is None
+
+
+def test_cpu_budget_says_how_many_cores_the_offered_rate_takes() -> None:
+    # a run that reached 250 of 600 frames/s on 2 cores: the workers took 1.0 core, the broker 0.5
+    b = cpu_budget({"workers": 1.0, "broker": 0.5, OTHER_ROLE: 0.4}, done_fps=250.0, offered_fps=600.0, cpus=2)
+    assert b["ms_per_frame"] == {"workers": 4.0, "broker": 2.0}  # another session's processes are not the pipeline's
+    assert b["ms_per_frame_total"] == 6.0
+    assert b["cores_needed_at_offered_rate"] == 3.6 and b["cpus"] == 2  # 600 x 6 ms: more than the machine has
+    assert cpu_budget({"workers": 1.0}, done_fps=0.0, offered_fps=600.0, cpus=2)["cores_needed_at_offered_rate"] is None
 
 
 @pytest.mark.integration
@@ -37,6 +46,8 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     c2c = lat["capture_to_classification_ms"]
     assert 0 < c2c["p50"] <= c2c["p99"] < 30_000
     assert lat["false_alert_cameras"] == []
+    budget = lat["cpu_budget"]
+    assert budget["ms_per_frame"]["workers"] > 0 and budget["cores_needed_at_offered_rate"] > 0
 
 
 @pytest.mark.integration
