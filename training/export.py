@@ -279,11 +279,15 @@ def export_all(net: Any, temperature: float, trained: TrainedModel, out: Path, *
 
 
 def model_version(trained: TrainedModel, path: Path, date: str, precision: str) -> str:
-    """``effl0-<size>-<UTC date>[-pre]-<sha256[:8]>[-int8]``: unique per file, sortable by date."""
+    """``<backbone>-<size>-<UTC date>[-pre]-<sha256[:8]>[-int8]`` (``effl0``, ``mnv2``): unique per file,
+    sortable by date."""
+    from training.net import BACKBONE, VERSION_PREFIX
+
     sha = sha256_file(path)[:8]
     suffix = "-int8" if precision == "int8" else ""
     pre = "-pre" if trained.preliminary else ""
-    return f"effl0-{trained.input_size}-{date}{pre}-{sha}{suffix}"
+    prefix = next((v for k, v in VERSION_PREFIX.items() if (trained.backbone or BACKBONE).startswith(k)), VERSION_PREFIX[BACKBONE])
+    return f"{prefix}-{trained.input_size}-{date}{pre}-{sha}{suffix}"
 
 
 def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: Path | None = None) -> dict[str, ModelCard]:
@@ -292,7 +296,7 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
     import torch
 
     from training.datasets import default_real_manifest, load_manifest, load_record_image, split_records
-    from training.net import SpillNet
+    from training.net import BACKBONE, SpillNet
     from training.train import real_eval_set, runtime_input
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -300,7 +304,8 @@ def export_checkpoint(checkpoint: Path, out: Path, int8: bool = True, manifest: 
     base = TrainedModel.model_validate(ck["card_base"])
     s = base.input_size
     net = SpillNet(s, pretrained=False, freeze_blocks=int(cfg.get("freeze_blocks", 3)),
-                   normalisation=str(cfg.get("normalisation", "imagenet")))  # older checkpoints: imagenet
+                   normalisation=cfg.get("normalisation", "imagenet"),  # older checkpoints: imagenet; None: the backbone's own
+                   backbone=str(cfg.get("backbone", BACKBONE)))
     net.load_state_dict(ck["state_dict"])
     net.eval()
     man = manifest or (Path(cfg["real_manifest"]) if cfg.get("real_manifest") else default_real_manifest())

