@@ -240,9 +240,13 @@ def test_a_tie_that_keeps_every_recall_target_takes_its_middle() -> None:
     assert any("middle" in n for n in c.notes)
 
 
-def test_train_command_passes_the_floor_share_and_refuses_one_out_of_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`spillwatch train --floor-share F` sets the share of floor photos among the non-extra real clean
-    draws (the experiment in docs/model.md); a share outside [0, 1] is a clear usage error, not a run."""
+class _Stop(Exception):
+    """Raised by the stand-in for training: the command got as far as starting a run."""
+
+
+@pytest.fixture
+def train_command(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], Any]:
+    """`spillwatch train` with training replaced by a recorder: (configs it would have trained, invoke(args))."""
     from typer.testing import CliRunner
 
     import training.train
@@ -250,43 +254,33 @@ def test_train_command_passes_the_floor_share_and_refuses_one_out_of_range(monke
 
     seen: list[Any] = []
 
-    class Stop(Exception):
-        pass
-
     def fake_train(cfg: Any) -> Any:
         seen.append(cfg)
-        raise Stop
+        raise _Stop
 
     monkeypatch.setattr(training.train, "train", fake_train)
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra", "--floor-share", "0.8"])
-    assert isinstance(r.exception, Stop) and seen[0].floor_share_of_clean == 0.8
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra"])
-    assert isinstance(r.exception, Stop) and seen[1].floor_share_of_clean == 0.5  # the shipped recipe
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--floor-share", "1.5"])
+    return seen, lambda args: CliRunner().invoke(app, ["train", *args])
+
+
+def test_train_command_passes_the_floor_share_and_refuses_one_out_of_range(train_command: tuple[list[Any], Any], tmp_path: Path) -> None:
+    """`spillwatch train --floor-share F` sets the share of floor photos among the non-extra real clean
+    draws (the experiment in docs/model.md); a share outside [0, 1] is a clear usage error, not a run."""
+    seen, invoke = train_command
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra", "--floor-share", "0.8"])
+    assert isinstance(r.exception, _Stop) and seen[0].floor_share_of_clean == 0.8
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra"])
+    assert isinstance(r.exception, _Stop) and seen[1].floor_share_of_clean == 0.5  # the shipped recipe
+    r = invoke(["--out", str(tmp_path / "run"), "--floor-share", "1.5"])
     assert r.exit_code == 2 and "floor-share" in r.output and len(seen) == 2
 
 
-def test_train_command_passes_the_backbone_and_refuses_an_unknown_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_train_command_passes_the_backbone_and_refuses_an_unknown_one(train_command: tuple[list[Any], Any], tmp_path: Path) -> None:
     """`spillwatch train --backbone mobilenet-v2` trains MobileNetV2 (docs/model.md); a misspelt backbone is
     a usage error before any data is loaded, not a failure after minutes of rendering."""
-    from typer.testing import CliRunner
-
-    import training.train
-    from spillwatch.cli import app
-
-    seen: list[Any] = []
-
-    class Stop(Exception):
-        pass
-
-    def fake_train(cfg: Any) -> Any:
-        seen.append(cfg)
-        raise Stop
-
-    monkeypatch.setattr(training.train, "train", fake_train)
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra", "--backbone", "mobilenet-v2"])
-    assert isinstance(r.exception, Stop) and seen[0].backbone == "mobilenet-v2"
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--no-extra"])
-    assert isinstance(r.exception, Stop) and seen[1].backbone == "efficientnet-lite0"  # the shipped model's
-    r = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--backbone", "mobilenetv2"])
+    seen, invoke = train_command
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra", "--backbone", "mobilenet-v2"])
+    assert isinstance(r.exception, _Stop) and seen[0].backbone == "mobilenet-v2"
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra"])
+    assert isinstance(r.exception, _Stop) and seen[1].backbone == "efficientnet-lite0"  # the shipped model's
+    r = invoke(["--out", str(tmp_path / "run"), "--backbone", "mobilenetv2"])
     assert r.exit_code == 2 and "--backbone" in r.output and "mobilenet-v2" in r.output and len(seen) == 2
