@@ -12,12 +12,11 @@ from torch.nn import functional as F
 # Input normalisation, on the 0..255 scale. The weights were converted from TensorFlow's
 # EfficientNet-Lite, which was trained on (x - 127) / 128: the stem's BatchNorm statistics match that
 # (mean mismatch 0.008 vs 0.086 with the ImageNet mean/std that the package's README copies from
-# EfficientNet-PyTorch, measured on real and synthetic frames), so "tf" is the default.
+# EfficientNet-PyTorch, measured on real and synthetic frames), so "tf" is EfficientNet-Lite0's (NATIVE_NORMALISATION).
 NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "tf": ((127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
     "imagenet": ((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255)),
 }
-DEFAULT_NORMALISATION = "tf"
 BACKBONE = "efficientnet-lite0"
 MOBILENET_V2 = "mobilenet-v2"
 # each backbone's own normalisation (the one its ImageNet weights were trained with)
