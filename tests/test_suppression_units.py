@@ -78,6 +78,32 @@ def test_looks_measure_colour_texture_and_gloss_of_each_cell() -> None:
     assert all(0 <= v <= 255 for lk in looks.values() for v in lk)
 
 
+@pytest.mark.parametrize("size", [160, 192])
+def test_looks_of_an_even_grid_are_the_per_cell_looks(size: int) -> None:
+    """The worker measures the model's map grid (every cell 16 x 16 px) in one vectorised pass; it
+    must give exactly the numbers of the per-cell definition that uneven grids use."""
+    import cv2
+
+    from spillwatch import suppression
+
+    rng = np.random.default_rng(size)
+    grid = (size // 16, size // 16)
+    cells = list(range(0, grid[0] * grid[1], 3))
+    for smooth in (False, True):
+        img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        if smooth:
+            img = cv2.GaussianBlur(img, (7, 7), 2)
+        lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+        light = lab[..., 0].astype(np.float32)
+        grad = cv2.magnitude(cv2.Sobel(light, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(light, cv2.CV_32F, 0, 1, ksize=3))
+        even = suppression._even_cell_features(lab, light, grad, cells, *grid)
+        one_by_one = suppression._cell_features(lab, light, grad, cells, *grid)
+        np.testing.assert_allclose(even, one_by_one, rtol=0, atol=1e-9)
+        looks = cell_looks(img, cells, grid)
+        assert [lk[0] for lk in looks] == cells
+        assert np.array_equal(np.array([lk[1:] for lk in looks]), np.clip(np.rint(one_by_one), 0, 255).astype(int))
+
+
 def test_firing_cells_are_the_gate_cells_strongest_first_and_bounded() -> None:
     m = qmap({5: 0.9, 7: 0.6, 9: 0.5, 11: 0.49})
     assert firing_cells(m, 0.5) == [5, 7, 9]  # 0.5 quantises to 128/255 >= 0.5; 0.49 does not fire
