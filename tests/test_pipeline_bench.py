@@ -41,6 +41,11 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     assert saved["profile"]["inference_ms_per_frame"] > 0 and saved["profile"]["ceiling_fps_one_worker"] > 0
     (tp,) = saved["throughput"]
     assert tp["workers"] == 1 and tp["classified"] == 60 and tp["frames_per_s"] > 0
+    # the ratio's two sides can be read apart: the model's time inside the saturated worker, the cores
+    # each process had, and the ceiling's spread over its rounds
+    assert tp["inference_ms_per_frame_median"] > 0 and tp["cores_used_during_run"]["workers"] > 0
+    rounds = saved["profile"]["ceiling_fps_rounds"]
+    assert len(rounds) == 3 and rounds == sorted(rounds) and rounds[1] == saved["profile"]["ceiling_fps_one_worker"]
     lat = saved["latency"]
     assert lat["published"] == 3 * 8 and lat["classified"] == lat["published"]
     c2c = lat["capture_to_classification_ms"]
