@@ -110,9 +110,19 @@ def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
     extra = write_synthetic_manifest(tmp_path / "archive", 4, seed=6, split="train")
     cfg = TrainConfig(out=tmp_path / "out", real_manifest=real, archives=[extra], synthetic=12, synthetic_val=8,
                       synth_size=96, input_size=64, batch_size=4, max_steps=3, calib_frames=8, cache_dir=None,
-                      gen_workers=1, progress=False, seed=3, composites=8)
+                      gen_workers=1, progress=False, seed=3, composites=8, ema_decay=0.5)
     card = train(cfg)
     assert card.training is not None and card.data is not None
+    assert card.training.settings["ema_decay"] == 0.5
+    # --ema-decay: the exported weights are the average, the last step's own are kept beside them
+    import torch
+
+    avg = torch.load(tmp_path / "out" / "model.pt", weights_only=False)["state_dict"]
+    last = torch.load(tmp_path / "out" / "model-last-step.pt", weights_only=False)["state_dict"]
+    trained = [k for k in avg if k.startswith(("fc", "map")) and avg[k].is_floating_point()]
+    assert trained and any(not torch.equal(avg[k], last[k]) for k in trained)
+    frozen = [k for k in avg if k.startswith("stem") and avg[k].is_floating_point()]
+    assert frozen and all(torch.equal(avg[k], last[k]) for k in frozen)  # frozen layers are not moved by averaging
     assert card.training.steps == 3
     assert card.data.real_train is not None and card.data.real_val is not None
     assert card.data.real_train.n == 12 and card.data.real_val.n == 8

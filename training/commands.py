@@ -55,6 +55,9 @@ def train_cmd(
                                          "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
     floor_share: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the floor photos among the real clean draws that are not "
                                       "extra-set frames (the rest: same-scene clean frames); the shipped model used 0.5"),
+    ema_decay: float = typer.Option(0.0, min=0.0, max=0.9999, help="> 0: export an exponential moving average of the weights "
+                                    "with this decay a step (e.g. 0.998: about the last 500 steps); also saves the last "
+                                    "step's weights as model-last-step.pt (0: the last step's weights, the shipped recipe)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
@@ -84,6 +87,7 @@ def train_cmd(
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
         closeup_fraction=closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
+        ema_decay=ema_decay,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

@@ -89,6 +89,7 @@ class TrainConfig:
     warmup_steps: int = 25
     map_weight: float = 1.0
     freeze_blocks: int = 3
+    ema_decay: float = 0.0                     # > 0: export an exponential moving average of the weights (0: the last step's weights)
     backbone: str = "efficientnet-lite0"       # or "mobilenet-v2" (net.py; docs/model.md has the comparison)
     normalisation: str | None = None           # None: the backbone's own ("tf" (x-127)/128 for EfficientNet-Lite0, "imagenet")
     pretrained: bool = True
@@ -462,6 +463,8 @@ class FitResult:
     steps_per_epoch: int
     train_seconds: float
     history: list[dict[str, float]]
+    # with ``ema_decay``: the last step's own weights (the network then holds the average)
+    last_step_state: dict[str, Any] | None = None
 
 
 @dataclass
@@ -575,6 +578,12 @@ def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResul
         total = int(resumed.get("steps", total))
         _log(f"resumed the trained weights of {cfg.resume} ({total} steps): training skipped")
     pre = Prefetcher(maker.make, 0 if resumed is not None else total)
+    # An exponential moving average of the weights (and BatchNorm statistics), torch's own
+    # AveragedModel: it smooths the last few hundred steps' noise, which moved unseen-place AUCs
+    # between seeds as much as recipe changes did (docs/model.md).
+    ema = (torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+                                               use_buffers=True)
+           if cfg.ema_decay > 0 and resumed is None else None)
     net.train()
     t_train = time.time()
     bar = tqdm(range(0 if resumed is not None else total), desc="train", disable=not cfg.progress)
@@ -594,6 +603,8 @@ def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResul
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(net)
         lf, lm = loss_f.item(), loss_m.item()
         run_loss = 0.9 * run_loss + 0.1 * lf if step else lf
         run_map = 0.9 * run_map + 0.1 * lm if step else lm
@@ -604,8 +615,13 @@ def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResul
     train_seconds = time.time() - t_train
     if resumed is not None and resumed.get("train_seconds") is not None:
         train_seconds = float(resumed["train_seconds"])
+    last_step_state = None
+    if ema is not None:
+        last_step_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(ema.module.state_dict())
     net.eval()
-    return FitResult(steps=total, steps_per_epoch=spe, train_seconds=train_seconds, history=history)
+    return FitResult(steps=total, steps_per_epoch=spe, train_seconds=train_seconds, history=history,
+                     last_step_state=last_step_state)
 
 
 def calibrate(cfg: TrainConfig, net: Any, evsets: Sequence[EvalSet]) -> Calibrated:
@@ -696,6 +712,10 @@ def train(cfg: TrainConfig) -> ModelCard:
 
     torch.save({"state_dict": net.state_dict(), "config": cfg.to_json(), "temperature": cal.temperature,
                 "card_base": trained.model_dump(mode="json")}, out / "model.pt")
+    if fitted.last_step_state is not None:
+        # the same run without the average, for a paired comparison: `spillwatch train --resume <this>`
+        torch.save({"state_dict": fitted.last_step_state, "config": cfg.to_json(), "temperature": cal.temperature,
+                    "card_base": trained.model_dump(mode="json")}, out / "model-last-step.pt")
     calib, check = _calib_images(maker, evsets, cfg)
     # the held-out synthetic frames are harder than training frames: they also judge the int8 model
     check = np.concatenate([check] + [e.images for e in evsets if e.name == "synthetic-val"])
