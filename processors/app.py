@@ -8,9 +8,10 @@ scales on its own (more ``spillwatch worker`` processes = more classifier member
   event loop (ONNX Runtime releases the GIL, heartbeats keep flowing), emits one Classification per
   frame to ``classifications`` keyed by camera id, dead-letters the rest to ``frames.dlq``, and
   keeps suspicious JPEGs in Redis for the evidence snapshot. Change gating (processors/gating.py)
-  skips the model on frames whose scene has not changed (``inferred: false``). Two batches are in
-  flight: the next one is decoded and inferred while the previous one's records wait for the
-  broker; it is sent only once the previous one is acknowledged (per-camera order is kept).
+  skips the model on frames whose scene has not changed (``inferred: false``). Up to three batches are
+  in flight (processors/inflight.py): while one batch's records wait for the broker, the next is
+  decoded and inferred in the classifier's own thread and the one after it waits in that thread's
+  queue; a batch is sent only once the previous one is acknowledged (per-camera order is kept).
 - ``aggregator`` (group ``<prefix>spillwatch-aggregator``) on ``classifications``: validates, runs the
   state machine through Redis, publishes SpillAlerts to ``spill-alerts`` keyed by camera id; a timer
   escalates unacknowledged incidents and flushes the alert outbox. The same app hosts the camera
@@ -36,9 +37,11 @@ times, is dead-lettered (bounded: ``events.DeadLetter``) and the stage moves on.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -314,6 +317,16 @@ def create_app(settings: Settings, role: Role) -> Any:
 # --------------------------------------------------------------------------- classifier
 
 
+@dataclass
+class _Batch:
+    """A batch taken from the frames topic: its records, and what its send and ack need."""
+
+    guard: Any  # spillwatch.acks.AckWhenDone, entered
+    records: list[tuple[bytes | None, bytes | None]]
+    coords: list[tuple[int, int]]
+    timings: BatchTimings
+
+
 class _ClassifierStage:
     """The classifier agent's work on one batch, apart from Faust's wiring: classify the records
     (isolating one that breaks the batch), turn the results into outgoing records, keep evidence
@@ -326,6 +339,14 @@ class _ClassifierStage:
         self.out = _raw_topic(app, t.classifications)
         self.dlq = _raw_topic(app, t.dead_letter(t.frames))
         self.keys, self.ttl = RedisKeys(settings.redis.key_prefix), settings.aggregator.evidence_frame_ttl_s
+        # One thread of its own: batches are classified one at a time and in the order they were
+        # submitted (the change gate's per-camera references depend on it), and a batch submitted
+        # while the previous one runs starts as soon as it ends, without waiting for the event loop.
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify")
+
+    async def _in_thread(self, records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings) -> tuple[list[Classified], list[Rejected]]:
+        ctx = contextvars.copy_context()  # as asyncio.to_thread: the log context goes with the work
+        return await asyncio.get_running_loop().run_in_executor(self.thread, ctx.run, self.core.process, records, timings)
 
     async def classify(
         self, records: list[tuple[bytes | None, bytes | None]], timings: BatchTimings
@@ -335,7 +356,7 @@ class _ClassifierStage:
         from processors.classifier import Rejected
 
         try:
-            return await asyncio.to_thread(self.core.process, records, timings)
+            return await self._in_thread(records, timings)
         except Exception as exc:  # noqa: BLE001 - isolate the record that breaks the batch
             self.log.warning("batch failed; classifying its records one by one", error=repr(exc), records=len(records))
         ok: list[Classified] = []
@@ -344,7 +365,7 @@ class _ClassifierStage:
             error: BaseException | None = None
             for _ in range(self.tries):
                 try:
-                    o, b = await asyncio.to_thread(self.core.process, [rec], timings)
+                    o, b = await self._in_thread([rec], timings)
                 except Exception as exc:  # noqa: BLE001
                     error = exc
                     continue
@@ -408,6 +429,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     import redis.asyncio as aioredis
 
     from processors.classifier import BatchTimings, Classifier
+    from processors.inflight import InFlight
     from processors.suppression import SuppressionCache, refresh_suppressions, suppressor_for
     from spillwatch.model import SpillModel
 
@@ -425,27 +447,29 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
 
     @app.agent(frames, name=f"{app.conf.id}.classify")
     async def classify(stream: Any) -> None:
-        """Two batches in flight: batch N+1 is decoded and inferred (in a thread) while batch N's
-        records wait for the broker's acknowledgement; N+1 is sent only after N is acknowledged,
-        so per-camera order and the hold-on-outage rule stay as they were."""
-        previous: asyncio.Task[None] | None = None
+        """Three batches in flight: while batch N's records wait for the broker's acknowledgement,
+        batch N+1 is classified in the classifier's thread and batch N+2 is already queued behind it
+        (so the thread goes from one batch to the next without waiting for the event loop); N+1 is
+        sent only after N is acknowledged, so per-camera order and the hold-on-outage rule stay as
+        they were, and a batch's frames are acked only once everything it produced is
+        (processors/inflight.py)."""
+
+        async def classified(batch: _Batch) -> tuple[list[Classified], list[Rejected]]:
+            return await stage.classify(batch.records, batch.timings)
+
+        async def send(batch: _Batch, result: tuple[list[Classified], list[Rejected]]) -> None:
+            ok, bad = result
+            await stage.finish(batch.guard, stage.outgoing(ok, bad, batch.coords), ok, bad, batch.timings)
+
+        inflight: InFlight[_Batch, tuple[list[Classified], list[Rejected]]] = InFlight(classified, send, ahead=2)
         try:
             async for events in stream.take_events(settings.worker.batch_size, within=settings.worker.batch_timeout_s):
                 guard = AckWhenDone(events).__enter__()  # given back by finish() when the batch is done
-                records = [(e.message.key, e.message.value) for e in events]
-                coords = [(e.message.partition, e.message.offset) for e in events]
-                timings = BatchTimings()
-                work = asyncio.ensure_future(stage.classify(records, timings))
-                if previous is not None:
-                    await previous  # the broker has batch N before batch N+1 is sent
-                    previous = None
-                ok, bad = await work
-                previous = asyncio.ensure_future(stage.finish(guard, stage.outgoing(ok, bad, coords), ok, bad, timings))
-            if previous is not None:
-                await previous
+                await inflight.submit(_Batch(guard, [(e.message.key, e.message.value) for e in events],
+                                                 [(e.message.partition, e.message.offset) for e in events], BatchTimings()))
+            await inflight.drain()
         finally:
-            if previous is not None and not previous.done():
-                previous.cancel()  # its frames stay un-acked: redelivered to the next owner
+            inflight.cancel()  # what is still in flight stays un-acked: redelivered to the partitions' next owner
 
     @app.task
     async def _announce() -> None:
