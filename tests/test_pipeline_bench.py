@@ -73,3 +73,26 @@ def test_bench_pipeline_static_scene_reuses_most_frames_and_names_its_scene(stac
     assert 0 < saved["gating"]["inferred_fraction"] < 0.6 and saved["gating"]["enabled"] is True
     assert {"published", "classified", "capture_to_classification_ms", "spill_cameras", "confirmed_alerts",
             "false_alert_cameras"} <= set(lat)
+
+
+def test_contention_bench_compares_each_case_with_the_classifier_alone_and_restores_the_switch_interval(tmp_path: Path) -> None:
+    import sys
+
+    from processors.bench_contention import busy_scene_records, run
+
+    model = build_tiny_model(tmp_path / "model", input_size=64, map_size=8)
+    settings = Settings.model_validate({"worker": {"model_path": str(model), "batch_size": 4}})
+    before = sys.getswitchinterval()
+    out = run(settings, busy_scene_records(16), rounds=2, threads=[1], intervals_ms=[5, 0.5], loop_work_ms=0.2,
+              loop_sleep_ms=0.2, nices=(0, 5))
+    assert sys.getswitchinterval() == before
+    cases = out["cases"]
+    assert list(cases) == ["threads=1 alone", "threads=1 loop switch=5ms", "threads=1 loop switch=5ms nice=5",
+                           "threads=1 loop switch=0.5ms", "threads=1 loop switch=0.5ms nice=5"]
+    assert cases["threads=1 alone"]["ratio_to_alone"] == 1.0
+    for name, row in cases.items():
+        assert len(row["frames_per_s"]) == 2 and row["frames_per_s_median"] > 0
+        assert ("loop_items_per_s_median" in row) == (name != "threads=1 alone")
+        if name != "threads=1 alone":
+            assert row["loop_items_per_s_median"] > 0  # the loop ran beside every measured pass
+    assert out["frames_per_pass"] == 16 and 0 < out["inferred_fraction"] <= 1
