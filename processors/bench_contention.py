@@ -100,6 +100,10 @@ def one_pass(model: SpillModel, settings: Settings, recs: Records, counts: dict[
 def run(settings: Settings, recs: Records, rounds: int, threads: list[int], intervals_ms: list[float],
         loop_work_ms: float = 0.3, loop_sleep_ms: float = 0.6, nices: tuple[int, ...] = (0,)) -> dict[str, Any]:
     """Every case's passes and medians; the switch interval is restored however it ends."""
+    if any(nices) and not sys.platform.startswith("linux"):
+        raise ValueError("a nice value for the loop's thread alone needs Linux (elsewhere it would renice the process)")
+    if any(not 0 <= k <= 19 for k in nices):
+        raise ValueError(f"nice values are 0..19, not {nices}")
     models = {n: SpillModel.load(settings.worker.model_path, threads=n) for n in threads}
     default = sys.getswitchinterval()
     cases: list[tuple[str, int, float | None, int]] = []
@@ -153,12 +157,15 @@ def main() -> None:
     ap.add_argument("--intervals-ms", default="5,0.5", help="GIL switch intervals to compare, ms (Python's default: 5)")
     ap.add_argument("--loop-work-ms", type=float, default=0.3, help="the loop's pure-Python work between sleeps")
     ap.add_argument("--loop-sleep-ms", type=float, default=0.6, help="the loop's sleep in select between work")
-    ap.add_argument("--loop-nice", default="0", help="nice values of the loop's thread to compare (0: as the classifier's)")
+    ap.add_argument("--loop-nice", default="0", help="nice values (0..19, Linux) of the loop's thread to compare (0: as the classifier's)")
     ap.add_argument("--out", type=Path, default=Path("var/bench/contention.json"))
     args = ap.parse_args()
-    result = run(get_settings(), busy_scene_records(args.frames), args.rounds, [int(x) for x in args.threads.split(",")],
-                 [float(x) for x in args.intervals_ms.split(",")], args.loop_work_ms, args.loop_sleep_ms,
-                 tuple(int(x) for x in args.loop_nice.split(",")))
+    try:
+        result = run(get_settings(), busy_scene_records(args.frames), args.rounds, [int(x) for x in args.threads.split(",")],
+                     [float(x) for x in args.intervals_ms.split(",")], args.loop_work_ms, args.loop_sleep_ms,
+                     tuple(int(x) for x in args.loop_nice.split(",")))
+    except ValueError as exc:
+        raise SystemExit(f"bench_contention: {exc}") from exc
     for case, row in result["cases"].items():
         extra = f"; loop {row['loop_items_per_s_median']} items/s" if "loop_items_per_s_median" in row else ""
         print(f"{case:>38}: {row['frames_per_s_median']:6.1f} frames/s (x{row['ratio_to_alone']} of alone; passes "

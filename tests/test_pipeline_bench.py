@@ -86,6 +86,8 @@ def test_contention_bench_compares_each_case_with_the_classifier_alone_and_resto
     out = run(settings, busy_scene_records(16), rounds=2, threads=[1], intervals_ms=[5, 0.5], loop_work_ms=0.2,
               loop_sleep_ms=0.2, nices=(0, 5))
     assert sys.getswitchinterval() == before
+    with pytest.raises(ValueError, match="0..19"):
+        run(settings, busy_scene_records(8), rounds=1, threads=[1], intervals_ms=[5], nices=(20,))
     cases = out["cases"]
     assert list(cases) == ["threads=1 alone", "threads=1 loop switch=5ms", "threads=1 loop switch=5ms nice=5",
                            "threads=1 loop switch=0.5ms", "threads=1 loop switch=0.5ms nice=5"]
