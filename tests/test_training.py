@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -95,6 +96,29 @@ def test_close_up_views_magnify_the_spill_and_look_at_the_floor() -> None:
         whole, _ = geometric(np.random.default_rng(seed), floor_only, None, 96, AugmentConfig())
         default_views_ceiling.append(((whole[..., 2] > 150) & (whole[..., 0] < 100)).mean())
     assert np.mean(default_views_ceiling) > 0.1  # the default views show the ceiling (the colour test can see it)
+
+
+def test_dark_spot_close_ups_magnify_what_looks_like_a_puddle_on_a_clean_floor() -> None:
+    # a clean light floor with one dark knot in its upper half, where the plain close-ups do not look
+    img = np.full((180, 240, 3), 170, np.uint8)
+    cv2.ellipse(img, (60, 40), (14, 8), 0, 0, 360, (60, 60, 60), -1)
+    knot = (img[..., 0] < 100).astype(np.float32)
+    dark = AugmentConfig(closeup=1.0, dark_closeup=1.0)
+    plain = AugmentConfig(closeup=1.0)
+    dark_shares, plain_shares = [], []
+    for seed in range(30):
+        view, _ = geometric(np.random.default_rng(seed), img, None, 96, dark, known_clean=True)
+        dark_shares.append(float((view[..., 0] < 100).mean()))
+        # the same draws without the option: nothing else changes (the shipped recipe's batches stay the same)
+        a, _ = geometric(np.random.default_rng(seed), img, None, 96, plain, known_clean=True)
+        b, _ = geometric(np.random.default_rng(seed), img, None, 96, AugmentConfig(closeup=1.0, dark_closeup=0.0), known_clean=True)
+        assert np.array_equal(a, b)
+        plain_shares.append(float((a[..., 0] < 100).mean()))
+        # a frame not known to be clean never gets one (it could crop an unlabelled spill away)
+        c, _ = geometric(np.random.default_rng(seed), img, None, 96, dark, known_clean=False)
+        assert np.array_equal(a, c)
+    assert min(dark_shares) > 4 * float(knot.mean()), "every dark-spot close-up holds the knot, magnified"
+    assert max(plain_shares) < 0.01  # the plain close-ups look at the lower part: the knot is not in them
 
 
 @pytest.mark.timeout(240)

@@ -30,6 +30,8 @@ class AugmentConfig:
     lowres: float = 0.2
     closeup: float = 0.0           # share of close-up views: a small part of the frame fills the input
     closeup_side: tuple[float, float] = (0.3, 0.6)  # the close-up's side, fraction of the frame's
+    dark_closeup: float = 0.0      # of the close-ups of a known-clean frame, the share centred on a dark spot
+    dark_closeup_side: tuple[float, float] = (0.12, 0.35)  # their side (a knot or a stain magnified)
 
 
 def resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -37,10 +39,37 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _closeup_window(rng: np.random.Generator, w: int, h: int, cfg: AugmentConfig,
-                    mask: np.ndarray | None) -> tuple[float, float, float, float]:
-    """A close-up (x0, y0, cw, ch): around a labelled spill pixel when there is a mask with one,
-    else in the lower part of the frame (the floor of a CCTV view; the whole of a floor photo)."""
+def dark_spot(rng: np.random.Generator, img: np.ndarray) -> tuple[float, float]:
+    """A point (x, y) of ``img`` drawn where it is darker than its surroundings (a knot, a stain,
+    a seam, a shadowed motif: the dry look-alikes of a puddle), weighted by how much darker."""
+    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32) if img.ndim == 3 else img.astype(np.float32)
+    h, w = grey.shape
+    around = cv2.GaussianBlur(grey, (0, 0), 0.12 * min(h, w))
+    spot = cv2.GaussianBlur(grey, (0, 0), max(1.0, 0.02 * min(h, w)))
+    step = max(1, min(h, w) // 48)
+    weight = np.clip(around - spot, 0, None)[::step, ::step] ** 2
+    total = float(weight.sum())
+    if total <= 0:
+        return float(rng.uniform(0, w)), float(rng.uniform(0, h))
+    j = int(rng.choice(weight.size, p=(weight / total).ravel()))
+    yy, xx = divmod(j, weight.shape[1])
+    return float(xx * step), float(yy * step)
+
+
+def _closeup_window(rng: np.random.Generator, img: np.ndarray, cfg: AugmentConfig,
+                    mask: np.ndarray | None, known_clean: bool) -> tuple[float, float, float, float]:
+    """A close-up (x0, y0, cw, ch): around a labelled spill pixel when there is a mask with one;
+    on a known-clean frame, with chance ``dark_closeup``, a tighter one around a dark spot
+    (:func:`dark_spot`); else in the lower part of the frame (the floor of a CCTV view; the whole
+    of a floor photo)."""
+    h, w = img.shape[:2]
+    if known_clean and cfg.dark_closeup > 0 and rng.random() < cfg.dark_closeup:
+        side = rng.uniform(*cfg.dark_closeup_side)
+        cw, ch = w * side, h * side
+        px, py = dark_spot(rng, img)
+        x0 = float(np.clip(px - cw * rng.uniform(0.3, 0.7), 0, w - cw))
+        y0 = float(np.clip(py - ch * rng.uniform(0.3, 0.7), 0, h - ch))
+        return x0, y0, cw, ch
     side = rng.uniform(*cfg.closeup_side)
     cw, ch = w * side, h * side
     ys, xs = np.nonzero(mask > 0.5) if mask is not None else (np.empty(0), np.empty(0))
@@ -55,10 +84,11 @@ def _closeup_window(rng: np.random.Generator, w: int, h: int, cfg: AugmentConfig
     return x0, y0, cw, ch
 
 
-def _homography(rng: np.random.Generator, w: int, h: int, size: int, cfg: AugmentConfig, mild: bool,
-                mask: np.ndarray | None = None) -> np.ndarray:
+def _homography(rng: np.random.Generator, img: np.ndarray, size: int, cfg: AugmentConfig, mild: bool,
+                mask: np.ndarray | None = None, known_clean: bool = False) -> np.ndarray:
+    h, w = img.shape[:2]
     if not mild and cfg.closeup > 0 and rng.random() < cfg.closeup * cfg.strength:
-        x0, y0, cw, ch = _closeup_window(rng, w, h, cfg, mask)
+        x0, y0, cw, ch = _closeup_window(rng, img, cfg, mask, known_clean)
     else:
         crop = cfg.max_crop * (0.4 if mild else 1.0) * cfg.strength
         cw = w * (1 - rng.uniform(0, crop))
@@ -77,13 +107,13 @@ def _homography(rng: np.random.Generator, w: int, h: int, size: int, cfg: Augmen
 
 
 def geometric(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray | None, size: int,
-              cfg: AugmentConfig, mild: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+              cfg: AugmentConfig, mild: bool = False, known_clean: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Warp image (and mask) to size x size. With strength 0: plain resize. A warp that loses most
-    of a labelled spill falls back to the plain resize so the label stays true."""
+    of a labelled spill falls back to the plain resize so the label stays true. ``known_clean``: the
+    frame holds no spill, so any part of it may fill the view (``AugmentConfig.dark_closeup``)."""
     if cfg.strength <= 0:
         return resize_square(img, size), (None if mask is None else resize_square(mask.astype(np.float32), size))
-    h, w = img.shape[:2]
-    m = _homography(rng, w, h, size, cfg, mild, mask)
+    m = _homography(rng, img, size, cfg, mild, mask, known_clean)
     out = cv2.warpPerspective(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if mask is None:
         return out, None
@@ -164,8 +194,8 @@ def map_target(mask_sq: np.ndarray | None, grid: int, gain: float = 2.0) -> np.n
 
 
 def augment(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray | None, size: int, grid: int,
-            cfg: AugmentConfig, mild_geometry: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            cfg: AugmentConfig, mild_geometry: bool = False, known_clean: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """BGR image (+ optional {0,1} mask) -> (RGB uint8 [S,S,3], map target [G,G])."""
-    out, mk = geometric(rng, img, mask, size, cfg, mild=mild_geometry)
+    out, mk = geometric(rng, img, mask, size, cfg, mild=mild_geometry, known_clean=known_clean)
     out = photometric(rng, out, cfg)
     return cv2.cvtColor(out, cv2.COLOR_BGR2RGB), map_target(mk, grid)

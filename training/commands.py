@@ -51,6 +51,9 @@ def train_cmd(
         0, help="real liquids pasted onto clean train frames (0: none, the shipped recipe: 1500 made unseen places worse, docs/model.md)"),
     closeups: float = typer.Option(0.0, help="share of training views that are close-ups (30-60 %% of the frame's side: "
                                    "around a labelled spill, else on the floor); the shipped model used 0.3 (docs/model.md)"),
+    dark_closeups: float = typer.Option(0.0, min=0.0, max=1.0, help="of the close-ups of a real clean frame (floor photo, "
+                                        "room, clean scene), the share that magnify a dark spot of it (a knot, a stain: 12-35 %% of "
+                                        "the side); 0: the shipped recipe (docs/model.md)"),
     figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
                                          "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
     floor_share: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the floor photos among the real clean draws that are not "
@@ -86,7 +89,7 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
-        closeup_fraction=closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
+        closeup_fraction=closeups, dark_closeup_fraction=dark_closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
         ema_decay=ema_decay,
     )
     card = train(cfg)

@@ -64,6 +64,7 @@ class TrainConfig:
     composites: int = 0                        # real liquids cut out along polygons, pasted onto clean train frames (0: the shipped recipe; docs/model.md)
     composite_fraction: float = 0.2            # share of composites in a batch
     closeup_fraction: float = 0.0              # share of close-up views in augmentation (augment.AugmentConfig.closeup)
+    dark_closeup_fraction: float = 0.0         # of the close-ups of a real clean frame, the share around a dark spot (augment.AugmentConfig.dark_closeup)
     figured_floors: float = 0.0                # chance that a generated wooden floor/desk/carpet gets knots or a motif (synth/figures.py); train set only
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
@@ -147,7 +148,8 @@ class BatchMaker:
         self.synth = synth if synth is not None and len(synth) else None
         self.comp = composites if composites is not None and len(composites) else None
         self.grid = cfg.input_size // 16
-        self.aug = AugmentConfig(strength=cfg.augment_strength, closeup=cfg.closeup_fraction)
+        self.aug = AugmentConfig(strength=cfg.augment_strength, closeup=cfg.closeup_fraction,
+                                 dark_closeup=cfg.dark_closeup_fraction)
         ex = [r.manifest in extra for r in self.real]
         self.pools = Pools(
             real_spill=[i for i, r in enumerate(self.real) if r.y == 1 and not ex[i]],
@@ -202,7 +204,7 @@ class BatchMaker:
                 i = self._real_index(rng)
                 rec, li = self.real[i], self.imgs[i]
                 mild = rec.y == 1 and li.mask is None  # unlocalised spill: do not crop it away
-                xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild)
+                xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild, known_clean=rec.y == 0)
                 ys[k], valid[k] = rec.y, 0.0 if li.mask is None else 1.0
         return xs, ys, ms, valid
 
