@@ -284,3 +284,16 @@ def test_train_command_passes_the_backbone_and_refuses_an_unknown_one(train_comm
     assert isinstance(r.exception, _Stop) and seen[1].backbone == "efficientnet-lite0"  # the shipped model's
     r = invoke(["--out", str(tmp_path / "run"), "--backbone", "mobilenetv2"])
     assert r.exit_code == 2 and "--backbone" in r.output and "mobilenet-v2" in r.output and len(seen) == 2
+
+
+def test_train_command_passes_the_dark_closeups_and_refuses_a_share_out_of_range(train_command: tuple[list[Any], Any], tmp_path: Path) -> None:
+    """`spillwatch train --dark-closeups P` re-centres that share of the close-ups of real clean frames on a
+    dark spot (the experiment in docs/model.md); the default is the shipped recipe's 0; a share outside [0, 1]
+    is a usage error, not a run."""
+    seen, invoke = train_command
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra", "--closeups", "0.3", "--dark-closeups", "0.2"])
+    assert isinstance(r.exception, _Stop) and seen[0].dark_closeup_fraction == 0.2 and seen[0].closeup_fraction == 0.3
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra"])
+    assert isinstance(r.exception, _Stop) and seen[1].dark_closeup_fraction == 0.0
+    r = invoke(["--out", str(tmp_path / "run"), "--dark-closeups", "2"])
+    assert r.exit_code == 2 and "dark-closeups" in r.output and len(seen) == 2
