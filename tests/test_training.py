@@ -193,6 +193,30 @@ def test_a_mobilenet_v2_run_exports_a_model_named_for_its_backbone_and_re_export
     assert np.allclose(first, second, atol=1e-5)
 
 
+def test_dark_spot_close_ups_can_be_kept_to_the_floor_photos() -> None:
+    """`--dark-closeup-frames floor-photos`: the floor photos (where the wood knot lives) get dark-spot
+    close-ups, the other clean frames (rooms, same-scene frames) are drawn exactly as without the option."""
+    from training.datasets import FLOOR_SOURCE, LoadedImage, Record
+    from training.train import BatchMaker, TrainConfig
+
+    img = np.full((180, 240, 3), 170, np.uint8)
+    cv2.ellipse(img, (60, 40), (14, 8), 0, 0, 360, (60, 60, 60), -1)
+    li = LoadedImage(img, np.zeros(img.shape[:2], np.uint8))
+
+    def batch(source: str, dark: float, frames: str) -> np.ndarray:
+        recs = [Record(Path(f"{source}_{i}.jpg"), "clean", (), source=source) for i in range(3)]
+        cfg = TrainConfig(input_size=64, batch_size=8, seed=3, closeup_fraction=1.0, real_clean_fraction=1.0,
+                          dark_closeup_fraction=dark, dark_closeup_frames=frames)  # type: ignore[arg-type]
+        return BatchMaker(cfg, recs, [li] * 3, None).make(0)[0]
+
+    plain_scene, plain_floor = batch("scene-cam", 0.0, "all-clean"), batch(FLOOR_SOURCE, 0.0, "all-clean")
+    assert np.array_equal(batch("scene-cam", 1.0, "floor-photos"), plain_scene)
+    assert not np.array_equal(batch("scene-cam", 1.0, "all-clean"), plain_scene)
+    floor_views = batch(FLOOR_SOURCE, 1.0, "floor-photos")
+    assert not np.array_equal(floor_views, plain_floor)
+    assert (floor_views[..., 0] < 100).mean() > 4 * (plain_floor[..., 0] < 100).mean()  # the knot, magnified
+
+
 def test_batches_are_reproducible(tmp_path: Path) -> None:
     from training.datasets import load_record_image as lri
     from training.train import BatchMaker, TrainConfig

@@ -295,5 +295,10 @@ def test_train_command_passes_the_dark_closeups_and_refuses_a_share_out_of_range
     assert isinstance(r.exception, _Stop) and seen[0].dark_closeup_fraction == 0.2 and seen[0].closeup_fraction == 0.3
     r = invoke(["--out", str(tmp_path / "run"), "--no-extra"])
     assert isinstance(r.exception, _Stop) and seen[1].dark_closeup_fraction == 0.0
+    assert seen[1].dark_closeup_frames == "all-clean"
     r = invoke(["--out", str(tmp_path / "run"), "--dark-closeups", "2"])
     assert r.exit_code == 2 and "dark-closeups" in r.output and len(seen) == 2
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra", "--dark-closeups", "0.5", "--dark-closeup-frames", "floor-photos"])
+    assert isinstance(r.exception, _Stop) and seen[2].dark_closeup_frames == "floor-photos"
+    r = invoke(["--out", str(tmp_path / "run"), "--dark-closeup-frames", "floors"])
+    assert r.exit_code == 2 and "--dark-closeup-frames" in r.output and "floor-photos" in r.output and len(seen) == 3

@@ -54,6 +54,8 @@ def train_cmd(
     dark_closeups: float = typer.Option(0.0, min=0.0, max=1.0, help="of the close-ups of a real clean frame (floor photo, "
                                         "room, clean scene), the share that magnify a dark spot of it (a knot, a stain: 12-35 %% of "
                                         "the side); 0: the shipped recipe (docs/model.md)"),
+    dark_closeup_frames: str = typer.Option("all-clean", help="which real clean frames get the dark-spot close-ups: "
+                                            "'all-clean' (floor photos, rooms, clean scenes) or 'floor-photos'"),
     figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
                                          "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
     floor_share: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the floor photos among the real clean draws that are not "
@@ -75,8 +77,10 @@ def train_cmd(
     from training.archive_export import resolve_archive_manifest
     from training.datasets import default_extra_manifests
     from training.net import NATIVE_NORMALISATION
-    from training.train import TrainConfig, train
+    from training.train import DARK_CLOSEUP_FRAMES, TrainConfig, train
 
+    if dark_closeup_frames not in DARK_CLOSEUP_FRAMES:
+        raise typer.BadParameter(f"{dark_closeup_frames!r}: one of {', '.join(DARK_CLOSEUP_FRAMES)}", param_hint="--dark-closeup-frames")
     if backbone not in NATIVE_NORMALISATION:
         raise typer.BadParameter(f"{backbone!r}: one of {', '.join(sorted(NATIVE_NORMALISATION))}", param_hint="--backbone")
 
@@ -89,7 +93,9 @@ def train_cmd(
         synth_fraction=synth_fraction, threshold_groups=threshold_groups, target_recall=target_recall,
         export_int8=not no_int8, preliminary=preliminary, note=note, cache_dir=cache_dir, threads=threads,
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
-        closeup_fraction=closeups, dark_closeup_fraction=dark_closeups, figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
+        closeup_fraction=closeups, dark_closeup_fraction=dark_closeups,
+        dark_closeup_frames=dark_closeup_frames,  # type: ignore[arg-type]  # checked above
+        figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
         ema_decay=ema_decay,
     )
     card = train(cfg)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Queue
-from typing import Any
+from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
@@ -47,6 +47,9 @@ from training.datasets import (
     synth_available,
 )
 
+DarkCloseupFrames = Literal["all-clean", "floor-photos"]
+DARK_CLOSEUP_FRAMES: tuple[str, ...] = get_args(DarkCloseupFrames)
+
 
 @dataclass
 class TrainConfig:
@@ -65,6 +68,7 @@ class TrainConfig:
     composite_fraction: float = 0.2            # share of composites in a batch
     closeup_fraction: float = 0.0              # share of close-up views in augmentation (augment.AugmentConfig.closeup)
     dark_closeup_fraction: float = 0.0         # of the close-ups of a real clean frame, the share around a dark spot (augment.AugmentConfig.dark_closeup)
+    dark_closeup_frames: DarkCloseupFrames = "all-clean"  # which real clean frames get them (floor photos only, or every one)
     figured_floors: float = 0.0                # chance that a generated wooden floor/desk/carpet gets knots or a motif (synth/figures.py); train set only
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
@@ -204,7 +208,8 @@ class BatchMaker:
                 i = self._real_index(rng)
                 rec, li = self.real[i], self.imgs[i]
                 mild = rec.y == 1 and li.mask is None  # unlocalised spill: do not crop it away
-                xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild, known_clean=rec.y == 0)
+                dark_ok = rec.y == 0 and (cfg.dark_closeup_frames == "all-clean" or rec.is_floor)
+                xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild, known_clean=dark_ok)
                 ys[k], valid[k] = rec.y, 0.0 if li.mask is None else 1.0
         return xs, ys, ms, valid
 
