@@ -217,6 +217,36 @@ def test_dark_spot_close_ups_can_be_kept_to_the_floor_photos() -> None:
     assert (floor_views[..., 0] < 100).mean() > 4 * (plain_floor[..., 0] < 100).mean()  # the knot, magnified
 
 
+def test_box_close_ups_magnify_the_boxed_wet_floor_and_keep_it_frame_only() -> None:
+    """`--box-closeups Q`: that share of the views of a wet-floor photo (boxes, not outlines) is a close-up
+    inside its boxes, so the magnified wet floor is a positive; the boxes never become a map target, and at
+    Q = 0 the views are drawn exactly as before (the shipped recipe's batches)."""
+    from training.datasets import LoadedImage, Record
+    from training.train import BatchMaker, TrainConfig
+
+    img = np.full((180, 240, 3), 170, np.uint8)
+    img[100:170, 150:230] = (70, 70, 80)  # the wet patch, boxed; the rest dry and light
+    box = np.zeros(img.shape[:2], np.uint8)
+    box[100:170, 150:230] = 1
+    recs = [Record(Path(f"w{i}.jpg"), "spill", (), source="wet-floor-stock") for i in range(2)]
+
+    def batch(q: float, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = TrainConfig(input_size=64, batch_size=16, seed=5, real_clean_fraction=0.0, closeup_fraction=0.3,
+                          box_closeup_fraction=q)
+        xs, ys, ms, valid = BatchMaker(cfg, recs, [LoadedImage(img, None, region=region)] * 2, None).make(0)
+        assert np.all(ys == 1) and np.all(valid == 0) and not ms.any()  # frame label only, as before
+        return xs, ys, ms
+
+    before = batch(0.0, None)[0]
+    assert np.array_equal(batch(0.0, box)[0], before)  # off: the boxes change nothing
+    boxed = batch(1.0, box)[0]
+    def dark_share(views: np.ndarray) -> np.ndarray:  # the share of each view darker than its own mean: the patch
+        g = views.mean(-1)
+        return (g < g.mean(axis=(1, 2), keepdims=True)).mean(axis=(1, 2))
+
+    assert np.median(dark_share(boxed)) > 2 * np.median(dark_share(before)), "the close-ups magnify the wet patch"
+
+
 def test_batches_are_reproducible(tmp_path: Path) -> None:
     from training.datasets import load_record_image as lri
     from training.train import BatchMaker, TrainConfig

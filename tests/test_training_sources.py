@@ -302,3 +302,8 @@ def test_train_command_passes_the_dark_closeups_and_refuses_a_share_out_of_range
     assert isinstance(r.exception, _Stop) and seen[2].dark_closeup_frames == "floor-photos"
     r = invoke(["--out", str(tmp_path / "run"), "--dark-closeup-frames", "floors"])
     assert r.exit_code == 2 and "--dark-closeup-frames" in r.output and "floor-photos" in r.output and len(seen) == 3
+    assert seen[0].box_closeup_fraction == 0.0  # the shipped recipe's
+    r = invoke(["--out", str(tmp_path / "run"), "--no-extra", "--box-closeups", "0.3"])
+    assert isinstance(r.exception, _Stop) and seen[3].box_closeup_fraction == 0.3
+    r = invoke(["--out", str(tmp_path / "run"), "--box-closeups", "-0.1"])
+    assert r.exit_code == 2 and "box-closeups" in r.output and len(seen) == 4

@@ -56,6 +56,9 @@ def train_cmd(
                                         "the side); 0: the shipped recipe (docs/model.md)"),
     dark_closeup_frames: str = typer.Option("all-clean", help="which real clean frames get the dark-spot close-ups: "
                                             "'all-clean' (floor photos, rooms, clean scenes) or 'floor-photos'"),
+    box_closeups: float = typer.Option(0.0, min=0.0, max=1.0, help="share of the views of a boxed-only spill frame (the "
+                                       "wet-floor photos) that are close-ups inside its boxes (30-60 %% of the side); 0: the "
+                                       "shipped recipe (their mild full view only)"),
     figured_floors: float = typer.Option(0.0, help="chance that a generated wooden floor, desk or carpet gets knots or a "
                                          "motif: dry look-alikes of a puddle (training set only; one run at 0.8 gave no gain: docs/model.md)"),
     floor_share: float = typer.Option(0.5, min=0.0, max=1.0, help="share of the floor photos among the real clean draws that are not "
@@ -95,6 +98,7 @@ def train_cmd(
         extra_manifests=[] if no_extra else (list(extra) if extra else default_extra_manifests()), composites=composites, resume=resume,
         closeup_fraction=closeups, dark_closeup_fraction=dark_closeups,
         dark_closeup_frames=dark_closeup_frames,  # type: ignore[arg-type]  # checked above
+        box_closeup_fraction=box_closeups,
         figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
         ema_decay=ema_decay,
     )

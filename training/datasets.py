@@ -152,6 +152,7 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
 class LoadedImage:
     image: np.ndarray         # BGR, reduced decode (what the runtime decodes)
     mask: np.ndarray | None   # uint8 {0,1} same size; None = unknown (spill without polygons)
+    region: np.ndarray | None = None  # a frame-only source's boxes (uint8 {0,1}): where its liquid is, roughly; centres close-ups, never a map target
 
 
 def load_record_image(rec: Record, target: int) -> LoadedImage:

@@ -11,7 +11,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from queue import Queue
 from typing import Any, Literal, get_args
@@ -69,6 +69,7 @@ class TrainConfig:
     closeup_fraction: float = 0.0              # share of close-up views in augmentation (augment.AugmentConfig.closeup)
     dark_closeup_fraction: float = 0.0         # of the close-ups of a real clean frame, the share around a dark spot (augment.AugmentConfig.dark_closeup)
     dark_closeup_frames: DarkCloseupFrames = "all-clean"  # which real clean frames get them (floor photos only, or every one)
+    box_closeup_fraction: float = 0.0          # share of the views of a frame-only spill (wet-floor photo) that are close-ups inside its boxes
     figured_floors: float = 0.0                # chance that a generated wooden floor/desk/carpet gets knots or a motif (synth/figures.py); train set only
     tune_target_recall: float = 0.8            # recall target of the held-out extra spill sets (wet floors)
     max_tune_clean_fpr: float | None = 0.02    # FPR cap on the held-out extra clean sets (interiors)
@@ -154,6 +155,7 @@ class BatchMaker:
         self.grid = cfg.input_size // 16
         self.aug = AugmentConfig(strength=cfg.augment_strength, closeup=cfg.closeup_fraction,
                                  dark_closeup=cfg.dark_closeup_fraction)
+        self.box_aug = replace(self.aug, closeup=1.0, strength=max(cfg.augment_strength, 1e-6))  # a close-up, every time
         ex = [r.manifest in extra for r in self.real]
         self.pools = Pools(
             real_spill=[i for i, r in enumerate(self.real) if r.y == 1 and not ex[i]],
@@ -207,10 +209,17 @@ class BatchMaker:
             else:
                 i = self._real_index(rng)
                 rec, li = self.real[i], self.imgs[i]
+                ys[k], valid[k] = rec.y, 0.0 if li.mask is None else 1.0
+                if (li.region is not None and cfg.box_closeup_fraction > 0 and cfg.augment_strength > 0
+                        and rng.random() < cfg.box_closeup_fraction):
+                    # a close-up inside the boxes of a frame-only spill (the wet floor magnified): the label
+                    # holds because the view is centred on a boxed pixel and keeps most of the boxes' area;
+                    # the boxes are no outline, so still no map loss
+                    xs[k], _ = augment(rng, li.image, li.region, s, g, self.box_aug)
+                    continue
                 mild = rec.y == 1 and li.mask is None  # unlocalised spill: do not crop it away
                 dark_ok = rec.y == 0 and (cfg.dark_closeup_frames == "all-clean" or rec.is_floor)
                 xs[k], ms[k] = augment(rng, li.image, li.mask, s, g, self.aug, mild_geometry=mild, known_clean=dark_ok)
-                ys[k], valid[k] = rec.y, 0.0 if li.mask is None else 1.0
         return xs, ys, ms, valid
 
 
@@ -411,7 +420,7 @@ def load_images(recs: Sequence[Record], size: int, frame_only: Sequence[str], de
     for r in tqdm(recs, desc=desc, disable=not progress or not recs):
         li = load_record_image(r, size)
         if r.source in frame_only and r.y == 1:
-            li = LoadedImage(li.image, None)
+            li = LoadedImage(li.image, None, region=li.mask)
         out.append(li)
     return out
 
