@@ -155,7 +155,7 @@ class BatchMaker:
         self.grid = cfg.input_size // 16
         self.aug = AugmentConfig(strength=cfg.augment_strength, closeup=cfg.closeup_fraction,
                                  dark_closeup=cfg.dark_closeup_fraction)
-        self.box_aug = replace(self.aug, closeup=1.0, strength=max(cfg.augment_strength, 1e-6))  # a close-up, every time
+        self.box_aug = replace(self.aug, closeup=1.0)  # a close-up every time (at the recipe's strength 1)
         ex = [r.manifest in extra for r in self.real]
         self.pools = Pools(
             real_spill=[i for i, r in enumerate(self.real) if r.y == 1 and not ex[i]],
@@ -420,7 +420,7 @@ def load_images(recs: Sequence[Record], size: int, frame_only: Sequence[str], de
     for r in tqdm(recs, desc=desc, disable=not progress or not recs):
         li = load_record_image(r, size)
         if r.source in frame_only and r.y == 1:
-            li = LoadedImage(li.image, None, region=li.mask)
+            li = LoadedImage(li.image, None, region=li.mask if li.mask is not None and li.mask.any() else None)
         out.append(li)
     return out
 
