@@ -158,7 +158,8 @@ def test_tiny_training_run_produces_loadable_models(tmp_path: Path) -> None:
         preds = m.infer(np.zeros((3, 64, 64, 3), np.uint8))
         assert len(preds) == 3 and preds[0].spill_map.shape == (4, 4)
         assert 0.0 <= preds[0].spill_prob <= 1.0
-    assert card.parity.onnx_fp32_vs_torch is not None and card.parity.onnx_fp32_vs_torch.max_abs_prob_diff < 1e-4
+    parity = card.parity.onnx_fp32_vs_torch
+    assert parity is not None and parity.max_abs_prob_diff is not None and parity.max_abs_prob_diff < 1e-4
     assert card.normalisation is not None and card.created is not None and card.metrics.onnx_fp32
     assert card.training.seed == 3 and card.training.settings["input_size"] == 64
     # recorded paths are portable: no machine path of the temporary folders

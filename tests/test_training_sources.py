@@ -185,7 +185,8 @@ def test_conflicting_caps_give_the_threshold_that_breaks_the_fewest() -> None:
                          group_targets={"wet": 0.8}, weights={"synthetic clean": 0.5})
     # every threshold from the rooms cap (0.6 + margin) up to the wet target's 0.7 meets rooms, wet and
     # real and breaks the same two caps: their middle
-    assert c.caps["rooms"] < c.threshold < 0.7
+    rooms_cap = c.caps["rooms"]
+    assert rooms_cap is not None and rooms_cap < c.threshold < 0.7
     assert np.mean(wet >= c.threshold) >= 0.8 and np.mean(liquids >= c.threshold) >= 0.97
     assert np.mean(rooms >= c.threshold) == 0.0
     assert "conflict" in c.rule
