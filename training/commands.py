@@ -68,6 +68,9 @@ def train_cmd(
                                     "step's weights as model-last-step.pt (0: the last step's weights, the shipped recipe)"),
     resume: Path = typer.Option(None, help="model.pt of an earlier run with the same settings: skip training, redo "
                                 "calibration, threshold and export"),
+    bn_recompute_batches: int = typer.Option(0, min=0, max=10000, help="> 0: before calibration, re-estimate the BatchNorm "
+                                             "running statistics on this many fresh training batches, weights unchanged "
+                                             "(for a soup of seeds taken through --resume; 0: the shipped recipe)"),
     threshold_groups: str = typer.Option("real+synth", help="'real' or 'real+synth': groups that must reach the target recall"),
     target_recall: float = typer.Option(0.97),
     no_int8: bool = typer.Option(False, "--no-int8", help="skip the int8 export"),
@@ -100,7 +103,7 @@ def train_cmd(
         dark_closeup_frames=dark_closeup_frames,  # type: ignore[arg-type]  # checked above
         box_closeup_fraction=box_closeups,
         figured_floors=figured_floors, floor_share_of_clean=floor_share, backbone=backbone,
-        ema_decay=ema_decay,
+        ema_decay=ema_decay, bn_recompute_batches=bn_recompute_batches,
     )
     card = train(cfg)
     typer.echo(f"model: {out_dir / card.file} version {card.version} threshold {card.threshold:.4f}")

@@ -4,13 +4,16 @@ Runs fine-tuned from the same ImageNet initialisation with the same settings and
 in one basin, where the mean of their weights is itself a good network (Wortsman et al., "Model soups", ICML
 2022). It is still one network, so serving costs what one run does, and it averages away part of what the seed
 decides (which single photo ends up over the threshold: docs/model.md). BatchNorm running statistics are
-averaged with the weights; integer buffers (batch counters) are taken from the first run.
+averaged with the weights (see below); integer buffers (batch counters) are taken from the first run.
 
 The result is a ``model.pt`` that ``spillwatch train --resume`` takes through the same calibration, threshold
 rule, export and evaluation as a trained run (pass the same flags as the runs)::
 
     python -m training.soup --out runs/soup/model.pt runs/a/model.pt runs/b/model.pt runs/c/model.pt
     spillwatch train --out runs/soup --resume runs/soup/model.pt <the runs' flags> --note "soup of a, b, c"
+
+The averaged running statistics are not the averaged network's own (its logits come out squashed); add
+``--bn-recompute-batches 200`` to re-estimate them on training batches first (:mod:`training.bn_stats`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from typing import Any
 
 #: Settings that may differ between the ingredients: where and how a run was executed, and its seed.
 #: Every other setting (data, recipe, network) must be equal, or the mean is not one recipe's network.
-MAY_DIFFER = frozenset({"seed", "out", "note", "resume", "progress", "threads", "gen_workers", "cache_dir"})
+MAY_DIFFER = frozenset({"seed", "out", "note", "resume", "progress", "threads", "gen_workers", "cache_dir",
+                        "bn_recompute_batches"})
 
 
 class SoupError(ValueError):

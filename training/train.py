@@ -96,6 +96,7 @@ class TrainConfig:
     map_weight: float = 1.0
     freeze_blocks: int = 3
     ema_decay: float = 0.0                     # > 0: export an exponential moving average of the weights (0: the last step's weights)
+    bn_recompute_batches: int = 0              # > 0: re-estimate BatchNorm statistics on this many fresh training batches (bn_stats.py)
     backbone: str = "efficientnet-lite0"       # or "mobilenet-v2" (net.py; docs/model.md has the comparison)
     normalisation: str | None = None           # None: the backbone's own ("tf" (x-127)/128 for EfficientNet-Lite0, "imagenet")
     pretrained: bool = True
@@ -635,6 +636,17 @@ def fit(cfg: TrainConfig, net: Any, maker: BatchMaker, n_train: int) -> FitResul
     if ema is not None:
         last_step_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         net.load_state_dict(ema.module.state_dict())
+    if cfg.bn_recompute_batches > 0:
+        from training.bn_stats import recompute_bn
+
+        # fresh draws: the batches of the steps after the last one, with the training augmentation
+        n_bn = cfg.bn_recompute_batches
+        bn_pre = Prefetcher(lambda i: maker.make(total + i)[0], n_bn)
+        t_bn = time.time()
+        recompute_bn(net, tqdm((bn_pre.get() for _ in range(n_bn)), total=n_bn, desc="BatchNorm statistics",
+                               disable=not cfg.progress))
+        _log(f"BatchNorm statistics re-estimated on {n_bn} training batches (steps {total}-{total + n_bn - 1}) "
+             f"in {time.time() - t_bn:.1f}s")
     net.eval()
     return FitResult(steps=total, steps_per_epoch=spe, train_seconds=train_seconds, history=history,
                      last_step_state=last_step_state)
