@@ -103,9 +103,24 @@ def bench_settings(base: Settings, model: Path, logdir: Path) -> Settings:
     })
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (``taskset``, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(settings: Settings, n: int) -> int:
+    """ONNX Runtime threads each of ``n`` workers gets: ``worker.intra_op_threads`` as deployed, never more
+    than its share of the usable cores (on 2 cores: one worker 2 threads, two workers 1 each; on 16
+    cores every worker keeps its setting, and the event loops, broker and bench run beside them)."""
+    return max(1, min(settings.worker.intra_op_threads, usable_cores() // n))
+
+
 def start_workers(group: ServiceGroup, settings: Settings, n: int) -> int:
     """``n`` classifier workers sharing the cores; returns the inference threads each one gets."""
-    threads = max(1, (os.cpu_count() or 2) // n)
+    threads = threads_per_worker(settings, n)
     per_worker = settings.model_copy(update={"worker": settings.worker.model_copy(update={"intra_op_threads": threads})})
     for _ in range(n):
         group.start("worker", settings=per_worker)
@@ -418,7 +433,7 @@ def latency(base: Settings, model: Path, logdir: Path, spill: Clip, clean: Clip,
         "inferred_fraction": inferred_fraction(classified),
         "cameras_spread_over_the_frame_period": source is not None,
         "cores_used_during_run": cores,
-        "cpu_budget": cpu_budget(cores, done_fps, cameras * fps, os.cpu_count()),
+        "cpu_budget": cpu_budget(cores, done_fps, cameras * fps, usable_cores()),
         "classified_distinct": len({(e.camera_id, e.seq) for _, e in classified}),
     }
     out.update(_latency_figures(classified, alerts, spill_cams, run.t_start + (spill.onset_s or 0.0)))
@@ -489,6 +504,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     base = base.model_copy(update={"cameras": []})
     result: dict[str, Any] = {
         "at": datetime.now(UTC).isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
+        "usable_cores": usable_cores(), "cpu_model": _cpu_model(),
         "python": platform.python_version(), "broker": "embedded Tansu" if embedded else base.kafka.bootstrap,
         "partitions": base.kafka.partitions, "batch_size": base.worker.batch_size,
         "batch_timeout_s": base.worker.batch_timeout_s, "stream_buffer": base.worker.stream_buffer,
@@ -502,7 +518,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     if scene is not None:
         result["scene"] = scene
     try:
-        result["profile"] = profile(model_path, spill, base.worker.batch_size, base.worker.intra_op_threads)
+        result["profile"] = profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1))
         _print_profile(result["profile"])
         result["throughput"] = []
         for n in worker_counts:
@@ -539,6 +555,17 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
     return result
+
+
+def _cpu_model() -> str:
+    """The processor's name (Linux ``/proc/cpuinfo``), so that figures from two hosts are not compared blind."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def _print_profile(p: dict[str, Any]) -> None:

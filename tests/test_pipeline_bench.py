@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.bench import OTHER_ROLE, cpu_budget, dist, run_bench
+import processors.bench as bench_mod
+from processors.bench import OTHER_ROLE, cpu_budget, dist, run_bench, threads_per_worker
 from spillwatch.settings import Settings
 from tests.helpers.tiny_model import build_tiny_model
 
@@ -25,6 +26,19 @@ def test_cpu_budget_says_how_many_cores_the_offered_rate_takes() -> None:
     assert b["ms_per_frame_total"] == 6.0
     assert b["cores_needed_at_offered_rate"] == 3.6 and b["cpus"] == 2  # 600 x 6 ms: more than the machine has
     assert cpu_budget({"workers": 1.0}, done_fps=0.0, offered_fps=600.0, cpus=2)["cores_needed_at_offered_rate"] is None
+
+
+@pytest.mark.parametrize(("cores", "setting", "expected"), [
+    (2, 2, {1: 2, 2: 1}),            # this development machine: today's split, unchanged
+    (16, 2, {1: 2, 2: 2, 4: 2}),     # a bigger host: each worker runs as deployed, loops and broker beside it
+    (4, 4, {1: 4, 2: 2, 3: 1, 8: 1}),
+])
+def test_bench_gives_each_worker_its_setting_but_never_more_than_its_share_of_the_cores(
+        monkeypatch: pytest.MonkeyPatch, cores: int, setting: int, expected: dict[int, int]) -> None:
+    monkeypatch.setattr(bench_mod, "usable_cores", lambda: cores)
+    s = Settings()
+    s = s.model_copy(update={"worker": s.worker.model_copy(update={"intra_op_threads": setting})})
+    assert {n: threads_per_worker(s, n) for n in expected} == expected
 
 
 @pytest.mark.integration
