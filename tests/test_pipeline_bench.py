@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import processors.bench as bench_mod
-from processors.bench import OTHER_ROLE, cpu_budget, dist, run_bench, threads_per_worker
+from processors.bench import OTHER_ROLE, bracket, cpu_budget, dist, run_bench, threads_per_worker
 from spillwatch.settings import Settings
 from tests.helpers.tiny_model import build_tiny_model
 
@@ -26,6 +26,18 @@ def test_cpu_budget_says_how_many_cores_the_offered_rate_takes() -> None:
     assert b["ms_per_frame_total"] == 6.0
     assert b["cores_needed_at_offered_rate"] == 3.6 and b["cpus"] == 2  # 600 x 6 ms: more than the machine has
     assert cpu_budget({"workers": 1.0}, done_fps=0.0, offered_fps=600.0, cpus=2)["cores_needed_at_offered_rate"] is None
+
+
+def test_ratio_to_the_ceiling_is_bracketed_and_a_drifting_host_is_flagged() -> None:
+    before = {"ceiling_fps_one_worker": 200.0, "inference_ms_per_frame": 3.5}
+    # the host slowed by a quarter during the run: 150 frames/s is 0.75 of the ceiling before, 1.0 of the
+    # one after; neither alone measures the worker, and the bracket says so
+    slowed = bracket(150.0, before, {"ceiling_fps_one_worker": 150.0, "inference_ms_per_frame": 4.7})
+    assert slowed["ratio_one_worker_to_ceiling"] == pytest.approx(150 / 175, abs=1e-3)
+    assert slowed["ratio_range"] == [0.75, 1.0] and slowed["drift"] == 0.75 and slowed["steady"] is False
+    steady = bracket(170.0, before, {"ceiling_fps_one_worker": 190.0, "inference_ms_per_frame": 3.6})
+    assert steady["steady"] is True and steady["ratio_one_worker_to_ceiling"] == pytest.approx(170 / 195, abs=1e-3)
+    assert steady["ceiling_fps_before"] == 200.0 and steady["ceiling_fps_after"] == 190.0
 
 
 @pytest.mark.parametrize(("cores", "setting", "expected"), [
@@ -60,6 +72,10 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     assert tp["inference_ms_per_frame_median"] > 0 and tp["cores_used_during_run"]["workers"] > 0
     rounds = saved["profile"]["ceiling_fps_rounds"]
     assert len(rounds) == 3 and rounds == sorted(rounds) and rounds[1] == saved["profile"]["ceiling_fps_one_worker"]
+    # the ceiling again right after the one-worker run, and the ratio against both
+    b = saved["ceiling_bracket"]
+    assert b["ceiling_fps_after"] == saved["profile_after"]["ceiling_fps_one_worker"] > 0
+    assert b["ratio_range"][0] <= b["ratio_one_worker_to_ceiling"] <= b["ratio_range"][1]
     lat = saved["latency"]
     assert lat["published"] == 3 * 8 and lat["classified"] == lat["published"]
     c2c = lat["capture_to_classification_ms"]
