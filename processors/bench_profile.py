@@ -2,11 +2,17 @@
 
     python -m processors.bench_profile [--frames 6000] [--seconds 15] [--scene busy] [--out var/bench/worker-profile]
 
-Starts a private broker + Redis, one worker (two ONNX threads, like ``bench pipeline``'s one-worker
-run), publishes a burst of frames, and samples the worker with ``py-spy record`` (needs the
-``py-spy`` package: ``pip install py-spy``) while it is saturated. Writes the collapsed stacks
-(``<out>.txt``), a speedscope file (``<out>.speedscope.json``), and prints the functions with the
-most samples: own ("self") and inclusive ("total"), per thread kind. docs/performance.md quotes it.
+Starts a private broker + Redis, one worker (its ``worker.intra_op_threads`` ONNX threads, never more
+than the usable cores, like ``bench pipeline``'s one-worker run), publishes a burst of frames, and
+samples the worker with ``py-spy record`` (needs the ``py-spy`` package: ``pip install py-spy``) while
+it is saturated. Writes the collapsed stacks (``<out>.txt``), a speedscope file
+(``<out>.speedscope.json``), and prints the functions with the most samples: own ("self") and
+inclusive ("total"). docs/performance.md quotes it.
+
+A second recording at the same time includes idle samples (``--idle --threads``, ``<out>.idle.txt``):
+per thread, the share of the time it ran, and where it sat idle. The classifier thread idle *inside*
+an OpenCV or ONNX Runtime call is waiting for the GIL to come back after the call (those calls release
+it; with one ONNX thread nothing else makes the calling thread wait there).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from processors.bench import _burst, _fresh, _publish, _wait_workers, bench_settings, load_clip, start_workers
@@ -48,6 +55,46 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     return "\n".join(out)
 
 
+def _stacks(collapsed: Path) -> collections.Counter[str]:
+    out: collections.Counter[str] = collections.Counter()
+    for line in collapsed.read_text().splitlines():
+        stack, _, n_s = line.rpartition(" ")
+        if stack:
+            out[stack] += int(n_s)
+    return out
+
+
+@dataclass
+class ThreadTime:
+    """One thread of a profile: samples, those in which it was running, and where it sat idle."""
+
+    samples: int = 0
+    running: int = 0
+    idle_at: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    @property
+    def running_share(self) -> float:
+        return round(self.running / max(1, self.samples), 3)
+
+
+def thread_waits(active: Path, with_idle: Path) -> dict[str, ThreadTime]:
+    """Per thread (the first frame of ``--threads`` stacks): samples, those it was running in, and the
+    leaf functions where it was idle (samples of the idle recording beyond the active one's, stack by
+    stack). Both files come from recordings of the same seconds (py-spy ``--nonblocking``), so their
+    difference is the idle time up to sampling noise."""
+    act, all_ = _stacks(active), _stacks(with_idle)
+    out: dict[str, ThreadTime] = {}
+    for stack, n in all_.items():
+        frames = stack.split(";")
+        t = out.setdefault(frames[0], ThreadTime())
+        run = min(n, act.get(stack, 0))
+        t.samples += n
+        t.running += run
+        if n > run:
+            t.idle_at[frames[-1]] += n - run
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=6000)
@@ -61,10 +108,10 @@ def main() -> None:
     base = get_settings()
     model = Path(base.worker.model_path)
     spill, clean = load_clip("spill", 480), load_clip("clean", 480)
-    source = None
+    static = None
     if args.scene == "static":
         static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=5.0)
-        source = frame_source("static", static, spill, clean)
+    source = frame_source(args.scene, static, spill, clean)  # the scenes of ``bench pipeline --scene``
     args.out.parent.mkdir(parents=True, exist_ok=True)
     logdir = args.out.parent / "profile-logs"
     stack = LocalStack().start()
@@ -86,10 +133,23 @@ def main() -> None:
                 subprocess.run([spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)),
                                 "--rate", "200", "--format", fmt, "--output", str(args.out) + suffix, "--nonblocking"],
                                check=True, stdout=subprocess.DEVNULL)
+            # the same seconds twice, with and without idle samples, by thread: who ran, who waited where
+            both = [subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)),
+                                      "--rate", "200", "--format", "raw", "--threads", *extra, "--output",
+                                      str(args.out) + suffix, "--nonblocking"], stdout=subprocess.DEVNULL)
+                    for extra, suffix in (([], ".threads.txt"), (["--idle"], ".idle.txt"))]
+            for p in both:
+                if p.wait() != 0:
+                    raise SystemExit(f"py-spy failed ({p.args!r})")
     finally:
         stack.stop()
     print(summarise(Path(str(args.out) + ".txt")))
-
+    print("\nby thread (running share; where it sat idle, samples):")
+    waits = thread_waits(Path(str(args.out) + ".threads.txt"), Path(str(args.out) + ".idle.txt"))
+    for thread, t in sorted(waits.items(), key=lambda kv: -kv[1].samples):
+        print(f"  {thread}: {t.samples} samples, running {t.running_share}")
+        for leaf, n in t.idle_at.most_common(6):
+            print(f"      idle {n:5d}  {leaf}")
 
 if __name__ == "__main__":  # pragma: no cover
     main()

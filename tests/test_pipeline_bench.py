@@ -128,3 +128,20 @@ def test_contention_bench_compares_each_case_with_the_classifier_alone_and_resto
         if name != "threads=1 alone":
             assert row["loop_items_per_s_median"] > 0  # the loop ran beside every measured pass
     assert out["frames_per_pass"] == 16 and 0 < out["inferred_fraction"] <= 1
+
+
+def test_worker_profile_tells_per_thread_where_it_ran_and_where_it_waited(tmp_path: Path) -> None:
+    from processors.bench_profile import thread_waits
+
+    run_ = "process (processors/classifier.py:160);infer (spillwatch/model.py:174);Session.run (onnxruntime:406)"
+    dec = "process (processors/classifier.py:160);_imdecode (spillwatch/model.py:83)"
+    loop = "run_forever (asyncio/base_events.py:600);select (selectors.py:468)"
+    active = tmp_path / "p.threads.txt"
+    active.write_text(f"thread (1): classify_0;{run_} 70\nthread (1): classify_0;{dec} 20\nthread (2): MainThread;{loop} 5\n")
+    idle = tmp_path / "p.idle.txt"  # the same seconds with idle samples: the thread waited 8 samples after a decode
+    idle.write_text(f"thread (1): classify_0;{run_} 71\nthread (1): classify_0;{dec} 28\nthread (2): MainThread;{loop} 99\n")
+    waits = thread_waits(active, idle)
+    c = waits["thread (1): classify_0"]
+    assert (c.samples, c.running) == (99, 90) and c.running_share == 0.909
+    assert c.idle_at.most_common() == [("_imdecode (spillwatch/model.py:83)", 8), ("Session.run (onnxruntime:406)", 1)]
+    assert waits["thread (2): MainThread"].running_share == 0.051  # the loop mostly sits in select
