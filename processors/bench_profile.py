@@ -1,6 +1,6 @@
 """Where a saturated classifier worker spends its time: py-spy on one ``spillwatch worker``.
 
-    python -m processors.bench_profile [--frames 6000] [--seconds 15] [--scene busy] [--out var/bench/worker-profile]
+    python -m processors.bench_profile [--frames 10000] [--seconds 15] [--scene busy] [--out var/bench/worker-profile]
 
 Starts a private broker + Redis, one worker (its ``worker.intra_op_threads`` ONNX threads, never more
 than the usable cores, like ``bench pipeline``'s one-worker run), publishes a burst of frames, and
@@ -97,7 +97,7 @@ def thread_waits(active: Path, with_idle: Path) -> dict[str, ThreadTime]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=6000)
+    ap.add_argument("--frames", type=int, default=10000, help="burst size: keep the worker saturated through the three recordings (1.5 x --seconds)")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--scene", choices=["busy", "static"], default="busy")
     ap.add_argument("--out", type=Path, default=Path("var/bench/worker-profile"))
