@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from processors.bench_scenes import SCENES, FrameSource, build_static, frame_source
 from spillwatch.events import Classification, FrameHeader, SpillAlert, encode_frame
@@ -163,15 +164,7 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240
     m = SpillModel.load(model_path, threads=threads)
     frames = [clip.jpegs[i % len(clip.jpegs)] for i in range(n)]
     m.infer(np.stack([m.preprocess_jpeg(j) for j in frames[:batch]]))  # warm-up
-    passes: list[tuple[float, float]] = []
-    for _ in range(max(1, rounds)):
-        t0 = time.perf_counter()
-        xs = [m.preprocess_jpeg(j) for j in frames]
-        t1 = time.perf_counter()
-        for i in range(0, n, batch):
-            m.infer(np.stack(xs[i : i + batch]))
-        t2 = time.perf_counter()
-        passes.append(((t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n))
+    passes = [ceiling_pass(m, frames, batch) for _ in range(max(1, rounds))]
     ceilings = sorted(1000 / (d + i) for d, i in passes)
     dec, inf = sorted(passes, key=lambda p: 1000 / (p[0] + p[1]))[len(passes) // 2]
     try:
@@ -183,6 +176,17 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240
             "decode_preprocess_ms_per_frame": round(dec, 2), "inference_ms_per_frame": round(inf, 2),
             "ceiling_fps_one_worker": round(1000 / (dec + inf), 1), "frames_per_round": n,
             "ceiling_fps_rounds": [round(c, 1) for c in ceilings]}
+
+
+def ceiling_pass(m: Any, frames: list[bytes], batch: int) -> tuple[float, float]:
+    """One pass of the ceiling over ``frames``: (decode + preprocess, inference) ms a frame."""
+    t0 = time.perf_counter()
+    xs = [m.preprocess_jpeg(j) for j in frames]
+    t1 = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        m.infer(np.stack(xs[i : i + batch]))
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1000 / len(frames), (t2 - t1) * 1000 / len(frames)
 
 
 def bracket(frames_per_s: float, before: dict[str, Any], after: dict[str, Any], steady_within: float = 0.10) -> dict[str, Any]:
@@ -302,6 +306,82 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
                 # (the worker shares the machine with the broker and this bench's reader)
                 "cores_used_during_run": cores,
                 "worker_ready_s": round(ready_s, 1), "per_worker": sorted(per_worker.values(), reverse=True)}
+
+
+def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: int, segments: int,
+                source: FrameSource | None = None, fps: float = 2.0, ceiling_frames: int = 240) -> dict[str, Any]:
+    """One saturated worker against the ceiling, taken in turns: a ceiling pass (in this process, the
+    worker idle), a segment of the burst through the worker, a ceiling pass, the next segment, ... and a
+    last ceiling pass. Each segment's frames/s is divided by the mean of the passes either side of it, so
+    the host's drift within a run (10-30 % on shared machines) falls on both sides of each ratio; the
+    median over the segments is the figure. The burst is the throughput run's, cut in order (a camera's
+    frames stay in sequence and its gate reference carries over, as in one run); a segment starts with
+    an idle worker, which costs it its first fetch (conservative)."""
+    from spillwatch.model import SpillModel
+
+    if segments < 2:
+        raise ValueError("alternating needs at least 2 segments")
+    s = _fresh(bench_settings(base, model, logdir), "alt")
+    threads = threads_per_worker(s, 1)
+    # one session for every pass, warmed by a whole pass first: a fresh session's first pass ran 20-30 % slower
+    # than its later ones on the 16-core host, which would bias every ratio up
+    m = SpillModel.load(model, threads=threads)
+    ceiling_frames_list = [clip.jpegs[i % len(clip.jpegs)] for i in range(ceiling_frames)]
+    ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
+
+    def ceiling() -> float:
+        dec, inf = ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
+        return round(1000 / (dec + inf), 1)
+    burst = _burst(clip, frames, source, fps)
+    size = -(-len(burst) // segments)
+    parts = [burst[i : i + size] for i in range(0, len(burst), size)]
+    ceilings: list[float] = []
+    rows: list[dict[str, Any]] = []
+    with ServiceGroup(s, logdir / "alternating", cwd=REPO_ROOT) as group, \
+            TopicReader(s, [s.topics.classifications]) as reader:
+        reader.start()
+        start_workers(group, s, 1)
+        _wait_workers(reader, s, 1)
+        done_before = 0
+        for part in tqdm(parts, desc="alternating ceiling / worker", unit="segment"):
+            ceilings.append(ceiling())
+            t0 = time.time()
+            _publish(s, part)
+            want = done_before + len(part)
+            deadline = time.time() + max(60.0, len(part) / 5)
+            got = classifications(reader, "cam-")
+            while len({(e.camera_id, e.seq) for _, e in got}) < want and time.time() < deadline:
+                time.sleep(0.05)
+                got = classifications(reader, "cam-")
+            done = len({(e.camera_id, e.seq) for _, e in got})
+            t_last = max((t for t, _ in got), default=time.time())
+            rows.append({"frames": len(part), "classified": done - done_before,
+                         "frames_per_s": round((done - done_before) / (t_last - t0), 1) if t_last > t0 else None})
+            done_before = done
+        ceilings.append(ceiling())
+    for i, r in enumerate(rows):
+        r.update({"ceiling_fps_before": ceilings[i], "ceiling_fps_after": ceilings[i + 1]})
+    return {"segments": rows, "threads": threads, "ceiling_frames": ceiling_frames,
+            "classified": sum(r["classified"] for r in rows), "frames": len(burst), **alternating_ratio(rows)}
+
+
+def alternating_ratio(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each segment's ratio to the mean of the ceilings either side of it (written into the rows), their
+    median and range, and the figure: ``ratio_one_worker_to_ceiling`` = the time the segments' frames
+    would take at their own ceilings over the time they took, i.e. the whole burst's frames/s against a
+    ceiling that follows the host's drift segment by segment (later segments of the burst carry other
+    frames, so their ratios differ for that reason too; the duration-weighted sum counts each for its time)."""
+    at_ceiling = taken = 0.0
+    for r in segments:
+        mean = (r["ceiling_fps_before"] + r["ceiling_fps_after"]) / 2
+        r["ratio"] = round(r["frames_per_s"] / mean, 3) if r["frames_per_s"] else None
+        if r["frames_per_s"]:
+            at_ceiling += r["classified"] / mean
+            taken += r["classified"] / r["frames_per_s"]
+    ratios = sorted(r["ratio"] for r in segments if r["ratio"] is not None)
+    return {"ratio_one_worker_to_ceiling": round(at_ceiling / taken, 3) if taken else None,
+            "ratio_segments_median": round(float(np.median(ratios)), 3) if ratios else None,
+            "ratio_segments_range": [ratios[0], ratios[-1]] if ratios else None}
 
 
 def _cpu_seconds() -> dict[int, tuple[str, float]]:
@@ -492,10 +572,12 @@ def _latency_figures(classified: list[tuple[float, Classification]], alerts: lis
 
 def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[int], width: int,
               throughput_frames: int, out: Path, embedded: bool, model: Path | None = None,
-              settings: Settings | None = None, scene: str | None = None, gating: bool | None = None) -> dict[str, Any]:
+              settings: Settings | None = None, scene: str | None = None, gating: bool | None = None,
+              ratio_segments: int = 0) -> dict[str, Any]:
     """``scene`` None: today's bench (every camera plays a clip); static | busy | mixed: see
     processors/bench_scenes.py (the JSON then names its scene). ``gating``: force change gating on
-    or off in the workers (None: the settings')."""
+    or off in the workers (None: the settings'). ``ratio_segments`` >= 2: also one worker against the
+    ceiling taken in turns (``alternating``), the throughput burst cut in that many segments."""
     if scene is not None and scene not in SCENES:
         raise SystemExit(f"--scene must be one of {', '.join(SCENES)}")
     base = settings or get_settings()
@@ -571,6 +653,13 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
                       f"{b['ratio_one_worker_to_ceiling']} (mean of before and after); the ceiling moved x{b['drift']} "
                       f"during the run{'' if b['steady'] else ': the host drifted, this ratio does not resolve 10 % effects'}",
                       flush=True)
+        if ratio_segments >= 2:
+            alt = alternating(base, model_path, logdir, spill, throughput_frames, ratio_segments, source, fps)
+            result["alternating"] = alt
+            print(f"alternating one worker / ceiling, {ratio_segments} segments each between two ceiling passes: "
+                  f"{alt['ratio_one_worker_to_ceiling']} (segments {[r['ratio'] for r in alt['segments']]}; "
+                  f"ceilings {[r['ceiling_fps_before'] for r in alt['segments']] + [alt['segments'][-1]['ceiling_fps_after']]} "
+                  f"frames/s)", flush=True)
         two = next((r for r in result["throughput"] if r["workers"] == 2 and r["frames_per_s"]), None)
         if one and two:
             result["ratio_two_workers_to_one"] = round(two["frames_per_s"] / one["frames_per_s"], 3)

@@ -94,6 +94,9 @@ def bench_pipeline(
     old_embedded: bool = typer.Option(None, "--embedded/--no-embedded", hidden=True, help="deprecated: --local/--no-local"),
     scene: str = typer.Option(None, help="static | busy | mixed (default: today's bench, every camera plays a clip)"),
     gating: bool = typer.Option(None, "--gating/--no-gating", help="force change gating on or off (default: gating.enabled)"),
+    ratio_segments: int = typer.Option(0, min=0, help="also measure one worker against the model-only ceiling in turns: "
+                                                       "the throughput burst in this many segments, a ceiling pass before "
+                                                       "each and after the last (0: off; 6 is a good start)"),
 ) -> None:
     """Throughput and latency of the pipeline through the real broker (prints a table, writes JSON)."""
     from processors.bench import run_bench
@@ -111,6 +114,7 @@ def bench_pipeline(
     result: dict[str, Any] = run_bench(
         cameras=cameras, fps=fps, seconds=seconds, worker_counts=counts, width=width,
         throughput_frames=throughput_frames, out=out, embedded=local, model=model, scene=scene, gating=gating,
+        ratio_segments=ratio_segments,
     )
     typer.echo(f"wrote {out}" if result else "no result")
 

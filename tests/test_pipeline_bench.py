@@ -40,6 +40,22 @@ def test_ratio_to_the_ceiling_is_bracketed_and_a_drifting_host_is_flagged() -> N
     assert steady["ceiling_fps_before"] == 200.0 and steady["ceiling_fps_after"] == 190.0
 
 
+def test_alternating_ratio_weighs_each_segment_by_its_time_against_the_ceilings_either_side() -> None:
+    from processors.bench import alternating_ratio
+
+    # two segments of 600 frames; the host slowed during the second (ceiling passes 200, 200, then 100): the
+    # second segment's 75 frames/s is held against 150 (the mean either side), not against the 200 before the run
+    segs = [{"classified": 600, "frames_per_s": 150.0, "ceiling_fps_before": 200.0, "ceiling_fps_after": 200.0},
+            {"classified": 600, "frames_per_s": 75.0, "ceiling_fps_before": 200.0, "ceiling_fps_after": 100.0}]
+    out = alternating_ratio(segs)
+    assert [r["ratio"] for r in segs] == [0.75, 0.5]  # each against the mean of its two ceilings
+    # 600/200 + 600/150 = 7 s at the ceilings against 600/150 + 600/75 = 12 s taken
+    assert out["ratio_one_worker_to_ceiling"] == pytest.approx(7 / 12, abs=1e-3)
+    assert out["ratio_segments_median"] == 0.625 and out["ratio_segments_range"] == [0.5, 0.75]
+    stalled = alternating_ratio([{"classified": 0, "frames_per_s": None, "ceiling_fps_before": 1.0, "ceiling_fps_after": 1.0}])
+    assert stalled["ratio_one_worker_to_ceiling"] is None and stalled["ratio_segments_range"] is None
+
+
 @pytest.mark.parametrize(("cores", "setting", "expected"), [
     (2, 2, {1: 2, 2: 1}),            # this development machine: today's split, unchanged
     (16, 2, {1: 2, 2: 2, 4: 2}),     # a bigger host: each worker runs as deployed, loops and broker beside it
@@ -60,7 +76,7 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     out = tmp_path / "bench" / "pipeline.json"
     result = run_bench(
         cameras=3, fps=2.0, seconds=4.0, worker_counts=[1], width=320, throughput_frames=60,
-        out=out, embedded=False, model=model, settings=stack_settings,
+        out=out, embedded=False, model=model, settings=stack_settings, ratio_segments=3,
     )
     saved = json.loads(out.read_text())
     assert saved["throughput"] == result["throughput"]
@@ -76,6 +92,14 @@ def test_bench_pipeline_small_run_writes_figures(stack_settings: Settings, tmp_p
     b = saved["ceiling_bracket"]
     assert b["ceiling_fps_after"] == saved["profile_after"]["ceiling_fps_one_worker"] > 0
     assert b["ratio_range"][0] <= b["ratio_one_worker_to_ceiling"] <= b["ratio_range"][1]
+    # and taken in turns: three segments of the burst, each between two ceiling passes, every frame classified
+    alt = saved["alternating"]
+    assert [r["frames"] for r in alt["segments"]] == [20, 20, 20] and alt["classified"] == 60
+    for prev, row in zip(alt["segments"], alt["segments"][1:], strict=False):
+        assert row["ceiling_fps_before"] == prev["ceiling_fps_after"]  # one pass between two segments
+    assert all(r["ratio"] > 0 and r["ceiling_fps_before"] > 0 for r in alt["segments"])
+    lo, hi = alt["ratio_segments_range"]
+    assert lo <= alt["ratio_segments_median"] <= hi and lo <= alt["ratio_one_worker_to_ceiling"] <= hi
     lat = saved["latency"]
     assert lat["published"] == 3 * 8 and lat["classified"] == lat["published"]
     c2c = lat["capture_to_classification_ms"]
