@@ -580,6 +580,8 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     ceiling taken in turns (``alternating``), the throughput burst cut in that many segments."""
     if scene is not None and scene not in SCENES:
         raise SystemExit(f"--scene must be one of {', '.join(SCENES)}")
+    if ratio_segments == 1 or ratio_segments < 0:
+        raise SystemExit("--ratio-segments must be 0 (off) or at least 2")
     base = settings or get_settings()
     if gating is not None:
         base = base.model_copy(update={"gating": base.gating.model_copy(update={"enabled": gating})})
