@@ -314,7 +314,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
     worker idle), a segment of the burst through the worker, a ceiling pass, the next segment, ... and a
     last ceiling pass. Each segment's frames/s is divided by the mean of the passes either side of it, so
     the host's drift within a run (10-30 % on shared machines) falls on both sides of each ratio; the
-    median over the segments is the figure. The burst is the throughput run's, cut in order (a camera's
+    figure weighs the segments by their time (``alternating_ratio``). The burst is the throughput run's, cut in order (a camera's
     frames stay in sequence and its gate reference carries over, as in one run); a segment starts with
     an idle worker, which costs it its first fetch (conservative)."""
     from spillwatch.model import SpillModel
@@ -323,8 +323,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
         raise ValueError("alternating needs at least 2 segments")
     s = _fresh(bench_settings(base, model, logdir), "alt")
     threads = threads_per_worker(s, 1)
-    # one session for every pass, warmed by a whole pass first: a fresh session's first pass ran 20-30 % slower
-    # than its later ones on the 16-core host, which would bias every ratio up
+    # one session for every pass (not a load between two segments), warmed by a whole pass first
     m = SpillModel.load(model, threads=threads)
     ceiling_frames_list = [clip.jpegs[i % len(clip.jpegs)] for i in range(ceiling_frames)]
     ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
@@ -332,6 +331,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
     def ceiling() -> float:
         dec, inf = ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
         return round(1000 / (dec + inf), 1)
+
     burst = _burst(clip, frames, source, fps)
     size = -(-len(burst) // segments)
     parts = [burst[i : i + size] for i in range(0, len(burst), size)]

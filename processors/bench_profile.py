@@ -151,5 +151,6 @@ def main() -> None:
         for leaf, n in t.idle_at.most_common(6):
             print(f"      idle {n:5d}  {leaf}")
 
+
 if __name__ == "__main__":  # pragma: no cover
     main()
