@@ -269,6 +269,16 @@ def _burst(clip: Clip, frames: int, source: FrameSource | None, fps: float) -> l
     return out
 
 
+def _await_classified(reader: TopicReader, want: int, deadline: float, poll_s: float) -> tuple[list[tuple[float, Classification]], int]:
+    """The bench cameras' classifications once ``want`` distinct frames are classified (or at ``deadline``),
+    and how many distinct frames that is."""
+    got = classifications(reader, "cam-")
+    while len({(e.camera_id, e.seq) for _, e in got}) < want and time.time() < deadline:
+        time.sleep(poll_s)
+        got = classifications(reader, "cam-")
+    return got, len({(e.camera_id, e.seq) for _, e in got})
+
+
 def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: int, frames: int,
                source: FrameSource | None = None, fps: float = 2.0) -> dict[str, Any]:
     s = _fresh(bench_settings(base, model, logdir), f"tp{workers}")
@@ -283,12 +293,8 @@ def throughput(base: Settings, model: Path, logdir: Path, clip: Clip, workers: i
         t_pub = time.time() - t0
         deadline = time.time() + max(120.0, frames / 5)
 
-        got = classifications(reader, "cam-")
-        while len({(e.camera_id, e.seq) for _, e in got}) < frames and time.time() < deadline:
-            time.sleep(0.2)
-            got = classifications(reader, "cam-")
+        got, done = _await_classified(reader, frames, deadline, poll_s=0.2)
         cores = _cpu_by_role(cpu0, _cpu_seconds(), time.time() - t0)
-        done = len({(e.camera_id, e.seq) for _, e in got})
         t_last = max((t for t, _ in got), default=time.time())
         inference_ms = [e.inference_ms for _, e in got if e.inferred]
         per_worker: dict[str, int] = {}
@@ -349,11 +355,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
             _publish(s, part)
             want = done_before + len(part)
             deadline = time.time() + max(60.0, len(part) / 5)
-            got = classifications(reader, "cam-")
-            while len({(e.camera_id, e.seq) for _, e in got}) < want and time.time() < deadline:
-                time.sleep(0.05)
-                got = classifications(reader, "cam-")
-            done = len({(e.camera_id, e.seq) for _, e in got})
+            got, done = _await_classified(reader, want, deadline, poll_s=0.05)
             t_last = max((t for t, _ in got), default=time.time())
             rows.append({"frames": len(part), "classified": done - done_before,
                          "frames_per_s": round((done - done_before) / (t_last - t0), 1) if t_last > t0 else None})

@@ -38,11 +38,7 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     own: collections.Counter[str] = collections.Counter()
     incl: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in collapsed.read_text().splitlines():
-        stack, _, n_s = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(n_s)
+    for stack, n in _stacks(collapsed).items():
         frames = stack.split(";")
         total += n
         own[frames[-1]] += n
@@ -56,6 +52,7 @@ def summarise(collapsed: Path, top: int = 25) -> str:
 
 
 def _stacks(collapsed: Path) -> collections.Counter[str]:
+    """Samples by stack from py-spy's raw (collapsed) output: ``frame;frame;... count`` a line."""
     out: collections.Counter[str] = collections.Counter()
     for line in collapsed.read_text().splitlines():
         stack, _, n_s = line.rpartition(" ")
