@@ -680,6 +680,30 @@ def test_capacity_arithmetic() -> None:
     assert set(p["scenes"]) == {"static", "busy"}
 
 
+def _sizing_rows(doc: Path) -> dict[str, list[float]]:
+    """The static and busy rows of a doc's cameras-per-core table: R, then cameras at 1, 2 and 5 fps."""
+    rows: dict[str, list[float]] = {}
+    for line in doc.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].split(" ")[0] in ("static", "busy") and all(c.isdigit() for c in cells[1:]):
+            rows[cells[0].split(" ")[0]] = [float(c) for c in cells[1:]]
+    return rows
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/operations.md"])
+def test_sizing_tables_follow_the_scene_benchmarks(doc: str) -> None:
+    """The cameras-per-core tables users size with are the capacity plan's scene rates (the lowest
+    run in docs/bench), with floor(u x R / fps) cameras: regenerate them with the JSON."""
+    scenes = capacity.load_inputs().scenes
+    u = capacity.ASSUMPTIONS["worker_target_utilisation"]
+    rows = _sizing_rows(REPO / doc)
+    assert set(rows) == {"static", "busy"}, rows
+    for name, (r, *cams) in rows.items():
+        rate = scenes[name]
+        assert rate is not None and r == math.floor(rate), (name, r, rate)
+        assert cams == [math.floor(u * rate / fps) for fps in (1, 2, 5)], (name, cams)
+
+
 def test_capacity_reads_scene_benchmarks_when_present(tmp_path: Path) -> None:
     for f in (REPO / "docs" / "bench").glob("*.json"):
         if "scene" not in json.loads(f.read_text()):  # the generic runs only
@@ -688,6 +712,8 @@ def test_capacity_reads_scene_benchmarks_when_present(tmp_path: Path) -> None:
     busy["scene"] = "busy"
     busy["throughput"] = [{"workers": 2, "threads_per_worker": 1, "frames_per_s": 60.0}]
     (tmp_path / "pipeline-busy.json").write_text(json.dumps(busy))
+    faster = dict(busy, throughput=[{"workers": 2, "threads_per_worker": 1, "frames_per_s": 80.0}])
+    (tmp_path / "pipeline-busy-run2.json").write_text(json.dumps(faster))  # a second run: the plan keeps the lower
     ungated = dict(busy, scene="static", gating={"enabled": False})  # a --no-gating comparison run is not a scene figure
     (tmp_path / "pipeline-static-nogating.json").write_text(json.dumps(ungated))
     inputs = capacity.load_inputs(tmp_path)
