@@ -162,7 +162,7 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240
     from spillwatch.model import SpillModel
 
     m = SpillModel.load(model_path, threads=threads)
-    frames = [clip.jpegs[i % len(clip.jpegs)] for i in range(n)]
+    frames = clip_frames(clip, n)
     m.infer(np.stack([m.preprocess_jpeg(j) for j in frames[:batch]]))  # warm-up
     passes = [ceiling_pass(m, frames, batch) for _ in range(max(1, rounds))]
     ceilings = sorted(1000 / (d + i) for d, i in passes)
@@ -176,6 +176,11 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240
             "decode_preprocess_ms_per_frame": round(dec, 2), "inference_ms_per_frame": round(inf, 2),
             "ceiling_fps_one_worker": round(1000 / (dec + inf), 1), "frames_per_round": n,
             "ceiling_fps_rounds": [round(c, 1) for c in ceilings]}
+
+
+def clip_frames(clip: Clip, n: int) -> list[bytes]:
+    """The frames a ceiling pass runs: the clip's JPEGs, repeated to ``n``."""
+    return [clip.jpegs[i % len(clip.jpegs)] for i in range(n)]
 
 
 def ceiling_pass(m: Any, frames: list[bytes], batch: int) -> tuple[float, float]:
@@ -331,7 +336,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
     threads = threads_per_worker(s, 1)
     # one session for every pass (not a load between two segments), warmed by a whole pass first
     m = SpillModel.load(model, threads=threads)
-    ceiling_frames_list = [clip.jpegs[i % len(clip.jpegs)] for i in range(ceiling_frames)]
+    ceiling_frames_list = clip_frames(clip, ceiling_frames)
     ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
 
     def ceiling() -> float:

@@ -126,14 +126,16 @@ def main() -> None:
             worker = group.children[0]
             _publish(s, _burst(spill, args.frames, source, 2.0))
             time.sleep(1.0)  # saturated from here
+
+            def record(fmt: str, suffix: str, *extra: str) -> list[str]:
+                """A py-spy recording of the worker for half of ``--seconds``, written to ``<out><suffix>``."""
+                return [spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)), "--rate", "200",
+                        "--format", fmt, *extra, "--output", str(args.out) + suffix, "--nonblocking"]
+
             for fmt, suffix in (("raw", ".txt"), ("speedscope", ".speedscope.json")):
-                subprocess.run([spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)),
-                                "--rate", "200", "--format", fmt, "--output", str(args.out) + suffix, "--nonblocking"],
-                               check=True, stdout=subprocess.DEVNULL)
+                subprocess.run(record(fmt, suffix), check=True, stdout=subprocess.DEVNULL)
             # the same seconds twice, with and without idle samples, by thread: who ran, who waited where
-            both = [subprocess.Popen([spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)),
-                                      "--rate", "200", "--format", "raw", "--threads", *extra, "--output",
-                                      str(args.out) + suffix, "--nonblocking"], stdout=subprocess.DEVNULL)
+            both = [subprocess.Popen(record("raw", suffix, "--threads", *extra), stdout=subprocess.DEVNULL)
                     for extra, suffix in (([], ".threads.txt"), (["--idle"], ".idle.txt"))]
             for p in both:
                 if p.wait() != 0:
