@@ -101,6 +101,10 @@ def test_evaluate_several_manifests_reports_each_source(tmp_path: Path) -> None:
         configure_logging()
     assert r.exit_code == 0, r.output
     assert "| rooms/train | 5 | 0 | 5 |" in r.output
+    # every rate comes with its exact 95 % interval (in the table and in the JSON)
+    lo, hi = rooms["fpr_interval"]
+    assert rooms["recall_interval"] is None and lo <= rooms["fpr"] <= hi and hi > 0.4  # 5 frames show little
+    assert f"{rooms['fpr']:.3f} [{lo:.3f}, {hi:.3f}]" in r.output
     assert json.loads(out.read_text())["sources"] == both["sources"]
     assert r2.exit_code == 0, r2.output
     assert set(json.loads((tmp_path / "m2.json").read_text())["sources"]) == {"place-a/val"}

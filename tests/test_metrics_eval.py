@@ -132,3 +132,39 @@ def test_slice_metrics_per_source_with_one_class_sources() -> None:
     assert b["roc_auc"] == pytest.approx((4 + 4 + 3) / 12)
     # spill-only: 0.55 against all 4 clean frames (0.6 outranks it)
     assert c["recall"] == 1.0 and c["fpr"] is None and c["roc_auc"] == pytest.approx(3 / 4)
+
+
+def test_exact_intervals_say_how_little_a_few_dozen_frames_show() -> None:
+    # 17 of 19 wet floors found: the exact 95 % interval is the Beta quantiles
+    # Beta(0.025; 17, 3) and Beta(0.975; 18, 2) (checked with mpmath's regularised incomplete beta)
+    lo, hi = metrics.interval(17, 19)
+    assert lo == pytest.approx(0.668623, abs=1e-6) and hi == pytest.approx(0.986988, abs=1e-6)
+    # closed forms at the edges: 0 of n and n of n
+    for n in (1, 14, 50, 1117):
+        assert metrics.interval(0, n) == (0.0, pytest.approx(1 - 0.025 ** (1 / n), abs=1e-9))
+        assert metrics.interval(n, n) == (pytest.approx(0.025 ** (1 / n), abs=1e-9), 1.0)
+        assert metrics.upper_bound(0, n) == pytest.approx(1 - 0.05 ** (1 / n), abs=1e-9)
+    # misses and hits are the same count seen from the other side
+    lo2, hi2 = metrics.interval(2, 19)
+    assert (lo2, hi2) == (pytest.approx(1 - hi, abs=1e-9), pytest.approx(1 - lo, abs=1e-9))
+    # the observed rate lies inside, and more frames narrow the interval around the same rate
+    assert lo < 17 / 19 < hi
+    lo10, hi10 = metrics.interval(170, 190)
+    assert lo < lo10 < 17 / 19 < hi10 < hi
+    assert metrics.interval(0, 0) is None
+    with pytest.raises(ValueError):
+        metrics.interval(3, 2)
+
+
+def test_frames_needed_to_show_a_target() -> None:
+    # the rule of three: with no false positive, an FPR <= 1 % needs 299 clean frames (0 of 50 only
+    # shows <= 5.8 %), <= 2 % needs 149; recall >= 0.80 with no miss needs 14 spill frames
+    assert metrics.frames_to_show(0.01) == 299 and metrics.frames_to_show(0.02) == 149
+    assert metrics.frames_to_show(1 - 0.80) == 14
+    assert metrics.upper_bound(0, 50) == pytest.approx(0.0582, abs=1e-4)
+    # one error allowed costs more frames; at the answer the bound is met, one frame fewer it is not
+    n = metrics.frames_to_show(0.01, events=1)
+    assert n > 299
+    assert metrics.upper_bound(1, n) <= 0.01 < metrics.upper_bound(1, n - 1)
+    # 17 of 19 does not show recall >= 0.80 at 95 %: its one-sided lower bound is 0.70
+    assert metrics.lower_bound(17, 19) == pytest.approx(0.7042, abs=1e-4)

@@ -93,3 +93,19 @@ def test_recorded_paths_are_relative_to_the_data_root_or_the_repository(tmp_path
     t = Training(seed=1, steps=1, settings={"real_manifest": str(data_root() / "spills-real" / "manifest.jsonl"),
                                             "archives": [str(tmp_path / "a" / "manifest.jsonl")], "lr": 0.1})
     assert t.settings == {"real_manifest": "spills-real/manifest.jsonl", "archives": ["a/manifest.jsonl"], "lr": 0.1}
+
+
+def test_committed_model_card_is_what_the_cards_render_with_intervals() -> None:
+    from training.card import render_markdown
+    from training.metrics import interval
+
+    fp32 = load_card(REPO_ROOT / "models" / "spillwatch.onnx")
+    int8 = load_card(REPO_ROOT / "models" / "spillwatch-int8.onnx")
+    md = (REPO_ROOT / "models" / "MODEL_CARD.md").read_text()
+    assert md == render_markdown(fp32, int8), "models/MODEL_CARD.md is stale: render it from the cards (training/card.py)"
+    all_sources = fp32.metrics.onnx_fp32["all-sources"] if fp32.metrics.onnx_fp32 else None
+    assert all_sources is not None and all_sources.sources
+    for key, r in all_sources.sources.items():  # each rate of the per-source table shows its exact interval
+        if r.spill:
+            lo, hi = interval(r.tp, r.spill)
+            assert f"| {key} | {r.n} | {r.recall:.3f} ({r.tp}/{r.spill}; {lo:.3f}-{hi:.3f}) |" in md

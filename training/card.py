@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from spillwatch.model_card import Ablation, ModelCard, SetMetrics
+from training.metrics import interval
 
 
 def _f(v: Any, nd: int = 3) -> str:
@@ -51,7 +52,8 @@ def sources_table(m32: Mapping[str, SetMetrics], m8: Mapping[str, SetMetrics] | 
     rows = [head, sep]
 
     def cell(v: Any, num: int, den: int) -> str:
-        return f"{_f(v)} ({num}/{den})" if v is not None else ""
+        ci = interval(num, den)
+        return f"{_f(v)} ({num}/{den}; {ci[0]:.3f}-{ci[1]:.3f})" if v is not None and ci is not None else ""
 
     for k, r in a.sources.items():
         line = f"| {k} | {r.n} | {cell(r.recall, r.tp, r.spill)} | {cell(r.fpr, r.fp, r.clean)} | {_f(r.roc_auc)} |"
@@ -161,7 +163,9 @@ def render_markdown(fp32: ModelCard, int8: ModelCard | None = None) -> str:
     st = sources_table(m32, int8.metrics.onnx_int8 if int8 is not None else None)
     if st:
         L += ["", "Per source and split at the threshold ('tune' = held out of the train split to set the threshold; "
-                  "train rows are in-sample; a one-class slice's ROC AUC ranks it against the other class of all frames):", ""] + st
+                  "train rows are in-sample; a one-class slice's ROC AUC ranks it against the other class of all frames; "
+                  "each rate with its count and exact (Clopper-Pearson) 95 % interval: on a few dozen frames a rate is "
+                  "a coarse reading):", ""] + st
     L += ["", "Groups (fp32):", ""] + groups_table({k: v for k, v in m32.items() if k != "all-sources"})
     if fp32.ablation is not None:
         L += ["", "## Ablation (same recipe, shorter runs; threshold chosen per arm by the same rule)", ""]

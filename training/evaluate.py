@@ -120,8 +120,8 @@ def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, thre
         "floor_fpr": float(np.mean(sc.probs[floor] >= thr)) if floor.any() else None,
         "floor_n": int(floor.sum()),
         "groups": group_metrics(sc.records, sc.probs, thr),
-        "sources": metrics.slice_metrics(y, sc.probs, [r.source_split for r in sc.records], thr),
-        "datasets": metrics.slice_metrics(y, sc.probs, [r.dataset for r in sc.records], thr),
+        "sources": metrics.with_intervals(metrics.slice_metrics(y, sc.probs, [r.source_split for r in sc.records], thr)),
+        "datasets": metrics.with_intervals(metrics.slice_metrics(y, sc.probs, [r.dataset for r in sc.records], thr)),
     })
     if report_dir is not None:
         write_report(Path(report_dir), res, sc, y, thr, model)
@@ -129,14 +129,20 @@ def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, thre
 
 
 def slice_table(rows: dict[str, dict[str, Any]], title: str = "source / split") -> list[str]:
-    """Markdown rows: n, spill/clean, recall or FPR, precision, ROC AUC per slice."""
+    """Markdown rows: n, spill/clean, recall and FPR each with its exact 95 % interval (how far a rate
+    on a few dozen frames can be trusted), precision, ROC AUC per slice."""
     def f(v: Any) -> str:
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    out = [f"| {title} | n | spill | clean | recall | FPR | precision | ROC AUC |", "|---|---|---|---|---|---|---|---|"]
+    def rate(v: float | None, num: int, den: int) -> str:
+        ci = metrics.interval(num, den)
+        return "n/a" if v is None or ci is None else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+    out = [f"| {title} | n | spill | clean | recall [95 % CI] | FPR [95 % CI] | precision | ROC AUC |",
+           "|---|---|---|---|---|---|---|---|"]
     for k, r in rows.items():
-        out.append(f"| {k} | {r['n']} | {r['spill']} | {r['clean']} | {f(r['recall'])} | {f(r['fpr'])} | "
-                   f"{f(r['precision'])} | {f(r['roc_auc'])} |")
+        out.append(f"| {k} | {r['n']} | {r['spill']} | {r['clean']} | {rate(r['recall'], r['tp'], r['spill'])} | "
+                   f"{rate(r['fpr'], r['fp'], r['clean'])} | {f(r['precision'])} | {f(r['roc_auc'])} |")
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -182,3 +183,105 @@ def slice_metrics(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] |
                     "recall": _ratio(c.tp, n_pos), "fpr": _ratio(c.fp, n_neg),
                     "precision": _ratio(c.tp, c.tp + c.fp), "roc_auc": auc}
     return out
+
+
+# ------------------------------------------------------------------ how far a count can be trusted
+# Exact (Clopper-Pearson) binomial bounds: with 19 wet-floor photos or 50 floor photos a rate is a
+# coarse reading, and a safety target on it is only shown when its bound clears the target. The
+# bounds are the binomial tail inverted by bisection (a few lines, exact to 1e-12); scipy would do it
+# in one call but would add ~100 MB to the runtime image for that call alone.
+CONFIDENCE = 0.95
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), summed in log space (no overflow for large n)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq, top = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    logs = [top - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq for i in range(k + 1)]
+    m = max(logs)
+    return min(1.0, math.exp(m) * math.fsum(math.exp(x - m) for x in logs))
+
+
+def _solve_decreasing(f: Any, target: float) -> float:
+    """The p in [0, 1] where the decreasing function f(p) equals target (bisection)."""
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-12:
+        mid = (lo + hi) / 2
+        if f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def upper_bound(k: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided exact upper confidence bound of a rate seen k times in n: the largest rate that
+    still gives k or fewer with probability 1 - confidence (0 of n at 95 %: about 3/n)."""
+    _check_count(k, n, confidence)
+    if k == n:
+        return 1.0
+    return _solve_decreasing(lambda p: _binomial_cdf(k, n, p), 1.0 - confidence)
+
+
+def lower_bound(k: int, n: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided exact lower confidence bound of a rate seen k times in n."""
+    _check_count(k, n, confidence)
+    if k == 0:
+        return 0.0
+    return _solve_decreasing(lambda p: _binomial_cdf(k - 1, n, p), confidence)
+
+
+def interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Two-sided exact (Clopper-Pearson) interval of k/n; None when n is 0.
+
+    >>> [round(x, 4) for x in interval(17, 19)]
+    [0.6686, 0.987]
+    """
+    if n == 0:
+        return None
+    tail = (1.0 + confidence) / 2
+    return lower_bound(k, n, tail), upper_bound(k, n, tail)
+
+
+def frames_to_show(max_rate: float, events: int = 0, confidence: float = CONFIDENCE) -> int:
+    """How many frames a split needs before a rate of at most ``max_rate`` can be shown at
+    ``confidence`` (one-sided) when ``events`` of them are errors (false positives for an FPR cap,
+    misses for a recall target: recall >= r is a miss rate <= 1 - r).
+
+    >>> frames_to_show(0.01), frames_to_show(0.02), frames_to_show(1 - 0.80)
+    (299, 149, 14)
+    """
+    if not 0.0 < max_rate < 1.0:
+        raise ValueError(f"max_rate must be in (0, 1), got {max_rate}")
+    lo, hi = events + 1, events + 1
+    while upper_bound(events, hi, confidence) > max_rate:
+        lo, hi = hi, hi * 2
+    while lo < hi:  # the bound falls as n grows: the first n where it is low enough
+        mid = (lo + hi) // 2
+        if upper_bound(events, mid, confidence) <= max_rate:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _check_count(k: int, n: int, confidence: float) -> None:
+    if not (0 <= k <= n) or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need 0 <= k <= n and 0 < confidence < 1, got k={k}, n={n}, confidence={confidence}")
+
+
+def with_intervals(rows: dict[str, dict[str, Any]], confidence: float = CONFIDENCE) -> dict[str, dict[str, Any]]:
+    """``slice_metrics`` rows with the exact interval of each rate: ``recall_interval`` (tp of its
+    spill frames) and ``fpr_interval`` (fp of its clean frames) as [low, high], None where the slice
+    has none."""
+    def pair(k: int, n: int) -> list[float] | None:
+        ci = interval(k, n, confidence)
+        return None if ci is None else [ci[0], ci[1]]
+
+    return {key: {**r, "recall_interval": pair(int(r["tp"]), int(r["spill"])),
+                  "fpr_interval": pair(int(r["fp"]), int(r["clean"]))} for key, r in rows.items()}
