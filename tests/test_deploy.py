@@ -509,8 +509,9 @@ def test_dockerfile_is_multi_stage_without_torch_and_non_root() -> None:
     builder_from, builder = stages[0]
     runtime_from, runtime = stages[-1]
     assert " AS builder" in builder_from and " AS runtime" in runtime_from
-    pip = [i for i in builder if i.startswith("RUN") and "pip install ." in i]
+    pip = [i for i in builder if i.startswith("RUN") and "pip install -c deploy/constraints.txt ." in i]
     assert pip and not any("[train]" in i or "torch==" in i for i in builder)
+    assert "COPY deploy/constraints.txt ./deploy/constraints.txt" in builder  # the image gets CI's versions
     assert not any("torch" in i.lower() and i.startswith("RUN") and "import torch" not in i for i in runtime)
     assert not any(i.startswith("RUN") and "pip install" in i for i in runtime), "runtime gets the built venv only"
     assert any(i.startswith("COPY --from=builder /opt/venv") for i in runtime)
@@ -535,6 +536,50 @@ def test_runtime_dependencies_have_no_torch() -> None:
     deps = [re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower() for d in project["dependencies"]]
     assert "torch" not in deps and "torchvision" not in deps
     assert any(d.startswith("torch") for d in project["optional-dependencies"]["train"])
+
+
+def _pins() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version and not any(c in version for c in "<>=!~,; "), f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_every_dependency_is_pinned_within_its_range_and_installed_at_the_pin() -> None:
+    """deploy/constraints.txt (``make lock``) pins every package, each inside pyproject.toml's range, and
+    `make setup`/`setup-dev` and the image install with it: CI and a fresh machine get the versions the
+    tests passed with, not whatever was released since."""
+    import importlib.metadata
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _pins()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+    for r in reqs:
+        name = canonicalize_name(r.name)
+        assert name in pins, f"{r.name} is not pinned: run `make lock`"
+        assert r.specifier.contains(pins[name], prereleases=True), f"{r.name}=={pins[name]} is outside pyproject's {r}"
+    # the environment the tests run in is the pinned one (a package installed at another version means
+    # the tests did not test what ships)
+    for name, version in pins.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        assert installed.split("+")[0] == version, f"{name} {installed} installed, {version} pinned: run `make setup-dev`"
+    makefile = (REPO / "Makefile").read_text()
+    installs = [x.strip() for x in makefile.splitlines() if "$(BIN)/pip install" in x and "--upgrade pip" not in x]
+    assert installs and all("-c $(CONSTRAINTS)" in x for x in installs), installs
+    assert "CONSTRAINTS := deploy/constraints.txt" in makefile
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
