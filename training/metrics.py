@@ -4,7 +4,7 @@ are ``None``, never an exception or NaN."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -207,7 +207,7 @@ def _binomial_cdf(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(m) * math.fsum(math.exp(x - m) for x in logs))
 
 
-def _solve_decreasing(f: Any, target: float) -> float:
+def _solve_decreasing(f: Callable[[float], float], target: float) -> float:
     """The p in [0, 1] where the decreasing function f(p) equals target (bisection)."""
     lo, hi = 0.0, 1.0
     while hi - lo > 1e-12:
