@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from spillwatch.model import SpillModel
 from tests.helpers.tiny_model import build_tiny_model, clean_jpeg, spill_jpeg
-from training.compare import verdict
+from training.compare import paired_outcomes, verdict
 
 
 def ev(recall: float | None, precision: float | None = 0.9, fpr: float | None = 0.05, floor_fpr: float | None = None) -> dict:
@@ -36,6 +36,42 @@ def test_vetoes_floor_fpr_and_replay_incidents() -> None:
     assert verdict(ev(0.90), ev(0.97), ra, {"recall": 0.5, "false_incidents_per_camera_hour": 0.0})["promote"] is False
     assert verdict(ev(0.90), ev(0.97), ra, {"recall": 1.0, "false_incidents_per_camera_hour": 0.5})["promote"] is False
     assert verdict(ev(0.90), ev(0.97), ra, {"recall": 1.0, "false_incidents_per_camera_hour": 0.0})["promote"] is True
+
+
+def _paired(spill_p: float, clean_p: float = 1.0) -> dict:
+    return {"spill": {"p_value": spill_p}, "clean": {"p_value": clean_p}}
+
+
+def test_a_win_must_be_beyond_chance_on_the_frames_both_scored() -> None:
+    # 3 more of 559 spill frames found (0.0054 > the 0.005 tolerance), all three by B alone: p = 0.25
+    a, b = ev(555 / 559, 0.99), ev(558 / 559, 0.99)
+    assert verdict(a, b)["promote"] is True  # without frame scores: the tolerance alone decides
+    v = verdict(a, b, paired=_paired(0.25))
+    assert v["promote"] is False and "beyond chance" in v["reason"] and "recall (p = 0.25)" in v["reason"]
+    assert v["steps"][0]["result"] == "B better, within chance" and "McNemar" in v["rule"]
+    assert verdict(a, b, paired=_paired(0.0005))["promote"] is True
+    # recall within chance, then precision decides on the clean frames, beyond chance or not
+    a2, b2 = ev(555 / 559, 0.90, 0.10), ev(558 / 559, 0.97, 0.02)
+    assert verdict(a2, b2, paired=_paired(0.25, clean_p=0.001))["promote"] is True
+    assert verdict(a2, b2, paired=_paired(0.25, clean_p=0.3))["promote"] is False
+    # a loss rejects B even when it is within chance: a candidate must not miss more spills
+    v = verdict(ev(558 / 559), ev(555 / 559, 0.999, 0.0), paired=_paired(0.25, clean_p=0.0001))
+    assert v["promote"] is False and "worse recall" in v["reason"]
+
+
+def test_paired_outcomes_count_the_frames_only_one_model_gets_right() -> None:
+    def frames(spill_probs: list[float], clean_probs: list[float]) -> list[dict]:
+        return ([{"file": f"s{i}", "spill": True, "prob": p} for i, p in enumerate(spill_probs)]
+                + [{"file": f"c{i}", "spill": False, "prob": p} for i, p in enumerate(clean_probs)])
+
+    # A (threshold 0.5) finds 7 of 10 spills; B (threshold 0.3, its own card's) finds those 7 and 3 more,
+    # and flags one clean frame A does not
+    a = frames([0.9] * 7 + [0.4] * 3, [0.1, 0.35, 0.2])
+    b = frames([0.9] * 7 + [0.4] * 3, [0.1, 0.35, 0.2]) + [{"file": "only-b", "spill": True, "prob": 0.9}]
+    pr = paired_outcomes(a, b, 0.5, 0.3)
+    assert pr["spill"] == {"frames": 10, "found_only_by_A": 0, "found_only_by_B": 3, "p_value": pytest.approx(0.25)}
+    assert pr["clean"] == {"frames": 3, "flagged_only_by_A": 0, "flagged_only_by_B": 1, "p_value": pytest.approx(1.0)}
+    assert pr["unpaired_frames"] == 1
 
 
 def _manifest(folder: Path) -> Path:
@@ -84,6 +120,11 @@ def test_compare_two_models_and_promote_only_the_winner(tmp_path: Path) -> None:
         assert k in res["frames"]
     assert res["frames"]["roc_auc"]["A"] == res["frames"]["roc_auc"]["B"]  # same scores, other threshold
     assert (tmp_path / "r1.md").read_text().count("| recall |") == 1
+    # every spill frame was found by A alone: far beyond chance (exact McNemar, 12 of 12 discordant)
+    sp = res["paired"]["spill"]
+    assert (sp["frames"], sp["found_only_by_A"], sp["found_only_by_B"]) == (12, 12, 0)
+    assert sp["p_value"] == pytest.approx(2 * 0.5 ** 12) and res["paired"]["unpaired_frames"] == 0
+    assert "12 found only by A" in (tmp_path / "r1.md").read_text()
 
     # the better candidate is promoted and loads from the target (sha256 checked against its card)
     out = tmp_path / "r2.json"

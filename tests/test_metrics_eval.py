@@ -168,3 +168,14 @@ def test_frames_needed_to_show_a_target() -> None:
     assert metrics.upper_bound(1, n) <= 0.01 < metrics.upper_bound(1, n - 1)
     # 17 of 19 does not show recall >= 0.80 at 95 %: its one-sided lower bound is 0.70
     assert metrics.lower_bound(17, 19) == pytest.approx(0.7042, abs=1e-4)
+
+
+def test_mcnemar_exact_p_value() -> None:
+    # a binomial test at 1/2 of the frames exactly one model gets right, two-sided
+    assert metrics.mcnemar_p(0, 12) == pytest.approx(2 * 0.5**12)
+    assert metrics.mcnemar_p(1, 4) == pytest.approx(2 * (1 + 5) / 32)  # P(X <= 1), X ~ Bin(5, 1/2)
+    assert metrics.mcnemar_p(4, 1) == metrics.mcnemar_p(1, 4)
+    assert metrics.mcnemar_p(3, 3) == 1.0 and metrics.mcnemar_p(0, 0) == 1.0
+    assert metrics.mcnemar_p(0, 5) > 0.05 > metrics.mcnemar_p(0, 6)  # six one-sided frames are the least that count
+    with pytest.raises(ValueError):
+        metrics.mcnemar_p(-1, 2)

@@ -98,9 +98,11 @@ def expand_manifests(paths: Path | str | Sequence[Path | str]) -> list[Path]:
 
 def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, threshold: float | None = None,
              split: str | None = None, report_dir: Path | None = None, threads: int = 2, progress: bool = True,
-             worst: int = 4) -> dict[str, Any]:
+             worst: int = 4, frame_scores: bool = False) -> dict[str, Any]:
     """Metrics of the model over one or several manifests (or list files) taken together, with a
-    per-source table (``sources``: each source and split) and a per-data-set table (``datasets``)."""
+    per-source table (``sources``: each source and split) and a per-data-set table (``datasets``).
+    ``frame_scores``: also each frame's file, label and score (``frame_scores``: what a paired
+    comparison of two models on the same frames needs)."""
     model = SpillModel.load(model_path, threads=threads)
     manifests = expand_manifests(manifest)
     records = [r for m in manifests for r in load_manifest(m)]
@@ -123,6 +125,9 @@ def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, thre
         "sources": metrics.with_intervals(metrics.slice_metrics(y, sc.probs, [r.source_split for r in sc.records], thr)),
         "datasets": metrics.with_intervals(metrics.slice_metrics(y, sc.probs, [r.dataset for r in sc.records], thr)),
     })
+    if frame_scores:
+        res["frame_scores"] = [{"file": str(r.path), "spill": bool(t), "prob": float(pr)}
+                               for r, t, pr in zip(sc.records, y, sc.probs, strict=True)]
     if report_dir is not None:
         write_report(Path(report_dir), res, sc, y, thr, model)
     return res
