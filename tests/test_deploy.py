@@ -582,6 +582,19 @@ def test_every_dependency_is_pinned_within_its_range_and_installed_at_the_pin() 
     assert "CONSTRAINTS := deploy/constraints.txt" in makefile
 
 
+def test_device_wheels_are_the_pinned_versions() -> None:
+    """devstack/device/wheels.txt (what a lent device machine lacks for the pipeline bench) carries the
+    versions CI tests, so a figure measured there is of the same code and libraries."""
+    from packaging.utils import canonicalize_name
+
+    pins = _pins()
+    wheels = [x for x in (REPO / "devstack" / "device" / "wheels.txt").read_text().splitlines() if x.strip() and not x.startswith("#")]
+    assert wheels
+    for line in wheels:
+        name, _, version = line.partition("==")
+        assert pins.get(canonicalize_name(name)) == version, f"{line}: deploy/constraints.txt pins {pins.get(canonicalize_name(name))}"
+
+
 def _ignored(path: str, patterns: list[str]) -> bool:
     import fnmatch
 
