@@ -134,20 +134,20 @@ def evaluate(manifest: Path | str | Sequence[Path | str], model_path: Path, thre
 
 
 def slice_table(rows: dict[str, dict[str, Any]], title: str = "source / split") -> list[str]:
-    """Markdown rows: n, spill/clean, recall and FPR each with its exact 95 % interval (how far a rate
-    on a few dozen frames can be trusted), precision, ROC AUC per slice."""
+    """Markdown rows (``metrics.with_intervals`` rows, as ``evaluate`` gives them): n, spill/clean, recall
+    and FPR each with its exact 95 % interval (how far a rate on a few dozen frames can be trusted),
+    precision, ROC AUC per slice."""
     def f(v: Any) -> str:
         return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
-    def rate(v: float | None, num: int, den: int) -> str:
-        ci = metrics.interval(num, den)
+    def rate(v: float | None, ci: list[float] | None) -> str:
         return "n/a" if v is None or ci is None else f"{v:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
     out = [f"| {title} | n | spill | clean | recall [95 % CI] | FPR [95 % CI] | precision | ROC AUC |",
            "|---|---|---|---|---|---|---|---|"]
     for k, r in rows.items():
-        out.append(f"| {k} | {r['n']} | {r['spill']} | {r['clean']} | {rate(r['recall'], r['tp'], r['spill'])} | "
-                   f"{rate(r['fpr'], r['fp'], r['clean'])} | {f(r['precision'])} | {f(r['roc_auc'])} |")
+        out.append(f"| {k} | {r['n']} | {r['spill']} | {r['clean']} | {rate(r['recall'], r['recall_interval'])} | "
+                   f"{rate(r['fpr'], r['fpr_interval'])} | {f(r['precision'])} | {f(r['roc_auc'])} |")
     return out
 
 

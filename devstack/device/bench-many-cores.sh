@@ -13,8 +13,9 @@ OUT=${OUT:-var/bench/many-cores}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if [ -d .whl ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+  site="$PWD/var/device-site"  # ignored by git, like .whl/
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
+  export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 "$PY" -c "import os, faust, onnxruntime, cv2, spillwatch.cli; print('bench-many-cores:', os.cpu_count(), 'cpus, onnxruntime', onnxruntime.__version__)"
 for run in $(seq 1 "${RUNS:-2}"); do
