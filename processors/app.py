@@ -435,7 +435,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
 
     t = settings.topics
     wid = worker_id()
-    model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads)
+    model = SpillModel.load(settings.worker.model_path, threads=settings.worker.intra_op_threads, split=settings.worker.inference_split)
     suppressions = SuppressionCache()
     core = Classifier(model, settings, wid, suppressor_for(settings, suppressions, model.map_threshold))
     frames = _raw_topic(app, t.frames)
@@ -443,6 +443,7 @@ def _wire_classifier(app: Any, settings: Settings) -> None:
     clog = get_logger("processors.classifier", worker=wid, model=model.version)
     stage = _ClassifierStage(app, settings, core, rds, clog)
     clog.info("classifier ready", model_path=str(settings.worker.model_path), threads=settings.worker.intra_op_threads,
+              split=settings.worker.inference_split,
               gating=settings.gating.enabled, gating_refresh_s=settings.gating.refresh_s)
 
     @app.agent(frames, name=f"{app.conf.id}.classify")

@@ -104,7 +104,7 @@ def run(settings: Settings, recs: Records, rounds: int, threads: list[int], inte
         raise ValueError("a nice value for the loop's thread alone needs Linux (elsewhere it would renice the process)")
     if any(not 0 <= k <= 19 for k in nices):
         raise ValueError(f"nice values are 0..19, not {nices}")
-    models = {n: SpillModel.load(settings.worker.model_path, threads=n) for n in threads}
+    models = {n: SpillModel.load(settings.worker.model_path, threads=n, split=settings.worker.inference_split) for n in threads}
     default = sys.getswitchinterval()
     cases: list[tuple[str, int, float | None, int]] = []
     for n in threads:

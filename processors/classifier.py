@@ -1,8 +1,8 @@
 """Classifier core: frame envelopes in, classifications and rejects out (no Kafka here).
 
-One :class:`Classifier` per worker process wraps one ONNX Runtime session (``SpillModel``,
-``worker.intra_op_threads`` threads). ``process`` takes a batch of raw records (key, value) as the
-Faust agent collected them with ``stream.take_events``; every record gives exactly one outcome:
+One :class:`Classifier` per worker process wraps the model (``SpillModel``: ``worker.intra_op_threads``
+threads, by default lanes that each decode and infer a share of a batch, ``worker.inference_split``).
+``process`` takes a batch of raw records (key, value) as the Faust agent collected them with ``stream.take_events``; every record gives exactly one outcome:
 a :class:`Classified` (sent to ``classifications``) or a :class:`Rejected` (sent to the frames
 dead-letter topic with its reason). A bad record never fails the batch.
 
@@ -32,9 +32,9 @@ import numpy as np
 from processors.confirmation import params_for
 from processors.gating import ChangeGate, Decision, Reference, log_odds_above, log_odds_below, params_from, thumbnail_of_jpeg
 from processors.suppression import FrameSuppressor
-from spillwatch.events import Classification, EventError, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
+from spillwatch.events import Classification, EventError, Frame, FrameHeader, capture_ahead, check_jpeg, decode_frame, utcnow
 from spillwatch.logs import get_logger
-from spillwatch.model import ImageDecodeError, SpillModel, decode_jpeg
+from spillwatch.model import ImageDecodeError, Prediction, SpillModel, decode_jpeg
 from spillwatch.settings import Settings
 from spillwatch.suppression import firing_cells
 
@@ -184,19 +184,18 @@ class Classifier:
     def _infer(self, frames: list[_Frame], rejected: list[Rejected], out: list[Classified]) -> tuple[int, float]:
         """Run the model on ``frames`` (appending to ``out`` / ``rejected``); the last inferred frame
         of each camera becomes its gate reference. Returns (frames inferred, inference ms)."""
-        xs: list[np.ndarray] = []
-        ready: list[_Frame] = []
-        for f in frames:
-            try:
-                xs.append(self.model.preprocess(self._image(f)))
-                ready.append(f)
-            except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
-                rejected.append(self._reject(f.key, f.value, f"image decode failed: {type(exc).__name__}: {exc}", f.index, f.header))
+        # decoded and preprocessed in the model's lanes, each lane inferring its frames as soon as they are ready
+        done, infer_ms = self.model.prepare_and_infer(frames, lambda f: self.model.preprocess(self._image(f)))
+        ready: list[tuple[_Frame, np.ndarray, Prediction]] = []
+        for f, r in zip(frames, done, strict=True):
+            if isinstance(r, Exception):
+                rejected.append(self._reject(f.key, f.value, f"image decode failed: {type(r).__name__}: {r}", f.index, f.header))
+            else:
+                ready.append((f, *r))
         if not ready:
-            return 0, 0.0
-        preds, infer_ms = self.model.timed_infer(np.stack(xs))
+            return 0, infer_ms
         per_frame = infer_ms / len(ready)
-        for f, x, p in zip(ready, xs, preds, strict=True):
+        for f, x, p in ready:
             h = f.header
             event = Classification(
                 camera_id=h.camera_id,
@@ -227,8 +226,9 @@ class Classifier:
 
     # -------------------------------------------------------------- steps of process
     def _decode(self, records: list[tuple[bytes | None, bytes | None]], at: datetime) -> tuple[list[_Frame], list[Rejected]]:
-        """Checks, cheapest first, then the (reduced) JPEG decode: the frames to go on with."""
-        good: list[_Frame] = []
+        """Checks, cheapest first, then the (reduced) JPEG decodes of the frames that passed them, spread
+        over the model's lanes: the frames to go on with."""
+        checked: list[tuple[int, bytes | None, bytes, Frame]] = []
         rejected: list[Rejected] = []
         for i, (key, value) in enumerate(records):
             if not value:
@@ -243,24 +243,27 @@ class Classifier:
             if ahead is not None:
                 rejected.append(self._reject(key, value, ahead, i, frame.header))
                 continue
-            image: np.ndarray | None = None
-            thumb: np.ndarray | None = None
             try:
                 check_jpeg(frame.jpeg, max_pixels=self.max_pixels, max_scans=self.max_scans)
-                if self.gate is not None:  # the cheap grayscale decode first; colour only if inferred
-                    thumb = thumbnail_of_jpeg(frame.jpeg)
-                else:
-                    image = decode_jpeg(frame.jpeg, target=self.model.input_size)
             except EventError as exc:
                 rejected.append(self._reject(key, value, str(exc), i, frame.header))
                 continue
-            except ImageDecodeError as exc:
-                rejected.append(self._reject(key, value, f"image decode failed: {exc}", i, frame.header))
-                continue
-            except Exception as exc:  # noqa: BLE001 - OpenCV can raise cv2.error on hostile input
-                rejected.append(self._reject(key, value, f"image decode failed: {type(exc).__name__}: {exc}", i, frame.header))
-                continue
-            good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg, image, thumb))
+            checked.append((i, key, value, frame))
+        # with gating the cheap grayscale decode for the gate (colour only if inferred), else the model's
+        gated = self.gate is not None
+        size = self.model.input_size
+        decoded = self.model.in_lanes(thumbnail_of_jpeg if gated else lambda j: decode_jpeg(j, target=size),
+                                      [frame.jpeg for _, _, _, frame in checked])
+        good: list[_Frame] = []
+        for (i, key, value, frame), img in zip(checked, decoded, strict=True):
+            if isinstance(img, ImageDecodeError):
+                rejected.append(self._reject(key, value, f"image decode failed: {img}", i, frame.header))
+            elif isinstance(img, Exception):  # OpenCV can raise cv2.error on hostile input
+                rejected.append(self._reject(key, value, f"image decode failed: {type(img).__name__}: {img}", i, frame.header))
+            else:
+                good.append(_Frame(i, frame.header.camera_id.encode(), value, frame.header, frame.jpeg,
+                                   None if gated else img, img if gated else None))
+        rejected.sort(key=lambda r: r.index)  # in the records' order, as the checks found them
         return good, rejected
 
     def _gate(self, frames: list[_Frame]) -> tuple[list[_Frame], list[_Frame]]:

@@ -15,10 +15,11 @@ The model card (``spillwatch.model_card.ModelCard``) sits beside the model as ``
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import cv2
 import numpy as np
@@ -126,34 +127,86 @@ def _reduced_flag(data: bytes, target: int, gray: bool = False) -> int:
     return next((flag for factor, flag in _REDUCED[gray] if short >= factor * target), full)
 
 
+Split = Literal["batch", "operators"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _each(fn: Callable[[T], R], items: Sequence[T]) -> list[R | Exception]:
+    """``fn`` of each item, or the exception it raised for that item."""
+    out: list[R | Exception] = []
+    for item in items:
+        try:
+            out.append(fn(item))
+        except Exception as exc:  # noqa: BLE001 - handed back in the item's place (OpenCV raises cv2.error)
+            out.append(exc)
+    return out
+
+
+def _bounds(n_items: int, n: int) -> list[tuple[int, int]]:
+    """(start, end) of ``n`` runs of consecutive items out of ``n_items``, as even as they go."""
+    cuts = np.linspace(0, n_items, n + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _cut(items: Sequence[T], n: int) -> list[Sequence[T]]:
+    return [items[a:b] for a, b in _bounds(len(items), n)]
+
+
+def _session(path: Path, threads: int, spin: bool = True) -> Any:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads."""
+    import onnxruntime as ort  # local import: keep CLI start-up light
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class SpillModel:
-    """An ONNX Runtime session plus its card. One per worker process."""
+    """An ONNX Runtime session plus its card. One per worker process.
 
-    def __init__(self, path: Path, card: ModelCard, threads: int = 2, verify: bool = True) -> None:
-        import onnxruntime as ort  # local import: keep CLI start-up light
+    ``threads`` is how many cores decoding and inference may use, and ``split`` how a batch shares them:
+    ``"batch"`` (the default) cuts the batch into up to ``threads`` lanes of consecutive frames, and each
+    lane decodes, preprocesses and infers its own frames at the same time as the others, single-threaded
+    in ONNX Runtime (one session: ``run`` may be called from several threads); ``"operators"`` decodes the
+    batch and then gives ONNX Runtime ``threads`` intra-op threads that split every operator of one run.
+    Inference alone is about as fast either way on an idle machine; the lanes win on the rest: the decode
+    and resize (a third of a classifier's time) run beside the other lane's inference instead of before
+    it, and no operator waits at a barrier for a thread another process has delayed
+    (docs/performance.md, "Lanes"). A lone frame cannot be cut: it runs on a second session whose
+    operators use every thread, without spinning between runs (spinning threads took the lanes' cores)."""
 
+    def __init__(self, path: Path, card: ModelCard, threads: int = 2, verify: bool = True, split: Split = "batch") -> None:
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        if split not in ("batch", "operators"):
+            raise ValueError(f"split must be 'batch' or 'operators', not {split!r}")
         self.path = Path(path)
         self.card = card
         if verify:
             card.verify(self.path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = _session(self.path, 1 if split == "batch" else threads)
+        self._single = _session(self.path, threads, spin=False) if split == "batch" and threads > 1 else None
         self.input_size = card.input_size
         self.threshold = card.threshold
         self.map_threshold = card.map_threshold
         self.version = card.version
         self.threads = threads
-        self._pool: Any = None
+        self.split: Split = split
+        self.lanes = threads if split == "batch" else 1
+        # the lanes of in_lanes and prepare_and_infer (the calling thread runs the first); idle until used
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spill-model")
 
     @classmethod
-    def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True) -> SpillModel:
+    def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True, split: Split = "batch") -> SpillModel:
         p = Path(path)
         if not p.is_file():
             raise ModelError(f"model file not found: {p}")
-        return cls(p, load_card(p), threads=threads, verify=verify)
+        return cls(p, load_card(p), threads=threads, verify=verify, split=split)
 
     # -------------------------------------------------------------- preprocessing
     def preprocess(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -168,11 +221,75 @@ class SpillModel:
 
     # -------------------------------------------------------------- inference
     def infer(self, batch: np.ndarray | Sequence[np.ndarray]) -> list[Prediction]:
+        """Predictions for a batch of model inputs, in order (in up to ``lanes`` runs at once)."""
         x = np.ascontiguousarray(np.stack(list(batch)) if not isinstance(batch, np.ndarray) else batch)
         if x.ndim == 3:
             x = x[None]
-        prob, smap = self.session.run(["spill_prob", "spill_map"], {"image": x})
-        return [Prediction(float(p), m.astype(np.float32)) for p, m in zip(prob, smap, strict=True)]
+        lanes = min(self.lanes, len(x))
+        if lanes <= 1:
+            return self._run(x, alone=True)[0]
+        parts = [x[a:b] for a, b in _bounds(len(x), lanes)]
+        rest = [self._pool.submit(self._run, part, False) for part in parts[1:]]
+        preds, _ = self._run(parts[0], alone=False)  # the first lane in this thread
+        for f in rest:
+            preds.extend(f.result()[0])
+        return preds
+
+    def prepare_and_infer(
+        self, items: Sequence[T], prepare: Callable[[T], np.ndarray]
+    ) -> tuple[list[tuple[np.ndarray, Prediction] | Exception], float]:
+        """``prepare`` each item (decode and preprocess: it returns the model input) and infer them as one
+        batch; with the batch split the items are cut into up to ``lanes`` runs of consecutive items, and
+        each lane prepares and infers its own at the same time as the others (OpenCV and ONNX Runtime
+        release the GIL). Returns, per item in order, (model input, prediction) or the exception
+        ``prepare`` raised for it (the other items go on: a corrupt frame never fails the batch), and
+        the milliseconds inference took (the longest lane's ONNX Runtime time: lanes overlap)."""
+        lanes = min(self.lanes, len(items))
+        if lanes <= 1:
+            return self._lane(items, prepare, alone=True)
+        parts = _cut(items, lanes)
+        rest = [self._pool.submit(self._lane, part, prepare, False) for part in parts[1:]]
+        done, ms = self._lane(parts[0], prepare, False)  # the first lane in this thread
+        for f in rest:
+            more, lane_ms = f.result()
+            done.extend(more)
+            ms = max(ms, lane_ms)
+        return done, ms
+
+    def in_lanes(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R | Exception]:
+        """``fn`` over ``items`` in up to ``threads`` lanes of consecutive items at once (the first in this
+        thread; for work that releases the GIL, such as OpenCV's decoders). Per item in order: its result,
+        or the exception ``fn`` raised for it."""
+        n = min(self.threads, len(items))
+        if n <= 1:
+            return _each(fn, items)
+        parts = _cut(items, n)
+        rest = [self._pool.submit(_each, fn, part) for part in parts[1:]]
+        done = _each(fn, parts[0])
+        for f in rest:
+            done.extend(f.result())
+        return done
+
+    def _lane(
+        self, items: Sequence[T], prepare: Callable[[T], np.ndarray], alone: bool
+    ) -> tuple[list[tuple[np.ndarray, Prediction] | Exception], float]:
+        """One lane: prepare its items, then one ONNX Runtime run."""
+        prepared = _each(prepare, items)
+        xs = [x for x in prepared if not isinstance(x, Exception)]
+        if not xs:
+            return list(prepared), 0.0  # type: ignore[arg-type]  # every item failed
+        preds, ms = self._run(np.stack(xs), alone)
+        it = iter(preds)
+        return [x if isinstance(x, Exception) else (x, next(it)) for x in prepared], ms
+
+    def _run(self, x: np.ndarray, alone: bool) -> tuple[list[Prediction], float]:
+        """One ONNX Runtime run: (predictions, ms). ``alone``: no other lane runs beside it, so a lone frame
+        (which cannot be cut) runs on the session whose operators use every thread."""
+        session = self._single if alone and len(x) == 1 and self._single is not None else self.session
+        t0 = time.perf_counter()
+        prob, smap = session.run(["spill_prob", "spill_map"], {"image": np.ascontiguousarray(x)})
+        ms = (time.perf_counter() - t0) * 1000.0
+        return [Prediction(float(p), m.astype(np.float32)) for p, m in zip(prob, smap, strict=True)], ms
 
     def predict_images(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         if not images:
@@ -180,27 +297,11 @@ class SpillModel:
         return self.infer(np.stack([self.preprocess(im) for im in images]))
 
     def preprocess_many(self, jpegs: Sequence[bytes]) -> list[np.ndarray | ImageDecodeError]:
-        """``preprocess_jpeg`` for several frames at once, spread over the session's thread count
-        (OpenCV releases the GIL while decoding). A corrupt frame yields its ImageDecodeError in its
-        place instead of failing the batch, so callers can dead-letter it and carry on."""
-        if len(jpegs) < 2 or self.threads < 2:
-            return [self._safe_preprocess(j) for j in jpegs]
-        return list(self._executor().map(self._safe_preprocess, jpegs))
-
-    def _safe_preprocess(self, data: bytes) -> np.ndarray | ImageDecodeError:
-        try:
-            return self.preprocess_jpeg(data)
-        except ImageDecodeError as exc:
-            return exc
-        except Exception as exc:  # noqa: BLE001 - OpenCV raises cv2.error on hostile input
-            return ImageDecodeError(f"image decode failed: {type(exc).__name__}: {exc}")
-
-    def _executor(self) -> Any:
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="spill-decode")
-        return self._pool
+        """``preprocess_jpeg`` for several frames at once, spread over the model's threads (OpenCV
+        releases the GIL while decoding). A corrupt frame yields its ImageDecodeError in its place
+        instead of failing the batch, so callers can dead-letter it and carry on."""
+        return [x if isinstance(x, np.ndarray | ImageDecodeError) else ImageDecodeError(f"image decode failed: {type(x).__name__}: {x}")
+                for x in self.in_lanes(self.preprocess_jpeg, jpegs)]
 
     def predict_jpegs(self, jpegs: Sequence[bytes]) -> list[Prediction]:
         """Raises ImageDecodeError if any frame is corrupt (use ``preprocess_many`` to skip those)."""
@@ -211,11 +312,6 @@ class SpillModel:
             if isinstance(x, ImageDecodeError):
                 raise x
         return self.infer(np.stack(xs))  # type: ignore[arg-type]
-
-    def timed_infer(self, batch: np.ndarray) -> tuple[list[Prediction], float]:
-        t0 = time.perf_counter()
-        preds = self.infer(batch)
-        return preds, (time.perf_counter() - t0) * 1000.0
 
     def is_spill(self, pred: Prediction, threshold: float | None = None) -> bool:
         return pred.spill_prob >= (self.threshold if threshold is None else threshold)

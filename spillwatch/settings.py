@@ -181,7 +181,13 @@ class WorkerSettings(_Section):
     batch_timeout_s: float = Field(
         default=0.05, gt=0, description="longest a frame waits for its inference batch to fill (latency bound)"
     )
-    intra_op_threads: int = Field(default=2, ge=1)
+    intra_op_threads: int = Field(default=2, ge=1, description="cores a worker's inference may use (ONNX Runtime threads)")
+    inference_split: Literal["batch", "operators"] = Field(
+        default="batch",
+        description="how those threads share a batch: 'batch' runs its frames in that many lanes at once (decode, "
+                    "preprocess and a single-threaded ONNX Runtime run each); 'operators' gives ONNX Runtime the threads "
+                    "to split every operator of one run (slower in a worker: docs/performance.md, Lanes)",
+    )
     stream_buffer: int = Field(
         default=1024, ge=64, le=65_536,
         description="frames a classifier worker holds fetched but unprocessed (Faust stream_buffer_maxsize): past 80 % full "

@@ -94,6 +94,8 @@ BAD_CONFIGS: dict[str, tuple[str | None, dict[str, str], list[str]]] = {
                                ["agregator", "(environment SPILLWATCH_AGREGATOR__WINDOW)", "unknown section"]),
     "invalid value (file)": (CAMERA + "    fps: -1\n", {}, ["cameras.0.fps", "(config file ", "greater than 0"]),
     "invalid value (env)": (None, {"SPILLWATCH_AGGREGATOR__WINDOW": "five"}, ["aggregator.window", "(environment SPILLWATCH_AGGREGATOR__WINDOW)"]),
+    "unknown inference split (env)": (None, {"SPILLWATCH_WORKER__INFERENCE_SPLIT": "lanes"},
+                                      ["worker.inference_split", "(environment SPILLWATCH_WORKER__INFERENCE_SPLIT)", "'batch' or 'operators'"]),
     "list not JSON (env)": (None, {"SPILLWATCH_ALERTING__CHANNELS": "console"},
                             ["alerting.channels", "(environment SPILLWATCH_ALERTING__CHANNELS)", "JSON"]),
     "confirm_k > window (file)": ("aggregator:\n  window: 2\n  confirm_k: 3\n", {},

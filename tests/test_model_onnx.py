@@ -130,3 +130,46 @@ def test_preprocess_many_matches_preprocess_jpeg_and_flags_corrupt_frames(tmp_pa
     with pytest.raises(ImageDecodeError):
         m.predict_jpegs(jpegs)
     assert len(m.predict_jpegs(jpegs[:2])) == 2
+
+
+def test_the_batch_split_gives_every_frame_its_own_prediction_in_order_and_isolates_a_corrupt_one(tmp_path: Path) -> None:
+    """The default batch split cuts a batch into lanes that decode and infer at the same time: each frame
+    must still get the prediction the model gives it alone, in the batch's order, and a corrupt frame its
+    own error in its place while the frames around it are classified."""
+    import threading
+
+    from spillwatch.model import ImageDecodeError
+    from training.datasets import load_manifest, write_synthetic_manifest
+
+    recs = load_manifest(write_synthetic_manifest(tmp_path, 8, seed=4))
+    jpegs = [r.path.read_bytes() for r in recs]
+    alone_model = SpillModel.load(DEFAULT_MODEL, threads=1, split="operators")
+    alone = [alone_model.infer(alone_model.preprocess_jpeg(j))[0].spill_prob for j in jpegs]
+    assert len({round(p, 3) for p in alone}) > 3  # frames the model tells apart, so a swapped order would show
+    lanes = SpillModel.load(DEFAULT_MODEL, threads=3)
+    assert lanes.split == "batch" and lanes.lanes == 3
+    items = jpegs[:3] + [b"\xff\xd8 not a jpeg"] + jpegs[3:]
+    ran_on: set[str] = set()
+
+    def prepare(data: bytes) -> np.ndarray:
+        ran_on.add(threading.current_thread().name)
+        return lanes.preprocess_jpeg(data)
+
+    for n in (1, 2, 3, 4, len(items)):
+        done, ms = lanes.prepare_and_infer(items[:n], prepare)
+        assert len(done) == n and ms >= 0
+        for i, r in enumerate(done):
+            if i == 3:
+                assert isinstance(r, ImageDecodeError)
+                continue
+            assert not isinstance(r, Exception)
+            x, pred = r
+            j = items[i]
+            assert np.array_equal(x, lanes.preprocess_jpeg(j))
+            assert pred.spill_prob == pytest.approx(alone[jpegs.index(j)], abs=1e-5)
+    assert len(ran_on) == 3  # the nine frames were spread over three lanes
+    assert [p.spill_prob for p in lanes.infer(np.stack([lanes.preprocess_jpeg(j) for j in jpegs]))] == pytest.approx(alone, abs=1e-5)
+    only_bad, _ = lanes.prepare_and_infer([b"", b"\xff\xd8"], lanes.preprocess_jpeg)
+    assert all(isinstance(r, ImageDecodeError) for r in only_bad)
+    with pytest.raises(ValueError, match="split"):
+        SpillModel.load(DEFAULT_MODEL, split="lanes")  # type: ignore[arg-type]
