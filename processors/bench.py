@@ -31,7 +31,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -42,6 +42,9 @@ from spillwatch.logs import get_logger
 from spillwatch.settings import REPO_ROOT, Settings, get_settings
 from spillwatch.supervisor import ServiceGroup
 from spillwatch.topic_reader import TopicReader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spillwatch.model import Split
 
 log = get_logger("processors.bench")
 CLIPS = REPO_ROOT / "samples" / "clips"
@@ -154,14 +157,15 @@ def inferred_fraction(got: list[tuple[float, Classification]]) -> float | None:
 # --------------------------------------------------------------------------- measurements
 
 
-def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240, rounds: int = 3) -> dict[str, Any]:
+def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240, rounds: int = 3,
+            split: Split = "batch") -> dict[str, Any]:
     """The model-only ceiling of one worker: decode + preprocess, then inference at the worker's batch
     size, in this process with the machine to itself. ``rounds`` passes over ``n`` frames; the median
     pass is reported (one short pass moved with the host's speed by 10-20 %, and the ratio of the
     saturated worker to this ceiling is only as steady as its denominator)."""
     from spillwatch.model import SpillModel
 
-    m = SpillModel.load(model_path, threads=threads)
+    m = SpillModel.load(model_path, threads=threads, split=split)
     frames = clip_frames(clip, n)
     m.infer(np.stack([m.preprocess_jpeg(j) for j in frames[:batch]]))  # warm-up
     passes = [ceiling_pass(m, frames, batch) for _ in range(max(1, rounds))]
@@ -172,7 +176,7 @@ def profile(model_path: Path, clip: Clip, batch: int, threads: int, n: int = 240
     except ValueError:
         shown = model_path.name
     return {"model": shown, "model_file": model_path.name, "model_version": m.version, "input_size": m.input_size, "batch": batch,
-            "threads": threads, "frame_bytes_mean": int(np.mean([len(j) for j in frames])),
+            "threads": threads, "split": split, "frame_bytes_mean": int(np.mean([len(j) for j in frames])),
             "decode_preprocess_ms_per_frame": round(dec, 2), "inference_ms_per_frame": round(inf, 2),
             "ceiling_fps_one_worker": round(1000 / (dec + inf), 1), "frames_per_round": n,
             "ceiling_fps_rounds": [round(c, 1) for c in ceilings]}
@@ -184,14 +188,15 @@ def clip_frames(clip: Clip, n: int) -> list[bytes]:
 
 
 def ceiling_pass(m: Any, frames: list[bytes], batch: int) -> tuple[float, float]:
-    """One pass of the ceiling over ``frames``: (decode + preprocess, inference) ms a frame."""
-    t0 = time.perf_counter()
-    xs = [m.preprocess_jpeg(j) for j in frames]
-    t1 = time.perf_counter()
+    """One pass of the ceiling over ``frames``, batch by batch as a worker runs them (decode and preprocess,
+    then inference, in the model's lanes): (decode + preprocess, inference) ms a frame."""
+    wall = infer = 0.0
     for i in range(0, len(frames), batch):
-        m.infer(np.stack(xs[i : i + batch]))
-    t2 = time.perf_counter()
-    return (t1 - t0) * 1000 / len(frames), (t2 - t1) * 1000 / len(frames)
+        t0 = time.perf_counter()
+        _, ms = m.prepare_and_infer(frames[i : i + batch], m.preprocess_jpeg)
+        wall += time.perf_counter() - t0
+        infer += ms / 1000
+    return (wall - infer) * 1000 / len(frames), infer * 1000 / len(frames)
 
 
 def bracket(frames_per_s: float, before: dict[str, Any], after: dict[str, Any], steady_within: float = 0.10) -> dict[str, Any]:
@@ -335,7 +340,7 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
     s = _fresh(bench_settings(base, model, logdir), "alt")
     threads = threads_per_worker(s, 1)
     # one session for every pass (not a load between two segments), warmed by a whole pass first
-    m = SpillModel.load(model, threads=threads)
+    m = SpillModel.load(model, threads=threads, split=s.worker.inference_split)
     ceiling_frames_list = clip_frames(clip, ceiling_frames)
     ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
 
@@ -629,7 +634,8 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     if scene is not None:
         result["scene"] = scene
     try:
-        result["profile"] = profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1))
+        result["profile"] = profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1),
+                                        split=base.worker.inference_split)
         _print_profile(result["profile"])
         result["throughput"] = []
         for n in worker_counts:
@@ -640,7 +646,8 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
                   f"inferred {r['inferred_fraction']}); inference {r['inference_ms_per_frame_median']} ms a frame "
                   f"(median), cores used {r['cores_used_during_run']}", flush=True)
             if n == 1:  # the ceiling again, right after the run it is the denominator of: see bracket()
-                result["profile_after"] = profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1))
+                result["profile_after"] = profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1),
+                                        split=base.worker.inference_split)
                 _print_profile(result["profile_after"], "after")
         one = next((r for r in result["throughput"] if r["workers"] == 1 and r["frames_per_s"]), None)
         if one:

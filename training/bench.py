@@ -2,10 +2,13 @@
 frames, fp32 and int8, batch 1 and 8, with ``threads`` ONNX Runtime threads; int8 vs fp32 decision
 agreement on the val frames.
 
-Three modes: ``serial`` (decode + preprocess frame by frame, then infer the batch, as a naive worker
+Four modes: ``serial`` (decode + preprocess frame by frame, then infer the batch, as a naive worker
 does), ``threaded`` (the batch's frames are decoded on the session's thread count with
-``SpillModel.preprocess_many``, then inferred) and ``pipelined`` (a thread prepares the next batch with
-``preprocess_many`` while ONNX Runtime runs the current one; OpenCV and ONNX Runtime release the GIL)."""
+``SpillModel.preprocess_many``, then inferred), ``pipelined`` (a thread prepares the next batch with
+``preprocess_many`` while ONNX Runtime runs the current one; OpenCV and ONNX Runtime release the GIL)
+and ``lanes`` (``SpillModel.prepare_and_infer``, as a classifier worker runs a batch: with the batch
+split each lane decodes and infers its share of the batch). ``split`` is how the model's threads
+share a batch (``SpillModel``: ``batch`` lanes or ``operators``)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from spillwatch.model import SpillModel
+from spillwatch.model import SpillModel, Split
 from spillwatch.model_card import portable_path
 
 
@@ -88,6 +91,14 @@ def run_pipelined(model: SpillModel, batches: Sequence[Sequence[bytes]]) -> floa
     return time.perf_counter() - t0
 
 
+def run_lanes(model: SpillModel, batches: Sequence[Sequence[bytes]]) -> float:
+    """Each batch as a classifier worker runs it: decoded and inferred in the model's lanes."""
+    t0 = time.perf_counter()
+    for b in batches:
+        model.prepare_and_infer(b, model.preprocess_jpeg)
+    return time.perf_counter() - t0
+
+
 def run_infer_only(model: SpillModel, x: np.ndarray, reps: int) -> float:
     t0 = time.perf_counter()
     for _ in range(reps):
@@ -114,9 +125,10 @@ def agreement(m32: SpillModel, m8: SpillModel, jpegs: Sequence[bytes]) -> dict[s
 
 
 def bench(models: dict[str, Path], manifest: Path | None, batches: Sequence[int] = (1, 8), threads: int = 2,
-          frames: int = 800, repeats: int = 3, modes: Sequence[str] = ("serial", "threaded", "pipelined")) -> dict[str, Any]:
+          frames: int = 800, repeats: int = 3, modes: Sequence[str] = ("serial", "threaded", "pipelined", "lanes"),
+          split: Split = "batch") -> dict[str, Any]:
     jpegs, source = val_jpegs(manifest)
-    loaded = {prec: SpillModel.load(p, threads=threads) for prec, p in models.items()}
+    loaded = {prec: SpillModel.load(p, threads=threads, split=split) for prec, p in models.items()}
     rows: list[dict[str, Any]] = []
     for prec, model in loaded.items():
         run_decode_only(model, jpegs, 16)  # warm-up
@@ -128,20 +140,20 @@ def bench(models: dict[str, Path], manifest: Path | None, batches: Sequence[int]
             reps = max(4, 200 // b)
             inf = min(run_infer_only(model, x, reps) for _ in range(repeats)) / (reps * b)
             for mode in modes:
-                fn = {"serial": run_serial, "threaded": run_threaded, "pipelined": run_pipelined}[mode]
+                fn = {"serial": run_serial, "threaded": run_threaded, "pipelined": run_pipelined, "lanes": run_lanes}[mode]
                 fn(model, bl[:4])
                 times = [fn(model, bl) for _ in range(repeats)]
                 n = len(bl) * b
                 best = min(times)
                 rows.append({
-                    "precision": prec, "batch": b, "mode": mode, "threads": threads, "frames": n,
+                    "precision": prec, "batch": b, "mode": mode, "threads": threads, "split": split, "frames": n,
                     "frames_per_s": round(n / best, 1), "frames_per_s_median": round(n / statistics.median(times), 1),
                     "ms_per_frame": round(1000 * best / n, 3),
                     "infer_only_frames_per_s": round(1 / inf, 1), "decode_preprocess_ms": round(1000 * dec, 3),
                     "input_size": model.input_size, "model": portable_path(model.path), "model_version": model.version,
                 })
     out: dict[str, Any] = {
-        "rows": rows, "frames_source": source, "threads": threads, "repeats": repeats,
+        "rows": rows, "frames_source": source, "threads": threads, "split": split, "repeats": repeats,
         "note": "frames_per_s = best of `repeats` runs (median also given); end to end = JPEG decode (reduced) + resize + "
                 "RGB + ONNX inference; other processes shared this CPU while it ran",
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor()},
@@ -168,5 +180,5 @@ def format_table(res: dict[str, Any]) -> str:
         a = res["int8_agreement"]
         lines.append(f"int8 vs fp32 decisions agree on {a['decision_agreement'] * 100:.2f} % of {a['n']} frames "
                      f"(max |dp| {a['max_abs_prob_diff']:.4f}) [{a['frames_source']}]")
-    lines.append(f"frames: {res['frames_source']}; threads: {res['threads']}")
+    lines.append(f"frames: {res['frames_source']}; threads: {res['threads']}, split: {res.get('split', 'operators')}")
     return "\n".join(lines)

@@ -169,10 +169,13 @@ def bench_model_cmd(
     as_json: bool = typer.Option(False, "--json", help="print the JSON results on stdout instead of the table"),
     batch: list[int] = typer.Option([1, 8], help="batch sizes (repeatable)"),
     threads: int = typer.Option(2),
+    split: str = typer.Option("batch", help="how the threads share a batch: batch (lanes) | operators (worker.inference_split)"),
     frames: int = typer.Option(800, help="frames per timed run"),
     repeats: int = typer.Option(3),
 ) -> None:
     """Decode + preprocess + inference throughput (fp32 and int8) and int8/fp32 agreement."""
+    if split not in ("batch", "operators"):
+        raise typer.BadParameter(f"{split!r}: one of batch, operators", param_hint="--split")
     from training.bench import bench, format_table
 
     p32 = fp32 or _default_model()
@@ -183,7 +186,8 @@ def bench_model_cmd(
     else:
         typer.echo(f"no int8 model at {p8}; benchmarking fp32 only", err=True)
     man = manifest or _default_manifest()
-    res = bench(models, man if man.is_file() else None, batches=batch, threads=threads, frames=frames, repeats=repeats)
+    res = bench(models, man if man.is_file() else None, batches=batch, threads=threads, frames=frames, repeats=repeats,
+                split=split)  # type: ignore[arg-type]  # checked above
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
     if as_json:
