@@ -704,7 +704,7 @@ def _cpu_model() -> str:
 
 
 def _print_profile(p: dict[str, Any], label: str = "profile") -> None:
-    print(f"{label:<11} model {p['model_version']} ({p['input_size']} px), batch {p['batch']}, {p['threads']} threads, "
+    print(f"{label:<11} model {p['model_version']} ({p['input_size']} px), batch {p['batch']}, {p['threads']} threads ({p.get('split', 'operators')} split), "
           f"{p['frame_bytes_mean'] // 1000} KB JPEG: decode+preprocess {p['decode_preprocess_ms_per_frame']} ms, "
           f"inference {p['inference_ms_per_frame']} ms per frame -> ceiling {p['ceiling_fps_one_worker']} frames/s "
           f"per worker process", flush=True)
