@@ -197,9 +197,13 @@ class SpillModel:
         self.version = card.version
         self.threads = threads
         self.split: Split = split
-        self.lanes = threads if split == "batch" else 1
         # the lanes of in_lanes and prepare_and_infer (the calling thread runs the first); idle until used
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="spill-model")
+
+    @property
+    def lanes(self) -> int:
+        """How many runs a batch is cut into: the threads with the batch split, else one."""
+        return self.threads if self.split == "batch" else 1
 
     @classmethod
     def load(cls, path: Path | str, *, threads: int = 2, verify: bool = True, split: Split = "batch") -> SpillModel:
@@ -228,12 +232,8 @@ class SpillModel:
         lanes = min(self.lanes, len(x))
         if lanes <= 1:
             return self._run(x, alone=True)[0]
-        parts = [x[a:b] for a, b in _bounds(len(x), lanes)]
-        rest = [self._pool.submit(self._run, part, False) for part in parts[1:]]
-        preds, _ = self._run(parts[0], alone=False)  # the first lane in this thread
-        for f in rest:
-            preds.extend(f.result()[0])
-        return preds
+        runs = self._fan_out(lambda part: self._run(part, False), [x[a:b] for a, b in _bounds(len(x), lanes)])
+        return [p for preds, _ in runs for p in preds]
 
     def prepare_and_infer(
         self, items: Sequence[T], prepare: Callable[[T], np.ndarray]
@@ -247,14 +247,8 @@ class SpillModel:
         lanes = min(self.lanes, len(items))
         if lanes <= 1:
             return self._lane(items, prepare, alone=True)
-        parts = _cut(items, lanes)
-        rest = [self._pool.submit(self._lane, part, prepare, False) for part in parts[1:]]
-        done, ms = self._lane(parts[0], prepare, False)  # the first lane in this thread
-        for f in rest:
-            more, lane_ms = f.result()
-            done.extend(more)
-            ms = max(ms, lane_ms)
-        return done, ms
+        lanes_done = self._fan_out(lambda part: self._lane(part, prepare, False), _cut(items, lanes))
+        return [r for done, _ in lanes_done for r in done], max(ms for _, ms in lanes_done)
 
     def in_lanes(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R | Exception]:
         """``fn`` over ``items`` in up to ``threads`` lanes of consecutive items at once (the first in this
@@ -263,12 +257,12 @@ class SpillModel:
         n = min(self.threads, len(items))
         if n <= 1:
             return _each(fn, items)
-        parts = _cut(items, n)
-        rest = [self._pool.submit(_each, fn, part) for part in parts[1:]]
-        done = _each(fn, parts[0])
-        for f in rest:
-            done.extend(f.result())
-        return done
+        return [r for done in self._fan_out(lambda part: _each(fn, part), _cut(items, n)) for r in done]
+
+    def _fan_out(self, work: Callable[[Any], R], parts: Sequence[Any]) -> list[R]:
+        """``work`` of each part at the same time: the first in this thread, the others in the pool; in order."""
+        rest = [self._pool.submit(work, part) for part in parts[1:]]
+        return [work(parts[0])] + [f.result() for f in rest]
 
     def _lane(
         self, items: Sequence[T], prepare: Callable[[T], np.ndarray], alone: bool
