@@ -9,6 +9,10 @@ it is saturated. Writes the collapsed stacks (``<out>.txt``), a speedscope file
 (``<out>.speedscope.json``), and prints the functions with the most samples: own ("self") and
 inclusive ("total"). docs/performance.md quotes it.
 
+A third, at the same time, keeps only the thread holding the GIL at each sample (``--gil``,
+``<out>.gil.txt``): how much of the time the GIL is held, and by which Python (with the GIL held most of
+the time, that Python bounds the worker however many cores it has).
+
 A second recording at the same time includes idle samples (``--idle --threads``, ``<out>.idle.txt``):
 per thread, the share of the time it ran, and where it sat idle. The classifier thread idle *inside*
 an OpenCV or ONNX Runtime call is waiting for the GIL to come back after the call (those calls release
@@ -32,6 +36,8 @@ from spillwatch.settings import REPO_ROOT, get_settings
 from spillwatch.supervisor import ServiceGroup
 from spillwatch.topic_reader import TopicReader
 
+RATE = 200  # py-spy samples a second
+
 
 def summarise(collapsed: Path, top: int = 25) -> str:
     """Top functions by own and by inclusive samples from py-spy's raw (collapsed) output."""
@@ -49,6 +55,14 @@ def summarise(collapsed: Path, top: int = 25) -> str:
     out += ["", "inclusive samples:"]
     out += [f"{100 * n / total:5.1f}%  {f}" for f, n in incl.most_common(top)]
     return "\n".join(out)
+
+
+def gil_summary(gil: Path, ticks: int, top: int = 25) -> str:
+    """A ``--gil`` recording (only the thread holding the GIL is sampled, none when no thread holds it)
+    of ``ticks`` sampling ticks: the share of the time the GIL was held, then by function."""
+    held = sum(_stacks(gil).values())
+    head = f"holding the GIL: {held} of {ticks} samples ({100 * held / max(1, ticks):.0f} % of the time one thread held it); by function:"
+    return head + ("\n" + summarise(gil, top).split("\n", 2)[2] if held else "")
 
 
 def _stacks(collapsed: Path) -> collections.Counter[str]:
@@ -129,20 +143,22 @@ def main() -> None:
 
             def record(fmt: str, suffix: str, *extra: str) -> list[str]:
                 """A py-spy recording of the worker for half of ``--seconds``, written to ``<out><suffix>``."""
-                return [spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)), "--rate", "200",
+                return [spy, "record", "--pid", str(worker.pid), "--duration", str(int(args.seconds / 2)), "--rate", str(RATE),
                         "--format", fmt, *extra, "--output", str(args.out) + suffix, "--nonblocking"]
 
             for fmt, suffix in (("raw", ".txt"), ("speedscope", ".speedscope.json")):
                 subprocess.run(record(fmt, suffix), check=True, stdout=subprocess.DEVNULL)
-            # the same seconds twice, with and without idle samples, by thread: who ran, who waited where
-            both = [subprocess.Popen(record("raw", suffix, "--threads", *extra), stdout=subprocess.DEVNULL)
-                    for extra, suffix in (([], ".threads.txt"), (["--idle"], ".idle.txt"))]
+            # the same seconds three times: with and without idle samples, by thread (who ran, who waited
+            # where), and only the thread holding the GIL at each sample (the Python every other thread waits for)
+            both = [subprocess.Popen(record("raw", suffix, *extra), stdout=subprocess.DEVNULL)
+                    for extra, suffix in ((["--threads"], ".threads.txt"), (["--threads", "--idle"], ".idle.txt"), (["--gil"], ".gil.txt"))]
             for p in both:
                 if p.wait() != 0:
                     raise SystemExit(f"py-spy failed ({p.args!r})")
     finally:
         stack.stop()
     print(summarise(Path(str(args.out) + ".txt")))
+    print("\n" + gil_summary(Path(str(args.out) + ".gil.txt"), ticks=int(args.seconds / 2) * RATE))
     print("\nby thread (running share; where it sat idle, samples):")
     waits = thread_waits(Path(str(args.out) + ".threads.txt"), Path(str(args.out) + ".idle.txt"))
     for thread, t in sorted(waits.items(), key=lambda kv: -kv[1].samples):

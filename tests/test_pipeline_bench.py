@@ -169,3 +169,16 @@ def test_worker_profile_tells_per_thread_where_it_ran_and_where_it_waited(tmp_pa
     assert (c.samples, c.running) == (99, 90) and c.running_share == 0.909
     assert c.idle_at.most_common() == [("_imdecode (spillwatch/model.py:83)", 8), ("Session.run (onnxruntime:406)", 1)]
     assert waits["thread (2): MainThread"].running_share == 0.051  # the loop mostly sits in select
+
+
+def test_worker_profile_tells_how_much_of_the_time_the_gil_was_held_and_by_what(tmp_path: Path) -> None:
+    from processors.bench_profile import gil_summary
+
+    gil = tmp_path / "p.gil.txt"  # 1000 ticks; at 300 of them a thread held the GIL
+    gil.write_text("run_forever (asyncio/base_events.py:600);model_dump_json (pydantic/main.py:587) 200\n"
+                   "_worker (concurrent/futures/thread.py:83);jpeg_info (spillwatch/events.py:236) 100\n")
+    out = gil_summary(gil, ticks=1000)
+    assert out.startswith("holding the GIL: 300 of 1000 samples (30 % of the time")
+    assert "66.7%  model_dump_json (pydantic/main.py:587)" in out and "33.3%  jpeg_info (spillwatch/events.py:236)" in out
+    gil.write_text("")
+    assert gil_summary(gil, ticks=1000).startswith("holding the GIL: 0 of 1000 samples (0 %")
