@@ -9,14 +9,14 @@ it is saturated. Writes the collapsed stacks (``<out>.txt``), a speedscope file
 (``<out>.speedscope.json``), and prints the functions with the most samples: own ("self") and
 inclusive ("total"). docs/performance.md quotes it.
 
-A third, at the same time, keeps only the thread holding the GIL at each sample (``--gil``,
-``<out>.gil.txt``): how much of the time the GIL is held, and by which Python (with the GIL held most of
-the time, that Python bounds the worker however many cores it has).
-
 A second recording at the same time includes idle samples (``--idle --threads``, ``<out>.idle.txt``):
 per thread, the share of the time it ran, and where it sat idle. The classifier thread idle *inside*
 an OpenCV or ONNX Runtime call is waiting for the GIL to come back after the call (those calls release
 it; with one ONNX thread nothing else makes the calling thread wait there).
+
+A third, at the same time, keeps only the thread holding the GIL at each sample (``--gil``,
+``<out>.gil.txt``): how much of the time the GIL is held, and by which Python (with the GIL held most of
+the time, that Python bounds the worker however many cores it has).
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ def main() -> None:
                 subprocess.run(record(fmt, suffix), check=True, stdout=subprocess.DEVNULL)
             # the same seconds three times: with and without idle samples, by thread (who ran, who waited
             # where), and only the thread holding the GIL at each sample (the Python every other thread waits for)
-            both = [subprocess.Popen(record("raw", suffix, *extra), stdout=subprocess.DEVNULL)
-                    for extra, suffix in ((["--threads"], ".threads.txt"), (["--threads", "--idle"], ".idle.txt"), (["--gil"], ".gil.txt"))]
-            for p in both:
+            recordings = [subprocess.Popen(record("raw", suffix, *extra), stdout=subprocess.DEVNULL)
+                          for extra, suffix in ((["--threads"], ".threads.txt"), (["--threads", "--idle"], ".idle.txt"), (["--gil"], ".gil.txt"))]
+            for p in recordings:
                 if p.wait() != 0:
                     raise SystemExit(f"py-spy failed ({p.args!r})")
     finally:
