@@ -2,8 +2,8 @@
 
 One :class:`Classifier` per worker process wraps the model (``SpillModel``: ``worker.intra_op_threads``
 threads, by default lanes that each decode and infer a share of a batch, ``worker.inference_split``).
-``process`` takes a batch of raw records (key, value) as the Faust agent collected them with ``stream.take_events``; every record gives exactly one outcome:
-a :class:`Classified` (sent to ``classifications``) or a :class:`Rejected` (sent to the frames
+``process`` takes a batch of raw records (key, value) as the Faust agent collected them with
+``stream.take_events``; every record gives exactly one outcome: a :class:`Classified` (sent to ``classifications``) or a :class:`Rejected` (sent to the frames
 dead-letter topic with its reason). A bad record never fails the batch.
 
 Checks, cheapest first, so a hostile record costs no more than the check that rejects it:

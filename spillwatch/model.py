@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import cv2
 import numpy as np
@@ -183,8 +183,8 @@ class SpillModel:
     def __init__(self, path: Path, card: ModelCard, threads: int = 2, verify: bool = True, split: Split = "batch") -> None:
         if threads < 1:
             raise ValueError("threads must be at least 1")
-        if split not in ("batch", "operators"):
-            raise ValueError(f"split must be 'batch' or 'operators', not {split!r}")
+        if split not in get_args(Split):
+            raise ValueError(f"split must be one of {', '.join(get_args(Split))}, not {split!r}")
         self.path = Path(path)
         self.card = card
         if verify:

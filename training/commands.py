@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import get_args
 
 import typer
 
@@ -174,9 +175,11 @@ def bench_model_cmd(
     repeats: int = typer.Option(3),
 ) -> None:
     """Decode + preprocess + inference throughput (fp32 and int8) and int8/fp32 agreement."""
-    if split not in ("batch", "operators"):
-        raise typer.BadParameter(f"{split!r}: one of batch, operators", param_hint="--split")
+    from spillwatch.model import Split
     from training.bench import bench, format_table
+
+    if split not in get_args(Split):
+        raise typer.BadParameter(f"{split!r}: one of {', '.join(get_args(Split))}", param_hint="--split")
 
     p32 = fp32 or _default_model()
     p8 = int8 or p32.with_name(p32.stem + "-int8.onnx")
