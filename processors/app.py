@@ -5,7 +5,9 @@ scales on its own (more ``spillwatch worker`` processes = more classifier member
 
 - ``classifier`` (group ``<prefix>spillwatch-classifier``) on ``frames``: batches with
   ``stream.take_events(worker.batch_size, within=worker.batch_timeout_s)``, decodes and infers off the
-  event loop (ONNX Runtime releases the GIL, heartbeats keep flowing), emits one Classification per
+  event loop (ONNX Runtime releases the GIL, heartbeats keep flowing) in runs of at most
+  ``worker.inference_batch`` frames (a batch of mostly unchanged frames is cheap: the take is large,
+  the runs stay small), emits one Classification per
   frame to ``classifications`` keyed by camera id, dead-letters the rest to ``frames.dlq``, and
   keeps suspicious JPEGs in Redis for the evidence snapshot. Change gating (processors/gating.py)
   skips the model on frames whose scene has not changed (``inferred: false``). Up to three batches are
@@ -413,9 +415,9 @@ class _ClassifierStage:
         await _send_all(sends, attempts=self.tries)
         guard.__exit__(None, None, None)  # only now: a cancelled or failed batch keeps its references
         if ok:
-            inferred = len(ok) - timings.reused
-            if inferred:
-                metrics.BATCH_SIZE.observe(inferred)
+            for run in timings.runs:
+                metrics.BATCH_SIZE.observe(run)
+            if timings.runs:
                 metrics.INFERENCE_SECONDS.observe(timings.inference_ms / 1000)
             for c in ok:
                 metrics.FRAMES_CLASSIFIED.labels(c.event.camera_id).inc()

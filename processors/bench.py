@@ -342,10 +342,10 @@ def alternating(base: Settings, model: Path, logdir: Path, clip: Clip, frames: i
     # one session for every pass (not a load between two segments), warmed by a whole pass first
     m = SpillModel.load(model, threads=threads, split=s.worker.inference_split)
     ceiling_frames_list = clip_frames(clip, ceiling_frames)
-    ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
+    ceiling_pass(m, ceiling_frames_list, s.worker.inference_batch)
 
     def ceiling() -> float:
-        dec, inf = ceiling_pass(m, ceiling_frames_list, s.worker.batch_size)
+        dec, inf = ceiling_pass(m, ceiling_frames_list, s.worker.inference_batch)
         return round(1000 / (dec + inf), 1)
 
     burst = _burst(clip, frames, source, fps)
@@ -623,6 +623,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         "usable_cores": usable_cores(), "cpu_model": _cpu_model(),
         "python": platform.python_version(), "broker": "embedded Tansu" if embedded else base.kafka.bootstrap,
         "partitions": base.kafka.partitions, "batch_size": base.worker.batch_size,
+        "inference_batch": base.worker.inference_batch,
         "batch_timeout_s": base.worker.batch_timeout_s, "stream_buffer": base.worker.stream_buffer,
         "confirm": {"window": base.aggregator.window, "k": base.aggregator.confirm_k},
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
@@ -635,7 +636,8 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
         result["scene"] = scene
     try:
         def ceiling() -> dict[str, Any]:
-            return profile(model_path, spill, base.worker.batch_size, threads_per_worker(base, 1), split=base.worker.inference_split)
+            # the model alone in the worker's inference runs (a take's frames to infer run in runs of this many)
+            return profile(model_path, spill, base.worker.inference_batch, threads_per_worker(base, 1), split=base.worker.inference_split)
 
         result["profile"] = ceiling()
         _print_profile(result["profile"])

@@ -21,10 +21,11 @@ FRAMES_REUSED = Counter(
 )
 INFERENCE_SECONDS = Histogram(
     "spillwatch_inference_seconds",
-    "ONNX inference time per batch",
+    "ONNX inference time per taken batch (all its inference runs)",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
-BATCH_SIZE = Histogram("spillwatch_inference_batch_size", "Frames per inference batch", buckets=(1, 2, 4, 8, 16, 32, 64))
+BATCH_SIZE = Histogram("spillwatch_inference_batch_size", "Frames per inference run (at most worker.inference_batch)",
+                       buckets=(1, 2, 4, 8, 16, 32, 64))
 DEAD_LETTERS = Counter("spillwatch_dead_letters_total", "Records sent to a dead-letter topic", ["topic", "reason"])
 CONSUMER_LAG = Gauge("spillwatch_consumer_lag", "Records behind the end of the partition", ["topic", "partition"])
 

@@ -177,9 +177,18 @@ class LimitSettings(_Section):
 
 class WorkerSettings(_Section):
     model_path: Path = DEFAULT_MODEL
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int = Field(
+        default=32, ge=1,
+        description="records a worker takes from the stream at once: one batch, checked, gated, sent and acked together "
+                    "(its frames to infer run in runs of inference_batch)",
+    )
+    inference_batch: int = Field(
+        default=8, ge=1,
+        description="most frames one inference run takes (each run cut into the lanes); larger runs were slower a frame "
+                    "with one ONNX thread (docs/performance.md, Takes and runs)",
+    )
     batch_timeout_s: float = Field(
-        default=0.05, gt=0, description="longest a frame waits for its inference batch to fill (latency bound)"
+        default=0.05, gt=0, description="longest a frame waits for its batch to fill (latency bound)"
     )
     intra_op_threads: int = Field(default=2, ge=1, description="cores a worker's inference may use (ONNX Runtime threads)")
     inference_split: Literal["batch", "operators"] = Field(

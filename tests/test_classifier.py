@@ -135,3 +135,37 @@ def test_snapshot_marks_region_and_zone(tmp_path: Path) -> None:
     assert path.is_absolute() and path.read_bytes() == data and path.name == "cam-1-3-abc.jpg"
     assert write_snapshot(tmp_path / "ev", "cam-1-3-abc", data) == path  # idempotent
     assert [p.name for p in (tmp_path / "ev").iterdir()] == ["cam-1-3-abc.jpg"]
+
+
+def test_a_large_take_is_inferred_in_runs_of_the_inference_batch_with_the_same_outcomes(tiny: Path) -> None:
+    """A worker takes up to ``worker.batch_size`` records at once (cheap when most frames reuse a result),
+    but the model never gets more than ``worker.inference_batch`` frames in one run (a run of 32 was slower
+    a frame with one ONNX thread); the outcomes and their order are those of one run."""
+    recs = [env(f"cam-{i:02d}", i, spill_jpeg() if i % 3 == 0 else clean_jpeg()) for i in range(20)]
+    recs.insert(5, (b"cam-bad", b"not a frame"))
+
+    def run(inference_batch: int) -> tuple[list[int], BatchTimings, list, list]:
+        settings = Settings(worker={"model_path": tiny, "batch_size": 32, "inference_batch": inference_batch})
+        model = SpillModel.load(tiny, threads=2)
+        sizes: list[int] = []
+        real = model.prepare_and_infer
+
+        def spy(items, prepare):  # type: ignore[no-untyped-def]
+            sizes.append(len(items))
+            return real(items, prepare)
+
+        model.prepare_and_infer = spy  # type: ignore[method-assign]
+        timings = BatchTimings()
+        ok, bad = Classifier(model, settings, "w-test").process(recs, timings)
+        return sizes, timings, ok, bad
+
+    sizes, timings, ok, bad = run(8)
+    assert sizes == timings.runs == [8, 8, 4]  # every frame of 20 cameras is a first frame: all inferred
+    one_sizes, _, one_ok, one_bad = run(32)
+    assert one_sizes == [20]
+    assert [c.index for c in ok] == [c.index for c in one_ok] == [i for i in range(21) if i != 5]
+    assert [(c.event.camera_id, c.event.seq) for c in ok] == [(c.event.camera_id, c.event.seq) for c in one_ok]
+    assert [c.event.spill_prob for c in ok] == pytest.approx([c.event.spill_prob for c in one_ok], abs=1e-5)
+    assert [c.suspicious for c in ok] == [c.suspicious for c in one_ok] == [i % 3 == 0 for i in range(20)]
+    assert [(r.index, r.category) for r in bad] == [(r.index, r.category) for r in one_bad] == [(5, "bad_envelope")]
+    assert timings.frames == 20 and timings.inference_ms > 0
