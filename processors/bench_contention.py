@@ -1,6 +1,6 @@
 """What a busy event loop beside it costs the classifier thread, by ONNX Runtime threads and GIL switch interval.
 
-    python -m processors.bench_contention [--frames 960] [--rounds 3] [--threads 2,1] [--intervals-ms 5,0.5]
+    python -m processors.bench_contention [--scene busy|static] [--frames 960] [--rounds 3] [--threads 2,1] [--intervals-ms 5,0.5]
                                           [--out var/bench/contention.json]
 
 In a classifier worker one thread runs ``Classifier.process`` (JPEG decode, change gate, ONNX Runtime
@@ -16,8 +16,9 @@ the classifier, and this bench tells them apart in one process, without the brok
   with two threads on two cores any other work on either core stalls every operator. Then one
   ONNX thread would be slowed far less by the loop than two.
 
-The busy scene's frames (``bench pipeline --scene busy``, 32 cameras) go through ``Classifier.process``
-in batches of ``worker.batch_size``, alone and beside an asyncio loop in a second thread doing small
+The busy scene's frames (``bench pipeline --scene busy``, 32 cameras; ``--scene static`` for the still
+cameras) go through ``Classifier.process`` in batches of ``worker.batch_size`` (so
+``SPILLWATCH_WORKER__BATCH_SIZE`` compares take sizes), alone and beside an asyncio loop in a second thread doing small
 pure-Python work items (a dict built, JSON encoded and decoded: per-message bookkeeping in kind) for
 ``--loop-work-ms`` with ``--loop-sleep-ms`` in ``select`` between, once per switch interval, for each
 ONNX thread count; the cases of a round run back to back and rounds repeat, so the host's drift
@@ -40,7 +41,7 @@ from typing import Any
 from tqdm import tqdm
 
 from processors.bench import _burst, load_clip
-from processors.bench_scenes import frame_source
+from processors.bench_scenes import build_static, frame_source
 from processors.classifier import Classifier
 from spillwatch.events import encode_frame
 from spillwatch.model import SpillModel
@@ -78,9 +79,11 @@ class BusyLoop:
         self._thread.join(timeout=5)
 
 
-def busy_scene_records(frames: int) -> Records:
+def scene_records(frames: int, scene: str = "busy") -> Records:
+    """The saturation burst of ``bench pipeline --scene`` (32 cameras at 2 fps), as raw records."""
     spill, clean = load_clip("spill", 480), load_clip("clean", 480)
-    burst = _burst(spill, frames, frame_source("busy", None, spill, clean), 2.0)
+    static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=5.0) if scene == "static" else None
+    burst = _burst(spill, frames, frame_source(scene, static, spill, clean), 2.0)
     return [(cam.encode(), encode_frame(h, jpeg)) for cam, h, jpeg in burst]
 
 
@@ -98,7 +101,7 @@ def one_pass(model: SpillModel, settings: Settings, recs: Records, counts: dict[
 
 
 def run(settings: Settings, recs: Records, rounds: int, threads: list[int], intervals_ms: list[float],
-        loop_work_ms: float = 0.3, loop_sleep_ms: float = 0.6, nices: tuple[int, ...] = (0,)) -> dict[str, Any]:
+        loop_work_ms: float = 0.3, loop_sleep_ms: float = 0.6, nices: tuple[int, ...] = (0,), scene: str = "busy") -> dict[str, Any]:
     """Every case's passes and medians; the switch interval is restored however it ends."""
     if any(nices) and not sys.platform.startswith("linux"):
         raise ValueError("a nice value for the loop's thread alone needs Linux (elsewhere it would renice the process)")
@@ -133,7 +136,7 @@ def run(settings: Settings, recs: Records, rounds: int, threads: list[int], inte
         sys.setswitchinterval(default)
     out: dict[str, Any] = {
         "model_version": next(iter(models.values())).version, "batch": settings.worker.batch_size, "frames_per_pass": len(recs),
-        "rounds": rounds, "scene": "busy", "inferred_fraction": round(counts["inferred"] / max(1, sum(counts.values())), 3),
+        "rounds": rounds, "scene": scene, "inferred_fraction": round(counts["inferred"] / max(1, sum(counts.values())), 3),
         "loop_work_ms": loop_work_ms, "loop_sleep_ms": loop_sleep_ms, "default_switch_interval_ms": round(default * 1000, 3),
         "cases": {},
     }
@@ -151,7 +154,8 @@ def run(settings: Settings, recs: Records, rounds: int, threads: list[int], inte
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=960, help="frames per pass (busy scene)")
+    ap.add_argument("--frames", type=int, default=960, help="frames per pass")
+    ap.add_argument("--scene", choices=["busy", "static"], default="busy", help="the frames of bench pipeline --scene")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", default="2,1", help="ONNX Runtime intra-op thread counts to compare")
     ap.add_argument("--intervals-ms", default="5,0.5", help="GIL switch intervals to compare, ms (Python's default: 5)")
@@ -161,9 +165,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("var/bench/contention.json"))
     args = ap.parse_args()
     try:
-        result = run(get_settings(), busy_scene_records(args.frames), args.rounds, [int(x) for x in args.threads.split(",")],
+        result = run(get_settings(), scene_records(args.frames, args.scene), args.rounds, [int(x) for x in args.threads.split(",")],
                      [float(x) for x in args.intervals_ms.split(",")], args.loop_work_ms, args.loop_sleep_ms,
-                     tuple(int(x) for x in args.loop_nice.split(",")))
+                     tuple(int(x) for x in args.loop_nice.split(",")), args.scene)
     except ValueError as exc:
         raise SystemExit(f"bench_contention: {exc}") from exc
     for case, row in result["cases"].items():

@@ -132,16 +132,16 @@ def test_bench_pipeline_static_scene_reuses_most_frames_and_names_its_scene(stac
 def test_contention_bench_compares_each_case_with_the_classifier_alone_and_restores_the_switch_interval(tmp_path: Path) -> None:
     import sys
 
-    from processors.bench_contention import busy_scene_records, run
+    from processors.bench_contention import run, scene_records
 
     model = build_tiny_model(tmp_path / "model", input_size=64, map_size=8)
     settings = Settings.model_validate({"worker": {"model_path": str(model), "batch_size": 4}})
     before = sys.getswitchinterval()
-    out = run(settings, busy_scene_records(16), rounds=2, threads=[1], intervals_ms=[5, 0.5], loop_work_ms=0.2,
+    out = run(settings, scene_records(16), rounds=2, threads=[1], intervals_ms=[5, 0.5], loop_work_ms=0.2,
               loop_sleep_ms=0.2, nices=(0, 5))
     assert sys.getswitchinterval() == before
     with pytest.raises(ValueError, match="0..19"):
-        run(settings, busy_scene_records(8), rounds=1, threads=[1], intervals_ms=[5], nices=(20,))
+        run(settings, scene_records(8), rounds=1, threads=[1], intervals_ms=[5], nices=(20,))
     cases = out["cases"]
     assert list(cases) == ["threads=1 alone", "threads=1 loop switch=5ms", "threads=1 loop switch=5ms nice=5",
                            "threads=1 loop switch=0.5ms", "threads=1 loop switch=0.5ms nice=5"]
@@ -152,6 +152,15 @@ def test_contention_bench_compares_each_case_with_the_classifier_alone_and_resto
         if name != "threads=1 alone":
             assert row["loop_items_per_s_median"] > 0  # the loop ran beside every measured pass
     assert out["frames_per_pass"] == 16 and 0 < out["inferred_fraction"] <= 1
+    # the still cameras of --scene static (bench_scenes, tested there), recorded as such
+    still = run(settings, scene_records(32, "static"), rounds=1, threads=[1], intervals_ms=[5], scene="static")
+    assert (out["scene"], still["scene"]) == ("busy", "static") and 0 < still["inferred_fraction"] <= 1
+    from spillwatch.events import decode_frame
+
+    def images(scene: str) -> set[bytes]:
+        return {decode_frame(v).jpeg for _, v in scene_records(32, scene) if v is not None}
+
+    assert images("static").isdisjoint(images("busy"))  # noisy variants of stills, not the clips' frames
 
 
 def test_worker_profile_tells_per_thread_where_it_ran_and_where_it_waited(tmp_path: Path) -> None:
