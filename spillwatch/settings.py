@@ -178,12 +178,12 @@ class LimitSettings(_Section):
 class WorkerSettings(_Section):
     model_path: Path = DEFAULT_MODEL
     batch_size: int = Field(
-        default=32, ge=1,
+        default=32, ge=1, le=1024,
         description="records a worker takes from the stream at once: one batch, checked, gated, sent and acked together "
-                    "(its frames to infer run in runs of inference_batch)",
+                    "(its frames to infer run in runs of inference_batch; at most 1024, the default stream buffer)",
     )
     inference_batch: int = Field(
-        default=8, ge=1,
+        default=8, ge=1, le=256,
         description="most frames one inference run takes (each run cut into the lanes); larger runs were slower a frame "
                     "with one ONNX thread (docs/performance.md, Takes and runs)",
     )
