@@ -85,6 +85,18 @@ def load_clip(name: str, width: int, quality: int = 85) -> Clip:
     return Clip(jpegs, float(meta["fps"]), meta.get("onset_s"))
 
 
+def scene_source(scene: str | None, spill: Clip, clean: Clip) -> FrameSource | None:
+    """The frames of ``--scene`` from the bundled clips (None: today's bench, every camera plays a clip);
+    a static spill camera's spill grows over the clip's ``grow_s``."""
+    if scene is None:
+        return None
+    static = None
+    if scene in ("static", "mixed"):
+        grow_s = float(json.loads((CLIPS / "spill.json").read_text()).get("meta", {}).get("grow_s", 5.0))
+        static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=grow_s)
+    return frame_source(scene, static, spill, clean)
+
+
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
@@ -601,11 +613,7 @@ def run_bench(*, cameras: int, fps: float, seconds: float, worker_counts: list[i
     if not model_path.is_file():
         raise SystemExit(f"bench pipeline needs the model: {model_path} not found (set SPILLWATCH_WORKER__MODEL_PATH)")
     spill, clean = load_clip("spill", width), load_clip("clean", width)
-    static = None
-    if scene in ("static", "mixed"):
-        grow_s = float(json.loads((CLIPS / "spill.json").read_text()).get("meta", {}).get("grow_s", 5.0))
-        static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=grow_s)
-    source = frame_source(scene, static, spill, clean) if scene is not None else None
+    source = scene_source(scene, spill, clean)
     logdir = out.parent / "bench-logs"
     logdir.mkdir(parents=True, exist_ok=True)
     stack = None

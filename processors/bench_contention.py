@@ -40,8 +40,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from processors.bench import _burst, load_clip
-from processors.bench_scenes import build_static, frame_source
+from processors.bench import _burst, load_clip, scene_source
 from processors.classifier import Classifier
 from spillwatch.events import encode_frame
 from spillwatch.model import SpillModel
@@ -82,8 +81,7 @@ class BusyLoop:
 def scene_records(frames: int, scene: str = "busy") -> Records:
     """The saturation burst of ``bench pipeline --scene`` (32 cameras at 2 fps), as raw records."""
     spill, clean = load_clip("spill", 480), load_clip("clean", 480)
-    static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=5.0) if scene == "static" else None
-    burst = _burst(spill, frames, frame_source(scene, static, spill, clean), 2.0)
+    burst = _burst(spill, frames, scene_source(scene, spill, clean), 2.0)
     return [(cam.encode(), encode_frame(h, jpeg)) for cam, h, jpeg in burst]
 
 

@@ -30,8 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processors.bench import _burst, _fresh, _publish, _wait_workers, bench_settings, load_clip, start_workers
-from processors.bench_scenes import build_static, frame_source
+from processors.bench import _burst, _fresh, _publish, _wait_workers, bench_settings, load_clip, scene_source, start_workers
 from spillwatch.settings import REPO_ROOT, get_settings
 from spillwatch.supervisor import ServiceGroup
 from spillwatch.topic_reader import TopicReader
@@ -119,10 +118,7 @@ def main() -> None:
     base = get_settings()
     model = Path(base.worker.model_path)
     spill, clean = load_clip("spill", 480), load_clip("clean", 480)
-    static = None
-    if args.scene == "static":
-        static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=5.0)
-    source = frame_source(args.scene, static, spill, clean)  # the scenes of ``bench pipeline --scene``
+    source = scene_source(args.scene, spill, clean)  # the scenes of ``bench pipeline --scene``
     args.out.parent.mkdir(parents=True, exist_ok=True)
     logdir = args.out.parent / "profile-logs"
     stack = LocalStack().start()
