@@ -286,6 +286,10 @@ class Phase(StrEnum):
 
 
 class Sample(BaseModel):
+    """One taken classification in a camera's window; frozen, so that copies of a state share them."""
+
+    model_config = ConfigDict(frozen=True)
+
     seq: int
     at: datetime
     prob: float
@@ -372,6 +376,15 @@ class CameraState(BaseModel):
     @property
     def open_incident(self) -> Incident | None:
         return self.incident if self.phase == Phase.CONFIRMED else None
+
+
+def _copy_state(state: CameraState) -> CameraState:
+    """A copy of ``state`` that the steps may change in place without touching ``state``: its window and
+    marks as new lists (the samples are frozen and shared; ``_take`` replaces the marks it changes), its
+    incident as a copy. The same as ``model_copy(deep=True)``, which took over half the aggregator's CPU a
+    classification (docs/performance.md, The aggregator's transactions)."""
+    incident = state.incident.model_copy(deep=True) if state.incident is not None else None
+    return state.model_copy(update={"window": list(state.window), "streams": list(state.streams), "incident": incident})
 
 
 class StepResult(BaseModel):
@@ -515,7 +528,7 @@ def observe(state: CameraState, c: Classification, params: ConfirmParams, now: d
     if c.camera_id != state.camera_id:
         raise ValueError(f"classification for {c.camera_id} fed to the state of {state.camera_id}")
     verdict = admit(state, c.epoch, c.seq, c.capture_time, params, now)
-    st = state.model_copy(deep=True)
+    st = _copy_state(state)
     if not verdict.taken:
         st.duplicates += 1
         return StepResult(state=st, duplicate=True, admission=verdict)
@@ -563,7 +576,7 @@ def tick(
 ) -> StepResult:
     """Timer path: record an acknowledgement and escalate an open incident that has been confirmed
     for ``escalate_after_s`` of processing time (also when its camera stopped sending frames)."""
-    st = state.model_copy(deep=True)
+    st = _copy_state(state)
     if st.incident is not None and acknowledged:
         st.incident.acknowledged = True
     esc = _maybe_escalate(st, params, now, wall_now=now)
@@ -572,7 +585,7 @@ def tick(
 
 def acknowledge(state: CameraState, incident: str) -> CameraState:
     """Mark the open incident acknowledged (no escalation afterwards); other ids are ignored."""
-    st = state.model_copy(deep=True)
+    st = _copy_state(state)
     if st.incident is not None and st.incident.id == incident:
         st.incident.acknowledged = True
     return st

@@ -216,6 +216,32 @@ def test_duplicate_does_not_mutate_input_state() -> None:
     assert st.model_dump() == before
 
 
+def test_no_step_changes_the_state_it_was_given() -> None:
+    """observe, tick and acknowledge return a new state and leave theirs as it was, in every phase and
+    on every path that changes the state in place (the window, the epochs' marks, the incident's
+    peak, escalation, acknowledgement, clearing): the store retries a batch on the states it read, so a
+    step that changed its input would decide the retry on a state that was never committed."""
+    probs = [0.1, 0.9, 0.2, 0.9, 0.95, 0.99] + [0.9] * 60 + [0.1] * 4 + [0.9] * 3
+    st = CameraState(camera_id="cam-1")
+    steps = 0
+    for i, p in enumerate(probs):
+        epoch = 1 if i < 40 else 2  # a producer restart: a second epoch's mark
+        c = cls(i if i < 40 else i - 40, p).model_copy(update={"epoch": epoch, "capture_time": T0 + timedelta(seconds=i / FPS)})
+        before = st.model_dump()
+        r = observe(st, c, P, now=c.capture_time + timedelta(milliseconds=50))
+        assert st.model_dump() == before, f"observe changed its input at frame {i}"
+        if st.incident is not None:
+            t = tick(st, P, st.incident.confirmed_wall + timedelta(seconds=60), acknowledged=i % 2 == 0)
+            assert t.state.incident is not None and (t.state.incident.escalated or t.state.incident.acknowledged)
+            a = acknowledge(st, st.incident.id)
+            assert a.incident is not None and a.incident.acknowledged
+            assert st.model_dump() == before, f"tick or acknowledge changed its input at frame {i}"
+            steps += 1
+        st = r.state
+    assert st.frames == len(probs) and len(st.streams) == 2
+    assert steps > 60  # the incident was open (and escalated, acknowledged, cleared) along the way
+
+
 def test_incident_id_is_stable_across_recomputation() -> None:
     _, a1, _ = run([0.1, 0.9, 0.9, 0.9])
     _, a2, _ = run([0.1, 0.9, 0.9, 0.9])
