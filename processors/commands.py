@@ -120,8 +120,10 @@ def bench_pipeline(
 
 
 def bench_redis(
-    cameras: int = typer.Option(20, help="simulated cameras"),
-    frames_per_camera: int = typer.Option(30, help="frames per camera and scene (2 fps capture spacing)"),
+    # 100 x 60: the aggregator's backlog (about three times the frames of a scene) takes it seconds to drain, not a
+    # fraction of one (20 x 30 drained in ~0.4 s once an aggregator decided ~4,000 a second: too short to time)
+    cameras: int = typer.Option(100, help="simulated cameras"),
+    frames_per_camera: int = typer.Option(60, help="frames per camera and scene (2 fps capture spacing)"),
     out: Path = typer.Option(Path("var/bench/redis-ops.json"), "--out", help="JSON results"),
 ) -> None:
     """Redis commands per frame (clean and spill scenes) and one aggregator's decisions/s, measured."""
