@@ -224,6 +224,7 @@ def test_no_step_changes_the_state_it_was_given() -> None:
     probs = [0.1, 0.9, 0.2, 0.9, 0.95, 0.99] + [0.9] * 60 + [0.1] * 4 + [0.9] * 3
     st = CameraState(camera_id="cam-1")
     steps = 0
+    alerts: list[SpillAlert] = []
     for i, p in enumerate(probs):
         epoch = 1 if i < 40 else 2  # a producer restart: a second epoch's mark
         c = cls(i if i < 40 else i - 40, p).model_copy(update={"epoch": epoch, "capture_time": T0 + timedelta(seconds=i / FPS)})
@@ -237,9 +238,10 @@ def test_no_step_changes_the_state_it_was_given() -> None:
             assert a.incident is not None and a.incident.acknowledged
             assert st.model_dump() == before, f"tick or acknowledge changed its input at frame {i}"
             steps += 1
-        st = r.state
+        st, alerts = r.state, alerts + r.alerts
     assert st.frames == len(probs) and len(st.streams) == 2
-    assert steps > 60  # the incident was open (and escalated, acknowledged, cleared) along the way
+    assert kinds(alerts) == ["confirmed", "escalated", "cleared"]  # every path that changes the incident in place
+    assert steps > 60
 
 
 def test_incident_id_is_stable_across_recomputation() -> None:
