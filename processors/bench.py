@@ -59,6 +59,7 @@ class Clip:
     jpegs: list[bytes]
     fps: float
     onset_s: float | None
+    grow_s: float | None = None  # how long a spill takes to grow to full size (the generator's meta)
 
 
 def load_clip(name: str, width: int, quality: int = 85) -> Clip:
@@ -82,7 +83,7 @@ def load_clip(name: str, width: int, quality: int = 85) -> Clip:
         cap.release()
     if not jpegs:
         raise RuntimeError(f"could not read {name}.mp4 (OpenCV without a video backend?)")
-    return Clip(jpegs, float(meta["fps"]), meta.get("onset_s"))
+    return Clip(jpegs, float(meta["fps"]), meta.get("onset_s"), meta.get("meta", {}).get("grow_s"))
 
 
 def scene_source(scene: str | None, spill: Clip, clean: Clip) -> FrameSource | None:
@@ -92,7 +93,7 @@ def scene_source(scene: str | None, spill: Clip, clean: Clip) -> FrameSource | N
         return None
     static = None
     if scene in ("static", "mixed"):
-        grow_s = float(json.loads((CLIPS / "spill.json").read_text()).get("meta", {}).get("grow_s", 5.0))
+        grow_s = spill.grow_s if spill.grow_s is not None else 5.0
         static = build_static(spill.jpegs, clean.jpegs, fps=spill.fps, onset_s=spill.onset_s or 0.0, grow_s=grow_s)
     return frame_source(scene, static, spill, clean)
 
